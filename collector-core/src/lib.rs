@@ -1,1 +1,46 @@
-pub fn placeholder() {}
+//! # collector-core
+//!
+//! Finds every container on a Linux host through its cgroups (v1, v2 and hybrid) and reads
+//! its CPU, memory, block IO, pids, pressure, load and network figures.
+//!
+//! ```no_run
+//! use collector_core::{Collector, Config};
+//!
+//! let mut collector = Collector::new(Config::default())?;
+//! let snapshot = collector.sweep();
+//! for c in &snapshot.containers {
+//!     println!("{} {:?} cpu={:?}ns mem={:?}B", c.id, c.identity.runtime,
+//!              c.stats.cpu.usage_ns, c.stats.memory.usage_bytes);
+//! }
+//! for e in &snapshot.errors {
+//!     eprintln!("{e}");
+//! }
+//! # Ok::<(), collector_core::Error>(())
+//! ```
+//!
+//! Every root is injectable through [`Roots`], so the collector runs on fixture trees and
+//! inside a container with the host's `/proc` and `/sys` mounted elsewhere.
+
+pub mod collector;
+pub mod devices;
+pub mod discover;
+pub mod error;
+pub mod hierarchy;
+pub mod identity;
+pub mod load;
+pub mod machine;
+pub mod mountinfo;
+pub mod network;
+pub mod parse;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
+pub mod read;
+pub mod stats;
+pub mod v1;
+pub mod v2;
+
+pub use collector::{Collector, Config, Container, Metadata, Snapshot};
+pub use error::{Error, Result};
+pub use hierarchy::{Controller, Hierarchy, Roots, Setup};
+pub use identity::{Identity, Kind, Runtime};
+pub use stats::*;

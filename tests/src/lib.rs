@@ -1,1 +1,421 @@
-//! Member crate.
+//! Support for the integration tests: real cgroups, processes and network namespaces that a
+//! test makes and that are removed when it ends, whatever the outcome.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use collector_core::{Controller, Hierarchy, Roots};
+
+/// The command that prepares a machine for the whole suite.
+pub const SETUP: &str = "scripts/test.sh";
+
+/// A name no other run of the suite uses at the same time.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{nanos:x}", std::process::id())
+}
+
+/// Fails the test with a message naming the set-up command unless we are root.
+pub fn require_root() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("this test needs root to make cgroups; run it through `{SETUP}` as root");
+    }
+}
+
+/// One cgroup made in every v1 controller the collector reads and in the cgroup2 hierarchy.
+pub struct TestCgroup {
+    /// The cgroup id (`/ccol-live-...`).
+    pub id: String,
+    dirs: Vec<PathBuf>,
+    children: Vec<Child>,
+}
+
+impl TestCgroup {
+    pub fn new(prefix: &str) -> TestCgroup {
+        require_root();
+        let h = Hierarchy::detect(&Roots::default()).expect("a cgroup hierarchy on this host");
+        let id = format!("/{}", unique(prefix));
+        let mut dirs = Vec::new();
+        let mounts: Vec<_> = Controller::ALL
+            .iter()
+            .filter_map(|c| h.v1(*c))
+            .chain(h.unified.iter())
+            .collect();
+        for m in mounts {
+            let dir = m.dir_of(&id).expect("root mount");
+            if dirs.contains(&dir) {
+                continue;
+            }
+            std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            // A v1 cpuset starts empty and takes no task until it has CPUs and memory nodes.
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                if let (Some(parent), true) = (dir.parent(), dir.join(f).exists()) {
+                    if let Ok(v) = std::fs::read_to_string(parent.join(f)) {
+                        let _ = std::fs::write(dir.join(f), v.trim());
+                    }
+                }
+            }
+            dirs.push(dir);
+        }
+        TestCgroup {
+            id,
+            dirs,
+            children: Vec::new(),
+        }
+    }
+
+    /// The directories made, one per hierarchy.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    pub fn dir_containing(&self, part: &str) -> &Path {
+        self.dirs
+            .iter()
+            .find(|d| d.to_string_lossy().contains(part))
+            .unwrap_or_else(|| panic!("no {part} dir among {:?}", self.dirs))
+    }
+
+    /// Writes a control file in the hierarchy whose mount path contains `part`.
+    pub fn set(&self, part: &str, file: &str, value: &str) {
+        let p = self.dir_containing(part).join(file);
+        std::fs::write(&p, value).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+    }
+
+    /// Starts `cmd` already inside the cgroup (it moves itself before exec), so everything it
+    /// allocates is charged here.
+    pub fn spawn(&mut self, cmd: &mut Command) -> u32 {
+        let procs: Vec<std::ffi::CString> = self
+            .dirs
+            .iter()
+            .map(|d| {
+                std::ffi::CString::new(d.join("cgroup.procs").as_os_str().as_encoded_bytes())
+                    .unwrap()
+            })
+            .collect();
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        // SAFETY: only open/write/close, which are async-signal-safe, run between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                for p in &procs {
+                    let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+                    libc::close(fd);
+                    if n != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn test process");
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// Kills the children now (the cgroup stays).
+    pub fn kill_all(&mut self) {
+        for mut c in self.children.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        self.kill_all();
+        for d in self.dirs.iter().rev() {
+            // A killed task may take a moment to leave the cgroup.
+            for _ in 0..50 {
+                match std::fs::remove_dir(d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+        }
+    }
+}
+
+/// Two network namespaces joined by a veth pair, with addresses on the link between them.
+pub struct NetnsPair {
+    pub a: String,
+    pub b: String,
+    pub a_if: String,
+    pub a_addr: &'static str,
+    pub b_addr: &'static str,
+}
+
+impl NetnsPair {
+    pub fn create() -> NetnsPair {
+        require_root();
+        let tag = unique("ccol");
+        let short = &tag[tag.len().saturating_sub(8)..];
+        let pair = NetnsPair {
+            a: format!("{tag}-a"),
+            b: format!("{tag}-b"),
+            a_if: format!("va{short}"),
+            // Link-local addresses on a link that exists only between the two test namespaces.
+            a_addr: "169.254.77.1",
+            b_addr: "169.254.77.2",
+        };
+        let b_if = format!("vb{short}");
+        run("ip", &["netns", "add", &pair.a]);
+        run("ip", &["netns", "add", &pair.b]);
+        run(
+            "ip",
+            &[
+                "link", "add", &pair.a_if, "netns", &pair.a, "type", "veth", "peer", "name", &b_if,
+                "netns", &pair.b,
+            ],
+        );
+        for (ns, ifname, addr) in [
+            (&pair.a, &pair.a_if, pair.a_addr),
+            (&pair.b, &b_if, pair.b_addr),
+        ] {
+            run(
+                "ip",
+                &[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{addr}/30"),
+                    "dev",
+                    ifname,
+                ],
+            );
+            run("ip", &["-n", ns, "link", "set", ifname, "up"]);
+            run("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        }
+        pair
+    }
+
+    /// A command that runs inside namespace `ns`.
+    pub fn exec(ns: &str, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]).args(args);
+        c
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        // Deleting a namespace removes its end of the veth pair, and with it the peer.
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Runs a set-up command and fails loudly, naming it, when it does not succeed.
+pub fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} not runnable ({e}); install it with `{SETUP}`"));
+    if !out.status.success() {
+        let _ = std::io::stderr().write_all(&out.stderr);
+        panic!("`{program} {}` failed: {}", args.join(" "), out.status);
+    }
+}
+
+/// The exporter running as a child process, stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Exporter {
+    pub child: Child,
+    pub addr: std::net::SocketAddr,
+    /// Its stderr after the "listening" line, collected by a thread.
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Exporter {
+    /// Starts `bin` listening on a free loopback port (port 0) and waits for its address.
+    pub fn start(bin: &str, args: &[&str]) -> Exporter {
+        use std::io::BufRead;
+        let mut child = Command::new(bin)
+            .args(["--web.listen-address", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if !sent {
+                    if let Some(a) = line.split("listening on http://").nth(1) {
+                        let _ = tx.send(a.trim().to_string());
+                        sent = true;
+                    }
+                }
+                if let Ok(mut l) = log2.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+            Ok(a) => a.parse().expect("address"),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "exporter did not start: {}",
+                    log.lock().map(|l| l.clone()).unwrap_or_default()
+                );
+            }
+        };
+        Exporter { child, addr, log }
+    }
+
+    /// GET `path`, waiting (up to 10 s) until the exporter has a first sweep.
+    pub fn get(&self, path: &str) -> HttpResponse {
+        self.get_with(path, &[])
+    }
+
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let r = http_get(self.addr, path, headers);
+            if r.status != 503 || std::time::Instant::now() > deadline {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        for _ in 0..100 {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A minimal HTTP/1.1 GET (Connection: close), enough to test our own server.
+pub fn http_get(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    use std::io::Read;
+    let mut s =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        let start = eol + 2;
+        if size == 0 || b.len() < start + size {
+            break;
+        }
+        out.extend_from_slice(&b[start..start + size]);
+        b = b.get(start + size + 2..).unwrap_or(&[]);
+    }
+    out
+}
+
+/// Parses the Prometheus text format into (name, labels, value) for the lines of a family.
+pub fn samples<'a>(body: &'a str, name: &str) -> Vec<(&'a str, f64)> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        })
+        .filter_map(|l| {
+            let (left, v) = l.rsplit_once(' ')?;
+            Some((left, v.parse().ok()?))
+        })
+        .collect()
+}

@@ -1,0 +1,455 @@
+//! The collector: keeps the list of cgroups current and reads them all in one sweep.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::devices::DeviceNames;
+use crate::discover::{self, Watcher};
+use crate::error::{Error, Result};
+use crate::hierarchy::{Controller, Hierarchy, Mount, Roots, Setup};
+use crate::identity::{self, Identity, Kind};
+use crate::load::{self, LoadReader};
+use crate::network::{self, NetReader};
+use crate::read::Reader;
+use crate::stats::{ContainerStats, CpuStats, LoadStats};
+use crate::{v1, v2};
+
+/// What to collect and where from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub roots: Roots,
+    /// Only cgroups under these prefixes (all when empty).
+    pub include: Vec<String>,
+    /// Never cgroups under these prefixes.
+    pub exclude: Vec<String>,
+    /// Follow only the machine (`/`), runtime containers and Kubernetes pods; skip raw cgroups
+    /// and systemd units (cAdvisor's `docker_only`).
+    pub runtime_only: bool,
+    /// Standalone containerd's namespaces (`/<namespace>/<id>` cgroups).
+    pub containerd_namespaces: Vec<String>,
+    /// Full rescan of the hierarchies at least this often, whatever inotify says.
+    pub rescan_interval: Duration,
+    /// Use inotify to notice new and removed cgroups between rescans.
+    pub watch: bool,
+    pub network: bool,
+    pub load: bool,
+    /// At most this many `/proc/<tid>/stat` reads per sweep for load (procfs fallback only).
+    pub load_task_budget: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            roots: Roots::default(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            runtime_only: false,
+            containerd_namespaces: vec!["k8s.io".into(), "moby".into(), "default".into()],
+            rescan_interval: Duration::from_secs(30),
+            watch: true,
+            network: true,
+            load: true,
+            load_task_budget: 20_000,
+        }
+    }
+}
+
+/// One container in a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Container {
+    /// The cgroup path, as cAdvisor's `id` label (`/docker/<id>`, `/` for the machine).
+    pub id: String,
+    #[serde(flatten)]
+    pub identity: Identity,
+    /// When this collector first saw it (Unix milliseconds).
+    pub first_seen_ms: u64,
+    /// When its cgroup directory was made (its ctime, Unix milliseconds), where known.
+    pub created_ms: Option<u64>,
+    /// Names, image and labels from the container runtime, where known.
+    pub meta: Metadata,
+    pub stats: ContainerStats,
+}
+
+/// What a container runtime says about a container. Empty until a runtime has answered; the
+/// container is still reported by its cgroup path meanwhile.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub name: Option<String>,
+    pub image: Option<String>,
+    /// Kubernetes namespace, pod name and container name.
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub container: Option<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// One sweep's result: everything that could be read, and what could not.
+#[derive(Debug, Default, Serialize)]
+pub struct Snapshot {
+    /// When the sweep started (Unix milliseconds).
+    pub timestamp_ms: u64,
+    pub setup: Option<Setup>,
+    pub containers: Vec<Container>,
+    pub machine: crate::machine::MachineStats,
+    /// Errors met in the sweep; the containers they concern are still in `containers` with
+    /// the fields that could be read.
+    #[serde(serialize_with = "errors_as_text")]
+    pub errors: Vec<Error>,
+    pub duration_us: u64,
+}
+
+fn errors_as_text<S: serde::Serializer>(
+    errs: &[Error],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_seq(errs.iter().map(|e| e.to_string()))
+}
+
+impl Snapshot {
+    pub fn get(&self, id: &str) -> Option<&Container> {
+        self.containers.iter().find(|c| c.id == id)
+    }
+}
+
+/// A cgroup being followed between sweeps.
+#[derive(Debug)]
+struct Tracked {
+    id: String,
+    identity: Identity,
+    first_seen_ms: u64,
+    created_ms: Option<u64>,
+    meta: Metadata,
+    v1: v1::Dirs<PathBuf>,
+    unified: Option<PathBuf>,
+    last_load: Option<(LoadStats, Instant)>,
+    /// Reused between sweeps so the steady state does not reallocate.
+    stats: ContainerStats,
+}
+
+/// Finds containers and reads them. Not `Sync`: one sweep at a time; share the snapshots.
+#[derive(Debug)]
+pub struct Collector {
+    config: Config,
+    hierarchy: Hierarchy,
+    tracked: Vec<Tracked>,
+    watcher: Option<Watcher>,
+    last_scan: Option<Instant>,
+    reader: Reader,
+    net: NetReader,
+    load: Option<LoadReader>,
+    devices: DeviceNames,
+    user_hz: u64,
+    scan_errors: Vec<Error>,
+}
+
+impl Collector {
+    /// Detects the hierarchy under the configured roots. Fails only when there is none.
+    pub fn new(config: Config) -> Result<Collector> {
+        let hierarchy = Hierarchy::detect(&config.roots)?;
+        let watcher = if config.watch {
+            Watcher::new()
+                .map_err(|e| tracing::warn!("inotify unavailable, periodic rescans only: {e}"))
+                .ok()
+        } else {
+            None
+        };
+        let load = config
+            .load
+            .then(|| LoadReader::new(&config.roots.proc_root, config.load_task_budget));
+        Ok(Collector {
+            net: NetReader::new(&config.roots.proc_root),
+            devices: DeviceNames::new(config.roots.sys_root.clone()),
+            user_hz: user_hz(),
+            hierarchy,
+            tracked: Vec::new(),
+            watcher,
+            last_scan: None,
+            reader: Reader::new(),
+            load,
+            scan_errors: Vec::new(),
+            config,
+        })
+    }
+
+    pub fn hierarchy(&self) -> &Hierarchy {
+        &self.hierarchy
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether discovery has hit the inotify watch limit (rescans still find everything).
+    pub fn watch_saturated(&self) -> bool {
+        self.watcher.as_ref().is_some_and(Watcher::saturated)
+    }
+
+    /// Forces a full rescan at the next sweep.
+    pub fn rescan_soon(&mut self) {
+        self.last_scan = None;
+    }
+
+    /// The cgroup ids currently followed.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.tracked.iter().map(|t| t.id.as_str())
+    }
+
+    /// Reads every container once.
+    pub fn sweep(&mut self) -> Snapshot {
+        let mut s = Snapshot::default();
+        self.sweep_into(&mut s);
+        s
+    }
+
+    /// Reads every container once into `out`, reusing its buffers.
+    pub fn sweep_into(&mut self, out: &mut Snapshot) {
+        let started = Instant::now();
+        out.timestamp_ms = unix_ms(SystemTime::now());
+        out.setup = Some(self.hierarchy.setup);
+        out.errors.clear();
+        self.refresh(out);
+        let roots = &self.config.roots;
+        crate::machine::read(
+            &mut self.reader,
+            &roots.proc_root,
+            &roots.sys_root,
+            &mut out.machine,
+        );
+        self.reader.take_errors(&mut out.errors);
+        self.net.begin_sweep();
+        if let Some(l) = self.load.as_mut() {
+            l.begin_sweep();
+        }
+        let now = Instant::now();
+        let mut kept = 0;
+        out.containers.truncate(self.tracked.len());
+        let mut i = 0;
+        while i < self.tracked.len() {
+            let alive = self.read_one(i, now, &mut out.errors);
+            if !alive {
+                // Stopped while we looked: gone quietly; a rescan will confirm.
+                self.tracked.remove(i);
+                continue;
+            }
+            let t = &self.tracked[i];
+            if kept < out.containers.len() {
+                let c = &mut out.containers[kept];
+                c.id.clone_from(&t.id);
+                c.identity.clone_from(&t.identity);
+                c.first_seen_ms = t.first_seen_ms;
+                c.created_ms = t.created_ms;
+                c.meta.clone_from(&t.meta);
+                c.stats.clone_from(&t.stats);
+            } else {
+                out.containers.push(Container {
+                    id: t.id.clone(),
+                    identity: t.identity.clone(),
+                    first_seen_ms: t.first_seen_ms,
+                    created_ms: t.created_ms,
+                    meta: t.meta.clone(),
+                    stats: t.stats.clone(),
+                });
+            }
+            kept += 1;
+            i += 1;
+        }
+        out.containers.truncate(kept);
+        out.duration_us = started.elapsed().as_micros() as u64;
+    }
+
+    /// Rescans when inotify saw a change or the rescan interval passed.
+    fn refresh(&mut self, out: &mut Snapshot) {
+        let changed = self.watcher.as_mut().is_some_and(Watcher::poll);
+        let due = self
+            .last_scan
+            .is_none_or(|t| t.elapsed() >= self.config.rescan_interval);
+        if !(changed || due) {
+            return;
+        }
+        self.last_scan = Some(Instant::now());
+        let mounts: Vec<&Mount> = self.hierarchy.mounts();
+        let filter = discover::prefix_filter(&self.config.include, &self.config.exclude);
+        self.scan_errors.clear();
+        let found = discover::walk(
+            &mounts,
+            self.watcher.as_mut(),
+            &filter,
+            &mut self.scan_errors,
+        );
+        out.errors.append(&mut self.scan_errors);
+        let now_ms = unix_ms(SystemTime::now());
+
+        // Keep the state of those still present, in the walk's (sorted) order.
+        let mut old: std::collections::HashMap<String, Tracked> =
+            self.tracked.drain(..).map(|t| (t.id.clone(), t)).collect();
+        for (id, bits) in found {
+            let dir_in = |m: Option<&Mount>| -> Option<PathBuf> {
+                let m = m?;
+                let i = mounts.iter().position(|x| x.path == m.path)?;
+                (bits & (1 << i.min(31)) != 0)
+                    .then(|| m.dir_of(&id))
+                    .flatten()
+            };
+            let v1dirs = v1::Dirs {
+                cpu: dir_in(self.hierarchy.v1(Controller::Cpu)),
+                cpuacct: dir_in(self.hierarchy.v1(Controller::Cpuacct)),
+                cpuset: dir_in(self.hierarchy.v1(Controller::Cpuset)),
+                memory: dir_in(self.hierarchy.v1(Controller::Memory)),
+                blkio: dir_in(self.hierarchy.v1(Controller::Blkio)),
+                pids: dir_in(self.hierarchy.v1(Controller::Pids)),
+            };
+            let unified = dir_in(self.hierarchy.unified.as_ref());
+            if self.config.runtime_only && !old.contains_key(&id) {
+                let kind = identity::classify(&id, &self.config.containerd_namespaces).kind;
+                if !matches!(kind, Kind::Root | Kind::Container | Kind::Pod) {
+                    continue;
+                }
+            }
+            let t = match old.remove(&id) {
+                Some(mut t) => {
+                    t.v1 = v1dirs;
+                    t.unified = unified;
+                    t
+                }
+                None => Tracked {
+                    identity: identity::classify(&id, &self.config.containerd_namespaces),
+                    created_ms: created_ms(
+                        unified
+                            .as_ref()
+                            .or(v1dirs.cpu.as_ref())
+                            .or(v1dirs.memory.as_ref()),
+                    ),
+                    meta: Metadata::default(),
+                    id,
+                    first_seen_ms: now_ms,
+                    v1: v1dirs,
+                    unified,
+                    last_load: None,
+                    stats: ContainerStats::default(),
+                },
+            };
+            self.tracked.push(t);
+        }
+        self.devices.retry_unknown();
+    }
+
+    /// Reads one tracked cgroup into its stats. False when it has vanished.
+    fn read_one(&mut self, i: usize, now: Instant, errors: &mut Vec<Error>) -> bool {
+        let setup = self.hierarchy.setup;
+        let t = &mut self.tracked[i];
+        let r = &mut self.reader;
+        let s = &mut t.stats;
+        reset(s);
+
+        if setup == Setup::Unified {
+            if let Some(dir) = &t.unified {
+                v2::read_all(r, dir, s);
+            }
+        } else {
+            v1::read_all(r, &t.v1, self.user_hz, s);
+            if let Some(dir) = &t.unified {
+                // The hybrid twin: exact user/system time and PSI that v1 lacks.
+                let mut twin = CpuStats::default();
+                v2::read_cpu(r, dir, &mut twin);
+                if twin.user_ns.is_some() {
+                    s.cpu.user_ns = twin.user_ns;
+                    s.cpu.system_ns = twin.system_ns;
+                }
+                if s.cpu.usage_ns.is_none() {
+                    s.cpu.usage_ns = twin.usage_ns;
+                }
+                v2::read_pressure(r, dir, &mut s.pressure);
+            }
+        }
+        for d in s.blkio.iter_mut() {
+            if d.device.is_none() {
+                d.device = self.devices.name(d.major, d.minor).map(str::to_string);
+            }
+        }
+
+        // A directory whose processes can be listed: the unified one, else any v1 one.
+        let v1_any = [
+            &t.v1.cpu,
+            &t.v1.cpuacct,
+            &t.v1.memory,
+            &t.v1.pids,
+            &t.v1.blkio,
+            &t.v1.cpuset,
+        ]
+        .into_iter()
+        .flatten()
+        .next();
+        let procs_dir = if setup == Setup::Unified {
+            t.unified.as_ref()
+        } else {
+            v1_any.or(t.unified.as_ref())
+        };
+        let pid = procs_dir.and_then(|d| network::first_pid(r, d));
+        if self.config.network && t.identity.kind != Kind::Root {
+            self.net.read(pid, r, &mut s.network);
+        }
+        if let (Some(load), Some(tasks_dir)) = (self.load.as_mut(), procs_dir) {
+            let v1_dir = t.v1.cpu.as_ref().or(t.v1.cpuacct.as_ref()).or(v1_any);
+            let v2 = setup == Setup::Unified;
+            if let Some((counts, source)) =
+                load.counts(r, v1_dir.map(|p| p.as_path()), tasks_dir, v2)
+            {
+                let prev = t
+                    .last_load
+                    .map(|(l, at)| (l, now.duration_since(at).as_secs_f64()));
+                let l = load::update_average(prev, counts, source);
+                t.last_load = Some((l, now));
+                s.load = Some(l);
+            }
+        }
+
+        let gone = r.saw_missing && procs_dir.is_some_and(|d| !d.exists());
+        if gone {
+            r.errors.clear();
+            r.saw_missing = false;
+            return false;
+        }
+        r.take_errors(errors);
+        true
+    }
+}
+
+/// Clears figures but keeps the buffers.
+fn reset(s: &mut ContainerStats) {
+    let mut per_cpu = std::mem::take(&mut s.cpu.per_cpu_ns);
+    per_cpu.clear();
+    let mut blkio = std::mem::take(&mut s.blkio);
+    blkio.clear();
+    let mut ifaces = std::mem::take(&mut s.network.interfaces);
+    ifaces.clear();
+    *s = ContainerStats::default();
+    s.cpu.per_cpu_ns = per_cpu;
+    s.blkio = blkio;
+    s.network.interfaces = ifaces;
+}
+
+/// A cgroup directory's ctime: set when it is made (cgroupfs files are not renamed or chmod-ed
+/// by runtimes), so it stands for the container's start as cAdvisor takes it.
+fn created_ms(dir: Option<&PathBuf>) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir?).ok()?;
+    let ms = m.ctime().checked_mul(1000)? + m.ctime_nsec() / 1_000_000;
+    u64::try_from(ms).ok()
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// USER_HZ, the unit of `cpuacct.stat`.
+fn user_hz() -> u64 {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(v)) if v > 0 => v as u64,
+        _ => 100,
+    }
+}

@@ -1,0 +1,57 @@
+//! Errors carry the path they came from, so an operator can go and look at the file.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What went wrong while reading one file or directory.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read (permissions, I/O error, ...).
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The file was read but its content is not in the kernel's format.
+    #[error("parsing {path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    /// No cgroup hierarchy could be found under the given roots.
+    #[error("no cgroup hierarchy found: {0}")]
+    NoHierarchy(String),
+}
+
+impl Error {
+    pub fn read(path: &Path, source: io::Error) -> Self {
+        Error::Read {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn parse(path: &Path, reason: impl Into<String>) -> Self {
+        Error::Parse {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The path the error is about, when it has one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Error::Read { path, .. } | Error::Parse { path, .. } => Some(path),
+            Error::NoHierarchy(_) => None,
+        }
+    }
+}
+
+/// True for the errors a cgroup or process that just went away produces.
+/// Such a container stopped; that is not an error worth reporting.
+pub fn is_vanished(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ESRCH)
+    )
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

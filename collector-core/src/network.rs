@@ -1,0 +1,134 @@
+//! Network figures of a container, read from `/proc/<pid>/net/dev` of one of its processes:
+//! that file shows the network namespace of the process, so no `setns` is needed.
+//!
+//! A process in the host's network namespace would show the host's interfaces and traffic.
+//! Such a container is detected by comparing the namespace link `/proc/<pid>/ns/net` with
+//! the host's (PID 1's, or kthreadd's), and gets no network figures rather than the host's
+//! (as cAdvisor does).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+use crate::parse;
+use crate::read::Reader;
+use crate::stats::{NetworkStats, NetworkStatus};
+
+/// Reads network figures for the processes of the cgroups it is asked about, remembering each
+/// namespace read during a sweep so that containers sharing one (a pod) cost one read.
+#[derive(Debug)]
+pub struct NetReader {
+    proc_root: PathBuf,
+    host_ns: Option<String>,
+    /// `<proc_root>/<pid>`, rebuilt for each container without allocating.
+    pid_dir: PathBuf,
+    pid_str: String,
+    /// (namespace link, figures) read during the current sweep; entries past `seen_len` are
+    /// kept only for their buffers.
+    seen: Vec<(String, NetworkStats)>,
+    seen_len: usize,
+}
+
+impl NetReader {
+    pub fn new(proc_root: &Path) -> Self {
+        NetReader {
+            proc_root: proc_root.to_path_buf(),
+            host_ns: None,
+            pid_dir: PathBuf::new(),
+            pid_str: String::new(),
+            seen: Vec::new(),
+            seen_len: 0,
+        }
+    }
+
+    /// Starts a sweep: forgets the namespaces read in the last one and re-reads the host's.
+    ///
+    /// The host's namespace is PID 1's. Where PID 1's links cannot be read (it may be
+    /// non-dumpable), kthreadd's (PID 2) serves: kernel threads always live in the initial
+    /// network namespace. If neither can be read, containers cannot be told apart from the
+    /// host and their figures are reported as read.
+    pub fn begin_sweep(&mut self) {
+        self.seen_len = 0;
+        self.set_pid_dir(1);
+        self.host_ns = ns_link(&self.pid_dir);
+        if self.host_ns.is_none() {
+            self.set_pid_dir(2);
+            let is_kthreadd = std::fs::read_to_string(self.pid_dir.join("comm"))
+                .is_ok_and(|c| c.trim() == "kthreadd");
+            if is_kthreadd {
+                self.host_ns = ns_link(&self.pid_dir);
+            }
+        }
+    }
+
+    fn set_pid_dir(&mut self, pid: u32) {
+        use std::fmt::Write;
+        self.pid_str.clear();
+        let _ = write!(self.pid_str, "{pid}");
+        self.pid_dir.clear();
+        self.pid_dir.push(&self.proc_root);
+        self.pid_dir.push(&self.pid_str);
+    }
+
+    /// Fills `out` for a container whose first process is `pid` (`None` when it has none).
+    pub fn read(&mut self, pid: Option<u32>, r: &mut Reader, out: &mut NetworkStats) {
+        out.interfaces.clear();
+        let Some(pid) = pid else {
+            out.status = NetworkStatus::NoProcess;
+            return;
+        };
+        self.set_pid_dir(pid);
+        let ns = ns_link(&self.pid_dir);
+        if let (Some(ns), Some(host)) = (&ns, &self.host_ns) {
+            if ns == host {
+                out.status = NetworkStatus::HostNamespace;
+                return;
+            }
+        }
+        if let Some(ns) = &ns {
+            if let Some((_, stats)) = self.seen[..self.seen_len].iter().find(|(n, _)| n == ns) {
+                out.clone_from(stats);
+                return;
+            }
+        }
+        match r.read(&self.pid_dir, "net/dev") {
+            Some(text) => {
+                out.status = NetworkStatus::Own;
+                if let Err(reason) = parse::net_dev(text, &mut out.interfaces) {
+                    r.parse_error(reason);
+                }
+            }
+            // The process exited between listing and reading: try again next sweep.
+            None => out.status = NetworkStatus::NoProcess,
+        }
+        if let Some(ns) = ns {
+            if self.seen_len == self.seen.len() {
+                self.seen.push((String::new(), NetworkStats::default()));
+            }
+            let slot = &mut self.seen[self.seen_len];
+            slot.0 = ns;
+            slot.1.clone_from(out);
+            self.seen_len += 1;
+        }
+    }
+}
+
+/// The namespace link (`net:[4026531840]`); readlink works even on a copy of it in a fixture.
+fn ns_link(pid_dir: &Path) -> Option<String> {
+    std::fs::read_link(pid_dir.join("ns/net"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// First pid listed in a cgroup's `cgroup.procs`, if any.
+pub fn first_pid(r: &mut Reader, dir: &Path) -> Option<u32> {
+    let text = r.read(dir, "cgroup.procs")?;
+    let first = text.lines().next()?;
+    match first.trim().parse::<u32>() {
+        Ok(p) => Some(p),
+        Err(_) => {
+            let reason = format!("not a pid: {first:?}");
+            r.errors.push(Error::parse(r.last_path(), reason));
+            None
+        }
+    }
+}

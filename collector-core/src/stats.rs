@@ -1,0 +1,211 @@
+//! The figures read for one container. Every field is `Option` where the file that feeds it
+//! may be absent (older kernel, controller not enabled, v1 vs v2), so a missing file is never
+//! reported as zero.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything read for one container in one sweep.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStats {
+    pub cpu: CpuStats,
+    pub memory: MemoryStats,
+    pub blkio: Vec<DeviceIo>,
+    pub pids: PidsStats,
+    pub pressure: PressureStats,
+    pub network: NetworkStats,
+    pub load: Option<LoadStats>,
+    pub spec: Spec,
+}
+
+/// CPU time, all in nanoseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuStats {
+    /// Total CPU time (v1 `cpuacct.usage`, v2 `usage_usec`).
+    pub usage_ns: Option<u64>,
+    /// User time. From v2 `user_usec` (also the unified twin in hybrid mode, which is exact),
+    /// else v1 `cpuacct.stat` ticks converted with USER_HZ.
+    pub user_ns: Option<u64>,
+    pub system_ns: Option<u64>,
+    /// Per-CPU usage (v1 `cpuacct.usage_percpu`); empty on v2, which has no such file.
+    pub per_cpu_ns: Vec<u64>,
+    pub nr_periods: Option<u64>,
+    pub nr_throttled: Option<u64>,
+    pub throttled_ns: Option<u64>,
+}
+
+/// Memory figures in bytes. v1 reads the `total_*` (hierarchical) keys of `memory.stat`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemoryStats {
+    /// v1 `memory.usage_in_bytes`, v2 `memory.current`.
+    pub usage_bytes: Option<u64>,
+    /// v1 `memory.max_usage_in_bytes`, v2 `memory.peak`.
+    pub max_usage_bytes: Option<u64>,
+    /// Usage minus inactive file pages, floored at 0 (as cAdvisor computes it).
+    pub working_set_bytes: Option<u64>,
+    /// v1 `total_rss`, v2 `anon`.
+    pub rss_bytes: Option<u64>,
+    /// v1 `total_cache`, v2 `file`.
+    pub cache_bytes: Option<u64>,
+    /// v1 `total_mapped_file`, v2 `file_mapped`.
+    pub mapped_file_bytes: Option<u64>,
+    pub shmem_bytes: Option<u64>,
+    pub dirty_bytes: Option<u64>,
+    pub writeback_bytes: Option<u64>,
+    pub active_anon_bytes: Option<u64>,
+    pub inactive_anon_bytes: Option<u64>,
+    pub active_file_bytes: Option<u64>,
+    pub inactive_file_bytes: Option<u64>,
+    pub unevictable_bytes: Option<u64>,
+    /// Kernel memory (v2 `kernel`, v1 `memory.kmem.usage_in_bytes`).
+    pub kernel_bytes: Option<u64>,
+    /// Swap in use: v1 `memsw.usage - usage`, v2 `memory.swap.current`.
+    pub swap_bytes: Option<u64>,
+    pub pgfault: Option<u64>,
+    pub pgmajfault: Option<u64>,
+    /// v1 `memory.failcnt` (times the limit was hit).
+    pub failcnt: Option<u64>,
+    /// v2 `memory.events` and v1 `oom_control`'s `oom_kill`.
+    pub events: MemoryEvents,
+}
+
+/// v2 `memory.events`; on v1 only `oom_kill` (from `memory.oom_control`) is known.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryEvents {
+    pub low: Option<u64>,
+    pub high: Option<u64>,
+    pub max: Option<u64>,
+    pub oom: Option<u64>,
+    pub oom_kill: Option<u64>,
+}
+
+/// Block IO on one device (v1 blkio throttle files, v2 `io.stat`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceIo {
+    pub major: u32,
+    pub minor: u32,
+    /// Kernel name of the device (`sda`, `vda`, `nullb0`) when it could be resolved.
+    pub device: Option<String>,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub reads: u64,
+    pub writes: u64,
+    pub discard_bytes: Option<u64>,
+    pub discards: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PidsStats {
+    pub current: Option<u64>,
+    /// `None` when unlimited (`max`).
+    pub limit: Option<u64>,
+}
+
+/// Pressure stall information for the three resources.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PressureStats {
+    pub cpu: Option<Psi>,
+    pub memory: Option<Psi>,
+    pub io: Option<Psi>,
+}
+
+/// One `*.pressure` file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Psi {
+    pub some: PsiLine,
+    /// Absent from `cpu.pressure` on older kernels.
+    pub full: Option<PsiLine>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PsiLine {
+    pub avg10: f64,
+    pub avg60: f64,
+    pub avg300: f64,
+    /// Total stall time in microseconds.
+    pub total_us: u64,
+}
+
+/// Network figures of the container's network namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStats {
+    /// Why there are no interfaces, when there are none.
+    pub status: NetworkStatus,
+    pub interfaces: Vec<InterfaceStats>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkStatus {
+    /// Read from a process of the container in its own network namespace.
+    Own,
+    /// The container's processes share the host's network namespace: its traffic cannot be
+    /// told apart from the host's, so nothing is reported (cAdvisor's rule too).
+    HostNamespace,
+    /// No process in the cgroup to read from.
+    #[default]
+    NoProcess,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceStats {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+}
+
+/// Task counts by state and their decaying 10 s averages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadStats {
+    pub running: u64,
+    pub sleeping: u64,
+    pub stopped: u64,
+    pub uninterruptible: u64,
+    pub io_wait: u64,
+    /// Runnable tasks averaged over 10 s (cAdvisor's `container_cpu_load_average_10s`).
+    pub load_average_10s: f64,
+    /// Uninterruptible tasks averaged over 10 s (cAdvisor's `container_cpu_load_d_average_10s`).
+    pub load_d_average_10s: f64,
+    /// Where the counts came from.
+    pub source: LoadSource,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadSource {
+    /// The kernel's netlink cgroupstats (v1 hierarchies only).
+    #[default]
+    Netlink,
+    /// Each task's state from `/proc/<pid>/task/<tid>/stat`.
+    Procfs,
+    /// The per-sweep task budget ran out: counts cover only part of the tasks.
+    Truncated,
+}
+
+/// Limits and requests set on the container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spec {
+    /// v1 `cpu.shares`; on v2 derived from `cpu.weight` as cAdvisor and runc convert it.
+    pub cpu_shares: Option<u64>,
+    /// v2 `cpu.weight`.
+    pub cpu_weight: Option<u64>,
+    /// CFS quota in microseconds; `None` when unlimited.
+    pub cpu_quota_us: Option<u64>,
+    pub cpu_period_us: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    /// `None` when unlimited.
+    pub memory_limit_bytes: Option<u64>,
+    /// v1 `memory.soft_limit_in_bytes`, v2 `memory.low`; `None` when unset.
+    pub memory_reservation_bytes: Option<u64>,
+    /// v2 `memory.high`; `None` when unlimited.
+    pub memory_high_bytes: Option<u64>,
+    /// v1 `memsw.limit` (memory plus swap), v2 `memory.swap.max` (swap alone); `None` when unlimited.
+    pub memory_swap_limit_bytes: Option<u64>,
+    pub pids_limit: Option<u64>,
+}

@@ -1,0 +1,164 @@
+//! cgroup v1 files (Documentation/admin-guide/cgroup-v1/). Each controller has its own
+//! directory for the same cgroup; a controller that is not mounted is simply not read.
+
+use std::path::Path;
+
+use crate::parse;
+use crate::read::Reader;
+use crate::stats::{ContainerStats, CpuStats, DeviceIo, MemoryStats};
+
+/// Directories of one cgroup in each v1 controller it exists in.
+#[derive(Debug, Default, Clone)]
+pub struct Dirs<P> {
+    pub cpu: Option<P>,
+    pub cpuacct: Option<P>,
+    pub cpuset: Option<P>,
+    pub memory: Option<P>,
+    pub blkio: Option<P>,
+    pub pids: Option<P>,
+}
+
+/// Reads every v1 controller's files of one cgroup into `s`. `user_hz` converts cpuacct.stat.
+pub fn read_all<P: AsRef<Path>>(r: &mut Reader, d: &Dirs<P>, user_hz: u64, s: &mut ContainerStats) {
+    if let Some(dir) = &d.cpuacct {
+        read_cpuacct(r, dir.as_ref(), user_hz, &mut s.cpu);
+    }
+    if let Some(dir) = &d.cpu {
+        let dir = dir.as_ref();
+        r.flat_keyed(dir, "cpu.stat", |k, v| match k {
+            "nr_periods" => s.cpu.nr_periods = Some(v),
+            "nr_throttled" => s.cpu.nr_throttled = Some(v),
+            "throttled_time" => s.cpu.throttled_ns = Some(v),
+            _ => {}
+        });
+        s.spec.cpu_shares = r.u64(dir, "cpu.shares");
+        s.spec.cpu_quota_us = r.limit(dir, "cpu.cfs_quota_us").flatten();
+        s.spec.cpu_period_us = r.u64(dir, "cpu.cfs_period_us");
+    }
+    if let Some(dir) = &d.cpuset {
+        s.spec.cpuset_cpus = r.string(dir.as_ref(), "cpuset.cpus");
+        s.spec.cpuset_mems = r.string(dir.as_ref(), "cpuset.mems");
+    }
+    if let Some(dir) = &d.memory {
+        read_memory(r, dir.as_ref(), s);
+    }
+    if let Some(dir) = &d.blkio {
+        read_blkio(r, dir.as_ref(), &mut s.blkio);
+    }
+    if let Some(dir) = &d.pids {
+        s.pids.current = r.u64(dir.as_ref(), "pids.current");
+        s.pids.limit = r.limit(dir.as_ref(), "pids.max").flatten();
+        s.spec.pids_limit = s.pids.limit;
+    }
+}
+
+fn read_cpuacct(r: &mut Reader, dir: &Path, user_hz: u64, cpu: &mut CpuStats) {
+    cpu.usage_ns = r.u64(dir, "cpuacct.usage");
+    let mut per_cpu = std::mem::take(&mut cpu.per_cpu_ns);
+    if r.parsed(dir, "cpuacct.usage_percpu", |t| {
+        parse::u64_list(t, &mut per_cpu)
+    })
+    .is_none()
+    {
+        per_cpu.clear();
+    }
+    cpu.per_cpu_ns = per_cpu;
+    let ns_per_tick = 1_000_000_000 / user_hz.max(1);
+    r.flat_keyed(dir, "cpuacct.stat", |k, v| match k {
+        "user" => cpu.user_ns = Some(v.saturating_mul(ns_per_tick)),
+        "system" => cpu.system_ns = Some(v.saturating_mul(ns_per_tick)),
+        _ => {}
+    });
+}
+
+fn read_memory(r: &mut Reader, dir: &Path, s: &mut ContainerStats) {
+    let m = &mut s.memory;
+    m.usage_bytes = r.u64(dir, "memory.usage_in_bytes");
+    m.max_usage_bytes = r.u64(dir, "memory.max_usage_in_bytes");
+    m.failcnt = r.u64(dir, "memory.failcnt");
+    m.kernel_bytes = r.u64(dir, "memory.kmem.usage_in_bytes");
+    read_memory_stat(r, dir, m);
+    // memsw counts memory plus swap; what is swapped out is the difference.
+    m.swap_bytes = r
+        .u64(dir, "memory.memsw.usage_in_bytes")
+        .zip(m.usage_bytes)
+        .map(|(sw, u)| sw.saturating_sub(u));
+    r.flat_keyed(dir, "memory.oom_control", |k, v| {
+        if k == "oom_kill" {
+            m.events.oom_kill = Some(v)
+        }
+    });
+    m.working_set_bytes = crate::v2::working_set(m.usage_bytes, m.inactive_file_bytes);
+    s.spec.memory_limit_bytes = r.limit(dir, "memory.limit_in_bytes").flatten();
+    s.spec.memory_reservation_bytes = r.limit(dir, "memory.soft_limit_in_bytes").flatten();
+    s.spec.memory_swap_limit_bytes = r.limit(dir, "memory.memsw.limit_in_bytes").flatten();
+}
+
+/// The hierarchical (`total_*`) keys, which include descendants as v2's figures do.
+fn read_memory_stat(r: &mut Reader, dir: &Path, m: &mut MemoryStats) {
+    r.flat_keyed(dir, "memory.stat", |k, v| {
+        let Some(k) = k.strip_prefix("total_") else {
+            return;
+        };
+        let slot = match k {
+            "rss" => &mut m.rss_bytes,
+            "cache" => &mut m.cache_bytes,
+            "mapped_file" => &mut m.mapped_file_bytes,
+            "shmem" => &mut m.shmem_bytes,
+            "dirty" => &mut m.dirty_bytes,
+            "writeback" => &mut m.writeback_bytes,
+            "active_anon" => &mut m.active_anon_bytes,
+            "inactive_anon" => &mut m.inactive_anon_bytes,
+            "active_file" => &mut m.active_file_bytes,
+            "inactive_file" => &mut m.inactive_file_bytes,
+            "unevictable" => &mut m.unevictable_bytes,
+            "pgfault" => &mut m.pgfault,
+            "pgmajfault" => &mut m.pgmajfault,
+            _ => return,
+        };
+        *slot = Some(v);
+    });
+}
+
+/// `blkio.throttle.io_service_bytes_recursive` and `io_serviced_recursive`: the only blkio files
+/// that count IO under every IO scheduler (the CFQ ones are gone from current kernels).
+fn read_blkio(r: &mut Reader, dir: &Path, out: &mut Vec<DeviceIo>) {
+    out.clear();
+    for (file, bytes) in [
+        ("blkio.throttle.io_service_bytes_recursive", true),
+        ("blkio.throttle.io_serviced_recursive", false),
+    ] {
+        let Some(text) = r.read(dir, file) else {
+            continue;
+        };
+        let res = parse::blkio_v1(text, |major, minor, op, v| {
+            let i = match out
+                .iter()
+                .position(|d| d.major == major && d.minor == minor)
+            {
+                Some(i) => i,
+                None => {
+                    out.push(DeviceIo {
+                        major,
+                        minor,
+                        ..Default::default()
+                    });
+                    out.len() - 1
+                }
+            };
+            let d = &mut out[i];
+            match (op, bytes) {
+                ("Read", true) => d.read_bytes = v,
+                ("Write", true) => d.write_bytes = v,
+                ("Discard", true) => d.discard_bytes = Some(v),
+                ("Read", false) => d.reads = v,
+                ("Write", false) => d.writes = v,
+                ("Discard", false) => d.discards = Some(v),
+                _ => {}
+            }
+        });
+        if let Err(reason) = res {
+            r.parse_error(reason);
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! collector-exporter: reads every container's cgroups on an interval and serves the latest
+//! figures to Prometheus. Run with no arguments for the built-in defaults; `--help` lists
+//! the flags, each of which can also be set in a TOML file (`--config.file`).
+//!
+//! A library too, so that the integration tests run the very same entry point.
+
+pub mod config;
+pub mod selfmetrics;
+pub mod server;
+pub mod state;
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use collector_core::prometheus::{Format, Options, SnapshotCollector};
+use collector_core::{Collector, Config, Roots, Snapshot};
+use hyper_util::rt::TokioIo;
+
+use config::{Cli, Command, Settings, SnapshotFormat};
+use selfmetrics::SweepStats;
+use state::Latest;
+
+/// The whole program: parse the command line, then serve or print a snapshot.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::resolve(&cli.flags) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("collector-exporter: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&settings);
+    let result = match cli.command {
+        Some(Command::Snapshot { format }) => snapshot(&settings, format),
+        None => serve(settings),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(s: &Settings) {
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(s.log_level)
+        .with_writer(std::io::stderr);
+    if s.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn core_config(s: &Settings) -> Config {
+    Config {
+        roots: Roots {
+            proc_root: s.procfs.clone(),
+            sys_root: s.sysfs.clone(),
+        },
+        include: s.include.clone(),
+        exclude: s.exclude.clone(),
+        runtime_only: s.runtime_only,
+        ..Config::default()
+    }
+}
+
+fn options(s: &Settings) -> Arc<Options> {
+    Arc::new(Options {
+        label_allowlist: s.label_allowlist.clone(),
+    })
+}
+
+/// One sweep, printed.
+fn snapshot(s: &Settings, format: SnapshotFormat) -> anyhow::Result<()> {
+    let mut c = Collector::new(core_config(s)).context("finding the cgroup hierarchy")?;
+    let snap = c.sweep();
+    for e in &snap.errors {
+        tracing::warn!("{e}");
+    }
+    match format {
+        SnapshotFormat::Json => println!("{}", serde_json::to_string_pretty(&snap)?),
+        SnapshotFormat::Prometheus => {
+            let mut reg = prometheus_client::registry::Registry::default();
+            reg.register_collector(Box::new(SnapshotCollector::new(Arc::new(snap), options(s))));
+            let mut out = String::new();
+            collector_core::prometheus::encode(&mut out, &reg, Format::PrometheusText)?;
+            print!("{out}");
+        }
+    }
+    Ok(())
+}
+
+fn serve(s: Settings) -> anyhow::Result<()> {
+    let collector = Collector::new(core_config(&s)).context("finding the cgroup hierarchy")?;
+    tracing::info!(
+        setup = ?collector.hierarchy().setup,
+        listen = %s.listen_address,
+        interval = ?s.interval,
+        "starting"
+    );
+    let latest = Arc::new(Latest::default());
+    let stats = Arc::new(SweepStats::default());
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let sweeper = {
+        let (latest, stats, interval) = (latest.clone(), stats.clone(), s.interval);
+        std::thread::Builder::new()
+            .name("sweep".into())
+            .spawn(move || sweep_loop(collector, latest, stats, interval, stop_rx))
+            .context("starting the sweep thread")?
+    };
+    let app = Arc::new(server::App {
+        latest,
+        stats,
+        options: options(&s),
+        telemetry_path: s.telemetry_path.clone(),
+        interval: s.interval,
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let served = rt.block_on(accept_loop(app, s.listen_address));
+    let _ = stop_tx.send(());
+    let _ = sweeper.join();
+    tracing::info!("stopped");
+    served
+}
+
+/// Sweeps on the interval until told to stop. The previous snapshot is reused for the next
+/// sweep when no scrape still holds it, so the steady state does not reallocate.
+fn sweep_loop(
+    mut collector: Collector,
+    latest: Arc<Latest>,
+    stats: Arc<SweepStats>,
+    interval: Duration,
+    stop: mpsc::Receiver<()>,
+) {
+    let mut spare: Option<Snapshot> = None;
+    loop {
+        let started = Instant::now();
+        let mut snap = spare.take().unwrap_or_default();
+        collector.sweep_into(&mut snap);
+        for e in snap.errors.iter().take(5) {
+            tracing::debug!("{e}");
+        }
+        stats.sweeps.fetch_add(1, Ordering::Relaxed);
+        stats
+            .errors
+            .fetch_add(snap.errors.len() as u64, Ordering::Relaxed);
+        stats
+            .last_duration_us
+            .store(snap.duration_us, Ordering::Relaxed);
+        stats
+            .containers
+            .store(snap.containers.len() as u64, Ordering::Relaxed);
+        stats
+            .watch_saturated
+            .store(collector.watch_saturated() as u64, Ordering::Relaxed);
+        let previous = latest.get();
+        latest.set(Arc::new(snap));
+        spare = previous.and_then(|p| Arc::try_unwrap(p).ok());
+        let wait = interval.saturating_sub(started.elapsed());
+        match stop.recv_timeout(wait) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+    }
+}
+
+async fn accept_loop(app: Arc<server::App>, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| server::handle(app.clone(), req));
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(10))
+                        .serve_connection(TokioIo::new(stream), svc);
+                    if let Err(e) = conn.await {
+                        tracing::debug!("connection: {e}");
+                    }
+                });
+            }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); return Ok(()); }
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return Ok(()); }
+        }
+    }
+}

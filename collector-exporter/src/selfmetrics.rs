@@ -1,0 +1,166 @@
+//! The exporter's own series: `process_*` (as every Prometheus exporter has) and the sweep
+//! loop's health.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+
+/// Counters the sweep loop updates; read at each scrape.
+#[derive(Debug, Default)]
+pub struct SweepStats {
+    pub sweeps: AtomicU64,
+    pub errors: AtomicU64,
+    pub last_duration_us: AtomicU64,
+    pub containers: AtomicU64,
+    pub watch_saturated: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct SelfCollector {
+    pub stats: std::sync::Arc<SweepStats>,
+}
+
+impl Collector for SelfCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.stats;
+        let counter = |enc: &mut DescriptorEncoder,
+                       name: &str,
+                       help: &str,
+                       v: f64|
+         -> Result<(), std::fmt::Error> {
+            let me = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(v).encode(me)
+        };
+        let gauge = |enc: &mut DescriptorEncoder,
+                     name: &str,
+                     help: &str,
+                     v: f64|
+         -> Result<(), std::fmt::Error> {
+            let me = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(v).encode(me)
+        };
+        counter(
+            &mut enc,
+            "collector_sweeps",
+            "Sweeps over every container since start.",
+            s.sweeps.load(Ordering::Relaxed) as f64,
+        )?;
+        counter(
+            &mut enc,
+            "collector_sweep_errors",
+            "Files that could not be read or parsed, over all sweeps.",
+            s.errors.load(Ordering::Relaxed) as f64,
+        )?;
+        gauge(
+            &mut enc,
+            "collector_sweep_duration_seconds",
+            "Duration of the last sweep.",
+            s.last_duration_us.load(Ordering::Relaxed) as f64 / 1e6,
+        )?;
+        gauge(
+            &mut enc,
+            "collector_containers",
+            "Containers (cgroups) in the last sweep.",
+            s.containers.load(Ordering::Relaxed) as f64,
+        )?;
+        gauge(&mut enc, "collector_inotify_watch_limit_reached", "1 when the inotify watch limit was hit: new cgroups are then found by the periodic rescan.", s.watch_saturated.load(Ordering::Relaxed) as f64)?;
+        if let Some(p) = process() {
+            counter(
+                &mut enc,
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                p.cpu_seconds,
+            )?;
+            gauge(
+                &mut enc,
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                p.resident_bytes,
+            )?;
+            gauge(
+                &mut enc,
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                p.virtual_bytes,
+            )?;
+            gauge(
+                &mut enc,
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                p.start_time,
+            )?;
+            gauge(
+                &mut enc,
+                "process_open_fds",
+                "Number of open file descriptors.",
+                p.open_fds,
+            )?;
+            if let Some(m) = p.max_fds {
+                gauge(
+                    &mut enc,
+                    "process_max_fds",
+                    "Maximum number of open file descriptors.",
+                    m,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Process {
+    cpu_seconds: f64,
+    resident_bytes: f64,
+    virtual_bytes: f64,
+    start_time: f64,
+    open_fds: f64,
+    max_fds: Option<f64>,
+}
+
+/// This process's figures from its own /proc entry (always the real /proc: it is about us).
+fn process() -> Option<Process> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at state (field 3).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    let ticks = sysconf(libc::_SC_CLK_TCK)?;
+    let page = sysconf(libc::_SC_PAGESIZE)?;
+    // Indices relative to field 3: utime 14, stime 15, starttime 22, vsize 23, rss 24.
+    let cpu_seconds = (num(11)? + num(12)?) / ticks;
+    let start_time = boot_time()? + num(19)? / ticks;
+    let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as f64;
+    let max_fds = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_ascii_whitespace().nth(3))
+                .and_then(|v| v.parse::<f64>().ok())
+        });
+    Some(Process {
+        cpu_seconds,
+        resident_bytes: num(21)? * page,
+        virtual_bytes: num(20)?,
+        start_time,
+        open_fds,
+        max_fds,
+    })
+}
+
+fn sysconf(name: libc::c_int) -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let v = unsafe { libc::sysconf(name) };
+    (v > 0).then_some(v as f64)
+}
+
+fn boot_time() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -1,0 +1,295 @@
+//! The HTTP side: `/metrics`, `/healthz` and the JSON API. Every handler reads the latest
+//! cached snapshot; none touches cgroupfs.
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use collector_core::prometheus::{self as prom, Format, Options, SnapshotCollector};
+use collector_core::{Container, Snapshot};
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+
+use crate::selfmetrics::{SelfCollector, SweepStats};
+use crate::state::Latest;
+
+pub struct App {
+    pub latest: Arc<Latest>,
+    pub stats: Arc<SweepStats>,
+    pub options: Arc<Options>,
+    pub telemetry_path: String,
+    pub interval: Duration,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Resp, Infallible> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n"));
+    }
+    let path = req.uri().path();
+    let resp = if path == app.telemetry_path {
+        metrics(&app, &req)
+    } else if path == "/healthz" {
+        healthz(&app)
+    } else if path == "/api/v1/containers" {
+        match app.latest.get() {
+            Some(s) => json(&s.containers.iter().map(Summary::of).collect::<Vec<_>>()),
+            None => not_ready(),
+        }
+    } else if let Some(id) = path.strip_prefix("/api/v1/containers/") {
+        container(&app, id)
+    } else if path == "/" {
+        let body = format!(
+            "<html><head><title>collector-exporter</title></head><body><h1>collector-exporter</h1>\
+             <ul><li><a href=\"{0}\">{0}</a></li><li><a href=\"/healthz\">/healthz</a></li>\
+             <li><a href=\"/api/v1/containers\">/api/v1/containers</a></li></ul></body></html>\n",
+            app.telemetry_path
+        );
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        r
+    } else {
+        text(StatusCode::NOT_FOUND, "not found\n")
+    };
+    Ok(resp)
+}
+
+fn metrics(app: &App, req: &Request<hyper::body::Incoming>) -> Resp {
+    let Some(snap) = app.latest.get() else {
+        return not_ready();
+    };
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SnapshotCollector::new(
+        snap.clone(),
+        app.options.clone(),
+    )));
+    registry.register_collector(Box::new(SelfCollector {
+        stats: app.stats.clone(),
+    }));
+    let mut body = String::with_capacity(64 * 1024);
+    if let Err(e) = prom::encode(&mut body, &registry, format) {
+        tracing::error!("encoding /metrics failed: {e}");
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n");
+    }
+    let gzip = req
+        .headers()
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(accepts_gzip);
+    let mut resp = if gzip {
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
+        match enc.write_all(body.as_bytes()).and_then(|_| enc.finish()) {
+            Ok(z) => {
+                let mut r = Response::new(Full::new(Bytes::from(z)));
+                r.headers_mut()
+                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                r
+            }
+            Err(_) => Response::new(Full::new(Bytes::from(body))),
+        }
+    } else {
+        Response::new(Full::new(Bytes::from(body)))
+    };
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    resp.headers_mut().insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
+    resp
+}
+
+/// `gzip` in Accept-Encoding with a non-zero q.
+fn accepts_gzip(v: &str) -> bool {
+    v.split(',').any(|part| {
+        let mut it = part.split(';');
+        let coding = it.next().unwrap_or("").trim();
+        let q_zero = it.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q == 0.0)
+        });
+        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
+    })
+}
+
+/// Healthy while sweeps keep coming: the last one is no older than three intervals.
+fn healthz(app: &App) -> Resp {
+    let Some(s) = app.latest.get() else {
+        return not_ready();
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let age = Duration::from_millis(now_ms.saturating_sub(s.timestamp_ms));
+    let limit = app.interval * 3 + Duration::from_secs(5);
+    if age > limit {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("last sweep {age:?} ago\n"),
+        )
+    } else {
+        text(StatusCode::OK, "ok\n")
+    }
+}
+
+fn container(app: &App, id: &str) -> Resp {
+    let Some(s) = app.latest.get() else {
+        return not_ready();
+    };
+    let id = percent_decode(id);
+    match find(&s, &id) {
+        Some(c) => json(c),
+        None => text(StatusCode::NOT_FOUND, &format!("no container {id:?}\n")),
+    }
+}
+
+/// By cgroup path (`docker/<id>` or `/docker/<id>`), or by runtime id or a unique prefix of it.
+fn find<'a>(s: &'a Snapshot, key: &str) -> Option<&'a Container> {
+    let path = format!("/{}", key.trim_start_matches('/'));
+    if let Some(c) = s.get(&path) {
+        return Some(c);
+    }
+    if key.len() < 4 || key.contains('/') {
+        return None;
+    }
+    let mut hits = s.containers.iter().filter(|c| {
+        c.identity
+            .container_id
+            .as_deref()
+            .is_some_and(|cid| cid.starts_with(key))
+    });
+    let first = hits.next()?;
+    hits.next().is_none().then_some(first)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A container in the list: who it is, not its figures.
+#[derive(Serialize)]
+struct Summary<'a> {
+    id: &'a str,
+    kind: collector_core::Kind,
+    runtime: Option<&'static str>,
+    container_id: Option<&'a str>,
+    pod_uid: Option<&'a str>,
+    name: Option<&'a str>,
+    image: Option<&'a str>,
+    namespace: Option<&'a str>,
+    pod: Option<&'a str>,
+    labels: &'a std::collections::BTreeMap<String, String>,
+    first_seen_ms: u64,
+}
+
+impl<'a> Summary<'a> {
+    fn of(c: &'a Container) -> Self {
+        Summary {
+            id: &c.id,
+            kind: c.identity.kind,
+            runtime: c.identity.runtime.map(|r| r.name()),
+            container_id: c.identity.container_id.as_deref(),
+            pod_uid: c.identity.pod_uid.as_deref(),
+            name: c.meta.name.as_deref(),
+            image: c.meta.image.as_deref(),
+            namespace: c.meta.namespace.as_deref(),
+            pod: c.meta.pod.as_deref(),
+            labels: &c.meta.labels,
+            first_seen_ms: c.first_seen_ms,
+        }
+    }
+}
+
+fn json<T: Serialize + ?Sized>(v: &T) -> Resp {
+    match serde_json::to_vec(v) {
+        Ok(body) => {
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
+    }
+}
+
+fn not_ready() -> Resp {
+    text(StatusCode::SERVICE_UNAVAILABLE, "no sweep finished yet\n")
+}
+
+fn text(status: StatusCode, body: &str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip("gzip"));
+        assert!(accepts_gzip("deflate, gzip;q=0.5"));
+        assert!(accepts_gzip("*"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("identity"));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(
+            percent_decode("system.slice%2Fdocker-x.scope"),
+            "system.slice/docker-x.scope"
+        );
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

@@ -1,0 +1,212 @@
+//! The exporter as a process: flags, endpoints, formats, shutdown, and its series for a real
+//! test cgroup (which must vanish from /metrics when the cgroup goes).
+
+use std::io::Read;
+use std::process::Command;
+use std::time::Duration;
+
+use tests::{samples, Exporter, TestCgroup};
+
+const BIN: &str = env!("CARGO_BIN_EXE_exporter");
+
+fn burner() -> Command {
+    let mut c = Command::new("sh");
+    c.args(["-c", "while :; do :; done"]);
+    c
+}
+
+#[test]
+fn serves_a_test_cgroup_and_forgets_it_when_it_goes() {
+    let mut cg = TestCgroup::new("ccol-exp");
+    cg.set("cpu", "cpu.cfs_quota_us", "50000");
+    cg.set(
+        "memory",
+        "memory.limit_in_bytes",
+        &(128u64 << 20).to_string(),
+    );
+    cg.spawn(&mut burner());
+    let exp = Exporter::start(
+        BIN,
+        &[
+            "--housekeeping.interval",
+            "200ms",
+            "--cgroups.include",
+            &cg.id,
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    let r = exp.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let body = r.text();
+    let sel = format!("{{id=\"{}\"", cg.id);
+    let cpu = samples(&body, "container_cpu_usage_seconds_total");
+    let ours: Vec<_> = cpu.iter().filter(|(l, _)| l.contains(&sel)).collect();
+    assert_eq!(ours.len(), 1, "{body}");
+    assert!(ours[0].0.contains("cpu=\"total\""));
+    assert!(ours[0].1 > 0.0);
+    let limit = samples(&body, "container_spec_memory_limit_bytes");
+    assert!(
+        limit
+            .iter()
+            .any(|(l, v)| l.contains(&sel) && *v == (128u64 << 20) as f64),
+        "{limit:?}"
+    );
+    let quota = samples(&body, "container_spec_cpu_quota");
+    assert!(quota
+        .iter()
+        .any(|(l, v)| l.contains(&sel) && *v == 50_000.0));
+    // Only the included cgroup, and no empty labels anywhere.
+    assert!(!body.contains("=\"\""), "empty label values in body");
+    assert!(samples(&body, "container_memory_usage_bytes")
+        .iter()
+        .all(|(l, _)| l.contains(&sel)));
+    // Self metrics.
+    assert!(samples(&body, "collector_sweeps_total")[0].1 >= 1.0);
+    assert!(samples(&body, "process_resident_memory_bytes")[0].1 > 0.0);
+    assert!(samples(&body, "machine_cpu_cores")[0].1 >= 1.0);
+
+    // JSON API.
+    let list: serde_json::Value =
+        serde_json::from_slice(&exp.get("/api/v1/containers").body).unwrap();
+    assert_eq!(list[0]["id"], cg.id.as_str());
+    let one = exp.get(&format!("/api/v1/containers{}", cg.id));
+    assert_eq!(one.status, 200);
+    let one: serde_json::Value = serde_json::from_slice(&one.body).unwrap();
+    assert!(one["stats"]["cpu"]["usage_ns"].as_u64().unwrap() > 0);
+    assert_eq!(exp.get("/api/v1/containers/nope").status, 404);
+    assert_eq!(exp.get("/healthz").status, 200);
+
+    // The cgroup goes: its series go at the next sweep.
+    let id = cg.id.clone();
+    drop(cg);
+    std::thread::sleep(Duration::from_millis(800));
+    let body = exp.get("/metrics").text();
+    assert!(
+        !body.contains(&format!("id=\"{id}\"")),
+        "stale series remain:\n{body}"
+    );
+}
+
+#[test]
+fn openmetrics_and_gzip_when_asked() {
+    let cg = TestCgroup::new("ccol-fmt");
+    let exp = Exporter::start(
+        BIN,
+        &[
+            "--housekeeping.interval",
+            "200ms",
+            "--cgroups.include",
+            &cg.id,
+        ],
+    );
+    let om = exp.get_with(
+        "/metrics",
+        &[("Accept", "application/openmetrics-text; version=1.0.0")],
+    );
+    assert!(om
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = om.text();
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    assert!(text.contains("# TYPE container_cpu_usage_seconds counter"));
+    let z = exp.get_with("/metrics", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(z.header("content-encoding"), Some("gzip"));
+    let mut plain = String::new();
+    flate2::read::GzDecoder::new(&z.body[..])
+        .read_to_string(&mut plain)
+        .unwrap();
+    assert!(plain.contains("container_cpu_usage_seconds_total{"));
+    // No explicit timestamps: every sample line is `name{labels} value`.
+    for l in plain.lines().filter(|l| !l.starts_with('#')) {
+        let fields = match l.rsplit_once('}') {
+            Some((_, rest)) => rest.split_whitespace().count(),
+            None => l.split_whitespace().count() - 1,
+        };
+        assert_eq!(fields, 1, "{l}");
+    }
+}
+
+#[test]
+fn bad_settings_exit_2_naming_the_key() {
+    for (args, key) in [
+        (
+            vec!["--housekeeping.interval", "often"],
+            "housekeeping.interval",
+        ),
+        (vec!["--web.listen-address", "here"], "web.listen-address"),
+        (vec!["--cgroups.include", "docker"], "cgroups.include"),
+        (vec!["--config.file", "/nonexistent/c.toml"], "config.file"),
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    let out = Command::new(BIN).arg("--no-such-flag").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let help = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--web.listen-address",
+        "--web.telemetry-path",
+        "--config.file",
+        "--housekeeping.interval",
+        "--path.procfs",
+        "--path.sysfs",
+        "--containers.runtime-only",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    let v = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&v.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn config_file_applies_and_flags_win() {
+    let cg = TestCgroup::new("ccol-cfg");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        format!("web.telemetry-path = \"/m\"\nhousekeeping.interval = \"300ms\"\ncgroups.include = [\"/nonexistent\"]\n"),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let exp = Exporter::start(BIN, &["--config.file", f, "--cgroups.include", &cg.id]);
+    let r = exp.get("/m");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains(&format!("id=\"{}\"", cg.id)));
+    assert_eq!(exp.get("/metrics").status, 404);
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_snapshot_prints_json() {
+    let mut exp = Exporter::start(
+        BIN,
+        &["--housekeeping.interval", "1s", "--cgroups.include", "/"],
+    );
+    assert_eq!(exp.get("/healthz").status, 200);
+    let st = exp.stop();
+    assert_eq!(st.code(), Some(0), "{st:?}");
+    assert!(exp.log.lock().unwrap().contains("SIGTERM"));
+
+    let out = Command::new(BIN)
+        .args(["snapshot", "--cgroups.include", "/"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["containers"][0]["id"], "/");
+    let out = Command::new(BIN)
+        .args(["snapshot", "--format", "prometheus"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("# TYPE container_cpu_usage_seconds_total counter"));
+}
