@@ -394,7 +394,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let cases: Vec<(Box<dyn Fn(&mut Flags)>, &str)> = vec![
+        type Case = (Box<dyn Fn(&mut Flags)>, &'static str);
+        let cases: Vec<Case> = vec![
             (
                 Box::new(|f| f.interval = Some("soon".into())),
                 "housekeeping.interval",

@@ -174,7 +174,7 @@ fn config_file_applies_and_flags_win() {
     let file = dir.path().join("c.toml");
     std::fs::write(
         &file,
-        format!("web.telemetry-path = \"/m\"\nhousekeeping.interval = \"300ms\"\ncgroups.include = [\"/nonexistent\"]\n"),
+        "web.telemetry-path = \"/m\"\nhousekeeping.interval = \"300ms\"\ncgroups.include = [\"/nonexistent\"]\n",
     )
     .unwrap();
     let f = file.to_str().unwrap();
