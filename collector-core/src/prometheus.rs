@@ -218,7 +218,9 @@ impl PromCollector for SnapshotCollector {
             None,
             |c| c.stats.load.map(|l| l.load_average_10s),
         )?;
-        fam.simple("container_cpu_load_d_average_10s", "Value of container cpu load.d average over the last 10 seconds (uninterruptible tasks).", G, None, |c| c.stats.load.map(|l| l.load_d_average_10s))?;
+        // cAdvisor's container_cpu_load_d_average_10s is left out: promtool rejects `_d_` as an
+        // abbreviated unit. The figure is in the JSON API, and the instant count is
+        // container_tasks_state{state="uninterruptible"}.
         fam.multi(
             "container_tasks_state",
             "Number of tasks in given state.",
