@@ -34,6 +34,8 @@ pub struct Config {
     pub rescan_interval: Duration,
     /// Use inotify to notice new and removed cgroups between rescans.
     pub watch: bool,
+    /// At most this many inotify watches (one per cgroup directory per hierarchy).
+    pub watch_limit: usize,
     pub network: bool,
     pub load: bool,
     /// At most this many `/proc/<tid>/stat` reads per sweep for load (procfs fallback only).
@@ -50,6 +52,7 @@ impl Default for Config {
             containerd_namespaces: vec!["k8s.io".into(), "moby".into(), "default".into()],
             rescan_interval: Duration::from_secs(30),
             watch: true,
+            watch_limit: 65_536,
             network: true,
             load: true,
             load_task_budget: 20_000,
@@ -150,7 +153,7 @@ impl Collector {
     pub fn new(config: Config) -> Result<Collector> {
         let hierarchy = Hierarchy::detect(&config.roots)?;
         let watcher = if config.watch {
-            Watcher::new()
+            Watcher::new(config.watch_limit)
                 .map_err(|e| tracing::warn!("inotify unavailable, periodic rescans only: {e}"))
                 .ok()
         } else {
@@ -273,9 +276,11 @@ impl Collector {
         let mounts: Vec<&Mount> = self.hierarchy.mounts();
         let filter = discover::prefix_filter(&self.config.include, &self.config.exclude);
         self.scan_errors.clear();
+        let watch_index = self.watched_mount(&mounts);
         let found = discover::walk(
             &mounts,
             self.watcher.as_mut(),
+            watch_index,
             &filter,
             &mut self.scan_errors,
         );
@@ -334,6 +339,28 @@ impl Collector {
             self.tracked.push(t);
         }
         self.devices.retry_unknown();
+    }
+
+    /// The hierarchy inotify watches: cgroup2 on unified hosts, else the first mounted of
+    /// memory, cpu, cpuacct, pids, blkio, cpuset.
+    fn watched_mount(&self, mounts: &[&Mount]) -> usize {
+        let h = &self.hierarchy;
+        let pick = if h.setup == Setup::Unified {
+            h.unified.as_ref()
+        } else {
+            [
+                Controller::Memory,
+                Controller::Cpu,
+                Controller::Cpuacct,
+                Controller::Pids,
+                Controller::Blkio,
+                Controller::Cpuset,
+            ]
+            .into_iter()
+            .find_map(|c| h.v1(c))
+        };
+        pick.and_then(|m| mounts.iter().position(|x| x.path == m.path))
+            .unwrap_or(0)
     }
 
     /// Reads one tracked cgroup into its stats. False when it has vanished.

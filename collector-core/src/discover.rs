@@ -3,9 +3,12 @@
 //!
 //! inotify reports directories made and removed under the directories it watches; any event
 //! marks the tree dirty and the next sweep walks it again (a walk is cheap next to reading the
-//! stats). When the kernel's watch limit (`fs.inotify.max_user_watches`) is reached, the
-//! directories past it go unwatched: their changes are seen at the next periodic rescan, which
-//! runs regardless. Nothing is missed, only seen later; `Watcher::saturated` says so.
+//! stats). Only one hierarchy is watched (the cgroup2 one on unified hosts, the memory one
+//! otherwise): runtimes and systemd make a container's cgroup in every hierarchy at once, so one
+//! is enough, and it keeps watches at one per cgroup. When the watch limit (ours, or the
+//! kernel's `fs.inotify.max_user_watches`) is reached, the directories past it go unwatched:
+//! their changes are seen at the next periodic rescan, which runs regardless. Nothing is
+//! missed, only seen later; `Watcher::saturated` says so.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -19,9 +22,11 @@ use crate::hierarchy::Mount;
 pub type Found = BTreeMap<String, u32>;
 
 /// Walks every mount; `filter` keeps an id or drops it (with its subtree when it says so).
+/// The watcher, if any, is given the directories of mount `watch_index` only.
 pub fn walk(
     mounts: &[&Mount],
     mut watcher: Option<&mut Watcher>,
+    watch_index: usize,
     filter: &dyn Fn(&str) -> Filter,
     errors: &mut Vec<Error>,
 ) -> Found {
@@ -36,7 +41,7 @@ pub fn walk(
                 Filter::Keep => *found.entry(id).or_insert(0) |= bit,
                 Filter::Descend => {}
             }
-            if let Some(w) = watcher.as_deref_mut() {
+            if let Some(w) = watcher.as_deref_mut().filter(|_| i == watch_index) {
                 w.watch(&dir);
             }
             let entries = match std::fs::read_dir(&dir) {
@@ -105,6 +110,8 @@ pub struct Watcher {
     by_wd: HashMap<WatchDescriptor, PathBuf>,
     watched: HashSet<PathBuf>,
     saturated: bool,
+    /// Our own cap on watches, below the kernel's (memory is ~1 KiB per watch in the kernel).
+    limit: usize,
 }
 
 impl std::fmt::Debug for Watcher {
@@ -117,18 +124,28 @@ impl std::fmt::Debug for Watcher {
 }
 
 impl Watcher {
-    pub fn new() -> std::io::Result<Self> {
+    /// `limit` caps the watches this watcher adds; the kernel's own limit applies as well.
+    pub fn new(limit: usize) -> std::io::Result<Self> {
         let fd = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
         Ok(Watcher {
             fd,
             by_wd: HashMap::new(),
             watched: HashSet::new(),
             saturated: false,
+            limit,
         })
     }
 
     fn watch(&mut self, dir: &Path) {
         if self.saturated || self.watched.contains(dir) {
+            return;
+        }
+        if self.watched.len() >= self.limit {
+            tracing::warn!(
+                watches = self.watched.len(),
+                "configured inotify watch limit reached; cgroups beyond it are found by the periodic rescan"
+            );
+            self.saturated = true;
             return;
         }
         let flags = AddWatchFlags::IN_CREATE

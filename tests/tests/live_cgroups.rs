@@ -276,3 +276,42 @@ fn agrees_with_cgroups_rs() {
         m.stat.total_inactive_file
     ));
 }
+
+/// Past the watch limit nothing is lost: new cgroups under unwatched directories are found by
+/// the periodic rescan, and the collector says it is saturated.
+#[test]
+fn watch_limit_falls_back_to_rescans() {
+    let outer = TestCgroup::new("ccol-wlimit");
+    let cfg = Config {
+        include: vec![outer.id.clone()],
+        watch_limit: 1,
+        rescan_interval: Duration::from_millis(400),
+        ..Config::default()
+    };
+    let mut col = Collector::new(cfg).unwrap();
+    let memory = outer.dir_containing("memory");
+    let a = memory.join("a");
+    std::fs::create_dir(&a).unwrap();
+    let b = a.join("b");
+    let cleanup = || {
+        let _ = std::fs::remove_dir(&b);
+        let _ = std::fs::remove_dir(&a);
+    };
+    // The first walk watches the outer directory and then hits the limit at `a`.
+    col.sweep();
+    assert!(col.watch_saturated(), "a limit of 1 watch must saturate");
+    // `a` is unwatched: a child made there is not seen until the rescan is due.
+    std::fs::create_dir(&b).unwrap();
+    let b_id = format!("{}/a/b", outer.id);
+    let soon = col.sweep();
+    let seen_soon = soon.get(&b_id).is_some();
+    std::thread::sleep(Duration::from_millis(500));
+    let later = col.sweep();
+    let seen_later = later.get(&b_id).is_some();
+    cleanup();
+    assert!(
+        !seen_soon,
+        "found without a watch or a rescan: the limit did not apply"
+    );
+    assert!(seen_later, "the periodic rescan did not find {b_id}");
+}
