@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 use crate::devices::DeviceNames;
 use crate::discover::{self, Watcher};
 use crate::error::{Error, Result};
+use crate::events::{Event, EventKind};
 use crate::hierarchy::{Controller, Hierarchy, Mount, Roots, Setup};
 use crate::identity::{self, Identity, Kind};
 use crate::load::{self, LoadReader};
+use crate::metadata::MetadataProvider;
 use crate::network::{self, NetReader};
 use crate::read::Reader;
 use crate::stats::{ContainerStats, CpuStats, LoadStats};
@@ -97,6 +99,8 @@ pub struct Snapshot {
     pub setup: Option<Setup>,
     pub containers: Vec<Container>,
     pub machine: crate::machine::MachineStats,
+    /// Lifecycle events noticed in this sweep.
+    pub events: Vec<Event>,
     /// Errors met in the sweep; the containers they concern are still in `containers` with
     /// the fields that could be read.
     #[serde(serialize_with = "errors_as_text")]
@@ -128,6 +132,10 @@ struct Tracked {
     v1: v1::Dirs<PathBuf>,
     unified: Option<PathBuf>,
     last_load: Option<(LoadStats, Instant)>,
+    /// The OOM kill counter at the last sweep, to notice kills.
+    last_oom_kills: Option<u64>,
+    /// The metadata provider's generation when `meta` was last looked up.
+    meta_generation: Option<u64>,
     /// Reused between sweeps so the steady state does not reallocate.
     stats: ContainerStats,
 }
@@ -146,6 +154,9 @@ pub struct Collector {
     devices: DeviceNames,
     user_hz: u64,
     scan_errors: Vec<Error>,
+    metadata: Option<std::sync::Arc<dyn MetadataProvider>>,
+    /// Whether the first scan is done (containers found by it are not "started" news).
+    scanned_once: bool,
 }
 
 impl Collector {
@@ -173,6 +184,8 @@ impl Collector {
             reader: Reader::new(),
             load,
             scan_errors: Vec::new(),
+            metadata: None,
+            scanned_once: false,
             config,
         })
     }
@@ -188,6 +201,11 @@ impl Collector {
     /// Whether discovery has hit the inotify watch limit (rescans still find everything).
     pub fn watch_saturated(&self) -> bool {
         self.watcher.as_ref().is_some_and(Watcher::saturated)
+    }
+
+    /// Where names, images and labels come from. Looked up during sweeps, never waited on.
+    pub fn set_metadata_provider(&mut self, p: std::sync::Arc<dyn MetadataProvider>) {
+        self.metadata = Some(p);
     }
 
     /// Forces a full rescan at the next sweep.
@@ -213,6 +231,7 @@ impl Collector {
         out.timestamp_ms = unix_ms(SystemTime::now());
         out.setup = Some(self.hierarchy.setup);
         out.errors.clear();
+        out.events.clear();
         self.refresh(out);
         let roots = &self.config.roots;
         crate::machine::read(
@@ -233,9 +252,23 @@ impl Collector {
         while i < self.tracked.len() {
             let alive = self.read_one(i, now, &mut out.errors);
             if !alive {
-                // Stopped while we looked: gone quietly; a rescan will confirm.
-                self.tracked.remove(i);
+                // Stopped while we looked: gone quietly, but it is news.
+                let t = self.tracked.remove(i);
+                out.events
+                    .push(event(&t, EventKind::Stopped, out.timestamp_ms, 1));
                 continue;
+            }
+            self.apply_metadata(i);
+            let t = &mut self.tracked[i];
+            let kills = t.stats.memory.events.oom_kill;
+            if let (Some(now), Some(before)) = (kills, t.last_oom_kills) {
+                if now > before {
+                    out.events
+                        .push(event(t, EventKind::OomKill, out.timestamp_ms, now - before));
+                }
+            }
+            if kills.is_some() {
+                t.last_oom_kills = kills;
             }
             let t = &self.tracked[i];
             if kept < out.containers.len() {
@@ -313,31 +346,47 @@ impl Collector {
                     continue;
                 }
             }
+            let mut is_new = false;
             let t = match old.remove(&id) {
                 Some(mut t) => {
                     t.v1 = v1dirs;
                     t.unified = unified;
                     t
                 }
-                None => Tracked {
-                    identity: identity::classify(&id, &self.config.containerd_namespaces),
-                    created_ms: created_ms(
-                        unified
-                            .as_ref()
-                            .or(v1dirs.cpu.as_ref())
-                            .or(v1dirs.memory.as_ref()),
-                    ),
-                    meta: Metadata::default(),
-                    id,
-                    first_seen_ms: now_ms,
-                    v1: v1dirs,
-                    unified,
-                    last_load: None,
-                    stats: ContainerStats::default(),
-                },
+                None => {
+                    is_new = true;
+                    Tracked {
+                        identity: identity::classify(&id, &self.config.containerd_namespaces),
+                        created_ms: created_ms(
+                            unified
+                                .as_ref()
+                                .or(v1dirs.cpu.as_ref())
+                                .or(v1dirs.memory.as_ref()),
+                        ),
+                        meta: Metadata::default(),
+                        id,
+                        first_seen_ms: now_ms,
+                        v1: v1dirs,
+                        unified,
+                        last_load: None,
+                        last_oom_kills: None,
+                        meta_generation: None,
+                        stats: ContainerStats::default(),
+                    }
+                }
             };
+            if is_new && self.scanned_once {
+                out.events
+                    .push(event(&t, EventKind::Started, out.timestamp_ms, 1));
+            }
             self.tracked.push(t);
         }
+        // Whatever the walk did not find again is gone.
+        for (_, t) in old {
+            out.events
+                .push(event(&t, EventKind::Stopped, out.timestamp_ms, 1));
+        }
+        self.scanned_once = true;
         self.devices.retry_unknown();
     }
 
@@ -441,6 +490,36 @@ impl Collector {
         }
         r.take_errors(errors);
         true
+    }
+}
+
+impl Collector {
+    /// Fills a container's metadata from the provider when unknown or when the provider learnt
+    /// something since the last look.
+    fn apply_metadata(&mut self, i: usize) {
+        let Some(p) = &self.metadata else { return };
+        let t = &mut self.tracked[i];
+        let generation = p.generation();
+        if t.meta_generation == Some(generation) {
+            return;
+        }
+        t.meta_generation = Some(generation);
+        if let Some(m) = p.lookup(&t.identity, &t.id) {
+            t.meta = m;
+        }
+    }
+}
+
+fn event(t: &Tracked, kind: EventKind, time_ms: u64, count: u64) -> Event {
+    Event {
+        time_ms,
+        kind,
+        id: t.id.clone(),
+        container_id: t.identity.container_id.clone(),
+        runtime: t.identity.runtime,
+        name: t.meta.name.clone(),
+        image: t.meta.image.clone(),
+        count,
     }
 }
 

@@ -365,3 +365,40 @@ fn no_hierarchy_is_a_clear_error() {
     assert!(err.contains("no cgroup"), "{err}");
     assert!(err.contains(&dir.path().display().to_string()), "{err}");
 }
+
+#[test]
+fn lifecycle_events_started_stopped_and_oom() {
+    use collector_core::EventKind;
+    let dir = copy_of("cgroup-v2-kubepods");
+    let mut col = Collector::new(config(dir.path())).unwrap();
+    let first = col.sweep();
+    // Containers present at start are not news.
+    assert!(first.events.is_empty(), "{:?}", first.events);
+
+    let busy = dir.path().join("sys/fs/cgroup").join(&POD[1..]).join(BUSY);
+    let events = busy.join("memory.events");
+    let text = std::fs::read_to_string(&events).unwrap();
+    std::fs::write(&events, text.replace("oom_kill 0", "oom_kill 2")).unwrap();
+    let new = dir.path().join("sys/fs/cgroup/system.slice/new.service");
+    std::fs::create_dir(&new).unwrap();
+    col.rescan_soon();
+    let second = col.sweep();
+    let kinds: Vec<(EventKind, &str, u64)> = second
+        .events
+        .iter()
+        .map(|e| (e.kind, e.id.as_str(), e.count))
+        .collect();
+    let busy_id = format!("{POD}/{BUSY}");
+    assert!(kinds.contains(&(EventKind::OomKill, busy_id.as_str(), 2)), "{kinds:?}");
+    assert!(kinds.contains(&(EventKind::Started, "/system.slice/new.service", 1)), "{kinds:?}");
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    let oom = second.events.iter().find(|e| e.kind == EventKind::OomKill).unwrap();
+    assert_eq!(oom.runtime, Some(Runtime::Containerd));
+    assert!(oom.container_id.as_deref().unwrap().starts_with("4f1c2e9a"));
+
+    std::fs::remove_dir(&new).unwrap();
+    col.rescan_soon();
+    let third = col.sweep();
+    let stopped: Vec<_> = third.events.iter().map(|e| (e.kind, e.id.as_str())).collect();
+    assert_eq!(stopped, vec![(EventKind::Stopped, "/system.slice/new.service")]);
+}

@@ -1,0 +1,16 @@
+//! The seam between the collector and container runtimes. A runtime client (Docker, containerd,
+//! CRI-O) keeps its own table of what it knows and answers lookups from it; the collector asks
+//! during a sweep and never waits on a runtime.
+
+use crate::collector::Metadata;
+use crate::identity::Identity;
+
+/// Answers "what is this container?" from memory. Implementations must not block: a sweep
+/// calls `lookup` for containers whose metadata is not yet known, or when `generation` moved.
+pub trait MetadataProvider: Send + Sync + std::fmt::Debug {
+    /// Metadata for a cgroup, by what its path says (runtime, container id) and the path itself.
+    fn lookup(&self, identity: &Identity, cgroup_id: &str) -> Option<Metadata>;
+
+    /// Changes whenever the provider learns something new, so the collector can look again.
+    fn generation(&self) -> u64;
+}
