@@ -13,6 +13,15 @@ need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
+# Runtime metadata tests (tests/tests/runtimes.rs): private dockerd, containerd, podman.
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v containerd >/dev/null && command -v ctr >/dev/null || need+=(containerd)
+command -v runc >/dev/null || need+=(runc)
+command -v podman >/dev/null || need+=(podman)
+{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
+# Filesystem tests (tests/tests/filesystem.rs): a loop device with ext4 on it.
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v losetup >/dev/null || need+=(mount)
 if [ ${#need[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${need[*]}" >&2
     DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -qq --no-install-recommends "${need[@]}" >&2 \

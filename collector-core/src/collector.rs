@@ -42,6 +42,8 @@ pub struct Config {
     pub load: bool,
     /// At most this many `/proc/<tid>/stat` reads per sweep for load (procfs fallback only).
     pub load_task_budget: usize,
+    /// Writable-layer usage of containers and the machine's filesystems.
+    pub fs: crate::fs::FsConfig,
 }
 
 impl Default for Config {
@@ -58,6 +60,7 @@ impl Default for Config {
             network: true,
             load: true,
             load_task_budget: 20_000,
+            fs: crate::fs::FsConfig::default(),
         }
     }
 }
@@ -157,6 +160,9 @@ pub struct Collector {
     metadata: Option<std::sync::Arc<dyn MetadataProvider>>,
     /// Whether the first scan is done (containers found by it are not "started" news).
     scanned_once: bool,
+    machine: crate::machine::MachineReader,
+    /// Writable layers and their background walkers (`None` when `fs.container_layers` is off).
+    layers: Option<crate::fs::Layers>,
 }
 
 impl Collector {
@@ -186,6 +192,11 @@ impl Collector {
             scan_errors: Vec::new(),
             metadata: None,
             scanned_once: false,
+            machine: crate::machine::MachineReader::new(user_hz()),
+            layers: config
+                .fs
+                .container_layers
+                .then(|| crate::fs::Layers::new(&config.roots.proc_root, &config.fs)),
             config,
         })
     }
@@ -233,13 +244,23 @@ impl Collector {
         out.errors.clear();
         out.events.clear();
         self.refresh(out);
-        let roots = &self.config.roots;
-        crate::machine::read(
-            &mut self.reader,
-            &roots.proc_root,
-            &roots.sys_root,
+        self.machine.read(
+            &self.config.roots,
+            &self.config.fs,
+            &mut self.devices,
+            &mut out.errors,
             &mut out.machine,
         );
+        if let Some(l) = self.layers.as_mut() {
+            l.begin_sweep(out.machine.filesystems.iter().map(|f| crate::fs::Backing {
+                major: f.major,
+                minor: f.minor,
+                size_bytes: f.size_bytes,
+                avail_bytes: f.avail_bytes,
+                files: f.files,
+                files_free: f.files_free,
+            }));
+        }
         self.reader.take_errors(&mut out.errors);
         self.net.begin_sweep();
         if let Some(l) = self.load.as_mut() {
@@ -250,7 +271,7 @@ impl Collector {
         out.containers.truncate(self.tracked.len());
         let mut i = 0;
         while i < self.tracked.len() {
-            let alive = self.read_one(i, now, &mut out.errors);
+            let alive = self.read_one(i, now, out.timestamp_ms, &mut out.errors);
             if !alive {
                 // Stopped while we looked: gone quietly, but it is news.
                 let t = self.tracked.remove(i);
@@ -293,6 +314,9 @@ impl Collector {
             i += 1;
         }
         out.containers.truncate(kept);
+        if let Some(l) = self.layers.as_mut() {
+            l.end_sweep();
+        }
         out.duration_us = started.elapsed().as_micros() as u64;
     }
 
@@ -413,7 +437,7 @@ impl Collector {
     }
 
     /// Reads one tracked cgroup into its stats. False when it has vanished.
-    fn read_one(&mut self, i: usize, now: Instant, errors: &mut Vec<Error>) -> bool {
+    fn read_one(&mut self, i: usize, now: Instant, now_ms: u64, errors: &mut Vec<Error>) -> bool {
         let setup = self.hierarchy.setup;
         let t = &mut self.tracked[i];
         let r = &mut self.reader;
@@ -464,6 +488,9 @@ impl Collector {
             v1_any.or(t.unified.as_ref())
         };
         let pid = procs_dir.and_then(|d| network::first_pid(r, d));
+        if let Some(layers) = self.layers.as_mut() {
+            s.fs = layers.read(&t.id, t.identity.kind, pid, &mut self.devices, now_ms);
+        }
         if self.config.network && t.identity.kind != Kind::Root {
             self.net.read(pid, r, &mut s.network);
         }

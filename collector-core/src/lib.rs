@@ -24,10 +24,15 @@
 pub mod collector;
 pub mod devices;
 pub mod discover;
+#[cfg(feature = "elasticsearch")]
+pub mod elastic;
 pub mod error;
 pub mod events;
+pub mod fs;
 pub mod hierarchy;
 pub mod identity;
+#[cfg(feature = "influxdb")]
+pub mod influx;
 pub mod load;
 pub mod machine;
 pub mod metadata;
@@ -37,6 +42,10 @@ pub mod parse;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 pub mod read;
+#[cfg(feature = "runtime")]
+pub mod runtime;
+#[cfg(feature = "sinks")]
+pub mod sink;
 pub mod stats;
 pub mod v1;
 pub mod v2;

@@ -172,10 +172,12 @@ pub fn psi(content: &str) -> Result<Psi, Reason> {
             let Some((k, v)) = w.split_once('=') else {
                 return Err(bad_line(n, line, "expected key=value"));
             };
+            // Averages are percentages: finite and not negative.
+            let pct = |v: &str| v.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0);
             let ok = match k {
-                "avg10" => v.parse().map(|x| l.avg10 = x).is_ok(),
-                "avg60" => v.parse().map(|x| l.avg60 = x).is_ok(),
-                "avg300" => v.parse().map(|x| l.avg300 = x).is_ok(),
+                "avg10" => pct(v).map(|x| l.avg10 = x).is_some(),
+                "avg60" => pct(v).map(|x| l.avg60 = x).is_some(),
+                "avg300" => pct(v).map(|x| l.avg300 = x).is_some(),
                 "total" => v.parse().map(|x| l.total_us = x).is_ok(),
                 _ => true,
             };
@@ -209,7 +211,7 @@ pub fn net_dev(content: &str, out: &mut Vec<InterfaceStats>) -> Result<(), Reaso
     let mut first_err = None;
     // Two header lines, then `iface: 8 receive and 8 transmit columns`.
     for (n, line) in content.lines().enumerate().skip(2) {
-        let Some((name, rest)) = line.split_once(':') else {
+        let Some((name, rest)) = line.split_once(':').filter(|(n, _)| !n.trim().is_empty()) else {
             if !line.trim().is_empty() {
                 first_err.get_or_insert_with(|| bad_line(n, line, "expected `iface:`"));
             }

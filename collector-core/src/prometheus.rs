@@ -74,6 +74,19 @@ pub fn encode(out: &mut String, registry: &Registry, format: Format) -> Result<(
     }
 }
 
+/// One snapshot's series as text: a registry holding just this snapshot, encoded.
+pub fn render(
+    snapshot: Arc<Snapshot>,
+    options: Arc<Options>,
+    format: Format,
+) -> Result<String, FmtError> {
+    let mut reg = Registry::default();
+    reg.register_collector(Box::new(SnapshotCollector::new(snapshot, options)));
+    let mut out = String::new();
+    encode(&mut out, &reg, format)?;
+    Ok(out)
+}
+
 /// Fixed labels of a container: `id` always; the others only when known (never empty).
 #[derive(Clone, Copy)]
 struct Labels<'a> {
@@ -490,6 +503,36 @@ impl PromCollector for SnapshotCollector {
             |_| Some(seen),
         )?;
 
+        // The writable layer, measured in the background: the last good value and its age.
+        fam.layer(
+            "container_fs_usage_bytes",
+            "Number of bytes that are consumed by the container on this filesystem.",
+            |l| Some(l.usage_bytes as f64),
+        )?;
+        fam.layer(
+            "container_fs_limit_bytes",
+            "Number of bytes that can be consumed by the container on this filesystem.",
+            |l| l.limit_bytes.map(|v| v as f64),
+        )?;
+        fam.layer("container_fs_inodes_total", "Number of Inodes.", |l| {
+            l.inodes_total.map(|v| v as f64)
+        })?;
+        fam.layer(
+            "container_fs_inodes_free",
+            "Number of available Inodes.",
+            |l| l.inodes_free.map(|v| v as f64),
+        )?;
+        fam.layer(
+            "container_fs_inodes_used",
+            "Number of inodes in the container's writable layer.",
+            |l| Some(l.inodes_used as f64),
+        )?;
+        fam.layer(
+            "container_fs_usage_age_seconds",
+            "Age of the writable layer measurement that container_fs_usage_bytes reports.",
+            |l| Some(l.age_ms as f64 / 1e3),
+        )?;
+
         let mach = &snap.machine;
         for (name, help, v) in [
             (
@@ -513,8 +556,159 @@ impl PromCollector for SnapshotCollector {
                 ConstGauge::new(v as f64).encode(me)?;
             }
         }
+        encode_machine(&mut enc, mach)?;
         Ok(())
     }
+}
+
+/// The machine's topology, CPU modes, filesystems, disks and pressure (labels as node
+/// exporter's where cAdvisor has no such series; `device` as for block IO).
+fn encode_machine(
+    enc: &mut DescriptorEncoder,
+    mach: &crate::machine::MachineStats,
+) -> Result<(), FmtError> {
+    use MetricType::{Counter as C, Gauge as G};
+    for (name, help, v) in [
+        (
+            "machine_cpu_physical_cores",
+            "Number of physical CPU cores.",
+            mach.cpu_physical_cores,
+        ),
+        (
+            "machine_cpu_sockets",
+            "Number of CPU sockets.",
+            mach.cpu_sockets,
+        ),
+    ] {
+        if let Some(v) = v {
+            let me = enc.encode_descriptor(name, help, None, G)?;
+            ConstGauge::new(v as f64).encode(me)?;
+        }
+    }
+    if let Some(t) = &mach.cpu_time {
+        let mut me = enc.encode_descriptor(
+            "machine_cpu_seconds",
+            "Seconds all CPUs spent in each mode since boot (/proc/stat).",
+            None,
+            C,
+        )?;
+        for (mode, ns) in t.modes() {
+            sample(&mut me, C, &[("mode", mode)], ns as f64 / NS_PER_S)?;
+        }
+    }
+
+    let fs = &mach.filesystems;
+    if !fs.is_empty() {
+        let labels: Vec<String> = fs.iter().map(|f| f.label()).collect();
+        type FsValue = fn(&crate::machine::Filesystem) -> Option<u64>;
+        let families: [(&str, &str, FsValue); 5] = [
+            (
+                "machine_filesystem_size_bytes",
+                "Filesystem size in bytes.",
+                |f| Some(f.size_bytes),
+            ),
+            (
+                "machine_filesystem_avail_bytes",
+                "Filesystem space available to non-root users in bytes.",
+                |f| Some(f.avail_bytes),
+            ),
+            (
+                "machine_filesystem_free_bytes",
+                "Filesystem free space in bytes.",
+                |f| Some(f.free_bytes),
+            ),
+            (
+                "machine_filesystem_files",
+                "Filesystem total file nodes.",
+                |f| f.files,
+            ),
+            (
+                "machine_filesystem_files_free",
+                "Filesystem total free file nodes.",
+                |f| f.files_free,
+            ),
+        ];
+        for (name, help, value) in families {
+            if !fs.iter().any(|f| value(f).is_some()) {
+                continue;
+            }
+            let mut me = enc.encode_descriptor(name, help, None, G)?;
+            for (f, dev) in fs.iter().zip(&labels) {
+                if let Some(v) = value(f) {
+                    let l = [
+                        ("device", dev.as_str()),
+                        ("mountpoint", f.mountpoint.as_str()),
+                        ("fstype", f.fstype.as_str()),
+                    ];
+                    sample(&mut me, G, &l, v as f64)?;
+                }
+            }
+        }
+    }
+
+    let disks = &mach.disks;
+    if !disks.is_empty() {
+        let labels: Vec<String> = disks.iter().map(|d| format!("/dev/{}", d.name)).collect();
+        type DiskValue = fn(&crate::machine::Disk) -> f64;
+        let families: [(&str, &str, MetricType, DiskValue); 6] = [
+            (
+                "machine_disk_reads_completed",
+                "Reads completed successfully.",
+                C,
+                |d| d.reads_completed as f64,
+            ),
+            (
+                "machine_disk_writes_completed",
+                "Writes completed successfully.",
+                C,
+                |d| d.writes_completed as f64,
+            ),
+            (
+                "machine_disk_read_bytes",
+                "Bytes read successfully.",
+                C,
+                |d| d.read_bytes as f64,
+            ),
+            (
+                "machine_disk_written_bytes",
+                "Bytes written successfully.",
+                C,
+                |d| d.written_bytes as f64,
+            ),
+            (
+                "machine_disk_io_time_seconds",
+                "Seconds the device had IO in flight.",
+                C,
+                |d| d.io_time_ms as f64 / 1e3,
+            ),
+            ("machine_disk_io_now", "IOs in flight now.", G, |d| {
+                d.io_in_progress as f64
+            }),
+        ];
+        for (name, help, t, value) in families {
+            let mut me = enc.encode_descriptor(name, help, None, t)?;
+            for (d, dev) in disks.iter().zip(&labels) {
+                sample(&mut me, t, &[("device", dev.as_str())], value(d))?;
+            }
+        }
+    }
+
+    let p = &mach.pressure;
+    for (res, psi) in [("cpu", p.cpu), ("memory", p.memory), ("io", p.io)] {
+        let Some(psi) = psi else { continue };
+        for (kind, what, line) in [
+            ("waiting", "tasks have waited", Some(psi.some)),
+            ("stalled", "no task could make progress", psi.full),
+        ] {
+            let Some(line) = line else { continue };
+            let name = format!("machine_pressure_{res}_{kind}_seconds");
+            let help =
+                format!("Total time in seconds {what} on the machine due to {res} congestion.");
+            let me = enc.encode_descriptor(&name, &help, None, C)?;
+            ConstCounter::new(line.total_us as f64 / 1e6).encode(me)?;
+        }
+    }
+    Ok(())
 }
 
 /// The interfaces of a container that has its own network namespace.
@@ -658,6 +852,43 @@ impl Families<'_, '_> {
                 let l = l.with("device", &dev);
                 sample(&mut me, MetricType::Counter, l.slice(), value(d) as f64)?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl Families<'_, '_> {
+    /// A writable-layer figure per container, labelled with its backing device like block IO.
+    fn layer(
+        &mut self,
+        name: &str,
+        help: &str,
+        value: impl Fn(&crate::stats::FsStats) -> Option<f64>,
+    ) -> Result<(), FmtError> {
+        let has = |c: &Container| c.stats.fs.as_ref().and_then(&value);
+        if !self.snap.containers.iter().any(|c| has(c).is_some()) {
+            return Ok(());
+        }
+        let (snap, labels) = (self.snap, self.labels);
+        let mut me = self.begin(name, help, MetricType::Gauge)?;
+        let mut dev = String::new();
+        for (c, l) in snap.containers.iter().zip(labels) {
+            let (Some(fs), Some(v)) = (c.stats.fs.as_ref(), has(c)) else {
+                continue;
+            };
+            dev.clear();
+            match &fs.device {
+                Some(n) => {
+                    dev.push_str("/dev/");
+                    dev.push_str(n);
+                }
+                None => {
+                    use std::fmt::Write;
+                    write!(dev, "{}:{}", fs.major, fs.minor)?;
+                }
+            }
+            let l = l.with("device", &dev);
+            sample(&mut me, MetricType::Gauge, l.slice(), v)?;
         }
         Ok(())
     }

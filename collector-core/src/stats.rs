@@ -15,6 +15,10 @@ pub struct ContainerStats {
     pub network: NetworkStats,
     pub load: Option<LoadStats>,
     pub spec: Spec,
+    /// The writable layer (overlay `upperdir`), measured in the background; absent until a
+    /// first walk has finished, and for cgroups that are not overlay-rooted containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs: Option<FsStats>,
 }
 
 /// CPU time, all in nanoseconds.
@@ -208,4 +212,36 @@ pub struct Spec {
     /// v1 `memsw.limit` (memory plus swap), v2 `memory.swap.max` (swap alone); `None` when unlimited.
     pub memory_swap_limit_bytes: Option<u64>,
     pub pids_limit: Option<u64>,
+}
+
+/// A container's writable layer: what a background walk of its overlay `upperdir` found, and
+/// the filesystem that holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsStats {
+    /// The backing filesystem's device numbers (`st_dev` of the upper directory).
+    pub major: u32,
+    pub minor: u32,
+    /// Kernel name of that device (`vda`, `dm-0`) when it resolves; else the mount's source.
+    pub device: Option<String>,
+    /// The upper directory, as a host path.
+    pub upperdir: String,
+    /// Bytes allocated to the layer's files (`st_blocks` * 512, hard links once), like `du -s`.
+    pub usage_bytes: u64,
+    /// Inodes in the layer, its top directory included (hard links once).
+    pub inodes_used: u64,
+    /// The backing filesystem's size, free space for unprivileged users, and inodes
+    /// (`statvfs`); inodes are absent where the filesystem has no fixed count (btrfs).
+    pub limit_bytes: Option<u64>,
+    pub available_bytes: Option<u64>,
+    pub inodes_total: Option<u64>,
+    pub inodes_free: Option<u64>,
+    /// When the walk that gave `usage_bytes` finished (Unix milliseconds) and its age at this
+    /// sweep: the figure is the last good one, not a fresh reading.
+    pub measured_ms: u64,
+    pub age_ms: u64,
+    /// Wall time the walk took, over all its slices.
+    pub walk_duration_ms: u64,
+    /// How many times the regular interval this layer is now walked at (1 unless walks of it
+    /// ran over their time budget).
+    pub backoff: u32,
 }

@@ -52,6 +52,9 @@ pub struct Flags {
     /// Path under which to expose metrics [default: /metrics].
     #[arg(long = "web.telemetry-path", global = true)]
     pub telemetry_path: Option<String>,
+    /// YAML file enabling TLS and/or basic auth, as for Prometheus exporters [default: none].
+    #[arg(long = "web.config.file", global = true)]
+    pub web_config: Option<PathBuf>,
     /// How often to read every container, e.g. 1s, 500ms [default: 5s].
     #[arg(long = "housekeeping.interval", global = true)]
     pub interval: Option<String>,
@@ -97,6 +100,9 @@ pub struct File {
     pub containers: FileContainers,
     #[serde(default)]
     pub log: FileLog,
+    /// `[[sinks]]`, parsed by `crate::sinks`.
+    #[serde(default)]
+    pub sinks: Vec<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +112,8 @@ pub struct FileWeb {
     pub listen_address: Option<String>,
     #[serde(rename = "telemetry-path")]
     pub telemetry_path: Option<String>,
+    #[serde(rename = "config-file")]
+    pub config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,10 +153,11 @@ pub struct FileLog {
 }
 
 /// The settings in force.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub listen_address: std::net::SocketAddr,
     pub telemetry_path: String,
+    pub web_config: Option<PathBuf>,
     pub interval: Duration,
     pub procfs: PathBuf,
     pub sysfs: PathBuf,
@@ -158,6 +167,8 @@ pub struct Settings {
     pub label_allowlist: Vec<String>,
     pub log_level: tracing::Level,
     pub log_json: bool,
+    /// Push sinks from the config file's `[[sinks]]`.
+    pub sinks: Vec<crate::sinks::SinkSpec>,
 }
 
 /// A bad setting: which key, and why.
@@ -218,6 +229,7 @@ impl Settings {
                 ),
             ));
         }
+        let web_config = flags.web_config.clone().or(file.web.config_file);
         let interval_text = flags
             .interval
             .clone()
@@ -291,9 +303,11 @@ impl Settings {
             "json" => true,
             other => return Err(bad("log.format", format!("{other:?} is not human or json"))),
         };
+        let sinks = crate::sinks::parse(&file.sinks)?;
         Ok(Settings {
             listen_address,
             telemetry_path,
+            web_config,
             interval,
             procfs,
             sysfs,
@@ -303,6 +317,7 @@ impl Settings {
             label_allowlist,
             log_level,
             log_json,
+            sinks,
         })
     }
 }
@@ -390,6 +405,21 @@ mod tests {
         let s = Settings::resolve(&f).unwrap();
         assert_eq!(s.interval, Duration::from_millis(750));
         assert_eq!(s.include, vec!["/kubepods".to_string()]);
+    }
+
+    #[test]
+    fn web_config_file_from_flag_or_file() {
+        assert_eq!(Settings::resolve(&flags()).unwrap().web_config, None);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "web.config-file = \"/etc/web.yml\"\n").unwrap();
+        let mut f = flags();
+        f.config_file = Some(p);
+        let s = Settings::resolve(&f).unwrap();
+        assert_eq!(s.web_config, Some(PathBuf::from("/etc/web.yml")));
+        f.web_config = Some("/tmp/w.yml".into());
+        let s = Settings::resolve(&f).unwrap();
+        assert_eq!(s.web_config, Some(PathBuf::from("/tmp/w.yml")));
     }
 
     #[test]

@@ -5,9 +5,12 @@
 //! A library too, so that the integration tests run the very same entry point.
 
 pub mod config;
+pub mod listener;
 pub mod selfmetrics;
+pub mod sinks;
 pub mod server;
 pub mod state;
+pub mod webconfig;
 
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -17,8 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use collector_core::prometheus::{Format, Options, SnapshotCollector};
+use collector_core::sink::SinkFeeder;
 use collector_core::{Collector, Config, Roots, Snapshot};
-use hyper_util::rt::TokioIo;
 
 use config::{Cli, Command, Settings, SnapshotFormat};
 use selfmetrics::SweepStats;
@@ -37,7 +40,21 @@ pub fn run() -> ExitCode {
     init_logging(&settings);
     let result = match cli.command {
         Some(Command::Snapshot { format }) => snapshot(&settings, format),
-        None => serve(settings),
+        None => {
+            let web = match settings
+                .web_config
+                .as_deref()
+                .map(webconfig::WebConfig::load)
+            {
+                None => None,
+                Some(Ok(w)) => Some(Arc::new(w)),
+                Some(Err(e)) => {
+                    eprintln!("collector-exporter: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            serve(settings, web)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,14 +115,25 @@ fn snapshot(s: &Settings, format: SnapshotFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(s: Settings) -> anyhow::Result<()> {
+fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<()> {
     let collector = Collector::new(core_config(&s)).context("finding the cgroup hierarchy")?;
     tracing::info!(
         setup = ?collector.hierarchy().setup,
         listen = %s.listen_address,
         interval = ?s.interval,
+        sinks = s.sinks.len(),
         "starting"
     );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Sinks run as tasks on the server's runtime; the sweep thread feeds them.
+    let sinks = {
+        let _guard = rt.enter();
+        sinks::start(&s.sinks)?
+    };
+    let feeds: Vec<SinkFeeder> = sinks.iter().map(|r| r.handle.feeder()).collect();
     let latest = Arc::new(Latest::default());
     let stats = Arc::new(SweepStats::default());
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
@@ -113,23 +141,29 @@ fn serve(s: Settings) -> anyhow::Result<()> {
         let (latest, stats, interval) = (latest.clone(), stats.clone(), s.interval);
         std::thread::Builder::new()
             .name("sweep".into())
-            .spawn(move || sweep_loop(collector, latest, stats, interval, stop_rx))
+            .spawn(move || sweep_loop(collector, latest, stats, interval, stop_rx, feeds))
             .context("starting the sweep thread")?
     };
     let app = Arc::new(server::App {
         latest,
         stats,
+        sinks: sinks
+            .iter()
+            .map(|r| (r.name.clone(), r.kind, r.stats().clone()))
+            .collect(),
         options: options(&s),
         telemetry_path: s.telemetry_path.clone(),
         interval: s.interval,
     });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let served = rt.block_on(accept_loop(app, s.listen_address));
+    let served = rt.block_on(listener::serve(app, s.listen_address, web));
     let _ = stop_tx.send(());
     let _ = sweeper.join();
+    // Give each sink a moment to deliver what it holds; a spool keeps the rest.
+    rt.block_on(async {
+        for r in sinks {
+            r.handle.shutdown(Duration::from_secs(5)).await;
+        }
+    });
     tracing::info!("stopped");
     served
 }
@@ -142,6 +176,7 @@ fn sweep_loop(
     stats: Arc<SweepStats>,
     interval: Duration,
     stop: mpsc::Receiver<()>,
+    sinks: Vec<SinkFeeder>,
 ) {
     let mut spare: Option<Snapshot> = None;
     loop {
@@ -165,47 +200,16 @@ fn sweep_loop(
             .watch_saturated
             .store(collector.watch_saturated() as u64, Ordering::Relaxed);
         let previous = latest.get();
-        latest.set(Arc::new(snap));
+        let snap = Arc::new(snap);
+        for f in &sinks {
+            f.push(snap.clone());
+        }
+        latest.set(snap);
         spare = previous.and_then(|p| Arc::try_unwrap(p).ok());
         let wait = interval.saturating_sub(started.elapsed());
         match stop.recv_timeout(wait) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             _ => return,
-        }
-    }
-}
-
-async fn accept_loop(app: Arc<server::App>, addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
-    tracing::info!("listening on http://{}", listener.local_addr()?);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!("accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let app = app.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| server::handle(app.clone(), req));
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(Duration::from_secs(10))
-                        .serve_connection(TokioIo::new(stream), svc);
-                    if let Err(e) = conn.await {
-                        tracing::debug!("connection: {e}");
-                    }
-                });
-            }
-            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); return Ok(()); }
-            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return Ok(()); }
         }
     }
 }

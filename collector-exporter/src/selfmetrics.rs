@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use collector_core::sink::SinkStats;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -22,6 +23,8 @@ pub struct SweepStats {
 #[derive(Debug)]
 pub struct SelfCollector {
     pub stats: std::sync::Arc<SweepStats>,
+    /// (name, type, counters) of each push sink.
+    pub sinks: Vec<(String, &'static str, std::sync::Arc<SinkStats>)>,
 }
 
 impl Collector for SelfCollector {
@@ -68,6 +71,7 @@ impl Collector for SelfCollector {
             s.containers.load(Ordering::Relaxed) as f64,
         )?;
         gauge(&mut enc, "collector_inotify_watch_limit_reached", "1 when the inotify watch limit was hit: new cgroups are then found by the periodic rescan.", s.watch_saturated.load(Ordering::Relaxed) as f64)?;
+        self.encode_sinks(&mut enc)?;
         if let Some(p) = process() {
             counter(
                 &mut enc,
@@ -163,4 +167,35 @@ fn boot_time() -> Option<f64> {
     stat.lines()
         .find_map(|l| l.strip_prefix("btime "))
         .and_then(|v| v.trim().parse().ok())
+}
+
+impl SelfCollector {
+    /// One family per counter, one series per sink (`sink` = its name, `type`).
+    fn encode_sinks(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if self.sinks.is_empty() {
+            return Ok(());
+        }
+        type Pick = fn(&SinkStats) -> f64;
+        let families: [(&str, &str, MetricType, Pick); 7] = [
+            ("collector_sink_sent", "Items (points or documents) delivered.", MetricType::Counter, |s| s.sent.load(Ordering::Relaxed) as f64),
+            ("collector_sink_failed", "Items the server refused for good.", MetricType::Counter, |s| s.failed.load(Ordering::Relaxed) as f64),
+            ("collector_sink_dropped", "Items dropped because the queue or spool was full (oldest first).", MetricType::Counter, |s| s.dropped.load(Ordering::Relaxed) as f64),
+            ("collector_sink_retries", "Delivery attempts that failed and were retried.", MetricType::Counter, |s| s.retries.load(Ordering::Relaxed) as f64),
+            ("collector_sink_queue_items", "Items waiting for delivery.", MetricType::Gauge, |s| s.queued.load(Ordering::Relaxed) as f64),
+            ("collector_sink_spool_bytes", "Bytes in the on-disk spool.", MetricType::Gauge, |s| s.spool_bytes.load(Ordering::Relaxed) as f64),
+            ("collector_sink_last_success_timestamp_seconds", "When the last delivery succeeded (0 before the first).", MetricType::Gauge, |s| s.last_success_ms.load(Ordering::Relaxed) as f64 / 1e3),
+        ];
+        for (name, help, t, pick) in families {
+            let mut me = enc.encode_descriptor(name, help, None, t)?;
+            for (sink, kind, stats) in &self.sinks {
+                let labels = [("sink", sink.as_str()), ("type", *kind)];
+                let fe = me.encode_family(&labels)?;
+                match t {
+                    MetricType::Counter => ConstCounter::new(pick(stats)).encode(fe)?,
+                    _ => ConstGauge::new(pick(stats)).encode(fe)?,
+                }
+            }
+        }
+        Ok(())
+    }
 }

@@ -21,6 +21,8 @@ use crate::state::Latest;
 pub struct App {
     pub latest: Arc<Latest>,
     pub stats: Arc<SweepStats>,
+    /// (name, type, counters) of each push sink.
+    pub sinks: Vec<(String, &'static str, Arc<collector_core::sink::SinkStats>)>,
     pub options: Arc<Options>,
     pub telemetry_path: String,
     pub interval: Duration,
@@ -82,6 +84,7 @@ fn metrics(app: &App, req: &Request<hyper::body::Incoming>) -> Resp {
     )));
     registry.register_collector(Box::new(SelfCollector {
         stats: app.stats.clone(),
+        sinks: app.sinks.clone(),
     }));
     let mut body = String::with_capacity(64 * 1024);
     if let Err(e) = prom::encode(&mut body, &registry, format) {

@@ -1,6 +1,8 @@
 //! Support for the integration tests: real cgroups, processes and network namespaces that a
 //! test makes and that are removed when it ends, whatever the outcome.
 
+pub mod runtimes;
+
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -8,6 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use collector_core::{Controller, Hierarchy, Roots};
+
+pub mod osmem;
+pub mod servers;
 
 /// The command that prepares a machine for the whole suite.
 pub const SETUP: &str = "scripts/test.sh";
@@ -348,17 +353,54 @@ impl HttpResponse {
 
 /// A minimal HTTP/1.1 GET (Connection: close), enough to test our own server.
 pub fn http_get(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    http_request(addr, "GET", path, headers, &[])
+}
+
+/// A POST with a body of the given type.
+pub fn http_post(
+    addr: std::net::SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> HttpResponse {
+    http_request(addr, "POST", path, &[("Content-Type", content_type)], body)
+}
+
+/// Percent-encodes everything but unreserved characters.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// One HTTP/1.1 request with `Connection: close`.
+pub fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
     use std::io::Read;
     let mut s =
         std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if method != "GET" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let split = raw

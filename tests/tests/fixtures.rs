@@ -389,16 +389,33 @@ fn lifecycle_events_started_stopped_and_oom() {
         .map(|e| (e.kind, e.id.as_str(), e.count))
         .collect();
     let busy_id = format!("{POD}/{BUSY}");
-    assert!(kinds.contains(&(EventKind::OomKill, busy_id.as_str(), 2)), "{kinds:?}");
-    assert!(kinds.contains(&(EventKind::Started, "/system.slice/new.service", 1)), "{kinds:?}");
+    assert!(
+        kinds.contains(&(EventKind::OomKill, busy_id.as_str(), 2)),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&(EventKind::Started, "/system.slice/new.service", 1)),
+        "{kinds:?}"
+    );
     assert_eq!(kinds.len(), 2, "{kinds:?}");
-    let oom = second.events.iter().find(|e| e.kind == EventKind::OomKill).unwrap();
+    let oom = second
+        .events
+        .iter()
+        .find(|e| e.kind == EventKind::OomKill)
+        .unwrap();
     assert_eq!(oom.runtime, Some(Runtime::Containerd));
     assert!(oom.container_id.as_deref().unwrap().starts_with("4f1c2e9a"));
 
     std::fs::remove_dir(&new).unwrap();
     col.rescan_soon();
     let third = col.sweep();
-    let stopped: Vec<_> = third.events.iter().map(|e| (e.kind, e.id.as_str())).collect();
-    assert_eq!(stopped, vec![(EventKind::Stopped, "/system.slice/new.service")]);
+    let stopped: Vec<_> = third
+        .events
+        .iter()
+        .map(|e| (e.kind, e.id.as_str()))
+        .collect();
+    assert_eq!(
+        stopped,
+        vec![(EventKind::Stopped, "/system.slice/new.service")]
+    );
 }

@@ -29,16 +29,26 @@ impl Prometheus {
         )
         .unwrap();
         // A free loopback port: bind, read it, release it for Prometheus.
-        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("prometheus not runnable ({e}); install it with `{SETUP}`"));
-        Prometheus { child, addr, _dir: dir }
+        Prometheus {
+            child,
+            addr,
+            _dir: dir,
+        }
     }
 
     /// An instant query's result vector.
@@ -55,7 +65,9 @@ impl Prometheus {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(self.addr).is_ok() && http_get(self.addr, "/-/ready", &[]).status == 200 {
+            if std::net::TcpStream::connect(self.addr).is_ok()
+                && http_get(self.addr, "/-/ready", &[]).status == 200
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -88,18 +100,28 @@ fn prometheus_sees_the_burn_rate_and_staleness() {
     let mut burn = Command::new("sh");
     burn.args(["-c", "while :; do :; done"]);
     cg.spawn(&mut burn);
-    let exp = Exporter::start(BIN, &["--housekeeping.interval", "1s", "--cgroups.include", &cg.id]);
+    let exp = Exporter::start(
+        BIN,
+        &["--housekeeping.interval", "1s", "--cgroups.include", &cg.id],
+    );
     let prom = Prometheus::start(exp.addr);
     prom.wait_ready();
 
-    let q = format!("rate(container_cpu_usage_seconds_total{{id=\"{}\"}}[5s])", cg.id);
+    let q = format!(
+        "rate(container_cpu_usage_seconds_total{{id=\"{}\"}}[5s])",
+        cg.id
+    );
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut rate = None;
     // Wait for a window of 5 s full of samples, then take the rate.
     let started = Instant::now();
     while Instant::now() < deadline {
         let res = prom.query(&q);
-        if let Some(v) = res.first().and_then(|r| r["value"][1].as_str()).and_then(|v| v.parse::<f64>().ok()) {
+        if let Some(v) = res
+            .first()
+            .and_then(|r| r["value"][1].as_str())
+            .and_then(|v| v.parse::<f64>().ok())
+        {
             if started.elapsed() > Duration::from_secs(12) {
                 rate = Some(v);
                 break;
@@ -109,7 +131,10 @@ fn prometheus_sees_the_burn_rate_and_staleness() {
     }
     let rate = rate.unwrap_or_else(|| panic!("no rate for {} within 40 s", cg.id));
     // The quota allows half a CPU; the burner uses all of it.
-    assert!((0.4..=0.56).contains(&rate), "rate {rate}, expected about 0.5");
+    assert!(
+        (0.4..=0.56).contains(&rate),
+        "rate {rate}, expected about 0.5"
+    );
 
     // Remove the cgroup: Prometheus marks its series stale at the next scrape.
     let id = cg.id.clone();
@@ -120,12 +145,19 @@ fn prometheus_sees_the_burn_rate_and_staleness() {
         if prom.query(&sel).is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "series of {id} still live 15 s after removal");
+        assert!(
+            Instant::now() < deadline,
+            "series of {id} still live 15 s after removal"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     // The target itself stayed healthy throughout.
     let up = prom.query("up");
-    assert_eq!(up.first().and_then(|r| r["value"][1].as_str()), Some("1"), "{up:?}");
+    assert_eq!(
+        up.first().and_then(|r| r["value"][1].as_str()),
+        Some("1"),
+        "{up:?}"
+    );
 }
 
 #[test]

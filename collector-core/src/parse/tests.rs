@@ -74,6 +74,9 @@ fn psi_lines() {
     assert!(psi("some avg10=0.00 avg60=0.00 total=1\n").is_err());
     assert!(psi("").is_err());
     assert!(psi("odd avg10=0 avg60=0 avg300=0 total=0").is_err());
+    assert!(psi("some avg10=NaN avg60=0 avg300=0 total=0").is_err());
+    assert!(psi("some avg10=0 avg60=-1.5 avg300=0 total=0").is_err());
+    assert!(psi("some avg10=0 avg60=0 avg300=inf total=0").is_err());
 }
 
 #[test]
@@ -104,6 +107,11 @@ fn net_dev_reuses_buffers() {
     let cap = out[0].name.capacity();
     net_dev(text, &mut out).unwrap();
     assert_eq!(out[0].name.capacity(), cap);
+    // A row without a name is not an interface.
+    let nameless = "h\nh\n      :  0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+    assert!(net_dev(nameless, &mut out).is_err());
+    assert!(out.is_empty());
+    net_dev(text, &mut out).unwrap();
     // A cut-off last row is dropped and reported.
     let cut = &text[..text.len() - 10];
     assert!(net_dev(cut, &mut out).is_err());

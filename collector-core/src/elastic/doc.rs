@@ -1,0 +1,882 @@
+//! Snapshot -> `_bulk` items: one action line and one document (Elastic Common Schema field
+//! names) per container and per lifecycle event. See docs/METRICS.md, "Elasticsearch documents".
+//!
+//! Every item is `<action>\n<document>` without a final newline; the sink joins them.
+//! Document ids are derived from (cgroup, time, kind), so a batch sent twice (an answer lost
+//! after the server took it) lands once: `create` answers 409 for the copy, `index` overwrites
+//! the same document.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{json, Map, Value};
+
+use crate::collector::{Container, Snapshot};
+use crate::events::{Event, EventKind};
+use crate::stats::NetworkStatus;
+
+/// Where documents go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A data stream: `create` actions.
+    DataStream(String),
+    /// Indices named from the document's time: `index` actions.
+    Indices(IndexPattern),
+}
+
+impl Destination {
+    fn index_for(&self, ms: u64) -> String {
+        match self {
+            Destination::DataStream(n) => n.clone(),
+            Destination::Indices(p) => p.render(ms),
+        }
+    }
+
+    fn op(&self) -> &'static str {
+        match self {
+            Destination::DataStream(_) => "create",
+            Destination::Indices(_) => "index",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Lit(String),
+    Year,
+    Month,
+    Day,
+    Hour,
+}
+
+/// An index name with date fields: `%Y` (4-digit year), `%m`, `%d`, `%H` (2 digits, UTC) and
+/// `%%` for a percent sign. Everything else is literal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexPattern {
+    pieces: Vec<Piece>,
+}
+
+impl IndexPattern {
+    /// Parses and checks a pattern; the error says what is wrong with it.
+    pub fn parse(s: &str) -> Result<IndexPattern, String> {
+        let mut pieces = Vec::new();
+        let mut lit = String::new();
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                lit.push(c);
+                continue;
+            }
+            let p = match chars.next() {
+                Some('%') => {
+                    lit.push('%');
+                    continue;
+                }
+                Some('Y') => Piece::Year,
+                Some('m') => Piece::Month,
+                Some('d') => Piece::Day,
+                Some('H') => Piece::Hour,
+                Some(o) => return Err(format!("unknown date field %{o} (known: %Y %m %d %H %%)")),
+                None => return Err("ends with a lone %".into()),
+            };
+            if !lit.is_empty() {
+                pieces.push(Piece::Lit(std::mem::take(&mut lit)));
+            }
+            pieces.push(p);
+        }
+        if !lit.is_empty() {
+            pieces.push(Piece::Lit(lit));
+        }
+        let pat = IndexPattern { pieces };
+        // A rendered name must be a valid index name; the date fields give only digits.
+        check_index_name(&pat.render(0))?;
+        Ok(pat)
+    }
+
+    /// The index name for a time (Unix milliseconds, UTC).
+    pub fn render(&self, ms: u64) -> String {
+        let t = Civil::from_unix_ms(ms);
+        let mut out = String::new();
+        for p in &self.pieces {
+            match p {
+                Piece::Lit(s) => out.push_str(s),
+                Piece::Year => out.push_str(&format!("{:04}", t.year)),
+                Piece::Month => out.push_str(&format!("{:02}", t.month)),
+                Piece::Day => out.push_str(&format!("{:02}", t.day)),
+                Piece::Hour => out.push_str(&format!("{:02}", t.hour)),
+            }
+        }
+        out
+    }
+
+    /// The index pattern that matches every name this renders (date fields as `*`).
+    pub fn wildcard(&self) -> String {
+        let mut out = String::new();
+        for p in &self.pieces {
+            match p {
+                Piece::Lit(s) => out.push_str(s),
+                _ if out.ends_with('*') => {}
+                _ => out.push('*'),
+            }
+        }
+        out
+    }
+
+    /// The literal text before the first date field.
+    pub fn prefix(&self) -> &str {
+        match self.pieces.first() {
+            Some(Piece::Lit(s)) => s,
+            _ => "",
+        }
+    }
+}
+
+/// Elasticsearch's rules for index, data stream and template names.
+pub fn check_index_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.len() > 255 {
+        return Err("is longer than 255 bytes".into());
+    }
+    if name == "." || name == ".." {
+        return Err("cannot be . or ..".into());
+    }
+    if name.starts_with(['-', '_', '+']) {
+        return Err(format!("{name:?} starts with -, _ or +"));
+    }
+    if let Some(c) = name.chars().find(|c| {
+        matches!(
+            c,
+            '\\' | '/' | '*' | '?' | '"' | '<' | '>' | '|' | ' ' | ',' | '#' | ':'
+        ) || c.is_uppercase()
+    }) {
+        return Err(format!(
+            "{name:?} holds {c:?} (lowercase, no \\ / * ? \" < > | , # : or spaces)"
+        ));
+    }
+    Ok(())
+}
+
+/// A UTC calendar time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Civil {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub milli: u32,
+}
+
+impl Civil {
+    pub fn from_unix_ms(ms: u64) -> Civil {
+        let secs = ms / 1000;
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        // Days since 1970-01-01 to a proleptic Gregorian date, counting in 400-year eras
+        // that start on 1 March (so the leap day is the last day of an era's year).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Civil {
+            year,
+            month,
+            day,
+            hour: (rem / 3600) as u32,
+            minute: (rem % 3600 / 60) as u32,
+            second: (rem % 60) as u32,
+            milli: (ms % 1000) as u32,
+        }
+    }
+
+    /// `2024-02-29T23:59:59.123Z`.
+    pub fn rfc3339(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second, self.milli
+        )
+    }
+}
+
+/// 128-bit FNV-1a, as 32 hex digits: a stable document id, not a secret.
+fn doc_id(parts: &[&[u8]]) -> String {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+    let mut h = OFFSET;
+    for p in parts {
+        for &b in p.iter().chain(std::iter::once(&0xffu8)) {
+            h ^= u128::from(b);
+            h = h.wrapping_mul(PRIME);
+        }
+    }
+    format!("{h:032x}")
+}
+
+/// What is remembered of a container between metric documents, for the figures that ECS
+/// defines over the interval since the last collection.
+#[derive(Debug, Default)]
+struct Prev {
+    generation: u64,
+    ts_ms: u64,
+    cpu_ns: Option<u64>,
+    /// (interface, rx, tx) when the container had its own network namespace.
+    net: Option<Vec<(String, u64, u64)>>,
+    /// (major, minor, read, write).
+    disk: Vec<(u32, u32, u64, u64)>,
+    /// For the `stopped` event, which comes when the container is gone from the snapshot.
+    namespace: Option<String>,
+    pod: Option<String>,
+}
+
+/// Turns snapshots into `_bulk` items. Keeps each container's previous figures.
+#[derive(Debug)]
+pub struct Encoder {
+    host: String,
+    dest: Destination,
+    prev: HashMap<String, Prev>,
+    generation: u64,
+}
+
+impl Encoder {
+    pub fn new(host: impl Into<String>, dest: Destination) -> Encoder {
+        Encoder {
+            host: host.into(),
+            dest,
+            prev: HashMap::new(),
+            generation: 0,
+        }
+    }
+
+    pub fn destination(&self) -> &Destination {
+        &self.dest
+    }
+
+    /// Appends the items of one snapshot: its lifecycle events always, and one metric
+    /// document per container when `metrics` is set.
+    pub fn encode(&mut self, snap: &Snapshot, metrics: bool, out: &mut Vec<Vec<u8>>) {
+        for e in &snap.events {
+            let doc = self.event_doc(e, snap);
+            let id = doc_id(&[
+                b"event",
+                e.kind.name().as_bytes(),
+                e.id.as_bytes(),
+                &e.time_ms.to_le_bytes(),
+            ]);
+            self.push(out, e.time_ms, &id, &doc);
+        }
+        if !metrics {
+            return;
+        }
+        self.generation += 1;
+        for c in &snap.containers {
+            let doc = self.metric_doc(c, snap);
+            let id = doc_id(&[b"metric", c.id.as_bytes(), &snap.timestamp_ms.to_le_bytes()]);
+            self.push(out, snap.timestamp_ms, &id, &doc);
+        }
+        let g = self.generation;
+        self.prev.retain(|_, p| p.generation == g);
+    }
+
+    fn push(&self, out: &mut Vec<Vec<u8>>, ms: u64, id: &str, doc: &Value) {
+        let action = json!({ self.dest.op(): { "_index": self.dest.index_for(ms), "_id": id } });
+        let mut item = Vec::with_capacity(1024);
+        if serde_json::to_writer(&mut item, &action).is_err() {
+            return;
+        }
+        item.push(b'\n');
+        if serde_json::to_writer(&mut item, doc).is_err() {
+            return;
+        }
+        out.push(item);
+    }
+
+    fn metric_doc(&mut self, c: &Container, snap: &Snapshot) -> Value {
+        let s = &c.stats;
+        let ts = snap.timestamp_ms;
+        let net_now: Option<Vec<(String, u64, u64)>> = (s.network.status == NetworkStatus::Own)
+            .then(|| {
+                s.network
+                    .interfaces
+                    .iter()
+                    .map(|i| (i.name.clone(), i.rx_bytes, i.tx_bytes))
+                    .collect()
+            });
+        let disk_now: Vec<(u32, u32, u64, u64)> = s
+            .blkio
+            .iter()
+            .map(|d| (d.major, d.minor, d.read_bytes, d.write_bytes))
+            .collect();
+
+        let mut cpu_usage = None;
+        let mut ingress = None;
+        let mut egress = None;
+        let mut read = None;
+        let mut write = None;
+        let mut period_ms = None;
+        if let Some(p) = self.prev.get(&c.id).filter(|p| ts > p.ts_ms) {
+            let dt_ms = ts - p.ts_ms;
+            period_ms = Some(dt_ms);
+            if let (Some(now), Some(before)) = (s.cpu.usage_ns, p.cpu_ns) {
+                if now >= before {
+                    cpu_usage = Some((now - before) as f64 / (dt_ms as f64 * 1e6));
+                }
+            }
+            if let (Some(now), Some(before)) = (&net_now, &p.net) {
+                let d = |f: fn(&(String, u64, u64)) -> u64| {
+                    deltas(now.iter().map(|i| (&i.0, f(i))), |name| {
+                        before.iter().find(|b| &b.0 == *name).map(f)
+                    })
+                };
+                ingress = d(|i| i.1);
+                egress = d(|i| i.2);
+            }
+            // A device first listed since the last document has done all its IO since then.
+            if !disk_now.is_empty() {
+                let key = |d: &(u32, u32, u64, u64)| (d.0, d.1);
+                read = deltas(disk_now.iter().map(|d| (key(d), d.2)), |k| {
+                    p.disk.iter().find(|b| key(b) == *k).map(|b| b.2)
+                });
+                write = deltas(disk_now.iter().map(|d| (key(d), d.3)), |k| {
+                    p.disk.iter().find(|b| key(b) == *k).map(|b| b.3)
+                });
+            }
+        }
+        let prev = self.prev.entry(c.id.clone()).or_default();
+        prev.generation = self.generation;
+        prev.ts_ms = ts;
+        prev.cpu_ns = s.cpu.usage_ns;
+        prev.net = net_now;
+        prev.disk = disk_now;
+        if prev.namespace != c.meta.namespace {
+            prev.namespace = c.meta.namespace.clone();
+        }
+        if prev.pod != c.meta.pod {
+            prev.pod = c.meta.pod.clone();
+        }
+
+        // ECS: memory usage as a fraction of the limit, or of the machine when unlimited.
+        let memory_usage = s.memory.usage_bytes.and_then(|u| {
+            let denom = match (s.spec.memory_limit_bytes, snap.machine.memory_bytes) {
+                (Some(l), Some(m)) => l.min(m),
+                (Some(l), None) => l,
+                (None, Some(m)) => m,
+                (None, None) => 0,
+            };
+            (denom > 0).then(|| u as f64 / denom as f64)
+        });
+        let cores = snap.machine.cpu_cores.filter(|&n| n > 0);
+
+        let mut collector = match serde_json::to_value(s) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        collector.insert("cgroup".into(), json!(c.id));
+        collector.insert(
+            "kind".into(),
+            serde_json::to_value(c.identity.kind).unwrap_or(Value::Null),
+        );
+        collector.insert("pod_uid".into(), json!(c.identity.pod_uid));
+        collector.insert("qos_class".into(), json!(c.identity.qos_class));
+        collector.insert("container_name".into(), json!(c.meta.container));
+        collector.insert("period_ms".into(), json!(period_ms));
+        collector.insert(
+            "cpu_usage_normalized".into(),
+            json!(cpu_usage.zip(cores).map(|(u, n)| u / n as f64)),
+        );
+
+        let mut doc = json!({
+            "@timestamp": Civil::from_unix_ms(ts).rfc3339(),
+            "event": { "kind": "metric", "dataset": "container.metrics" },
+            "host": { "name": self.host },
+            "container": {
+                "cpu": { "usage": cpu_usage },
+                "memory": { "usage": memory_usage },
+                "network": { "ingress": { "bytes": ingress }, "egress": { "bytes": egress } },
+                "disk": { "read": { "bytes": read }, "write": { "bytes": write } },
+            },
+            "collector": Value::Object(collector),
+        });
+        identity_fields(
+            &mut doc,
+            &Who {
+                cgroup: &c.id,
+                container_id: c.identity.container_id.as_deref(),
+                name: c.meta.name.as_deref().or(c.meta.container.as_deref()),
+                image: c.meta.image.as_deref(),
+                runtime: c.identity.runtime.map(|r| r.name()),
+                labels: Some(&c.meta.labels),
+                namespace: c.meta.namespace.as_deref(),
+                pod: c.meta.pod.as_deref(),
+            },
+        );
+        strip(&mut doc);
+        doc
+    }
+
+    fn event_doc(&self, e: &Event, snap: &Snapshot) -> Value {
+        let current = snap.get(&e.id);
+        let cached = self.prev.get(&e.id);
+        let namespace = current
+            .and_then(|c| c.meta.namespace.as_deref())
+            .or(cached.and_then(|p| p.namespace.as_deref()));
+        let pod = current
+            .and_then(|c| c.meta.pod.as_deref())
+            .or(cached.and_then(|p| p.pod.as_deref()));
+        let name = e
+            .name
+            .as_deref()
+            .or(current.and_then(|c| c.meta.container.as_deref()));
+        let message = match e.kind {
+            EventKind::Started => format!("container {} started", name.unwrap_or(&e.id)),
+            EventKind::Stopped => format!("container {} stopped", name.unwrap_or(&e.id)),
+            EventKind::OomKill => format!(
+                "container {}: {} process(es) killed by the OOM killer",
+                name.unwrap_or(&e.id),
+                e.count
+            ),
+        };
+        let mut doc = json!({
+            "@timestamp": Civil::from_unix_ms(e.time_ms).rfc3339(),
+            "message": message,
+            "event": { "kind": "event", "action": e.kind.name(), "dataset": "container.events" },
+            "host": { "name": self.host },
+            "collector": { "cgroup": e.id, "event_count": e.count },
+        });
+        identity_fields(
+            &mut doc,
+            &Who {
+                cgroup: &e.id,
+                container_id: e.container_id.as_deref(),
+                name,
+                image: e.image.as_deref(),
+                runtime: e.runtime.map(|r| r.name()),
+                labels: current.map(|c| &c.meta.labels),
+                namespace,
+                pod,
+            },
+        );
+        strip(&mut doc);
+        doc
+    }
+}
+
+/// Sum over the current counters of (now - before); a key not seen before counts from 0.
+/// `None` when a counter went backwards (a reset: the interval's figure is unknown).
+fn deltas<K>(
+    now: impl Iterator<Item = (K, u64)>,
+    before: impl Fn(&K) -> Option<u64>,
+) -> Option<u64> {
+    let mut sum = 0u64;
+    for (k, v) in now {
+        let b = before(&k).unwrap_or(0);
+        sum = sum.saturating_add(v.checked_sub(b)?);
+    }
+    Some(sum)
+}
+
+struct Who<'a> {
+    cgroup: &'a str,
+    container_id: Option<&'a str>,
+    name: Option<&'a str>,
+    image: Option<&'a str>,
+    runtime: Option<&'static str>,
+    labels: Option<&'a BTreeMap<String, String>>,
+    namespace: Option<&'a str>,
+    pod: Option<&'a str>,
+}
+
+/// `container.{id,name,image.name,runtime,labels}` and `orchestrator.*`.
+fn identity_fields(doc: &mut Value, w: &Who) {
+    let Value::Object(root) = doc else { return };
+    let container = root.entry("container").or_insert_with(|| json!({}));
+    if let Value::Object(c) = container {
+        c.insert("id".into(), json!(w.container_id.unwrap_or(w.cgroup)));
+        c.insert("name".into(), json!(w.name));
+        c.insert("runtime".into(), json!(w.runtime));
+        c.insert("image".into(), json!({ "name": w.image }));
+        if let Some(labels) = w.labels {
+            let m: Map<String, Value> = labels
+                .iter()
+                .filter(|(k, _)| !k.is_empty())
+                .map(|(k, v)| (dedot(k), Value::String(v.clone())))
+                .collect();
+            c.insert("labels".into(), Value::Object(m));
+        }
+    }
+    if w.namespace.is_some() || w.pod.is_some() {
+        root.insert(
+            "orchestrator".into(),
+            json!({
+                "type": "kubernetes",
+                "namespace": w.namespace,
+                "resource": w.pod.map(|p| json!({ "type": "pod", "name": p })),
+            }),
+        );
+    }
+}
+
+/// Label keys with dots would become nested objects in Elasticsearch (and `a` next to `a.b`
+/// would clash), so dots become underscores, as Beats do.
+pub fn dedot(k: &str) -> String {
+    k.replace('.', "_")
+}
+
+/// Drops nulls and the objects left empty, so absent figures are absent, not null.
+fn strip(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.values_mut().for_each(strip);
+            m.retain(|_, v| !(v.is_null() || v.as_object().is_some_and(Map::is_empty)));
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::Metadata;
+    use crate::identity::{Identity, Kind, Runtime};
+    use crate::stats::{ContainerStats, DeviceIo, InterfaceStats};
+
+    #[test]
+    fn calendar_dates() {
+        let c = Civil::from_unix_ms(0);
+        assert_eq!(c.rfc3339(), "1970-01-01T00:00:00.000Z");
+        // 2024-02-29T23:59:59.123Z: a leap day.
+        assert_eq!(
+            Civil::from_unix_ms(1_709_251_199_123).rfc3339(),
+            "2024-02-29T23:59:59.123Z"
+        );
+        assert_eq!(
+            Civil::from_unix_ms(1_709_251_200_000).rfc3339(),
+            "2024-03-01T00:00:00.000Z"
+        );
+        // 2000-12-31 (a leap year divisible by 400) and 2100-03-01 (not a leap year).
+        assert_eq!(
+            Civil::from_unix_ms(978_220_800_000).rfc3339(),
+            "2000-12-31T00:00:00.000Z"
+        );
+        assert_eq!(
+            Civil::from_unix_ms(4_107_542_400_000).rfc3339(),
+            "2100-03-01T00:00:00.000Z"
+        );
+        // Every day of 1970..2100 against a naive day count.
+        let mut days = 0u64;
+        for y in 1970..2100i64 {
+            let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+            let lens = [
+                31,
+                if leap { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ];
+            for (m, len) in lens.iter().enumerate() {
+                for d in 1..=*len {
+                    let c = Civil::from_unix_ms(days * 86_400_000 + 3_600_000 * 13);
+                    assert_eq!((c.year, c.month, c.day, c.hour), (y, m as u32 + 1, d, 13));
+                    days += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn index_patterns() {
+        let p = IndexPattern::parse("container-metrics-%Y.%m.%d").unwrap();
+        assert_eq!(p.render(1_709_251_199_123), "container-metrics-2024.02.29");
+        assert_eq!(p.wildcard(), "container-metrics-*.*.*");
+        assert_eq!(p.prefix(), "container-metrics-");
+        let p = IndexPattern::parse("m-%Y%m%d%H-100%%").unwrap();
+        assert_eq!(p.render(1_709_251_199_123), "m-2024022923-100%");
+        assert_eq!(p.wildcard(), "m-*-100%");
+        assert_eq!(IndexPattern::parse("static").unwrap().wildcard(), "static");
+        assert!(IndexPattern::parse("x-%j").is_err());
+        assert!(IndexPattern::parse("x-%").is_err());
+        assert!(IndexPattern::parse("Metrics-%Y").is_err());
+        assert!(IndexPattern::parse("_x").is_err());
+        assert!(IndexPattern::parse("a b").is_err());
+        assert!(check_index_name("metrics-container-default").is_ok());
+    }
+
+    fn container(id: &str, cpu_ns: u64, rx: u64, read: u64) -> Container {
+        let mut stats = ContainerStats::default();
+        stats.cpu.usage_ns = Some(cpu_ns);
+        stats.memory.usage_bytes = Some(100 << 20);
+        stats.spec.memory_limit_bytes = Some(400 << 20);
+        stats.network.status = NetworkStatus::Own;
+        stats.network.interfaces = vec![
+            InterfaceStats {
+                name: "eth0".into(),
+                rx_bytes: rx,
+                tx_bytes: 10,
+                ..Default::default()
+            },
+            InterfaceStats {
+                name: "eth1".into(),
+                rx_bytes: rx,
+                tx_bytes: 5,
+                ..Default::default()
+            },
+        ];
+        stats.blkio = vec![DeviceIo {
+            major: 254,
+            minor: 0,
+            device: Some("vda".into()),
+            read_bytes: read,
+            write_bytes: 7,
+            ..Default::default()
+        }];
+        let mut labels = BTreeMap::new();
+        labels.insert("io.kubernetes.pod.name".into(), "web-0".into());
+        labels.insert("app".into(), "web".into());
+        Container {
+            id: id.into(),
+            identity: Identity {
+                kind: Kind::Container,
+                runtime: Some(Runtime::Containerd),
+                container_id: Some("c0ffee".into()),
+                pod_uid: Some("1234-5678".into()),
+                qos_class: Some("burstable".into()),
+            },
+            first_seen_ms: 0,
+            created_ms: None,
+            meta: Metadata {
+                name: Some("web".into()),
+                image: Some("nginx:1.25".into()),
+                namespace: Some("prod".into()),
+                pod: Some("web-0".into()),
+                container: Some("nginx".into()),
+                labels,
+            },
+            stats,
+        }
+    }
+
+    fn snap(ts: u64, containers: Vec<Container>, events: Vec<Event>) -> Snapshot {
+        let mut s = Snapshot {
+            timestamp_ms: ts,
+            containers,
+            events,
+            ..Default::default()
+        };
+        s.machine.memory_bytes = Some(1 << 30);
+        s.machine.cpu_cores = Some(4);
+        s
+    }
+
+    fn docs(items: &[Vec<u8>]) -> Vec<(Value, Value)> {
+        items
+            .iter()
+            .map(|i| {
+                let t = std::str::from_utf8(i).unwrap();
+                let (a, d) = t.split_once('\n').unwrap();
+                assert!(!d.contains('\n'), "one line per document");
+                (
+                    serde_json::from_str(a).unwrap(),
+                    serde_json::from_str(d).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn metric_documents_in_ecs_terms() {
+        let mut e = Encoder::new(
+            "node1",
+            Destination::DataStream("metrics-container-default".into()),
+        );
+        let mut out = Vec::new();
+        e.encode(
+            &snap(
+                1_700_000_000_000,
+                vec![container("/kubepods/pod1/c0ffee", 1_000_000_000, 100, 4096)],
+                vec![],
+            ),
+            true,
+            &mut out,
+        );
+        let d = docs(&out);
+        let (action, doc) = &d[0];
+        assert_eq!(action["create"]["_index"], "metrics-container-default");
+        assert_eq!(action["create"]["_id"].as_str().unwrap().len(), 32);
+        assert_eq!(doc["@timestamp"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(doc["event"]["kind"], "metric");
+        assert_eq!(doc["host"]["name"], "node1");
+        assert_eq!(doc["container"]["id"], "c0ffee");
+        assert_eq!(doc["container"]["name"], "web");
+        assert_eq!(doc["container"]["image"]["name"], "nginx:1.25");
+        assert_eq!(doc["container"]["runtime"], "containerd");
+        assert_eq!(
+            doc["container"]["labels"]["io_kubernetes_pod_name"],
+            "web-0"
+        );
+        assert_eq!(doc["container"]["labels"]["app"], "web");
+        assert_eq!(doc["orchestrator"]["namespace"], "prod");
+        assert_eq!(doc["orchestrator"]["resource"]["name"], "web-0");
+        assert_eq!(doc["orchestrator"]["resource"]["type"], "pod");
+        assert_eq!(doc["container"]["memory"]["usage"], 0.25);
+        // Interval figures need a previous document.
+        assert!(doc["container"].get("cpu").is_none(), "{doc}");
+        assert!(doc["container"].get("network").is_none());
+        assert!(doc["container"].get("disk").is_none());
+        assert_eq!(doc["collector"]["cgroup"], "/kubepods/pod1/c0ffee");
+        assert_eq!(doc["collector"]["cpu"]["usage_ns"], 1_000_000_000u64);
+        assert_eq!(doc["collector"]["memory"]["usage_bytes"], 100u64 << 20);
+        assert_eq!(doc["collector"]["pod_uid"], "1234-5678");
+        // Absent figures are absent, not null.
+        assert!(doc["collector"]["memory"].get("rss_bytes").is_none());
+        assert!(!serde_json::to_string(doc).unwrap().contains("null"));
+
+        // 10 s later: 5 s of CPU (half a CPU), 2 x 1000 bytes in, 4096 bytes read.
+        out.clear();
+        e.encode(
+            &snap(
+                1_700_000_010_000,
+                vec![container(
+                    "/kubepods/pod1/c0ffee",
+                    6_000_000_000,
+                    1100,
+                    8192,
+                )],
+                vec![],
+            ),
+            true,
+            &mut out,
+        );
+        let d = docs(&out);
+        let doc = &d[0].1;
+        assert_eq!(doc["container"]["cpu"]["usage"], 0.5);
+        assert_eq!(doc["collector"]["cpu_usage_normalized"], 0.125);
+        assert_eq!(doc["container"]["network"]["ingress"]["bytes"], 2000);
+        assert_eq!(doc["container"]["network"]["egress"]["bytes"], 0);
+        assert_eq!(doc["container"]["disk"]["read"]["bytes"], 4096);
+        assert_eq!(doc["container"]["disk"]["write"]["bytes"], 0);
+        assert_eq!(doc["collector"]["period_ms"], 10_000);
+
+        // A counter that went backwards: the interval's figure is unknown, not negative.
+        out.clear();
+        e.encode(
+            &snap(
+                1_700_000_020_000,
+                vec![container("/kubepods/pod1/c0ffee", 1_000, 1100, 8192)],
+                vec![],
+            ),
+            true,
+            &mut out,
+        );
+        let doc = &docs(&out)[0].1;
+        assert!(doc["container"].get("cpu").is_none());
+        assert_eq!(doc["container"]["disk"]["read"]["bytes"], 0);
+    }
+
+    #[test]
+    fn unlimited_memory_is_a_fraction_of_the_machine_and_state_is_pruned() {
+        let mut e = Encoder::new(
+            "h",
+            Destination::Indices(IndexPattern::parse("container-metrics-%Y.%m.%d").unwrap()),
+        );
+        let mut c = container("/a", 0, 0, 0);
+        c.stats.spec.memory_limit_bytes = None;
+        c.meta = Metadata::default();
+        c.identity.container_id = None;
+        let mut out = Vec::new();
+        e.encode(
+            &snap(1_700_000_000_000, vec![c, container("/b", 0, 0, 0)], vec![]),
+            true,
+            &mut out,
+        );
+        let d = docs(&out);
+        assert_eq!(d[0].0["index"]["_index"], "container-metrics-2023.11.14");
+        assert_eq!(d[0].1["container"]["memory"]["usage"], 100.0 / 1024.0);
+        assert_eq!(
+            d[0].1["container"]["id"], "/a",
+            "the cgroup path without a runtime id"
+        );
+        assert!(d[0].1.get("orchestrator").is_none());
+        assert_eq!(e.prev.len(), 2);
+        // Snapshots without metrics keep the state; the next metric one prunes /b.
+        e.encode(
+            &snap(1_700_000_001_000, vec![container("/a", 0, 0, 0)], vec![]),
+            false,
+            &mut out,
+        );
+        assert_eq!(e.prev.len(), 2);
+        e.encode(
+            &snap(1_700_000_002_000, vec![container("/a", 0, 0, 0)], vec![]),
+            true,
+            &mut out,
+        );
+        assert_eq!(e.prev.len(), 1);
+    }
+
+    #[test]
+    fn events_are_their_own_documents_with_stable_ids() {
+        let mut e = Encoder::new(
+            "h",
+            Destination::DataStream("metrics-container-default".into()),
+        );
+        let mut out = Vec::new();
+        e.encode(
+            &snap(1_000, vec![container("/k/c", 0, 0, 0)], vec![]),
+            true,
+            &mut out,
+        );
+        let ev = |kind, count| Event {
+            time_ms: 2_000,
+            kind,
+            id: "/k/c".into(),
+            container_id: Some("c0ffee".into()),
+            runtime: Some(Runtime::Containerd),
+            name: Some("web".into()),
+            image: Some("nginx:1.25".into()),
+            count,
+        };
+        out.clear();
+        // Stopped: gone from the snapshot, the namespace and pod come from what was seen.
+        e.encode(
+            &snap(
+                2_000,
+                vec![],
+                vec![ev(EventKind::OomKill, 2), ev(EventKind::Stopped, 1)],
+            ),
+            false,
+            &mut out,
+        );
+        let d = docs(&out);
+        assert_eq!(d.len(), 2, "events only, metrics not due");
+        let (a, oom) = &d[0];
+        assert_eq!(oom["event"]["kind"], "event");
+        assert_eq!(oom["event"]["action"], "oom_kill");
+        assert_eq!(oom["collector"]["event_count"], 2);
+        assert_eq!(oom["container"]["id"], "c0ffee");
+        assert_eq!(oom["@timestamp"], "1970-01-01T00:00:02.000Z");
+        assert_eq!(d[1].1["event"]["action"], "stopped");
+        assert_eq!(d[1].1["orchestrator"]["resource"]["name"], "web-0");
+        assert_ne!(a["create"]["_id"], d[1].0["create"]["_id"]);
+        // The same event encoded again gets the same id (a resend lands once).
+        let mut again = Vec::new();
+        e.encode(
+            &snap(2_000, vec![], vec![ev(EventKind::OomKill, 2)]),
+            false,
+            &mut again,
+        );
+        assert_eq!(docs(&again)[0].0["create"]["_id"], a["create"]["_id"]);
+    }
+}

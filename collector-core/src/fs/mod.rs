@@ -1,0 +1,382 @@
+//! Filesystem figures: each container's writable layer (measured in the background by
+//! [`walker`]) and the host's mount table for the machine's own filesystems.
+//!
+//! A container's layer is found once: the root mount in `/proc/<pid>/mountinfo` of a process
+//! in its cgroup, when that is an overlay, names its `upperdir` (a host path, read under
+//! [`FsConfig::rootfs`]). The sweep then only looks up the last finished walk of that
+//! directory; it never walks anything itself.
+
+pub mod overlay;
+pub mod statfs;
+pub mod walk;
+pub mod walker;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::devices::DeviceNames;
+use crate::error::{is_vanished, Error};
+use crate::identity::Kind;
+use crate::mountinfo::{self, MountEntry};
+use crate::stats::FsStats;
+
+/// Filesystem collection settings (`Config::fs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FsConfig {
+    /// Where the host's `/` is visible to this process (`/host/rootfs` when the collector runs
+    /// in a container). Overlay upper directories and mount points are host paths.
+    pub rootfs: PathBuf,
+    /// Measure each overlay-rooted container's writable layer.
+    pub container_layers: bool,
+    /// A layer is walked again this long after its last walk finished.
+    pub interval: Duration,
+    /// Walker threads: at most this many layers are walked at once.
+    pub workers: usize,
+    /// Wall time one walk runs before it yields to the other layers due (it resumes later).
+    pub walk_budget: Duration,
+    /// A layer whose walk overran its budget is walked at twice the interval, and so on, up
+    /// to this.
+    pub max_backoff: Duration,
+    /// Report the machine's filesystems (space and inodes).
+    pub machine_filesystems: bool,
+    /// Only mount points under these (all when empty).
+    pub mount_points_include: Vec<String>,
+    /// Never mount points under these; a trailing `/` means strictly below.
+    pub mount_points_exclude: Vec<String>,
+    /// Only these filesystem types (when empty: all but pseudo filesystems).
+    pub fs_types_include: Vec<String>,
+    /// Never these types (pseudo filesystems are always skipped unless included by name).
+    pub fs_types_exclude: Vec<String>,
+    /// `statvfs` on all the machine's filesystems must answer within this per sweep; one that
+    /// hangs (a dead network mount) is skipped until it answers.
+    pub statfs_timeout: Duration,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        FsConfig {
+            rootfs: PathBuf::from("/"),
+            container_layers: true,
+            interval: Duration::from_secs(60),
+            workers: 2,
+            walk_budget: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30 * 60),
+            machine_filesystems: true,
+            mount_points_include: Vec::new(),
+            mount_points_exclude: [
+                "/proc",
+                "/sys",
+                "/dev",
+                "/run/credentials/",
+                "/run/containerd/",
+                "/run/docker/",
+                "/var/lib/docker/",
+                "/var/lib/containerd/",
+                "/var/lib/containers/storage/",
+                "/var/lib/kubelet/pods/",
+                "/snap/",
+            ]
+            .map(String::from)
+            .to_vec(),
+            fs_types_include: Vec::new(),
+            fs_types_exclude: Vec::new(),
+            statfs_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+impl FsConfig {
+    pub fn select(&self) -> statfs::Select<'_> {
+        statfs::Select {
+            mount_points_include: &self.mount_points_include,
+            mount_points_exclude: &self.mount_points_exclude,
+            fs_types_include: &self.fs_types_include,
+            fs_types_exclude: &self.fs_types_exclude,
+        }
+    }
+}
+
+/// A filesystem's figures this sweep, by device numbers: fresher than the walk's own `statvfs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backing {
+    pub major: u32,
+    pub minor: u32,
+    pub size_bytes: u64,
+    pub avail_bytes: u64,
+    pub files: Option<u64>,
+    pub files_free: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Layer {
+    upper: Option<PathBuf>,
+    looked: Option<Instant>,
+    seen: u64,
+}
+
+/// The sweep's side of layer measurement: which container has which upper directory, and
+/// the walker that measures them.
+#[derive(Debug)]
+pub struct Layers {
+    proc_root: PathBuf,
+    rootfs: PathBuf,
+    /// How often to look again at a container whose root mount gave no layer yet.
+    retry: Duration,
+    walker: walker::Walker,
+    known: HashMap<String, Layer>,
+    sweep: u64,
+    backing: Vec<Backing>,
+    buf: String,
+}
+
+impl Layers {
+    pub fn new(proc_root: &Path, cfg: &FsConfig) -> Layers {
+        Layers {
+            proc_root: proc_root.to_path_buf(),
+            rootfs: cfg.rootfs.clone(),
+            retry: cfg.interval.min(Duration::from_secs(10)),
+            walker: walker::Walker::new(walker::Pace {
+                interval: cfg.interval,
+                workers: cfg.workers,
+                budget: cfg.walk_budget,
+                max_backoff: cfg.max_backoff,
+            }),
+            known: HashMap::new(),
+            sweep: 0,
+            backing: Vec::new(),
+            buf: String::new(),
+        }
+    }
+
+    /// Starts a sweep: `backing` are the machine's filesystems as read in this sweep.
+    pub fn begin_sweep(&mut self, backing: impl IntoIterator<Item = Backing>) {
+        self.sweep += 1;
+        self.backing.clear();
+        self.backing.extend(backing);
+    }
+
+    /// The layer figures of one container (`pid` is a process in its cgroup), or `None` when
+    /// it has no overlay root or no walk of it has finished yet.
+    pub fn read(
+        &mut self,
+        id: &str,
+        kind: Kind,
+        pid: Option<u32>,
+        devices: &mut DeviceNames,
+        now_ms: u64,
+    ) -> Option<FsStats> {
+        if kind != Kind::Container {
+            return None;
+        }
+        let sweep = self.sweep;
+        let layer = match self.known.get_mut(id) {
+            Some(l) => l,
+            None => self.known.entry(id.to_string()).or_insert(Layer {
+                upper: None,
+                looked: None,
+                seen: sweep,
+            }),
+        };
+        layer.seen = sweep;
+        if layer.upper.is_none() && layer.looked.is_none_or(|t| t.elapsed() >= self.retry) {
+            if let Some(pid) = pid {
+                layer.looked = Some(Instant::now());
+                layer.upper = find_upper(&self.proc_root, &self.rootfs, pid, &mut self.buf);
+                if let Some(u) = &layer.upper {
+                    self.walker.want(u);
+                }
+            }
+        }
+        let upper = layer.upper.as_ref()?;
+        let m = self.walker.latest(upper)?;
+        let fresh = self
+            .backing
+            .iter()
+            .find(|b| (b.major, b.minor) == (m.major, m.minor));
+        Some(FsStats {
+            major: m.major,
+            minor: m.minor,
+            device: devices.name(m.major, m.minor).map(str::to_string),
+            upperdir: upper.to_string_lossy().into_owned(),
+            usage_bytes: m.bytes,
+            inodes_used: m.inodes,
+            limit_bytes: fresh.map(|b| b.size_bytes).or(m.size_bytes),
+            available_bytes: fresh.map(|b| b.avail_bytes).or(m.avail_bytes),
+            inodes_total: fresh.map_or(m.files, |b| b.files),
+            inodes_free: fresh.map_or(m.files_free, |b| b.files_free),
+            measured_ms: m.finished_ms,
+            age_ms: now_ms.saturating_sub(m.finished_ms),
+            walk_duration_ms: m.elapsed.as_millis() as u64,
+            backoff: m.backoff,
+        })
+    }
+
+    /// Ends a sweep: containers not read in it are gone, and so is the walking of their layers.
+    pub fn end_sweep(&mut self) {
+        let sweep = self.sweep;
+        let walker = &mut self.walker;
+        self.known.retain(|_, l| {
+            let keep = l.seen == sweep;
+            if !keep {
+                if let Some(u) = &l.upper {
+                    walker.forget(u);
+                }
+            }
+            keep
+        });
+    }
+
+    /// Layers being measured.
+    pub fn measured(&self) -> usize {
+        self.walker.len()
+    }
+}
+
+/// The host path of the writable layer of `pid`'s root overlay, if it has one that exists.
+fn find_upper(proc_root: &Path, rootfs: &Path, pid: u32, buf: &mut String) -> Option<PathBuf> {
+    let path = proc_root.join(pid.to_string()).join("mountinfo");
+    buf.clear();
+    if let Err(e) = File::open(&path).and_then(|mut f| f.read_to_string(buf)) {
+        if !is_vanished(&e) {
+            tracing::debug!("reading {}: {e}", path.display());
+        }
+        return None;
+    }
+    let upper = overlay::root_upperdir(buf)?;
+    let found = upper
+        .candidates()
+        .map(|c| statfs::host_path(rootfs, c))
+        .find(|p| p.is_dir());
+    if found.is_none() {
+        tracing::debug!(
+            "the upper directory {} of pid {pid} is not visible under {}",
+            upper.path,
+            rootfs.display()
+        );
+    }
+    found
+}
+
+/// The host's mount table, read from `<proc_root>/1/mountinfo` (else `self`), and read again
+/// only when the kernel says it changed (procfs signals a mount table change to `poll`).
+#[derive(Debug, Default)]
+pub struct HostMounts {
+    file: Option<(File, PathBuf, bool)>,
+    entries: Vec<MountEntry>,
+    buf: String,
+}
+
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+impl HostMounts {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current table; on failure the error and the last table read (maybe empty).
+    pub fn get(&mut self, proc_root: &Path, errors: &mut Vec<Error>) -> &[MountEntry] {
+        let fresh = self.file.is_none();
+        if fresh {
+            let mut last = None;
+            for who in ["1", "self"] {
+                let p = proc_root.join(who).join("mountinfo");
+                match File::open(&p) {
+                    Ok(f) => {
+                        // f_type's width differs between architectures.
+                        #[allow(clippy::unnecessary_cast)]
+                        let on_proc = nix::sys::statfs::fstatfs(&f)
+                            .map(|s| s.filesystem_type().0 as i64 == PROC_SUPER_MAGIC)
+                            .unwrap_or(false);
+                        self.file = Some((f, p, on_proc));
+                        last = None;
+                        break;
+                    }
+                    Err(e) => last = Some(Error::read(&p, e)),
+                }
+            }
+            if let Some(e) = last {
+                errors.push(e);
+                return &self.entries;
+            }
+        }
+        let Some((f, path, on_proc)) = self.file.as_mut() else {
+            return &self.entries;
+        };
+        if !fresh && *on_proc && !changed(f) {
+            return &self.entries;
+        }
+        self.buf.clear();
+        let read = f.rewind().and_then(|_| f.read_to_string(&mut self.buf));
+        match read {
+            Ok(_) => {
+                let (entries, bad) = mountinfo::parse(&self.buf);
+                if let Some(reason) = bad {
+                    errors.push(Error::parse(path, reason));
+                }
+                self.entries = entries;
+            }
+            Err(e) => {
+                errors.push(Error::read(path, e));
+                // Open it afresh next time (the process may be gone).
+                self.file = None;
+            }
+        }
+        &self.entries
+    }
+}
+
+/// Whether procfs flags a change of the mount table since the last look.
+fn changed(f: &File) -> bool {
+    let mut p = libc::pollfd {
+        fd: f.as_raw_fd(),
+        events: libc::POLLPRI,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for a descriptor we own, zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n != 0 && (n < 0 || p.revents & (libc::POLLERR | libc::POLLPRI) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_mounts_reread_only_on_change() {
+        let d = tempfile::tempdir().unwrap();
+        let mut hm = HostMounts::new();
+        let mut errors = Vec::new();
+        // The real table of this process: re-read after a mount appears.
+        let before = hm.get(Path::new("/proc"), &mut errors).len();
+        assert!(before > 0, "{errors:?}");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(hm.get(Path::new("/proc"), &mut errors).len(), before);
+        let _ = d;
+
+        // A fixture file (not procfs) is read every time.
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("self")).unwrap();
+        let mi = root.path().join("self/mountinfo");
+        std::fs::write(&mi, "27 1 254:0 / / rw - ext4 /dev/vda rw\n").unwrap();
+        let mut hm = HostMounts::new();
+        assert_eq!(hm.get(root.path(), &mut errors).len(), 1);
+        std::fs::write(
+            &mi,
+            "27 1 254:0 / / rw - ext4 /dev/vda rw\n28 27 8:1 / /d rw - xfs /dev/sda1 rw\n",
+        )
+        .unwrap();
+        assert_eq!(hm.get(root.path(), &mut errors).len(), 2);
+        assert!(errors.is_empty(), "{errors:?}");
+
+        let mut hm = HostMounts::new();
+        assert!(hm.get(&root.path().join("nothing"), &mut errors).is_empty());
+        assert_eq!(errors.len(), 1);
+    }
+}

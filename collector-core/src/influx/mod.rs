@@ -1,0 +1,339 @@
+//! The InfluxDB sink: line protocol over the v1 (`/write?db=&rp=`, basic auth) or v2
+//! (`/api/v2/write?org=&bucket=`, `Authorization: Token`) API, gzip-compressed.
+//!
+//! Replies: 2xx delivered; 400 and 413 refuse the batch (the runner splits it to isolate the
+//! bad points — InfluxDB keeps the good points of a partial write, and a point written twice
+//! is the same point, so splitting costs no duplicates); 401, 403 and 404 (a wrong token or a
+//! database not yet made) and 429 / 5xx / no answer are retried, keeping the data.
+
+pub mod line;
+pub mod schema;
+
+use std::fmt;
+use std::io::Write;
+use std::time::Duration;
+
+use crate::collector::Snapshot;
+use crate::sink::retry::parse_retry_after;
+use crate::sink::{Outcome, Sink};
+
+/// A secret that never shows in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// Which write API, with its credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Api {
+    V1 {
+        database: String,
+        retention_policy: Option<String>,
+        username: Option<String>,
+        password: Option<Secret>,
+    },
+    V2 {
+        org: String,
+        bucket: String,
+        token: Secret,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InfluxConfig {
+    /// Base URL, like `http://127.0.0.1:8086`.
+    pub url: String,
+    pub api: Api,
+    /// The `host` tag; the machine's hostname when `None`.
+    pub host: Option<String>,
+    /// Write unsigned integers with `u` (InfluxDB 2 and later; 1.x refuses them).
+    pub unsigned: bool,
+    pub gzip: bool,
+    pub timeout: Duration,
+    /// PEM file of an extra CA to trust for https.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl InfluxConfig {
+    pub fn new(url: impl Into<String>, api: Api) -> Self {
+        InfluxConfig {
+            url: url.into(),
+            api,
+            host: None,
+            unsigned: false,
+            gzip: true,
+            timeout: Duration::from_secs(10),
+            ca_file: None,
+        }
+    }
+}
+
+/// Why a sink could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("invalid url {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("reading CA file {path}: {source}")]
+    Ca {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("building the HTTP client: {0}")]
+    Client(String),
+}
+
+pub struct InfluxSink {
+    client: reqwest::Client,
+    write_url: String,
+    auth: Option<String>,
+    gzip: bool,
+    unsigned: bool,
+    host: String,
+    body: Vec<u8>,
+}
+
+impl InfluxSink {
+    pub fn new(cfg: InfluxConfig) -> Result<Self, SetupError> {
+        let base = cfg.url.trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(SetupError::Url {
+                url: cfg.url.clone(),
+                reason: "must start with http:// or https://".into(),
+            });
+        }
+        let (write_url, auth) = match &cfg.api {
+            Api::V1 {
+                database,
+                retention_policy,
+                username,
+                password,
+            } => {
+                let mut u = format!("{base}/write?precision=ns&db={}", query_escape(database));
+                if let Some(rp) = retention_policy {
+                    u.push_str("&rp=");
+                    u.push_str(&query_escape(rp));
+                }
+                let auth = username.as_ref().map(|user| {
+                    let pass = password.as_ref().map(|p| p.0.as_str()).unwrap_or("");
+                    format!("Basic {}", base64(&format!("{user}:{pass}")))
+                });
+                (u, auth)
+            }
+            Api::V2 { org, bucket, token } => (
+                format!(
+                    "{base}/api/v2/write?precision=ns&org={}&bucket={}",
+                    query_escape(org),
+                    query_escape(bucket)
+                ),
+                Some(format!("Token {}", token.0)),
+            ),
+        };
+        let mut builder = reqwest::Client::builder().timeout(cfg.timeout);
+        if let Some(path) = &cfg.ca_file {
+            let pem = std::fs::read(path).map_err(|source| SetupError::Ca {
+                path: path.clone(),
+                source,
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| SetupError::Client(e.to_string()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| SetupError::Client(e.to_string()))?;
+        Ok(InfluxSink {
+            client,
+            write_url,
+            auth,
+            gzip: cfg.gzip,
+            unsigned: cfg.unsigned,
+            host: cfg.host.unwrap_or_else(hostname),
+            body: Vec::new(),
+        })
+    }
+}
+
+impl Sink for InfluxSink {
+    fn kind(&self) -> &'static str {
+        "influxdb"
+    }
+
+    fn encode(&mut self, snapshot: &Snapshot, metrics: bool, out: &mut Vec<Vec<u8>>) {
+        schema::encode(snapshot, &self.host, self.unsigned, metrics, out);
+    }
+
+    async fn send(&mut self, batch: &[Vec<u8>]) -> Outcome {
+        self.body.clear();
+        let body = if self.gzip {
+            let mut enc = flate2::write::GzEncoder::new(
+                std::mem::take(&mut self.body),
+                flate2::Compression::fast(),
+            );
+            for item in batch {
+                let _ = enc.write_all(item);
+                let _ = enc.write_all(b"\n");
+            }
+            match enc.finish() {
+                Ok(b) => b,
+                Err(e) => {
+                    return Outcome::Retry {
+                        after: None,
+                        reason: format!("compressing: {e}"),
+                    }
+                }
+            }
+        } else {
+            let mut b = std::mem::take(&mut self.body);
+            for item in batch {
+                b.extend_from_slice(item);
+                b.push(b'\n');
+            }
+            b
+        };
+        let mut req = self
+            .client
+            .post(&self.write_url)
+            .header("Content-Type", "text/plain; charset=utf-8");
+        if self.gzip {
+            req = req.header("Content-Encoding", "gzip");
+        }
+        if let Some(a) = &self.auth {
+            req = req.header("Authorization", a);
+        }
+        let resp = req.body(body).send().await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                return Outcome::Retry {
+                    after: None,
+                    reason: format!("POST {}: {e}", redact(&self.write_url)),
+                }
+            }
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        if (200..300).contains(&status) {
+            return Outcome::Delivered;
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let reason = format!(
+            "HTTP {status}: {}",
+            text.trim().chars().take(300).collect::<String>()
+        );
+        match status {
+            400 | 413 | 422 => Outcome::Rejected { reason },
+            _ => Outcome::Retry {
+                after: retry_after,
+                reason,
+            },
+        }
+    }
+}
+
+/// The URL without credentials in its query, for logs.
+fn redact(url: &str) -> String {
+    url.split('?').next().unwrap_or(url).to_string()
+}
+
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn base64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
+    for chunk in b.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// This machine's name, for the `host` tag.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_escapes() {
+        assert_eq!(base64("user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(base64("a"), "YQ==");
+        assert_eq!(base64("ab"), "YWI=");
+        assert_eq!(query_escape("my db/rp"), "my%20db%2Frp");
+        assert_eq!(format!("{:?}", Secret("hunter2".into())), "\"***\"");
+    }
+
+    #[test]
+    fn urls_per_api() {
+        let s = InfluxSink::new(InfluxConfig::new(
+            "http://127.0.0.1:8086/",
+            Api::V1 {
+                database: "k8s".into(),
+                retention_policy: Some("week".into()),
+                username: Some("u".into()),
+                password: Some(Secret("p".into())),
+            },
+        ))
+        .unwrap();
+        assert_eq!(
+            s.write_url,
+            "http://127.0.0.1:8086/write?precision=ns&db=k8s&rp=week"
+        );
+        assert_eq!(s.auth.as_deref(), Some("Basic dTpw"));
+        let s = InfluxSink::new(InfluxConfig::new(
+            "https://x:1",
+            Api::V2 {
+                org: "o".into(),
+                bucket: "b".into(),
+                token: Secret("t".into()),
+            },
+        ))
+        .unwrap();
+        assert_eq!(
+            s.write_url,
+            "https://x:1/api/v2/write?precision=ns&org=o&bucket=b"
+        );
+        assert_eq!(s.auth.as_deref(), Some("Token t"));
+        assert!(InfluxSink::new(InfluxConfig::new(
+            "127.0.0.1:8086",
+            Api::V2 {
+                org: "o".into(),
+                bucket: "b".into(),
+                token: Secret::default()
+            }
+        ))
+        .is_err());
+    }
+}

@@ -1,0 +1,243 @@
+//! Snapshot -> points, one measurement per object with many fields (Telegraf's shape):
+//! `container_cpu`, `container_memory`, `container_tasks`, `container_pressure`,
+//! `container_network` (per interface), `container_blkio` (per device), `machine`, and
+//! `container_events` for lifecycle events. See docs/METRICS.md.
+
+use super::line::{write_point, Field};
+use crate::collector::{Container, Snapshot};
+use crate::events::Event;
+use crate::stats::NetworkStatus;
+
+/// Appends one item (a line) per point.
+pub fn encode(snap: &Snapshot, host: &str, unsigned: bool, metrics: bool, out: &mut Vec<Vec<u8>>) {
+    let ts = (snap.timestamp_ms as i64).saturating_mul(1_000_000);
+    let mut line = Vec::with_capacity(512);
+    let mut emit = |m: &str, tags: &mut [(&str, &str)], fields: &[(&str, Field)]| {
+        line.clear();
+        if write_point(&mut line, m, tags, fields, ts, unsigned) {
+            // Each item is one line without its newline; the sink joins them.
+            line.pop();
+            out.push(line.clone());
+        }
+    };
+    if metrics {
+        for c in &snap.containers {
+            container_points(c, host, &mut emit);
+        }
+        let m = &snap.machine;
+        let fields: Vec<(&str, Field)> = [
+            ("cpu_cores", m.cpu_cores),
+            ("memory_bytes", m.memory_bytes),
+            ("swap_bytes", m.swap_bytes),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, Field::U64(v))))
+        .collect();
+        emit("machine", &mut [("host", host)], &fields);
+    }
+    for e in &snap.events {
+        event_point(e, host, &mut emit);
+    }
+}
+
+fn u(v: Option<u64>) -> Option<Field<'static>> {
+    v.map(Field::U64)
+}
+
+fn secs(ns: Option<u64>) -> Option<Field<'static>> {
+    ns.map(|v| Field::F64(v as f64 / 1e9))
+}
+
+fn collect<'a>(pairs: &[(&'a str, Option<Field<'a>>)]) -> Vec<(&'a str, Field<'a>)> {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| (*k, v)))
+        .collect()
+}
+
+fn container_points(
+    c: &Container,
+    host: &str,
+    emit: &mut impl FnMut(&str, &mut [(&str, &str)], &[(&str, Field)]),
+) {
+    let s = &c.stats;
+    let m = &c.meta;
+    let cid = c.identity.container_id.as_deref().unwrap_or(&c.id);
+    let runtime = c.identity.runtime.map(|r| r.name()).unwrap_or("");
+    let base: [(&str, &str); 9] = [
+        ("host", host),
+        ("id", &c.id),
+        ("container_id", cid),
+        ("name", m.name.as_deref().unwrap_or("")),
+        ("image", m.image.as_deref().unwrap_or("")),
+        ("runtime", runtime),
+        ("namespace", m.namespace.as_deref().unwrap_or("")),
+        ("pod", m.pod.as_deref().unwrap_or("")),
+        ("container", m.container.as_deref().unwrap_or("")),
+    ];
+
+    let cpu = collect(&[
+        ("usage_seconds", secs(s.cpu.usage_ns)),
+        ("user_seconds", secs(s.cpu.user_ns)),
+        ("system_seconds", secs(s.cpu.system_ns)),
+        ("periods", u(s.cpu.nr_periods)),
+        ("throttled_periods", u(s.cpu.nr_throttled)),
+        ("throttled_seconds", secs(s.cpu.throttled_ns)),
+        (
+            "load_average_10s",
+            s.load.map(|l| Field::F64(l.load_average_10s)),
+        ),
+        ("shares", u(s.spec.cpu_shares)),
+        ("quota_us", u(s.spec.cpu_quota_us)),
+        ("period_us", u(s.spec.cpu_period_us)),
+    ]);
+    emit("container_cpu", &mut base.clone(), &cpu);
+
+    let mm = &s.memory;
+    let mem = collect(&[
+        ("usage_bytes", u(mm.usage_bytes)),
+        ("working_set_bytes", u(mm.working_set_bytes)),
+        ("rss_bytes", u(mm.rss_bytes)),
+        ("cache_bytes", u(mm.cache_bytes)),
+        ("swap_bytes", u(mm.swap_bytes)),
+        ("mapped_file_bytes", u(mm.mapped_file_bytes)),
+        ("kernel_bytes", u(mm.kernel_bytes)),
+        ("max_usage_bytes", u(mm.max_usage_bytes)),
+        ("failcnt", u(mm.failcnt)),
+        ("pgfault", u(mm.pgfault)),
+        ("pgmajfault", u(mm.pgmajfault)),
+        ("oom_kills", u(mm.events.oom_kill)),
+        ("limit_bytes", u(s.spec.memory_limit_bytes)),
+        ("reservation_bytes", u(s.spec.memory_reservation_bytes)),
+        ("swap_limit_bytes", u(s.spec.memory_swap_limit_bytes)),
+    ]);
+    emit("container_memory", &mut base.clone(), &mem);
+
+    let tasks = collect(&[
+        ("threads", u(s.pids.current)),
+        ("threads_max", u(s.pids.limit)),
+        ("running", s.load.map(|l| Field::U64(l.running))),
+        ("sleeping", s.load.map(|l| Field::U64(l.sleeping))),
+        (
+            "uninterruptible",
+            s.load.map(|l| Field::U64(l.uninterruptible)),
+        ),
+        ("stopped", s.load.map(|l| Field::U64(l.stopped))),
+    ]);
+    emit("container_tasks", &mut base.clone(), &tasks);
+
+    let mut pressure = Vec::new();
+    for (res, psi) in [
+        ("cpu", s.pressure.cpu),
+        ("memory", s.pressure.memory),
+        ("io", s.pressure.io),
+    ] {
+        let Some(p) = psi else { continue };
+        let (some_s, some_a, full_s, full_a) = match res {
+            "cpu" => (
+                "cpu_some_seconds",
+                "cpu_some_avg10",
+                "cpu_full_seconds",
+                "cpu_full_avg10",
+            ),
+            "memory" => (
+                "memory_some_seconds",
+                "memory_some_avg10",
+                "memory_full_seconds",
+                "memory_full_avg10",
+            ),
+            _ => (
+                "io_some_seconds",
+                "io_some_avg10",
+                "io_full_seconds",
+                "io_full_avg10",
+            ),
+        };
+        pressure.push((some_s, Field::F64(p.some.total_us as f64 / 1e6)));
+        pressure.push((some_a, Field::F64(p.some.avg10)));
+        if let Some(f) = p.full {
+            pressure.push((full_s, Field::F64(f.total_us as f64 / 1e6)));
+            pressure.push((full_a, Field::F64(f.avg10)));
+        }
+    }
+    emit("container_pressure", &mut base.clone(), &pressure);
+
+    if s.network.status == NetworkStatus::Own {
+        for i in &s.network.interfaces {
+            let mut tags = [
+                base[0],
+                base[1],
+                base[2],
+                base[3],
+                base[4],
+                base[5],
+                base[6],
+                base[7],
+                base[8],
+                ("interface", i.name.as_str()),
+            ];
+            let f = [
+                ("rx_bytes", Field::U64(i.rx_bytes)),
+                ("rx_packets", Field::U64(i.rx_packets)),
+                ("rx_errors", Field::U64(i.rx_errors)),
+                ("rx_dropped", Field::U64(i.rx_dropped)),
+                ("tx_bytes", Field::U64(i.tx_bytes)),
+                ("tx_packets", Field::U64(i.tx_packets)),
+                ("tx_errors", Field::U64(i.tx_errors)),
+                ("tx_dropped", Field::U64(i.tx_dropped)),
+            ];
+            emit("container_network", &mut tags, &f);
+        }
+    }
+    let mut dev = String::new();
+    for d in &s.blkio {
+        dev.clear();
+        match &d.device {
+            Some(n) => dev.push_str(n),
+            None => {
+                use std::fmt::Write;
+                let _ = write!(dev, "{}:{}", d.major, d.minor);
+            }
+        }
+        let mut tags = [
+            base[0],
+            base[1],
+            base[2],
+            base[3],
+            base[4],
+            base[5],
+            base[6],
+            base[7],
+            base[8],
+            ("device", dev.as_str()),
+        ];
+        let f = [
+            ("read_bytes", Field::U64(d.read_bytes)),
+            ("write_bytes", Field::U64(d.write_bytes)),
+            ("reads", Field::U64(d.reads)),
+            ("writes", Field::U64(d.writes)),
+        ];
+        emit("container_blkio", &mut tags, &f);
+    }
+}
+
+fn event_point(
+    e: &Event,
+    host: &str,
+    emit: &mut impl FnMut(&str, &mut [(&str, &str)], &[(&str, Field)]),
+) {
+    let mut tags = [
+        ("host", host),
+        ("id", e.id.as_str()),
+        ("container_id", e.container_id.as_deref().unwrap_or(&e.id)),
+        ("name", e.name.as_deref().unwrap_or("")),
+        ("image", e.image.as_deref().unwrap_or("")),
+        ("runtime", e.runtime.map(|r| r.name()).unwrap_or("")),
+        ("event", e.kind.name()),
+    ];
+    emit(
+        "container_events",
+        &mut tags,
+        &[("count", Field::U64(e.count))],
+    );
+}

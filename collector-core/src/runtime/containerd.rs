@@ -1,0 +1,564 @@
+//! containerd's gRPC API on its unix socket: HTTP/2 (prior knowledge) through hyper, the few
+//! messages used declared by hand with `prost` (no `.proto` compilation, so no `protoc`).
+//!
+//! - `Namespaces/List`, then `Containers/List` in each namespace (the `containerd-namespace`
+//!   header) for the table;
+//! - `Events/Subscribe` with the `/containers/create|update|delete` topics to hear of changes
+//!   (then `Containers/Get` for the one container);
+//! - a re-list every `relist_interval` as a backstop.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper::{HeaderMap, Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prost::Message;
+use tokio::sync::mpsc;
+
+use super::{metadata, AbortOnDrop, BoxError, ContainerdConfig, Record, Shared, Table, Want};
+
+const NAMESPACES_LIST: &str = "/containerd.services.namespaces.v1.Namespaces/List";
+const CONTAINERS_LIST: &str = "/containerd.services.containers.v1.Containers/List";
+const CONTAINERS_GET: &str = "/containerd.services.containers.v1.Containers/Get";
+const EVENTS_SUBSCRIBE: &str = "/containerd.services.events.v1.Events/Subscribe";
+
+/// The largest gRPC message accepted (containerd's own send limit is 16 MiB; a `List` carries
+/// each container's OCI spec).
+const MAX_MESSAGE: usize = 64 << 20;
+
+/// An id asked for and not found is not asked for again before this.
+const ASK_AGAIN: Duration = Duration::from_secs(10);
+
+/// gRPC's NOT_FOUND.
+const NOT_FOUND: u32 = 5;
+
+// The messages, as in containerd's `api/services/*/v1/*.proto` (fields not used are skipped
+// by the decoder).
+
+#[derive(Clone, PartialEq, Message)]
+struct Container {
+    #[prost(string, tag = "1")]
+    id: String,
+    #[prost(btree_map = "string, string", tag = "2")]
+    labels: BTreeMap<String, String>,
+    #[prost(string, tag = "3")]
+    image: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct ListContainersRequest {
+    #[prost(string, repeated, tag = "1")]
+    filters: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct ListContainersResponse {
+    #[prost(message, repeated, tag = "1")]
+    containers: Vec<Container>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct GetContainerRequest {
+    #[prost(string, tag = "1")]
+    id: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct GetContainerResponse {
+    #[prost(message, optional, tag = "1")]
+    container: Option<Container>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Namespace {
+    #[prost(string, tag = "1")]
+    name: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct ListNamespacesRequest {
+    #[prost(string, tag = "1")]
+    filter: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct ListNamespacesResponse {
+    #[prost(message, repeated, tag = "1")]
+    namespaces: Vec<Namespace>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct SubscribeRequest {
+    #[prost(string, repeated, tag = "1")]
+    filters: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Any {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Envelope {
+    #[prost(string, tag = "2")]
+    namespace: String,
+    #[prost(string, tag = "3")]
+    topic: String,
+    #[prost(message, optional, tag = "4")]
+    event: Option<Any>,
+}
+
+/// `ContainerCreate`, `ContainerUpdate` and `ContainerDelete` all start with the id.
+#[derive(Clone, PartialEq, Message)]
+struct ContainerEvent {
+    #[prost(string, tag = "1")]
+    id: String,
+}
+
+/// Why a call failed: the server's gRPC status, or the transport.
+#[derive(Debug)]
+enum CallError {
+    Status(u32, String),
+    Transport(BoxError),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Status(code, msg) => write!(f, "gRPC status {code}: {msg}"),
+            CallError::Transport(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+fn transport<E: Into<BoxError>>(e: E) -> CallError {
+    CallError::Transport(e.into())
+}
+
+/// Prefixes a message with gRPC's 5-byte header (not compressed, length).
+fn frame<M: Message>(m: &M) -> Bytes {
+    let len = m.encoded_len();
+    let mut b = Vec::with_capacity(5 + len);
+    b.push(0);
+    b.extend_from_slice(&(len as u32).to_be_bytes());
+    m.encode(&mut b).expect("a Vec grows");
+    b.into()
+}
+
+/// Cuts gRPC messages out of a byte stream.
+#[derive(Debug, Default)]
+struct Frames {
+    buf: BytesMut,
+}
+
+impl Frames {
+    fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next whole message, if there is one.
+    fn next(&mut self) -> Result<Option<Bytes>, CallError> {
+        if self.buf.len() < 5 {
+            return Ok(None);
+        }
+        if self.buf[0] != 0 {
+            return Err(transport("a compressed gRPC message (none was asked for)"));
+        }
+        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+        if len > MAX_MESSAGE {
+            return Err(transport(format!("a gRPC message of {len} bytes")));
+        }
+        if self.buf.len() < 5 + len {
+            return Ok(None);
+        }
+        self.buf.advance(5);
+        Ok(Some(self.buf.split_to(len).freeze()))
+    }
+}
+
+/// A gRPC status in headers or trailers: `Some(Err)` when not OK.
+fn status(h: &HeaderMap) -> Option<Result<(), CallError>> {
+    let code: u32 = h.get("grpc-status")?.to_str().ok()?.trim().parse().ok()?;
+    if code == 0 {
+        return Some(Ok(()));
+    }
+    let msg = h
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    Some(Err(CallError::Status(code, msg)))
+}
+
+/// One HTTP/2 connection to containerd; calls are multiplexed over it.
+#[derive(Clone)]
+struct Channel {
+    sender: SendRequest<Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl Channel {
+    async fn connect(socket: &std::path::Path, timeout: Duration) -> Result<Channel, BoxError> {
+        let work = async {
+            let stream = tokio::net::UnixStream::connect(socket).await?;
+            let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .handshake(TokioIo::new(stream))
+                .await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Ok::<_, BoxError>(sender)
+        };
+        let sender = tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| format!("no HTTP/2 handshake within {timeout:?}"))??;
+        Ok(Channel { sender, timeout })
+    }
+
+    async fn start<M: Message>(
+        &mut self,
+        path: &str,
+        namespace: Option<&str>,
+        req: &M,
+    ) -> Result<Incoming, CallError> {
+        let mut r = Request::post(format!("http://containerd{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        if let Some(ns) = namespace {
+            r = r.header("containerd-namespace", ns);
+        }
+        let r = r.body(Full::new(frame(req))).map_err(transport)?;
+        self.sender.ready().await.map_err(transport)?;
+        let resp = self.sender.send_request(r).await.map_err(transport)?;
+        if resp.status() != StatusCode::OK {
+            return Err(transport(format!("{path}: HTTP {}", resp.status())));
+        }
+        // A "trailers-only" answer carries the status in its headers.
+        if let Some(Err(e)) = status(resp.headers()) {
+            return Err(e);
+        }
+        Ok(resp.into_body())
+    }
+
+    /// A unary call.
+    async fn call<M: Message, R: Message + Default>(
+        &mut self,
+        path: &str,
+        namespace: Option<&str>,
+        req: &M,
+    ) -> Result<R, CallError> {
+        let timeout = self.timeout;
+        let work = async {
+            let body = self.start(path, namespace, req).await?;
+            let all = Limited::new(body, MAX_MESSAGE + 5)
+                .collect()
+                .await
+                .map_err(transport)?;
+            if let Some(Err(e)) = all.trailers().and_then(status) {
+                return Err(e);
+            }
+            let mut frames = Frames::default();
+            frames.push(&all.to_bytes());
+            let msg = frames
+                .next()?
+                .ok_or_else(|| transport(format!("{path}: no message in the answer")))?;
+            R::decode(msg).map_err(transport)
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(transport(format!("{path}: no answer within {timeout:?}"))),
+        }
+    }
+}
+
+pub(super) struct Session {
+    config: ContainerdConfig,
+    timeout: Duration,
+    want: mpsc::Receiver<Want>,
+    asked: HashMap<(String, String), Instant>,
+    /// The namespaces seen at the last list.
+    namespaces: Vec<String>,
+}
+
+impl Session {
+    pub fn new(config: ContainerdConfig, timeout: Duration, want: mpsc::Receiver<Want>) -> Session {
+        Session {
+            config,
+            timeout,
+            want,
+            asked: HashMap::new(),
+            namespaces: Vec::new(),
+        }
+    }
+
+    fn followed(&self, namespace: &str) -> bool {
+        self.config.namespaces.is_empty() || self.config.namespaces.iter().any(|n| n == namespace)
+    }
+
+    async fn relist(&mut self, ch: &mut Channel, shared: &Shared) -> Result<(), CallError> {
+        let namespaces = if self.config.namespaces.is_empty() {
+            let r: ListNamespacesResponse = ch
+                .call(NAMESPACES_LIST, None, &ListNamespacesRequest::default())
+                .await?;
+            r.namespaces.into_iter().map(|n| n.name).collect()
+        } else {
+            self.config.namespaces.clone()
+        };
+        let mut fresh = Table::new();
+        for ns in &namespaces {
+            let r: ListContainersResponse = match ch
+                .call(CONTAINERS_LIST, Some(ns), &ListContainersRequest::default())
+                .await
+            {
+                Ok(r) => r,
+                // A configured namespace that does not exist (yet).
+                Err(CallError::Status(..)) => continue,
+                Err(e) => return Err(e),
+            };
+            for c in r.containers {
+                let meta = metadata(&c.id, &c.image, c.labels);
+                fresh.entry(c.id).or_default().push(Record {
+                    namespace: ns.clone(),
+                    meta,
+                });
+            }
+        }
+        shared.replace(fresh);
+        self.namespaces = namespaces;
+        let now = Instant::now();
+        self.asked.retain(|_, t| now.duration_since(*t) < ASK_AGAIN);
+        Ok(())
+    }
+
+    /// Reads one container into the table (removes it when containerd no longer has it).
+    async fn get(
+        &mut self,
+        ch: &mut Channel,
+        shared: &Shared,
+        namespace: &str,
+        id: &str,
+    ) -> Result<(), CallError> {
+        let req = GetContainerRequest { id: id.to_string() };
+        match ch
+            .call::<_, GetContainerResponse>(CONTAINERS_GET, Some(namespace), &req)
+            .await
+        {
+            Ok(GetContainerResponse { container: Some(c) }) => {
+                let meta = metadata(&c.id, &c.image, c.labels);
+                shared.upsert(&c.id, namespace, meta);
+                Ok(())
+            }
+            Ok(_) | Err(CallError::Status(NOT_FOUND, _)) => {
+                shared.remove(id, namespace);
+                Ok(())
+            }
+            Err(CallError::Status(code, msg)) => {
+                tracing::debug!(runtime = "containerd", "Get {namespace}/{id}: {code} {msg}");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn on_event(
+        &mut self,
+        ch: &mut Channel,
+        shared: &Shared,
+        e: Envelope,
+    ) -> Result<(), CallError> {
+        if !self.followed(&e.namespace) {
+            return Ok(());
+        }
+        let Some(any) = e.event else { return Ok(()) };
+        let Ok(ev) = ContainerEvent::decode(any.value.as_slice()) else {
+            return Ok(());
+        };
+        if ev.id.is_empty() {
+            return Ok(());
+        }
+        match e.topic.as_str() {
+            "/containers/delete" => {
+                shared.remove(&ev.id, &e.namespace);
+                Ok(())
+            }
+            "/containers/create" | "/containers/update" => {
+                if !self.namespaces.contains(&e.namespace) {
+                    self.namespaces.push(e.namespace.clone());
+                }
+                self.get(ch, shared, &e.namespace, &ev.id).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn on_want(
+        &mut self,
+        ch: &mut Channel,
+        shared: &Shared,
+        w: Want,
+    ) -> Result<(), CallError> {
+        if shared.knows(&w.id) {
+            return Ok(());
+        }
+        let namespaces = match w.namespace {
+            Some(ns) => vec![ns],
+            None => self.namespaces.clone(),
+        };
+        let now = Instant::now();
+        for ns in namespaces {
+            if !self.followed(&ns) {
+                continue;
+            }
+            let key = (ns, w.id.clone());
+            if self
+                .asked
+                .get(&key)
+                .is_some_and(|t| now.duration_since(*t) < ASK_AGAIN)
+            {
+                continue;
+            }
+            self.get(ch, shared, &key.0, &key.1).await?;
+            self.asked.insert(key, now);
+            if shared.knows(&w.id) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn follow(&mut self, shared: &Shared) -> Result<(), BoxError> {
+        let mut ch = Channel::connect(&self.config.socket, self.timeout).await?;
+        // Subscribe first, list second: what happens in between is heard, not lost.
+        let (tx, mut events) = mpsc::channel::<Envelope>(1024);
+        let mut sub = ch.clone();
+        let _reader = AbortOnDrop(tokio::spawn(async move {
+            if let Err(e) = read_events(&mut sub, tx).await {
+                tracing::debug!(runtime = "containerd", "event stream ended: {e}");
+            }
+        }));
+        self.relist(&mut ch, shared).await?;
+        shared.mark_up();
+        let period = self.config.relist_interval.max(Duration::from_secs(1));
+        let mut relist = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                e = events.recv() => match e {
+                    Some(e) => self.on_event(&mut ch, shared, e).await?,
+                    None => return Err("the event stream ended".into()),
+                },
+                _ = relist.tick() => self.relist(&mut ch, shared).await?,
+                Some(w) = self.want.recv() => self.on_want(&mut ch, shared, w).await?,
+            }
+        }
+    }
+}
+
+impl super::Session for Session {
+    async fn run(&mut self, shared: &Shared) -> BoxError {
+        match self.follow(shared).await {
+            Ok(()) => "stopped".into(),
+            Err(e) => e,
+        }
+    }
+}
+
+/// Streams `Events/Subscribe` (container topics, every namespace) into `tx`.
+async fn read_events(ch: &mut Channel, tx: mpsc::Sender<Envelope>) -> Result<(), CallError> {
+    let req = SubscribeRequest {
+        filters: ["create", "update", "delete"]
+            .iter()
+            .map(|t| format!("topic==\"/containers/{t}\""))
+            .collect(),
+    };
+    let mut body = ch.start(EVENTS_SUBSCRIBE, None, &req).await?;
+    let mut frames = Frames::default();
+    while let Some(f) = body.frame().await {
+        let f = f.map_err(transport)?;
+        if let Some(t) = f.trailers_ref() {
+            if let Some(Err(e)) = status(t) {
+                return Err(e);
+            }
+        }
+        let Some(data) = f.data_ref() else { continue };
+        frames.push(data);
+        while let Some(msg) = frames.next()? {
+            let e = Envelope::decode(msg).map_err(transport)?;
+            if tx.send(e).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Err(transport("containerd closed the event stream"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_across_chunks() {
+        let env = Envelope {
+            namespace: "test".into(),
+            topic: "/containers/create".into(),
+            event: Some(Any {
+                type_url: "containerd.events.ContainerCreate".into(),
+                value: ContainerEvent { id: "c1".into() }.encode_to_vec(),
+            }),
+        };
+        let bytes = [frame(&env), frame(&env)].concat();
+        let mut f = Frames::default();
+        f.push(&bytes[..3]);
+        assert!(f.next().unwrap().is_none());
+        f.push(&bytes[3..bytes.len() - 1]);
+        let m = f.next().unwrap().expect("first whole");
+        assert_eq!(Envelope::decode(m).unwrap(), env);
+        assert!(f.next().unwrap().is_none());
+        f.push(&bytes[bytes.len() - 1..]);
+        let m = f.next().unwrap().expect("second whole");
+        let e = Envelope::decode(m).unwrap();
+        let ev = ContainerEvent::decode(e.event.unwrap().value.as_slice()).unwrap();
+        assert_eq!(ev.id, "c1");
+        let mut f = Frames::default();
+        f.push(&[1, 0, 0, 0, 0]);
+        assert!(f.next().is_err(), "compressed refused");
+    }
+
+    #[test]
+    fn container_decodes_skipping_fields_not_declared() {
+        // id, labels, image, then a runtime (4), a spec (5) and a snapshotter (6).
+        let mut raw = Container {
+            id: "c1".into(),
+            labels: [("app".to_string(), "c".to_string())].into(),
+            image: "docker.io/library/bb:1".into(),
+        }
+        .encode_to_vec();
+        raw.extend_from_slice(&[0x22, 0x03, 0x0a, 0x01, b'x']); // field 4, a message
+        raw.extend_from_slice(&[0x32, 0x09]); // field 6, "overlayfs"
+        raw.extend_from_slice(b"overlayfs");
+        let c = Container::decode(raw.as_slice()).unwrap();
+        assert_eq!(c.id, "c1");
+        assert_eq!(c.image, "docker.io/library/bb:1");
+        assert_eq!(c.labels.get("app").map(String::as_str), Some("c"));
+    }
+
+    #[test]
+    fn grpc_status_from_headers() {
+        let mut h = HeaderMap::new();
+        assert!(status(&h).is_none());
+        h.insert("grpc-status", "0".parse().unwrap());
+        assert!(matches!(status(&h), Some(Ok(()))));
+        h.insert("grpc-status", "5".parse().unwrap());
+        h.insert("grpc-message", "not found".parse().unwrap());
+        assert!(matches!(status(&h), Some(Err(CallError::Status(5, m))) if m == "not found"));
+    }
+}

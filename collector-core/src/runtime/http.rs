@@ -1,0 +1,137 @@
+//! HTTP/1.1 GETs over a unix socket (the Docker Engine API and CRI-O's inspect endpoint): one
+//! connection per request, as the daemons expect from short-lived clients.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use super::BoxError;
+
+/// The most a single answer may hold (a `containers/json` of thousands of containers is a few
+/// MiB).
+const MAX_BODY: usize = 64 << 20;
+
+#[derive(Debug, Clone)]
+pub(super) struct UnixHttp {
+    pub socket: PathBuf,
+    pub timeout: Duration,
+}
+
+impl UnixHttp {
+    /// Sends `GET path` and returns the response head; the body streams.
+    pub async fn send(&self, path: &str) -> Result<Response<Incoming>, BoxError> {
+        let stream = tokio::net::UnixStream::connect(&self.socket).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = Request::get(path)
+            .header(hyper::header::HOST, "localhost")
+            .header(hyper::header::ACCEPT, "application/json")
+            .body(Empty::<Bytes>::new())?;
+        Ok(sender.send_request(req).await?)
+    }
+
+    /// `GET path`: the status and the whole body, within the request timeout.
+    pub async fn get(&self, path: &str) -> Result<(StatusCode, Bytes), BoxError> {
+        let work = async {
+            let resp = self.send(path).await?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), MAX_BODY)
+                .collect()
+                .await?
+                .to_bytes();
+            Ok::<_, BoxError>((status, body))
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("GET {path}: no answer within {:?}", self.timeout).into()),
+        }
+    }
+}
+
+/// Splits a stream of JSON values (newline-separated or not) as bytes arrive.
+#[derive(Debug, Default)]
+pub(super) struct JsonStream {
+    buf: Vec<u8>,
+}
+
+impl JsonStream {
+    /// Appends `chunk` and returns the complete values it finishes. A value that does not
+    /// parse is skipped up to the next newline.
+    pub fn push<T: serde::de::DeserializeOwned>(&mut self, chunk: &[u8]) -> Vec<T> {
+        self.buf.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        let mut consumed = 0;
+        loop {
+            let rest = &self.buf[consumed..];
+            let start = rest
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(rest.len());
+            if start == rest.len() {
+                consumed = self.buf.len();
+                break;
+            }
+            let mut it = serde_json::Deserializer::from_slice(&rest[start..]).into_iter::<T>();
+            match it.next() {
+                Some(Ok(v)) => {
+                    consumed += start + it.byte_offset();
+                    out.push(v);
+                }
+                Some(Err(e)) if e.is_eof() => {
+                    consumed += start;
+                    break;
+                }
+                Some(Err(_)) => match rest[start..].iter().position(|&b| b == b'\n') {
+                    Some(nl) => consumed += start + nl + 1,
+                    None => {
+                        // Wait for the end of the line; do not grow without bound.
+                        if rest.len() > MAX_BODY {
+                            consumed = self.buf.len();
+                        }
+                        break;
+                    }
+                },
+                None => {
+                    consumed = self.buf.len();
+                    break;
+                }
+            }
+        }
+        self.buf.drain(..consumed);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct V {
+        a: u32,
+    }
+
+    #[test]
+    fn json_stream_splits_values_across_chunks() {
+        let mut s = JsonStream::default();
+        assert_eq!(s.push::<V>(b"{\"a\":1}\n{\"a\""), vec![V { a: 1 }]);
+        assert_eq!(s.push::<V>(b":2}"), vec![V { a: 2 }]);
+        assert_eq!(s.push::<V>(b"\n"), vec![]);
+        assert_eq!(
+            s.push::<V>(b"{\"a\":3}{\"a\":4}\r\n"),
+            vec![V { a: 3 }, V { a: 4 }]
+        );
+        // A value of another shape is skipped to the end of its line.
+        assert_eq!(s.push::<V>(b"{\"b\":1}\n{\"a\":5}\n"), vec![V { a: 5 }]);
+        assert_eq!(s.push::<V>(b"garbage\n{\"a\":6}\n"), vec![V { a: 6 }]);
+        assert!(s.buf.is_empty());
+    }
+}

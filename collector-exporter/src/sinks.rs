@@ -1,0 +1,313 @@
+//! `[[sinks]]` in the config file: parsed and checked at start, then each runs as its own
+//! task fed with every snapshot.
+//!
+//! Secrets (`password`, `token`, `api_key`) may be given inline, or as `<name>_env` (the name
+//! of an environment variable holding it) or `<name>_file` (a file holding it; one trailing
+//! newline is dropped). Exactly one of the three. They never reach logs or `--help`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use collector_core::influx::{Api, InfluxConfig, InfluxSink, Secret};
+use collector_core::sink::{RunnerConfig, SinkHandle, SinkRunner, SinkStats};
+use serde::Deserialize;
+
+use crate::config::{parse_duration, ConfigError};
+
+/// A sink as configured, checked and ready to start.
+#[derive(Debug, Clone)]
+pub struct SinkSpec {
+    pub name: String,
+    pub kind: SinkKind,
+    pub runner: RunnerConfig,
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    Influx(InfluxConfig),
+}
+
+impl SinkKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SinkKind::Influx(_) => "influxdb",
+        }
+    }
+}
+
+/// Settings every sink takes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Common {
+    name: Option<String>,
+    url: String,
+    interval: Option<String>,
+    timeout: Option<String>,
+    batch_size: Option<usize>,
+    batch_bytes: Option<usize>,
+    queue_max_bytes: Option<usize>,
+    spool_dir: Option<PathBuf>,
+    spool_max_bytes: Option<u64>,
+    gzip: Option<bool>,
+    ca_file: Option<PathBuf>,
+    host: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InfluxFile {
+    // v1
+    database: Option<String>,
+    retention_policy: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    // v2
+    org: Option<String>,
+    bucket: Option<String>,
+    token: Option<String>,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    unsigned: Option<bool>,
+}
+
+/// `deny_unknown_fields` does not combine with `flatten`: the common keys are taken out of
+/// the table first and parsed on their own, so typos are still caught on both sides.
+const COMMON_KEYS: &[&str] = &[
+    "name", "url", "interval", "timeout", "batch_size", "batch_bytes", "queue_max_bytes", "spool_dir",
+    "spool_max_bytes", "gzip", "ca_file", "host",
+];
+
+/// Parses `[[sinks]]` tables. Errors name the key as `sinks[N].key`.
+pub fn parse(tables: &[toml::Table]) -> Result<Vec<SinkSpec>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        let at = |k: &str| format!("sinks[{i}].{k}");
+        let bad = |k: &str, r: String| ConfigError { key: at(k), reason: r };
+        let kind = t
+            .get("type")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| bad("type", "missing; one of influxdb, elasticsearch".into()))?
+            .to_string();
+        let mut common_t = toml::Table::new();
+        let mut rest = toml::Table::new();
+        for (k, v) in t {
+            if k == "type" {
+                continue;
+            }
+            if COMMON_KEYS.contains(&k.as_str()) {
+                common_t.insert(k.clone(), v.clone());
+            } else {
+                rest.insert(k.clone(), v.clone());
+            }
+        }
+        let common: Common = common_t
+            .try_into()
+            .map_err(|e: toml::de::Error| bad("", one_line(e.message())))?;
+        let runner = runner_config(&common, &kind, i).map_err(|(k, r)| bad(k, r))?;
+        let name = runner.name.clone();
+        let spec = match kind.as_str() {
+            "influxdb" => {
+                let f: InfluxFile = rest
+                    .try_into()
+                    .map_err(|e: toml::de::Error| bad("", one_line(e.message())))?;
+                SinkKind::Influx(influx(&common, f).map_err(|(k, r)| bad(k, r))?)
+            }
+            other => return Err(bad("type", format!("{other:?} is not one of influxdb, elasticsearch"))),
+        };
+        if out.iter().any(|s: &SinkSpec| s.name == name) {
+            return Err(bad("name", format!("{name:?} is used by two sinks")));
+        }
+        out.push(SinkSpec { name, kind: spec, runner });
+    }
+    Ok(out)
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+type KeyErr = (&'static str, String);
+
+fn runner_config(c: &Common, kind: &str, i: usize) -> Result<RunnerConfig, KeyErr> {
+    let mut r = RunnerConfig {
+        name: c.name.clone().unwrap_or_else(|| format!("{kind}-{i}")),
+        ..RunnerConfig::default()
+    };
+    let dur = |key: &'static str, v: &Option<String>| -> Result<Option<Duration>, KeyErr> {
+        v.as_deref().map(parse_duration).transpose().map_err(|e| (key, e))
+    };
+    if let Some(d) = dur("interval", &c.interval)? {
+        if d < Duration::from_millis(100) {
+            return Err(("interval", "must be at least 100ms".into()));
+        }
+        r.interval = d;
+    }
+    if let Some(d) = dur("timeout", &c.timeout)? {
+        if d.is_zero() {
+            return Err(("timeout", "must be more than 0".into()));
+        }
+        r.timeout = d;
+    }
+    if let Some(n) = c.batch_size {
+        if n == 0 {
+            return Err(("batch_size", "must be at least 1".into()));
+        }
+        r.batch_items = n;
+    }
+    if let Some(n) = c.batch_bytes {
+        r.batch_bytes = n.max(1024);
+    }
+    if let Some(n) = c.queue_max_bytes {
+        r.queue_bytes = n;
+    }
+    r.spool_dir = c.spool_dir.clone();
+    if let Some(n) = c.spool_max_bytes {
+        if n < 1 << 20 {
+            return Err(("spool_max_bytes", "must be at least 1 MiB".into()));
+        }
+        r.spool_bytes = n;
+    }
+    Ok(r)
+}
+
+/// One secret from exactly one of: inline, `<key>_env`, `<key>_file`.
+fn secret(
+    key: &'static str,
+    inline: &Option<String>,
+    env: &Option<String>,
+    file: &Option<PathBuf>,
+) -> Result<Option<Secret>, KeyErr> {
+    match (inline, env, file) {
+        (None, None, None) => Ok(None),
+        (Some(v), None, None) => Ok(Some(Secret(v.clone()))),
+        (None, Some(var), None) => std::env::var(var)
+            .map(|v| Some(Secret(v)))
+            .map_err(|_| (key, format!("environment variable {var:?} is not set"))),
+        (None, None, Some(p)) => std::fs::read_to_string(p)
+            .map(|v| Some(Secret(v.strip_suffix('\n').unwrap_or(&v).to_string())))
+            .map_err(|e| (key, format!("reading {}: {e}", p.display()))),
+        _ => Err((key, format!("give only one of {key}, {key}_env, {key}_file"))),
+    }
+}
+
+fn influx(c: &Common, f: InfluxFile) -> Result<InfluxConfig, KeyErr> {
+    let api = match (&f.database, &f.org, &f.bucket) {
+        (Some(db), None, None) => Api::V1 {
+            database: db.clone(),
+            retention_policy: f.retention_policy.clone(),
+            username: f.username.clone(),
+            password: secret("password", &f.password, &f.password_env, &f.password_file)?,
+        },
+        (None, Some(org), Some(bucket)) => Api::V2 {
+            org: org.clone(),
+            bucket: bucket.clone(),
+            token: secret("token", &f.token, &f.token_env, &f.token_file)?
+                .ok_or(("token", "the v2 API needs token, token_env or token_file".to_string()))?,
+        },
+        _ => {
+            return Err((
+                "database",
+                "give `database` (v1 API) or both `org` and `bucket` (v2 API)".into(),
+            ))
+        }
+    };
+    let mut cfg = InfluxConfig::new(c.url.clone(), api);
+    cfg.host = c.host.clone();
+    cfg.unsigned = f.unsigned.unwrap_or(false);
+    cfg.gzip = c.gzip.unwrap_or(true);
+    cfg.ca_file = c.ca_file.clone();
+    if let Some(t) = &c.timeout {
+        cfg.timeout = parse_duration(t).map_err(|e| ("timeout", e))?;
+    }
+    // Fail at start, not at the first push: bad URL, unreadable CA.
+    InfluxSink::new(cfg.clone()).map_err(|e| ("url", e.to_string()))?;
+    Ok(cfg)
+}
+
+/// A running sink, for feeding and for its counters.
+pub struct Running {
+    pub name: String,
+    pub kind: &'static str,
+    pub handle: SinkHandle,
+}
+
+impl Running {
+    pub fn stats(&self) -> &Arc<SinkStats> {
+        &self.handle.stats
+    }
+}
+
+/// Starts every sink on the current tokio runtime.
+pub fn start(specs: &[SinkSpec]) -> anyhow::Result<Vec<Running>> {
+    let mut out = Vec::new();
+    for s in specs {
+        let handle = match &s.kind {
+            SinkKind::Influx(cfg) => SinkRunner::spawn(InfluxSink::new(cfg.clone())?, s.runner.clone()),
+        }
+        .map_err(|e| anyhow::anyhow!("sink {}: opening its spool: {e}", s.name))?;
+        tracing::info!(sink = %s.name, kind = s.kind.type_name(), interval = ?s.runner.interval, spool = ?s.runner.spool_dir, "sink started");
+        out.push(Running {
+            name: s.name.clone(),
+            kind: s.kind.type_name(),
+            handle,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables(text: &str) -> Vec<toml::Table> {
+        #[derive(Deserialize)]
+        struct F {
+            sinks: Vec<toml::Table>,
+        }
+        toml::from_str::<F>(text).unwrap().sinks
+    }
+
+    #[test]
+    fn influx_v1_and_v2_with_secrets_from_env_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let tok = dir.path().join("token");
+        std::fs::write(&tok, "s3cret\n").unwrap();
+        std::env::set_var("CCOL_TEST_PW", "pw");
+        let text = format!(
+            "[[sinks]]\ntype = \"influxdb\"\nurl = \"http://127.0.0.1:8086\"\ndatabase = \"k\"\nusername = \"u\"\npassword_env = \"CCOL_TEST_PW\"\ninterval = \"1s\"\nspool_dir = \"/tmp/x\"\n\
+             [[sinks]]\ntype = \"influxdb\"\nname = \"v2\"\nurl = \"http://127.0.0.1:8087\"\norg = \"o\"\nbucket = \"b\"\ntoken_file = \"{}\"\n",
+            tok.display()
+        );
+        let specs = parse(&tables(&text)).unwrap();
+        assert_eq!(specs.len(), 2);
+        assert_eq!(specs[0].name, "influxdb-0");
+        assert_eq!(specs[0].runner.interval, Duration::from_secs(1));
+        assert_eq!(specs[0].runner.spool_dir.as_deref(), Some(std::path::Path::new("/tmp/x")));
+        let SinkKind::Influx(c) = &specs[1].kind;
+        assert_eq!(c.api, Api::V2 { org: "o".into(), bucket: "b".into(), token: Secret("s3cret".into()) });
+        // Secrets do not show in Debug output (and so not in logs).
+        let dbg = format!("{specs:?}");
+        assert!(!dbg.contains("s3cret") && !dbg.contains("\"pw\""), "{dbg}");
+    }
+
+    #[test]
+    fn errors_name_the_sink_and_key() {
+        let cases = [
+            ("type = \"kafka\"\nurl = \"http://x\"", "sinks[0].type"),
+            ("url = \"http://x\"", "sinks[0].type"),
+            ("type = \"influxdb\"\nurl = \"http://x\"", "sinks[0].database"),
+            ("type = \"influxdb\"\nurl = \"x:1\"\ndatabase = \"d\"", "sinks[0].url"),
+            ("type = \"influxdb\"\nurl = \"http://x\"\ndatabase = \"d\"\ninterval = \"fast\"", "sinks[0].interval"),
+            ("type = \"influxdb\"\nurl = \"http://x\"\norg = \"o\"\nbucket = \"b\"", "sinks[0].token"),
+            ("type = \"influxdb\"\nurl = \"http://x\"\ndatabase = \"d\"\npassword = \"a\"\npassword_env = \"B\"", "sinks[0].password"),
+            ("type = \"influxdb\"\nurl = \"http://x\"\ndatabase = \"d\"\ndatabse = \"typo\"", "sinks[0]."),
+        ];
+        for (body, key) in cases {
+            let e = parse(&tables(&format!("[[sinks]]\n{body}\n"))).unwrap_err();
+            assert!(e.key.starts_with(key), "{body}: {e}");
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! The deployment artifacts under `deploy/`: each is checked by the tool that knows its format
+//! (hadolint, kubernetes-validate, systemd-analyze), every flag they hand the exporter is one it
+//! accepts, and the manifest keeps the properties the deployment depends on (host pid
+//! namespace, read-only host mounts, no capability, one port everywhere).
+//!
+//! The tools come from `scripts/deploy-check-deps.sh`, which `scripts/test.sh` runs; a missing
+//! tool fails the test with that hint, never skips it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_exporter");
+const PORT: u16 = 9338;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn dockerfile() -> PathBuf {
+    repo().join("deploy/Dockerfile")
+}
+
+fn unit_file() -> PathBuf {
+    repo().join("deploy/systemd/collector-exporter.service")
+}
+
+/// Every `deploy/kubernetes/*.yaml`, sorted.
+fn manifests() -> Vec<PathBuf> {
+    let dir = repo().join("deploy/kubernetes");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    v.sort();
+    assert!(!v.is_empty(), "no manifests in {}", dir.display());
+    v
+}
+
+/// Runs a tool; a tool that is not installed fails with the setup hint.
+fn run_tool(program: &str, args: &[&str], cwd: &Path) -> Output {
+    let mut c = Command::new(program);
+    c.args(args).current_dir(cwd);
+    // A config through the environment could silence rules.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("HADOLINT_") {
+            c.env_remove(&k);
+        }
+    }
+    match c.output() {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "`{program}` is not installed (or not on PATH): run {} (it calls \
+             scripts/deploy-check-deps.sh, which installs it)",
+            tests::SETUP
+        ),
+        Err(e) => panic!("running {program}: {e}"),
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+// ---- the tools ----
+
+#[test]
+fn dockerfile_passes_hadolint() {
+    let df = dockerfile();
+    let o = run_tool(
+        "hadolint",
+        &[
+            "--no-color",
+            "--failure-threshold",
+            "style",
+            df.to_str().unwrap(),
+        ],
+        &repo(),
+    );
+    assert!(
+        o.status.success(),
+        "hadolint {}:\n{}",
+        df.display(),
+        text(&o)
+    );
+    assert!(text(&o).trim().is_empty(), "{}", text(&o));
+}
+
+#[test]
+fn hadolint_does_flag_a_bad_dockerfile() {
+    // So that a silent or stubbed hadolint cannot pass the test above.
+    let dir = tempfile::tempdir().unwrap();
+    let df = dir.path().join("Dockerfile");
+    std::fs::write(&df, "FROM debian\nRUN apt-get install curl\n").unwrap();
+    let o = run_tool(
+        "hadolint",
+        &[
+            "--no-color",
+            "--failure-threshold",
+            "style",
+            df.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("DL3006"), "{}", text(&o));
+}
+
+fn kubernetes_validate(version: Option<&str>, files: &[PathBuf]) -> Output {
+    let mut args = vec!["--strict".to_string()];
+    if let Some(v) = version {
+        args.extend(["--kubernetes-version".to_string(), v.to_string()]);
+    }
+    args.extend(files.iter().map(|p| p.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_tool("kubernetes-validate", &args, &repo())
+}
+
+#[test]
+fn manifests_pass_kubernetes_validate() {
+    let files = manifests();
+    let resources = k8s_docs().len();
+    // The bundled default (newest) schemas, and 1.30: the oldest the manifest claims
+    // (recursiveReadOnly appeared in 1.30).
+    for version in [None, Some("1.30.0")] {
+        let o = kubernetes_validate(version, &files);
+        let out = text(&o);
+        assert!(
+            o.status.success(),
+            "kubernetes-validate {version:?}:\n{out}"
+        );
+        assert!(!out.contains("ERROR"), "{out}");
+        let passed = out.lines().filter(|l| l.contains(" passed ")).count();
+        assert_eq!(passed, resources, "every resource checked:\n{out}");
+    }
+}
+
+#[test]
+fn kubernetes_validate_is_strict_about_unknown_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::fs::read_to_string(repo().join("deploy/kubernetes/daemonset.yaml")).unwrap();
+    assert!(src.contains("readOnlyRootFilesystem: true"));
+    let bad = dir.path().join("typo.yaml");
+    std::fs::write(
+        &bad,
+        src.replace(
+            "readOnlyRootFilesystem: true",
+            "readOnlyRootFilesytem: true",
+        ),
+    )
+    .unwrap();
+    let o = kubernetes_validate(None, &[bad]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("readOnlyRootFilesytem"), "{}", text(&o));
+}
+
+/// The unit, with ExecStart pointed at the tests' exporter binary (verify checks that the
+/// program exists), in a fresh directory.
+fn unit_copy(dir: &Path) -> PathBuf {
+    let src = std::fs::read_to_string(unit_file()).unwrap();
+    let (program, _) = exec_start(&src);
+    let p = dir.join("collector-exporter.service");
+    std::fs::write(&p, src.replace(&program, BIN)).unwrap();
+    p
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_copy(dir.path());
+    let o = run_tool(
+        "systemd-analyze",
+        &["verify", unit.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(o.status.success(), "systemd-analyze verify:\n{}", text(&o));
+    let out = text(&o);
+    assert!(
+        !out.contains("collector-exporter.service"),
+        "verify has remarks about the unit:\n{out}"
+    );
+}
+
+#[test]
+fn systemd_unit_is_sandboxed() {
+    // systemd's own exposure score, shown 0.0 (locked down) .. 10.0 (unprotected); 1.5 when
+    // written. --threshold counts in tenths: 20 = 2.0.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_copy(dir.path());
+    let o = run_tool(
+        "systemd-analyze",
+        &[
+            "security",
+            "--offline=yes",
+            "--threshold=20",
+            "--no-pager",
+            unit.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(
+        o.status.success(),
+        "exposure above 2.0 (or security failed):\n{}",
+        text(&o)
+    );
+    let src = std::fs::read_to_string(unit_file()).unwrap();
+    for line in [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "DynamicUser=yes",
+        "CapabilityBoundingSet=\n",
+        "AmbientCapabilities=\n",
+    ] {
+        assert!(src.contains(line), "unit lacks {line:?}");
+    }
+}
+
+// ---- what the artifacts pass to the exporter ----
+
+/// `ExecStart=` split into the program and its arguments (the unit uses no quoting).
+fn exec_start(unit: &str) -> (String, Vec<String>) {
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("unit has ExecStart=");
+    assert!(
+        !line.contains(['"', '\'', '\\', '$', '%']),
+        "ExecStart uses quoting or specifiers; split it properly: {line}"
+    );
+    let mut words = line.split_whitespace().map(String::from);
+    let program = words.next().expect("ExecStart names a program");
+    (program, words.collect())
+}
+
+/// The final stage's ENTRYPOINT (exec form) and USER.
+fn dockerfile_final_stage() -> (Vec<String>, Option<String>) {
+    let src = std::fs::read_to_string(dockerfile()).unwrap();
+    let lines: Vec<&str> = src.lines().collect();
+    let last_from = lines
+        .iter()
+        .rposition(|l| l.trim_start().to_ascii_uppercase().starts_with("FROM "))
+        .expect("Dockerfile has FROM");
+    let stage = &lines[last_from..];
+    let entry = stage
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .expect("final stage has ENTRYPOINT");
+    let entry: Vec<String> = serde_json::from_str(entry)
+        .unwrap_or_else(|e| panic!("ENTRYPOINT must be the JSON exec form ({e}): {entry}"));
+    let user = stage
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .map(|u| u.trim().to_string());
+    (entry, user)
+}
+
+/// Every document of every manifest, as JSON (PyYAML reads them: kubernetes-validate needs it).
+fn k8s_docs() -> Vec<Value> {
+    let script = "import json, sys, yaml\n\
+                  docs = []\n\
+                  for f in sys.argv[1:]:\n    \
+                      with open(f) as fh:\n        \
+                          docs += [d for d in yaml.safe_load_all(fh) if d]\n\
+                  json.dump(docs, sys.stdout)\n";
+    let files: Vec<String> = manifests()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut args = vec!["-c", script];
+    args.extend(files.iter().map(String::as_str));
+    let o = run_tool("python3", &args, &repo());
+    assert!(
+        o.status.success(),
+        "reading the manifests with python3 + PyYAML failed (run {}):\n{}",
+        tests::SETUP,
+        text(&o)
+    );
+    serde_json::from_slice(&o.stdout).expect("python3 printed JSON")
+}
+
+fn kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "exactly one {kind}");
+    found[0]
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| s.as_str().expect("a string").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The exporter's container in the DaemonSet.
+fn exporter_container(ds: &Value) -> &Value {
+    let containers = ds["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers");
+    assert_eq!(containers.len(), 1, "one container");
+    &containers[0]
+}
+
+/// Runs the exporter with `args` (host paths mapped back onto this machine's) plus
+/// `snapshot`: exit 0 means clap and the settings check took every flag.
+fn assert_flags_accepted(what: &str, args: &[String]) {
+    let mapped: Vec<String> = args
+        .iter()
+        .map(|a| {
+            a.replace("/host/proc", "/proc")
+                .replace("/host/sys", "/sys")
+        })
+        .collect();
+    let o = Command::new(BIN)
+        .args(&mapped)
+        .args(["snapshot", "--format", "prometheus"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{what}: `exporter {} snapshot` exited {}:\n{}",
+        mapped.join(" "),
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let body = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        body.contains("container_cpu_usage_seconds_total"),
+        "{what}: no figures printed"
+    );
+}
+
+#[test]
+fn dockerfile_entrypoint_flags_are_accepted() {
+    let (entry, _) = dockerfile_final_stage();
+    assert_eq!(entry[0], "/collector-exporter");
+    assert_flags_accepted("Dockerfile ENTRYPOINT", &entry[1..]);
+}
+
+#[test]
+fn daemonset_flags_are_accepted() {
+    let docs = k8s_docs();
+    let c = exporter_container(kind(&docs, "DaemonSet"));
+    // `command` would replace the image's ENTRYPOINT; `args` are appended to it.
+    let mut argv = if c.get("command").is_some() {
+        strings(&c["command"])
+    } else {
+        dockerfile_final_stage().0
+    };
+    argv.extend(strings(&c["args"]));
+    assert_flags_accepted("DaemonSet (ENTRYPOINT + args)", &argv[1..]);
+}
+
+#[test]
+fn systemd_exec_start_flags_are_accepted() {
+    let (_, args) = exec_start(&std::fs::read_to_string(unit_file()).unwrap());
+    assert_flags_accepted("systemd ExecStart", &args);
+}
+
+// ---- properties the deployment depends on ----
+
+/// The value of `--<name>=V` or `--<name> V` in argv.
+fn flag(argv: &[String], name: &str) -> Option<String> {
+    let long = format!("--{name}");
+    argv.iter().enumerate().find_map(|(i, a)| {
+        if let Some(v) = a.strip_prefix(&format!("{long}=")) {
+            Some(v.to_string())
+        } else if *a == long {
+            argv.get(i + 1).cloned()
+        } else {
+            None
+        }
+    })
+}
+
+fn listen_port(argv: &[String]) -> u16 {
+    flag(argv, "web.listen-address")
+        .map(|a| {
+            a.rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .expect("a port in --web.listen-address")
+        })
+        .unwrap_or(PORT)
+}
+
+#[test]
+fn daemonset_keeps_its_promises() {
+    let docs = k8s_docs();
+    let ds = kind(&docs, "DaemonSet");
+    let pod = &ds["spec"]["template"];
+    let spec = &pod["spec"];
+    let c = exporter_container(ds);
+    let mut argv = dockerfile_final_stage().0;
+    argv.extend(strings(&c["args"]));
+
+    // Host pid namespace: without it cgroup.procs of other containers reads empty.
+    assert_eq!(spec["hostPID"], true, "hostPID");
+    assert_ne!(spec["hostNetwork"], true, "hostNetwork is not needed");
+    // Every node, whatever its taints.
+    let tolerations = spec["tolerations"].as_array().expect("tolerations");
+    assert!(
+        tolerations
+            .iter()
+            .any(|t| t["operator"] == "Exists" && t.get("key").is_none()),
+        "a toleration of every taint: {tolerations:?}"
+    );
+
+    // Least privilege: non-root, no capability, nothing writable.
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_ne!(sc["privileged"], true);
+    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert!(
+        strings(&sc["capabilities"]["add"]).is_empty(),
+        "no capability is needed (deploy/README.md)"
+    );
+    let run_as = spec["securityContext"]["runAsUser"]
+        .as_u64()
+        .or(sc["runAsUser"].as_u64())
+        .expect("runAsUser");
+    assert_ne!(run_as, 0);
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+    let (_, user) = dockerfile_final_stage();
+    let user = user.expect("the image sets USER");
+    assert_eq!(
+        user.split(':').next().unwrap(),
+        run_as.to_string(),
+        "image USER and pod runAsUser agree"
+    );
+    assert_eq!(spec["automountServiceAccountToken"], false);
+
+    // The host's /proc and /sys, read-only, where the flags say.
+    let mounts = c["volumeMounts"].as_array().expect("volumeMounts");
+    let volumes = spec["volumes"].as_array().expect("volumes");
+    for (host, flag_name) in [("/proc", "path.procfs"), ("/sys", "path.sysfs")] {
+        let vol = volumes
+            .iter()
+            .find(|v| v["hostPath"]["path"] == host)
+            .unwrap_or_else(|| panic!("a hostPath volume of {host}"));
+        let m = mounts
+            .iter()
+            .find(|m| m["name"] == vol["name"])
+            .unwrap_or_else(|| panic!("{host} is mounted"));
+        assert_eq!(m["readOnly"], true, "{host} mounted read-only");
+        assert_eq!(
+            m["mountPath"].as_str(),
+            flag(&argv, flag_name).as_deref(),
+            "--{flag_name} names the mount of {host}"
+        );
+    }
+    assert!(
+        mounts.iter().all(|m| m["readOnly"] == true),
+        "every mount read-only"
+    );
+
+    // One port everywhere: the flag, the container, the probes, the annotations, the image.
+    let port = listen_port(&argv);
+    assert_eq!(port, PORT);
+    let ports = c["ports"].as_array().expect("ports");
+    let named = ports
+        .iter()
+        .find(|p| p["containerPort"] == u64::from(port))
+        .expect("containerPort = listen port");
+    let port_name = named["name"].as_str().expect("the port has a name");
+    for probe in ["livenessProbe", "readinessProbe"] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"], "/healthz", "{probe}");
+        assert!(
+            get["port"] == port_name || get["port"] == u64::from(port),
+            "{probe} port"
+        );
+    }
+    let ann = &pod["metadata"]["annotations"];
+    assert_eq!(ann["prometheus.io/scrape"], "true");
+    assert_eq!(ann["prometheus.io/port"], port.to_string());
+    assert_eq!(ann["prometheus.io/path"], "/metrics");
+    let df = std::fs::read_to_string(dockerfile()).unwrap();
+    assert!(
+        df.lines().any(|l| l.trim() == format!("EXPOSE {port}")),
+        "Dockerfile EXPOSEs {port}"
+    );
+
+    // Sized, both ways.
+    for k in ["requests", "limits"] {
+        for r in ["cpu", "memory"] {
+            assert!(c["resources"][k][r].is_string(), "resources.{k}.{r}");
+        }
+    }
+
+    // The Service selects these pods, on the named port.
+    let svc = kind(&docs, "Service");
+    let labels = &pod["metadata"]["labels"];
+    for (k, v) in svc["spec"]["selector"].as_object().expect("selector") {
+        assert_eq!(&labels[k], v, "Service selector {k}");
+    }
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], port_name);
+    // Everything in one namespace, which the file creates.
+    let ns = kind(&docs, "Namespace")["metadata"]["name"].clone();
+    for d in &docs {
+        if d["kind"] != "Namespace" {
+            assert_eq!(d["metadata"]["namespace"], ns, "{} namespace", d["kind"]);
+        }
+    }
+}
+
+#[test]
+fn systemd_unit_listens_on_the_same_port() {
+    let (_, args) = exec_start(&std::fs::read_to_string(unit_file()).unwrap());
+    assert_eq!(listen_port(&args), PORT);
+}
