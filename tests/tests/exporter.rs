@@ -210,3 +210,15 @@ fn sigterm_stops_cleanly_and_snapshot_prints_json() {
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("# TYPE container_cpu_usage_seconds_total counter"));
 }
+
+#[test]
+fn runtime_only_drops_raw_cgroups() {
+    let cg = TestCgroup::new("ccol-rawonly");
+    let exp = Exporter::start(BIN, &["--housekeeping.interval", "200ms", "--containers.runtime-only"]);
+    let body = exp.get("/metrics").text();
+    assert!(!body.contains(&format!("id=\"{}\"", cg.id)), "raw cgroup reported");
+    // The machine itself is kept.
+    assert!(samples(&body, "container_cpu_usage_seconds_total").iter().any(|(l, _)| l.contains("id=\"/\"")));
+    let list: serde_json::Value = serde_json::from_slice(&exp.get("/api/v1/containers").body).unwrap();
+    assert!(list.as_array().unwrap().iter().all(|c| c["kind"] != "raw"), "{list}");
+}
