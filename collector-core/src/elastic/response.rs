@@ -98,8 +98,27 @@ pub fn classify(body: &[u8], n: usize) -> Result<Verdict, String> {
     Ok(v)
 }
 
-/// `type: reason (caused by type: reason)`, or the text of an error that is a plain string.
+/// `type: reason (caused by type: reason)`, or the text of an error that is a plain string;
+/// on one line (reasons may quote a parser's multi-line message), at most 600 characters.
 pub fn describe(e: &Value) -> String {
+    one_line(&describe_raw(e), 600)
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max));
+    for word in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    if out.chars().count() > max {
+        out = out.chars().take(max).collect::<String>() + "...";
+    }
+    out
+}
+
+fn describe_raw(e: &Value) -> String {
     match e {
         Value::String(s) => s.clone(),
         Value::Object(_) => {
@@ -110,11 +129,17 @@ pub fn describe(e: &Value) -> String {
                     None => t.to_string(),
                 }
             };
-            let mut s = one(e);
+            let mut last = one(e);
+            let mut s = last.clone();
             let mut cause = &e["caused_by"];
             let mut depth = 0;
             while cause.is_object() && depth < 3 {
-                s.push_str(&format!(" (caused by {})", one(cause)));
+                // Nested causes often repeat the same message.
+                let c = one(cause);
+                if c != last {
+                    s.push_str(&format!(" (caused by {c})"));
+                    last = c;
+                }
                 cause = &cause["caused_by"];
                 depth += 1;
             }
@@ -128,11 +153,7 @@ pub fn describe(e: &Value) -> String {
 pub fn request_error(body: &[u8]) -> String {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) if !v["error"].is_null() => describe(&v["error"]),
-        _ => String::from_utf8_lossy(body)
-            .trim()
-            .chars()
-            .take(300)
-            .collect(),
+        _ => one_line(&String::from_utf8_lossy(body), 300),
     }
 }
 
@@ -174,6 +195,9 @@ mod tests {
             "document_parsing_exception: [1:2] failed to parse field [x] of type [long] (caused by illegal_argument_exception: For input string: \"y\")"
         );
         assert_eq!(v.rejected[1].reason, "conflict");
+        let multi = serde_json::json!({"type": "t", "reason": "line one\n  at [Source: x]"});
+        assert_eq!(describe(&multi), "t: line one at [Source: x]");
+        assert!(describe(&serde_json::json!("x".repeat(2000))).len() < 700);
     }
 
     #[test]

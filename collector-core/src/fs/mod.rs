@@ -233,6 +233,11 @@ impl Layers {
         });
     }
 
+    /// Waits until every layer found so far has had a first walk (see [`walker::Walker::settle`]).
+    pub fn settle(&self, timeout: Duration) -> bool {
+        self.walker.settle(timeout)
+    }
+
     /// Layers being measured.
     pub fn measured(&self) -> usize {
         self.walker.len()

@@ -60,6 +60,8 @@ struct Entry {
     backoff: u32,
     /// Bumped when the entry is made again, so a walk of a forgotten layer is dropped.
     generation: u64,
+    /// A first walk has ended (finished or failed).
+    tried: bool,
 }
 
 #[derive(Debug, Default)]
@@ -126,6 +128,7 @@ impl Walker {
                 last: None,
                 backoff: 1,
                 generation,
+                tried: false,
             },
         );
         let start = !st.threads_started;
@@ -150,6 +153,21 @@ impl Walker {
     /// Stops measuring `dir` (its container is gone); a walk of it in flight is discarded.
     pub fn forget(&mut self, dir: &Path) {
         self.shared.lock().entries.remove(dir);
+    }
+
+    /// Waits until every directory asked for has had a first walk end (or `timeout` passes);
+    /// true when all have. For one-shot use (print a snapshot once), not for sweeps.
+    pub fn settle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.shared.lock().entries.values().all(|e| e.tried) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The directories being measured.
@@ -238,6 +256,9 @@ fn worker(shared: &Shared) {
         };
         e.in_flight = false;
         let now = Instant::now();
+        if !matches!(outcome, Outcome::Paused(..)) {
+            e.tried = true;
+        }
         match outcome {
             Outcome::Done(mut m) => {
                 let slices_over = m.backoff > 1;
@@ -379,7 +400,8 @@ mod tests {
         let mut w = Walker::new(pace(50, 1000));
         assert!(w.latest(d.path()).is_none());
         w.want(d.path());
-        let first = wait_for(&w, d.path(), |_| true);
+        assert!(w.settle(Duration::from_secs(20)));
+        let first = w.latest(d.path()).unwrap();
         assert_eq!(first.inodes, 1);
         assert!(first.size_bytes.unwrap() > 0);
         assert_eq!(first.backoff, 1);
@@ -414,7 +436,7 @@ mod tests {
         let gone = d.path().join("gone");
         let mut w = Walker::new(pace(10, 100));
         w.want(&gone);
-        std::thread::sleep(Duration::from_millis(100));
+        assert!(w.settle(Duration::from_secs(20)));
         assert!(w.latest(&gone).is_none());
         drop(w);
     }
