@@ -14,6 +14,8 @@ pub enum EventKind {
     Stopped,
     /// The OOM killer killed `count` of its processes since the last sweep.
     OomKill,
+    /// It runs outside the configured policy (an image or name not allowed); raised once.
+    PolicyViolation,
 }
 
 impl EventKind {
@@ -22,6 +24,7 @@ impl EventKind {
             EventKind::Started => "started",
             EventKind::Stopped => "stopped",
             EventKind::OomKill => "oom_kill",
+            EventKind::PolicyViolation => "policy_violation",
         }
     }
 }

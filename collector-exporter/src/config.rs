@@ -76,6 +76,9 @@ pub struct Flags {
     /// Runtime label exposed as container_label_<key> (repeatable) [default: none].
     #[arg(long = "containers.label-allowlist", global = true)]
     pub label_allowlist: Vec<String>,
+    /// TOML file of allowed images and names; containers outside it are reported.
+    #[arg(long = "containers.policy-file", global = true)]
+    pub policy_file: Option<PathBuf>,
     /// Docker Engine API socket, or `off` [default: /var/run/docker.sock].
     #[arg(long = "runtime.docker-socket", global = true)]
     pub docker_socket: Option<String>,
@@ -157,6 +160,8 @@ pub struct FileContainers {
     pub runtime_only: Option<bool>,
     #[serde(rename = "label-allowlist")]
     pub label_allowlist: Option<Vec<String>>,
+    #[serde(rename = "policy-file")]
+    pub policy_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +201,7 @@ pub struct Settings {
     pub log_json: bool,
     /// Push sinks from the config file's `[[sinks]]`.
     pub sinks: Vec<crate::sinks::SinkSpec>,
+    pub policy: Option<crate::policy::Policy>,
     /// Runtime sockets; `None` when switched off.
     pub docker_socket: Option<PathBuf>,
     pub podman_socket: Option<PathBuf>,
@@ -336,6 +342,10 @@ impl Settings {
             other => return Err(bad("log.format", format!("{other:?} is not human or json"))),
         };
         let sinks = crate::sinks::parse(&file.sinks)?;
+        let policy = match flags.policy_file.clone().or(file.containers.policy_file) {
+            Some(p) => Some(crate::policy::Policy::load(&p).map_err(|r| bad("containers.policy-file", r))?),
+            None => None,
+        };
         let socket = |flag: &Option<String>, file: Option<String>, default: Option<&str>| {
             match flag.clone().or(file).as_deref().or(default) {
                 None | Some("off") | Some("") => None,
@@ -364,6 +374,7 @@ impl Settings {
             log_level,
             log_json,
             sinks,
+            policy,
             docker_socket,
             podman_socket,
             containerd_socket,

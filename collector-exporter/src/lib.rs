@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod listener;
+pub mod policy;
 pub mod selfmetrics;
 pub mod sinks;
 pub mod server;
@@ -162,12 +163,16 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
     let latest = Arc::new(Latest::default());
     let stats = Arc::new(SweepStats::default());
     let events = Arc::new(state::EventLog::default());
+    let violations = Arc::new(state::Violations::default());
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let sweeper = {
         let (latest, stats, interval, ev) = (latest.clone(), stats.clone(), s.interval, events.clone());
+        let (policy, vio) = (s.policy.clone(), violations.clone());
         std::thread::Builder::new()
             .name("sweep".into())
-            .spawn(move || sweep_loop(collector, latest, stats, interval, stop_rx, feeds, ev))
+            .spawn(move || {
+                sweep_loop(collector, latest, stats, interval, stop_rx, feeds, ev, policy, vio)
+            })
             .context("starting the sweep thread")?
     };
     let app = Arc::new(server::App {
@@ -179,6 +184,7 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
             .collect(),
         runtimes: Some(runtimes.clone()),
         events: events.clone(),
+        violations: violations.clone(),
         options: options(&s),
         telemetry_path: s.telemetry_path.clone(),
         interval: s.interval,
@@ -206,7 +212,10 @@ fn sweep_loop(
     stop: mpsc::Receiver<()>,
     sinks: Vec<SinkFeeder>,
     events: Arc<state::EventLog>,
+    policy: Option<policy::Policy>,
+    violations: Arc<state::Violations>,
 ) {
+    let mut flagged = std::collections::HashSet::new();
     let mut spare: Option<Snapshot> = None;
     loop {
         let started = Instant::now();
@@ -229,6 +238,9 @@ fn sweep_loop(
             .watch_saturated
             .store(collector.watch_saturated() as u64, Ordering::Relaxed);
         let previous = latest.get();
+        if let Some(p) = &policy {
+            check_policy(p, &mut snap, &mut flagged, &violations);
+        }
         events.record(&snap.events);
         for e in &snap.events {
             tracing::info!(event = e.kind.name(), id = %e.id, name = ?e.name, image = ?e.image, count = e.count, "container event");
@@ -245,4 +257,41 @@ fn sweep_loop(
             _ => return,
         }
     }
+}
+
+/// Judges every container against the policy; a new offender raises one event.
+fn check_policy(
+    p: &policy::Policy,
+    snap: &mut Snapshot,
+    flagged: &mut std::collections::HashSet<String>,
+    out: &state::Violations,
+) {
+    let mut now = Vec::new();
+    let mut new_events = Vec::new();
+    for c in &snap.containers {
+        if let Some(reason) = p.violation(c) {
+            if flagged.insert(c.id.clone()) {
+                tracing::warn!(id = %c.id, name = ?c.meta.name, image = ?c.meta.image, "policy violation: {reason}");
+                new_events.push(collector_core::Event {
+                    time_ms: snap.timestamp_ms,
+                    kind: collector_core::EventKind::PolicyViolation,
+                    id: c.id.clone(),
+                    container_id: c.identity.container_id.clone(),
+                    runtime: c.identity.runtime,
+                    name: c.meta.name.clone(),
+                    image: c.meta.image.clone(),
+                    count: 1,
+                });
+            }
+            now.push(state::Violation {
+                id: c.id.clone(),
+                name: c.meta.name.clone().unwrap_or_default(),
+                image: c.meta.image.clone().unwrap_or_default(),
+                reason,
+            });
+        }
+    }
+    flagged.retain(|id| now.iter().any(|v| &v.id == id));
+    snap.events.extend(new_events);
+    out.set(now);
 }

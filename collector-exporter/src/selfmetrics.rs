@@ -27,6 +27,7 @@ pub struct SelfCollector {
     pub sinks: Vec<(String, &'static str, std::sync::Arc<SinkStats>)>,
     pub runtimes: Option<std::sync::Arc<collector_core::runtime::Providers>>,
     pub events: std::sync::Arc<crate::state::EventLog>,
+    pub violations: std::sync::Arc<crate::state::Violations>,
 }
 
 impl Collector for SelfCollector {
@@ -222,6 +223,25 @@ impl SelfCollector {
                     labels.push(("image", image.as_str()));
                 }
                 ConstCounter::new(*n as f64).encode(me.encode_family(&labels.as_slice())?)?;
+            }
+        }
+        let violations = self.violations.get();
+        if !violations.is_empty() {
+            let mut me = enc.encode_descriptor(
+                "container_policy_violation",
+                "1 for each running container outside the policy file (allowed images and names).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for v in &violations {
+                let labels = [
+                    ("id", v.id.as_str()),
+                    ("name", v.name.as_str()),
+                    ("image", v.image.as_str()),
+                    ("reason", v.reason.as_str()),
+                ];
+                let labels: Vec<(&str, &str)> = labels.into_iter().filter(|(_, x)| !x.is_empty()).collect();
+                ConstGauge::new(1.0).encode(me.encode_family(&labels.as_slice())?)?;
             }
         }
         if let Some(p) = &self.runtimes {

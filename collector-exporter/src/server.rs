@@ -25,6 +25,7 @@ pub struct App {
     pub sinks: Vec<(String, &'static str, Arc<collector_core::sink::SinkStats>)>,
     pub runtimes: Option<Arc<collector_core::runtime::Providers>>,
     pub events: Arc<crate::state::EventLog>,
+    pub violations: Arc<crate::state::Violations>,
     pub options: Arc<Options>,
     pub telemetry_path: String,
     pub interval: Duration,
@@ -92,6 +93,7 @@ fn metrics(app: &App, req: &Request<hyper::body::Incoming>) -> Resp {
         sinks: app.sinks.clone(),
         runtimes: app.runtimes.clone(),
         events: app.events.clone(),
+        violations: app.violations.clone(),
     }));
     let mut body = String::with_capacity(64 * 1024);
     if let Err(e) = prom::encode(&mut body, &registry, format) {

@@ -77,3 +77,34 @@ impl EventLog {
         }
     }
 }
+
+/// A container running outside the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub reason: String,
+}
+
+/// The current offenders, replaced after each sweep.
+#[derive(Debug, Default)]
+pub struct Violations {
+    inner: std::sync::Mutex<Vec<Violation>>,
+}
+
+impl Violations {
+    pub fn set(&self, v: Vec<Violation>) {
+        match self.inner.lock() {
+            Ok(mut g) => *g = v,
+            Err(p) => *p.into_inner() = v,
+        }
+    }
+
+    pub fn get(&self) -> Vec<Violation> {
+        match self.inner.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}

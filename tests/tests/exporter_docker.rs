@@ -14,6 +14,9 @@ fn docker_containers_are_named_and_labelled_in_metrics() {
     d.start();
     let image = env(&["docker-image", d.dir()]);
     let sock = d.socket.to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "allowed_images = [\"registry.example.com/*\"]\n").unwrap();
     let exp = Exporter::start(
         BIN,
         &[
@@ -23,6 +26,7 @@ fn docker_containers_are_named_and_labelled_in_metrics() {
             "--runtime.containerd-socket", "off",
             "--runtime.crio-socket", "off",
             "--containers.label-allowlist", "app",
+            "--containers.policy-file", policy.to_str().unwrap(),
         ],
     );
     assert_eq!(exp.get("/healthz").status, 200);
@@ -67,5 +71,16 @@ fn docker_containers_are_named_and_labelled_in_metrics() {
     let body = exp.get("/metrics").text();
     let up = samples(&body, "collector_runtime_up");
     assert!(up.iter().any(|(l, v)| l.contains("docker") && *v == 1.0), "{up:?}");
+    // The image is outside the policy: a violation series and one event.
+    let v = samples(&body, "container_policy_violation");
+    assert!(v.iter().any(|(l, x)| l.contains(&name) && l.contains(&image) && *x == 1.0), "{v:?}");
+    let events: serde_json::Value = serde_json::from_slice(&exp.get("/api/v1/events").body).unwrap();
+    let raised: Vec<_> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "policy_violation" && e["name"] == name.as_str())
+        .collect();
+    assert_eq!(raised.len(), 1, "{events}");
     docker(&["rm", "-f", &id]);
 }
