@@ -64,6 +64,12 @@ pub struct Flags {
     /// Where the host's /sys is mounted [default: /sys].
     #[arg(long = "path.sysfs", global = true)]
     pub sysfs: Option<PathBuf>,
+    /// Where the host's / is mounted, for containers' writable layers [default: /].
+    #[arg(long = "path.rootfs", global = true)]
+    pub rootfs: Option<PathBuf>,
+    /// How often each container's writable layer is measured, e.g. 1m [default: 1m].
+    #[arg(long = "fs.interval", global = true)]
+    pub fs_interval: Option<String>,
     /// Only cgroups under this prefix (repeatable) [default: all].
     #[arg(long = "cgroups.include", global = true)]
     pub include: Vec<String>,
@@ -117,6 +123,8 @@ pub struct File {
     pub log: FileLog,
     #[serde(default)]
     pub runtime: FileRuntime,
+    #[serde(default)]
+    pub fs: FileFs,
     /// `[[sinks]]`, parsed by `crate::sinks`.
     #[serde(default)]
     pub sinks: Vec<toml::Table>,
@@ -144,6 +152,13 @@ pub struct FileHousekeeping {
 pub struct FilePath {
     pub procfs: Option<PathBuf>,
     pub sysfs: Option<PathBuf>,
+    pub rootfs: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileFs {
+    pub interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,6 +217,8 @@ pub struct Settings {
     /// Push sinks from the config file's `[[sinks]]`.
     pub sinks: Vec<crate::sinks::SinkSpec>,
     pub policy: Option<crate::policy::Policy>,
+    pub rootfs: PathBuf,
+    pub fs_interval: Duration,
     /// Runtime sockets; `None` when switched off.
     pub docker_socket: Option<PathBuf>,
     pub podman_socket: Option<PathBuf>,
@@ -291,7 +308,13 @@ impl Settings {
             .clone()
             .or(file.path.sysfs)
             .unwrap_or_else(|| "/sys".into());
-        for (key, p) in [("path.procfs", &procfs), ("path.sysfs", &sysfs)] {
+        let rootfs = flags.rootfs.clone().or(file.path.rootfs).unwrap_or_else(|| "/".into());
+        let fs_text = flags.fs_interval.clone().or(file.fs.interval).unwrap_or_else(|| "1m".into());
+        let fs_interval = parse_duration(&fs_text).map_err(|r| bad("fs.interval", r))?;
+        if fs_interval < Duration::from_secs(1) {
+            return Err(bad("fs.interval", format!("{fs_text:?} is under 1s")));
+        }
+        for (key, p) in [("path.procfs", &procfs), ("path.sysfs", &sysfs), ("path.rootfs", &rootfs)] {
             if !p.is_dir() {
                 return Err(bad(key, format!("{} is not a directory", p.display())));
             }
@@ -375,6 +398,8 @@ impl Settings {
             log_json,
             sinks,
             policy,
+            rootfs,
+            fs_interval,
             docker_socket,
             podman_socket,
             containerd_socket,

@@ -86,6 +86,11 @@ fn core_config(s: &Settings) -> Config {
         include: s.include.clone(),
         exclude: s.exclude.clone(),
         runtime_only: s.runtime_only,
+        fs: collector_core::fs::FsConfig {
+            rootfs: s.rootfs.clone(),
+            interval: s.fs_interval,
+            ..Default::default()
+        },
         ..Config::default()
     }
 }
@@ -99,6 +104,10 @@ fn options(s: &Settings) -> Arc<Options> {
 /// One sweep, printed.
 fn snapshot(s: &Settings, format: SnapshotFormat) -> anyhow::Result<()> {
     let mut c = Collector::new(core_config(s)).context("finding the cgroup hierarchy")?;
+    // The writable-layer walks run in the background: let the first ones finish, then sweep
+    // again so the figures include them.
+    c.sweep();
+    c.settle_fs(Duration::from_secs(5));
     let snap = c.sweep();
     for e in &snap.errors {
         tracing::warn!("{e}");
@@ -171,7 +180,15 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
         std::thread::Builder::new()
             .name("sweep".into())
             .spawn(move || {
-                sweep_loop(collector, latest, stats, interval, stop_rx, feeds, ev, policy, vio)
+                let out = Outputs {
+                    latest,
+                    stats,
+                    sinks: feeds,
+                    events: ev,
+                    policy,
+                    violations: vio,
+                };
+                sweep_loop(collector, interval, stop_rx, out)
             })
             .context("starting the sweep thread")?
     };
@@ -204,17 +221,30 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
 
 /// Sweeps on the interval until told to stop. The previous snapshot is reused for the next
 /// sweep when no scrape still holds it, so the steady state does not reallocate.
-fn sweep_loop(
-    mut collector: Collector,
+/// Where each sweep's snapshot goes.
+struct Outputs {
     latest: Arc<Latest>,
     stats: Arc<SweepStats>,
-    interval: Duration,
-    stop: mpsc::Receiver<()>,
     sinks: Vec<SinkFeeder>,
     events: Arc<state::EventLog>,
     policy: Option<policy::Policy>,
     violations: Arc<state::Violations>,
+}
+
+fn sweep_loop(
+    mut collector: Collector,
+    interval: Duration,
+    stop: mpsc::Receiver<()>,
+    out: Outputs,
 ) {
+    let Outputs {
+        latest,
+        stats,
+        sinks,
+        events,
+        policy,
+        violations,
+    } = out;
     let mut flagged = std::collections::HashSet::new();
     let mut spare: Option<Snapshot> = None;
     loop {
