@@ -24,16 +24,7 @@ pub fn encode(snap: &Snapshot, host: &str, unsigned: bool, metrics: bool, out: &
         for c in &snap.containers {
             container_points(c, host, &mut emit);
         }
-        let m = &snap.machine;
-        let fields: Vec<(&str, Field)> = [
-            ("cpu_cores", m.cpu_cores),
-            ("memory_bytes", m.memory_bytes),
-            ("swap_bytes", m.swap_bytes),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, Field::U64(v))))
-        .collect();
-        emit("machine", &mut [("host", host)], &fields);
+        machine_points(snap, host, &mut emit);
     }
     for e in &snap.events {
         event_point(e, host, &mut emit);
@@ -189,6 +180,22 @@ fn container_points(
             emit("container_network", &mut tags, &f);
         }
     }
+    if let Some(fs) = &s.fs {
+        let device = match &fs.device {
+            Some(n) => format!("/dev/{n}"),
+            None => format!("{}:{}", fs.major, fs.minor),
+        };
+        let mut tags = [base[0], base[1], base[2], base[3], base[4], base[5], base[6], base[7], base[8], ("device", device.as_str())];
+        let f = collect(&[
+            ("usage_bytes", Some(Field::U64(fs.usage_bytes))),
+            ("inodes_used", Some(Field::U64(fs.inodes_used))),
+            ("limit_bytes", u(fs.limit_bytes)),
+            ("available_bytes", u(fs.available_bytes)),
+            ("inodes_total", u(fs.inodes_total)),
+            ("inodes_free", u(fs.inodes_free)),
+        ]);
+        emit("container_fs", &mut tags, &f);
+    }
     let mut dev = String::new();
     for d in &s.blkio {
         dev.clear();
@@ -218,6 +225,82 @@ fn container_points(
             ("writes", Field::U64(d.writes)),
         ];
         emit("container_blkio", &mut tags, &f);
+    }
+}
+
+fn machine_points(snap: &Snapshot, host: &str, emit: &mut impl FnMut(&str, &mut [(&str, &str)], &[(&str, Field)])) {
+    let m = &snap.machine;
+    let mut fields: Vec<(&str, Field)> = [
+        ("cpu_cores", m.cpu_cores),
+        ("cpu_physical_cores", m.cpu_physical_cores),
+        ("cpu_sockets", m.cpu_sockets),
+        ("memory_bytes", m.memory_bytes),
+        ("swap_bytes", m.swap_bytes),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, Field::U64(v))))
+    .collect();
+    if let Some(t) = &m.cpu_time {
+        let sec = |ns: u64| Field::F64(ns as f64 / 1e9);
+        fields.extend([
+            ("cpu_user_seconds", sec(t.user_ns)),
+            ("cpu_nice_seconds", sec(t.nice_ns)),
+            ("cpu_system_seconds", sec(t.system_ns)),
+            ("cpu_idle_seconds", sec(t.idle_ns)),
+        ]);
+        for (k, v) in [
+            ("cpu_iowait_seconds", t.iowait_ns),
+            ("cpu_irq_seconds", t.irq_ns),
+            ("cpu_softirq_seconds", t.softirq_ns),
+            ("cpu_steal_seconds", t.steal_ns),
+        ] {
+            if let Some(v) = v {
+                fields.push((k, sec(v)));
+            }
+        }
+    }
+    for (res, psi) in [("cpu", m.pressure.cpu), ("memory", m.pressure.memory), ("io", m.pressure.io)] {
+        if let Some(p) = psi {
+            let (some, full) = match res {
+                "cpu" => ("pressure_cpu_some_seconds", "pressure_cpu_full_seconds"),
+                "memory" => ("pressure_memory_some_seconds", "pressure_memory_full_seconds"),
+                _ => ("pressure_io_some_seconds", "pressure_io_full_seconds"),
+            };
+            fields.push((some, Field::F64(p.some.total_us as f64 / 1e6)));
+            if let Some(f) = p.full {
+                fields.push((full, Field::F64(f.total_us as f64 / 1e6)));
+            }
+        }
+    }
+    emit("machine", &mut [("host", host)], &fields);
+    for f in &m.filesystems {
+        let device = f.label();
+        let mut tags = [("host", host), ("device", device.as_str()), ("mountpoint", f.mountpoint.as_str()), ("fstype", f.fstype.as_str())];
+        let mut fields = vec![
+            ("size_bytes", Field::U64(f.size_bytes)),
+            ("free_bytes", Field::U64(f.free_bytes)),
+            ("avail_bytes", Field::U64(f.avail_bytes)),
+        ];
+        if let Some(v) = f.files {
+            fields.push(("files", Field::U64(v)));
+        }
+        if let Some(v) = f.files_free {
+            fields.push(("files_free", Field::U64(v)));
+        }
+        emit("machine_filesystem", &mut tags, &fields);
+    }
+    for d in &m.disks {
+        let device = format!("/dev/{}", d.name);
+        let mut tags = [("host", host), ("device", device.as_str())];
+        let fields = [
+            ("reads_completed", Field::U64(d.reads_completed)),
+            ("read_bytes", Field::U64(d.read_bytes)),
+            ("writes_completed", Field::U64(d.writes_completed)),
+            ("written_bytes", Field::U64(d.written_bytes)),
+            ("io_time_seconds", Field::F64(d.io_time_ms as f64 / 1e3)),
+            ("io_now", Field::U64(d.io_in_progress)),
+        ];
+        emit("machine_disk", &mut tags, &fields);
     }
 }
 
