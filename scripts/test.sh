@@ -22,11 +22,22 @@ command -v podman >/dev/null || need+=(podman)
 # Filesystem tests (tests/tests/filesystem.rs): a loop device with ext4 on it.
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v losetup >/dev/null || need+=(mount)
+# Elasticsearch sink tests (tests/tests/elasticsearch.rs): osmem-server from PyPI, below.
+command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || need+=(python3 python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${need[*]}" >&2
     DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -qq --no-install-recommends "${need[@]}" >&2 \
         || { "${APT[@]}" update -qq >&2 && DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -qq --no-install-recommends "${need[@]}" >&2; } \
         || die "apt-get install ${need[*]} failed"
+fi
+
+# An in-memory server speaking the OpenSearch REST API, for the Elasticsearch sink tests
+# (`<site-packages>/osmem_server/bin/osmem-server`, found by tests/src/osmem.rs).
+if ! python3 -c 'import osmem_server,sys; sys.exit(osmem_server.__version__ != "0.1.6")' 2>/dev/null; then
+    echo "scripts/test.sh: installing osmem-server==0.1.6 (pip)" >&2
+    python3 -m pip install -q osmem-server==0.1.6 >&2 \
+        || python3 -m pip install -q --break-system-packages osmem-server==0.1.6 >&2 \
+        || die "pip install osmem-server==0.1.6 failed"
 fi
 
 # The cgroup v2 kernel and its tools for the VM test (cached under target/).

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use collector_core::elastic::{self, ElasticConfig, ElasticSink};
 use collector_core::influx::{Api, InfluxConfig, InfluxSink, Secret};
 use collector_core::sink::{RunnerConfig, SinkHandle, SinkRunner, SinkStats};
 use serde::Deserialize;
@@ -26,14 +27,36 @@ pub struct SinkSpec {
 #[derive(Debug, Clone)]
 pub enum SinkKind {
     Influx(InfluxConfig),
+    Elastic(ElasticConfig),
 }
 
 impl SinkKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkKind::Influx(_) => "influxdb",
+            SinkKind::Elastic(_) => "elasticsearch",
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ElasticFile {
+    /// Data-stream mode (the default, into `metrics-container-default`).
+    data_stream: Option<String>,
+    /// Dated-index mode: a pattern like `container-metrics-%Y.%m.%d`.
+    index: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    api_key: Option<String>,
+    api_key_env: Option<String>,
+    api_key_file: Option<PathBuf>,
+    template: Option<bool>,
+    template_name: Option<String>,
+    template_overwrite: Option<bool>,
+    template_priority: Option<u32>,
 }
 
 /// Settings every sink takes.
@@ -114,6 +137,12 @@ pub fn parse(tables: &[toml::Table]) -> Result<Vec<SinkSpec>, ConfigError> {
                     .try_into()
                     .map_err(|e: toml::de::Error| bad("", one_line(e.message())))?;
                 SinkKind::Influx(influx(&common, f).map_err(|(k, r)| bad(k, r))?)
+            }
+            "elasticsearch" => {
+                let f: ElasticFile = rest
+                    .try_into()
+                    .map_err(|e: toml::de::Error| bad("", one_line(e.message())))?;
+                SinkKind::Elastic(elastic_config(&common, f).map_err(|(k, r)| bad(k, r))?)
             }
             other => return Err(bad("type", format!("{other:?} is not one of influxdb, elasticsearch"))),
         };
@@ -227,6 +256,48 @@ fn influx(c: &Common, f: InfluxFile) -> Result<InfluxConfig, KeyErr> {
     Ok(cfg)
 }
 
+fn elastic_config(c: &Common, f: ElasticFile) -> Result<ElasticConfig, KeyErr> {
+    let mut cfg = ElasticConfig::new(c.url.clone());
+    cfg.target = match (f.data_stream, f.index) {
+        (Some(_), Some(_)) => return Err(("index", "give data_stream or index, not both".into())),
+        (Some(ds), None) => elastic::Target::DataStream(ds),
+        (None, Some(pattern)) => elastic::Target::Indices(pattern),
+        (None, None) => cfg.target,
+    };
+    let password = secret("password", &f.password, &f.password_env, &f.password_file)?;
+    let api_key = secret("api_key", &f.api_key, &f.api_key_env, &f.api_key_file)?;
+    cfg.auth = match (f.username, password, api_key) {
+        (None, None, None) => elastic::Auth::None,
+        (Some(username), password, None) => elastic::Auth::Basic {
+            username,
+            password: elastic::Secret(password.map(|p| p.0).unwrap_or_default()),
+        },
+        (None, None, Some(k)) => elastic::Auth::ApiKey(elastic::Secret(k.0)),
+        (None, Some(_), None) => return Err(("username", "a password needs a username".into())),
+        _ => return Err(("api_key", "give username/password or api_key, not both".into())),
+    };
+    if let Some(b) = f.template {
+        cfg.template.install = b;
+    }
+    if let Some(n) = f.template_name {
+        cfg.template.name = Some(n);
+    }
+    if let Some(b) = f.template_overwrite {
+        cfg.template.overwrite = b;
+    }
+    if let Some(p) = f.template_priority {
+        cfg.template.priority = p;
+    }
+    cfg.host = c.host.clone();
+    cfg.gzip = c.gzip.unwrap_or(true);
+    cfg.ca_file = c.ca_file.clone();
+    if let Some(t) = &c.timeout {
+        cfg.timeout = parse_duration(t).map_err(|e| ("timeout", e))?;
+    }
+    ElasticSink::new(cfg.clone()).map_err(|e| ("url", e.to_string()))?;
+    Ok(cfg)
+}
+
 /// A running sink, for feeding and for its counters.
 pub struct Running {
     pub name: String,
@@ -246,6 +317,7 @@ pub fn start(specs: &[SinkSpec]) -> anyhow::Result<Vec<Running>> {
     for s in specs {
         let handle = match &s.kind {
             SinkKind::Influx(cfg) => SinkRunner::spawn(InfluxSink::new(cfg.clone())?, s.runner.clone()),
+            SinkKind::Elastic(cfg) => SinkRunner::spawn(ElasticSink::new(cfg.clone())?, s.runner.clone()),
         }
         .map_err(|e| anyhow::anyhow!("sink {}: opening its spool: {e}", s.name))?;
         tracing::info!(sink = %s.name, kind = s.kind.type_name(), interval = ?s.runner.interval, spool = ?s.runner.spool_dir, "sink started");
@@ -286,7 +358,9 @@ mod tests {
         assert_eq!(specs[0].name, "influxdb-0");
         assert_eq!(specs[0].runner.interval, Duration::from_secs(1));
         assert_eq!(specs[0].runner.spool_dir.as_deref(), Some(std::path::Path::new("/tmp/x")));
-        let SinkKind::Influx(c) = &specs[1].kind;
+        let SinkKind::Influx(c) = &specs[1].kind else {
+            panic!("not influx")
+        };
         assert_eq!(c.api, Api::V2 { org: "o".into(), bucket: "b".into(), token: Secret("s3cret".into()) });
         // Secrets do not show in Debug output (and so not in logs).
         let dbg = format!("{specs:?}");

@@ -390,7 +390,10 @@ fn a_document_refused_for_its_mapping_is_counted_and_named_and_the_rest_lands() 
     let good = TestCgroup::new("ccol-es-good");
     let os = Osmem::start();
     let mut col = collector(&[&bad.id, &good.id]);
-    let snaps = [Arc::new(col.sweep()), Arc::new(col.sweep())];
+    let first = Arc::new(col.sweep());
+    // Apart by more than the sink's interval, so both carry metrics.
+    std::thread::sleep(Duration::from_millis(250));
+    let snaps = [first, Arc::new(col.sweep())];
     assert_eq!(snaps[0].containers.len(), 2);
     assert_eq!(snaps[0].get(&bad.id).unwrap().stats.pids.limit, Some(100));
     assert_eq!(snaps[0].get(&good.id).unwrap().stats.pids.limit, None);

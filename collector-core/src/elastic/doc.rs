@@ -441,6 +441,12 @@ impl Encoder {
                 name.unwrap_or(&e.id),
                 e.count
             ),
+            // Kinds added later read as their name.
+            other => format!(
+                "container {}: {}",
+                name.unwrap_or(&e.id),
+                other.name().replace('_', " ")
+            ),
         };
         let mut doc = json!({
             "@timestamp": Civil::from_unix_ms(e.time_ms).rfc3339(),

@@ -163,7 +163,6 @@ pub struct ElasticSink {
     template: Option<TemplatePlan>,
     /// The template is known to be there (or cannot be managed by us).
     template_ready: bool,
-    body: Vec<u8>,
 }
 
 impl fmt::Debug for ElasticSink {
@@ -266,7 +265,6 @@ impl ElasticSink {
             encoder: Encoder::new(cfg.host.unwrap_or_else(hostname), dest),
             template,
             template_ready: false,
-            body: Vec::new(),
         })
     }
 
@@ -357,9 +355,9 @@ impl ElasticSink {
     }
 
     /// The NDJSON body: items joined by newlines, with a final newline.
-    fn build_body(&mut self, batch: &[Vec<u8>]) -> std::io::Result<Vec<u8>> {
-        let mut buf = std::mem::take(&mut self.body);
-        buf.clear();
+    fn build_body(&self, batch: &[Vec<u8>]) -> std::io::Result<Vec<u8>> {
+        let size: usize = batch.iter().map(|i| i.len() + 1).sum();
+        let mut buf = Vec::with_capacity(if self.gzip { size / 4 } else { size });
         if self.gzip {
             let mut enc = flate2::write::GzEncoder::new(buf, flate2::Compression::fast());
             for item in batch {

@@ -189,13 +189,11 @@ impl Layers {
             if let Some(pid) = pid {
                 layer.looked = Some(Instant::now());
                 layer.upper = find_upper(&self.proc_root, &self.rootfs, pid, &mut self.buf);
-                if let Some(u) = &layer.upper {
-                    self.walker.want(u);
-                }
             }
         }
         let upper = layer.upper.as_ref()?;
-        let m = self.walker.latest(upper)?;
+        // Asks for it again if another cgroup with the same layer was forgotten meanwhile.
+        let m = self.walker.get(upper)?;
         let fresh = self
             .backing
             .iter()
@@ -221,16 +219,26 @@ impl Layers {
     /// Ends a sweep: containers not read in it are gone, and so is the walking of their layers.
     pub fn end_sweep(&mut self) {
         let sweep = self.sweep;
-        let walker = &mut self.walker;
+        let mut gone = Vec::new();
         self.known.retain(|_, l| {
             let keep = l.seen == sweep;
             if !keep {
-                if let Some(u) = &l.upper {
-                    walker.forget(u);
-                }
+                gone.extend(l.upper.take());
             }
             keep
         });
+        if gone.is_empty() {
+            return;
+        }
+        // Another cgroup may share the layer (nested cgroups of one container).
+        let in_use: std::collections::HashSet<&PathBuf> = self
+            .known
+            .values()
+            .filter_map(|l| l.upper.as_ref())
+            .collect();
+        for u in gone.iter().filter(|u| !in_use.contains(u)) {
+            self.walker.forget(u);
+        }
     }
 
     /// Waits until every layer found so far has had a first walk (see [`walker::Walker::settle`]).
@@ -354,16 +362,68 @@ mod tests {
     use super::*;
 
     #[test]
-    fn host_mounts_reread_only_on_change() {
+    fn layers_follow_containers_and_share_upper_dirs() {
         let d = tempfile::tempdir().unwrap();
+        let proc_root = d.path().join("proc");
+        let rootfs = d.path().join("root");
+        let upper = rootfs.join("var/lib/x y/diff");
+        std::fs::create_dir_all(&upper).unwrap();
+        std::fs::create_dir_all(proc_root.join("7")).unwrap();
+        std::fs::write(
+            proc_root.join("7/mountinfo"),
+            "1 0 0:9 / / rw - overlay overlay rw,lowerdir=/l,upperdir=/var/lib/x\\040y/diff,workdir=/w\n",
+        )
+        .unwrap();
+        let cfg = FsConfig {
+            rootfs: rootfs.clone(),
+            interval: Duration::from_millis(20),
+            ..FsConfig::default()
+        };
+        let mut layers = Layers::new(&proc_root, &cfg);
+        let mut dev = DeviceNames::new(d.path().join("sys"));
+        let sweep = |layers: &mut Layers, ids: &[&str], dev: &mut DeviceNames| {
+            layers.begin_sweep([]);
+            let got: Vec<Option<FsStats>> = ids
+                .iter()
+                .map(|id| layers.read(id, Kind::Container, Some(7), dev, 0))
+                .collect();
+            layers.end_sweep();
+            got
+        };
+        // Not a container: never looked at.
+        layers.begin_sweep([]);
+        assert_eq!(
+            layers.read("/system.slice/x", Kind::Systemd, Some(7), &mut dev, 0),
+            None
+        );
+        layers.end_sweep();
+        assert_eq!(layers.measured(), 0);
+        sweep(&mut layers, &["/a", "/a/nested"], &mut dev);
+        assert!(layers.settle(Duration::from_secs(20)));
+        let got = sweep(&mut layers, &["/a", "/a/nested"], &mut dev);
+        let fs = got[0].clone().unwrap();
+        assert_eq!(fs.upperdir, upper.to_str().unwrap());
+        assert_eq!(fs.inodes_used, 1);
+        assert_eq!(got[1].as_ref().unwrap().upperdir, fs.upperdir);
+        assert_eq!(layers.measured(), 1);
+        // One of the two goes: the layer is still measured for the other.
+        assert!(sweep(&mut layers, &["/a"], &mut dev)[0].is_some());
+        assert_eq!(layers.measured(), 1);
+        // Both gone: forgotten.
+        sweep(&mut layers, &[], &mut dev);
+        assert_eq!(layers.measured(), 0);
+    }
+
+    #[test]
+    fn host_mounts_reread_only_on_change() {
         let mut hm = HostMounts::new();
         let mut errors = Vec::new();
-        // The real table of this process: re-read after a mount appears.
+        // The real table of this process (read again only when procfs flags a change; the
+        // loop-device test in tests/tests/filesystem.rs mounts one between sweeps).
         let before = hm.get(Path::new("/proc"), &mut errors).len();
         assert!(before > 0, "{errors:?}");
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(hm.get(Path::new("/proc"), &mut errors).len(), before);
-        let _ = d;
 
         // A fixture file (not procfs) is read every time.
         let root = tempfile::tempdir().unwrap();

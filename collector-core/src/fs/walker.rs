@@ -113,9 +113,18 @@ impl Walker {
 
     /// Asks for `dir` to be measured from now on (no-op when it already is).
     pub fn want(&mut self, dir: &Path) {
+        self.get(dir);
+    }
+
+    /// The last finished measurement of `dir`, asking for it to be measured from now on if
+    /// it was not yet. One lock, for the sweep's per-container look-up.
+    pub fn get(&mut self, dir: &Path) -> Option<Measured> {
         let mut st = self.shared.lock();
-        if st.entries.contains_key(dir) {
-            return;
+        if let Some(e) = st.entries.get(dir) {
+            return e.last.map(|m| Measured {
+                backoff: e.backoff,
+                ..m
+            });
         }
         st.next_generation += 1;
         let generation = st.next_generation;
@@ -138,6 +147,7 @@ impl Walker {
             self.spawn_workers();
         }
         self.shared.wake.notify_one();
+        None
     }
 
     /// The last finished measurement of `dir`.

@@ -293,8 +293,10 @@ impl<S: Sink> State<S> {
                     tracing::warn!(sink = %self.cfg.name, "item refused, dropped: {reason}: {:.200}", item);
                 }
                 Outcome::Partial { retry, rejected } => {
-                    let ok = part.len() - retry.len() - rejected.len();
-                    self.delivered(ok as u64);
+                    let ok = part.len().saturating_sub(retry.len() + rejected.len());
+                    if ok > 0 {
+                        self.delivered(ok as u64);
+                    }
                     self.stats
                         .failed
                         .fetch_add(rejected.len() as u64, Ordering::Relaxed);
