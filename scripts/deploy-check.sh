@@ -4,8 +4,10 @@
 # BuildKit sends it (deploy/Dockerfile.dockerignore applied), the builder stage's RUN command
 # run on that context with the local toolchain (no rust image can be pulled here), then the
 # final stage of deploy/Dockerfile as written, fed with that binary. The container then runs as
-# non-root with every capability dropped, read-only, with the host's /proc and /sys: one
-# snapshot, then the server, probed from inside its own network namespace.
+# deploy/README.md says (root, every capability dropped but DAC_READ_SEARCH, read-only, the
+# host's /proc, /sys and / mounted read-only): one snapshot, then the server, probed from inside
+# its own network namespace, which must name its own container (through this dockerd's socket)
+# and measure its writable layer.
 #
 # Not part of `cargo test` (it needs docker.io, root, and minutes). Idempotent; state under
 # ${CARGO_TARGET_DIR:-target}/deploy-check. Usage: scripts/deploy-check.sh   (as root)
@@ -104,8 +106,8 @@ DOCKER_BUILDKIT=1 dk build -q -t collector-exporter:deploy-check "$W/final" >/de
 say "image: $(dk image inspect collector-exporter:deploy-check --format '{{.Size}} bytes, user {{.Config.User}}, entrypoint {{json .Config.Entrypoint}}')"
 
 # --- 4. run it as documented (plus --network none: nothing leaves the machine) ---
-RUNFLAGS=(--network none --pid=host --read-only --cap-drop=ALL --security-opt=no-new-privileges
-    -v /proc:/host/proc:ro -v /sys:/host/sys:ro)
+RUNFLAGS=(--network none --pid=host --read-only --cap-drop=ALL --cap-add=DAC_READ_SEARCH
+    --security-opt=no-new-privileges -v /proc:/host/proc:ro -v /sys:/host/sys:ro -v /:/host/rootfs:ro)
 dk run --rm "${RUNFLAGS[@]}" collector-exporter:deploy-check --log.level=error snapshot >"$W/snapshot.json" \
     || die "snapshot in the container failed"
 n=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["containers"]))' "$W/snapshot.json")
@@ -113,11 +115,14 @@ n=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["contain
 say "snapshot in the container: $n containers"
 
 CONTAINER=ccol-deploy-check-$$
-dk run -d --name "$CONTAINER" "${RUNFLAGS[@]}" collector-exporter:deploy-check --housekeeping.interval=1s >/dev/null
+dk run -d --name "$CONTAINER" "${RUNFLAGS[@]}" collector-exporter:deploy-check --housekeeping.interval=1s \
+    --runtime.docker-socket="/host/rootfs$D/docker.sock" --runtime.containerd-socket=off \
+    --runtime.crio-socket=off >/dev/null
 pid=$(dk inspect -f '{{.State.Pid}}' "$CONTAINER")
+cid=$(dk inspect -f '{{.Id}}' "$CONTAINER")
 grep -E '^(Uid|CapEff|CapBnd|NoNewPrivs):' "/proc/$pid/status" | tr -s '\t' ' ' >&2
-grep -q '^CapEff:\s*0*$' "/proc/$pid/status" || die "the container has capabilities"
-grep -q '^Uid:\s*65534\s' "/proc/$pid/status" || die "the container runs as $(grep ^Uid: "/proc/$pid/status")"
+# CAP_DAC_READ_SEARCH is bit 2: 0x4, and nothing else.
+grep -q '^CapEff:\s*0*4$' "/proc/$pid/status" || die "capabilities: $(grep ^CapEff: "/proc/$pid/status")"
 code=
 for _ in $(seq 50); do
     code=$(nsenter -t "$pid" -n curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9338/healthz || true)
@@ -128,4 +133,14 @@ done
 series=$(nsenter -t "$pid" -n curl -sf http://127.0.0.1:9338/metrics | grep -c '^container_cpu_usage_seconds_total' || true)
 [ "$series" -gt 0 ] || die "/metrics has no container_cpu_usage_seconds_total"
 say "server in the container: /healthz 200, /metrics $series container_cpu_usage_seconds_total series"
+# Its own container, named by the runtime, with its writable layer measured (the first walk
+# may take a moment).
+own=
+for _ in $(seq 50); do
+    own=$(nsenter -t "$pid" -n curl -sf "http://127.0.0.1:9338/api/v1/containers/$cid" || true)
+    python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d=d[0] if isinstance(d,list) else d; sys.exit(0 if d["meta"]["name"] and d["stats"].get("fs") else 1)' "$own" 2>/dev/null && break
+    sleep 0.2
+done
+python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d=d[0] if isinstance(d,list) else d; print("scripts/deploy-check.sh: its own container:", d["meta"]["name"], d["meta"]["image"], "layer", d["stats"]["fs"]["usage_bytes"], "bytes", file=sys.stderr)' "$own" \
+    || die "no name or no layer figures for its own container: $own"
 say "OK"

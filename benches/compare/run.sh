@@ -35,6 +35,7 @@ INTERVALS=${INTERVALS:-"1 10"}
 DURATION=${DURATION:-60}
 SCRAPE_EVERY=${SCRAPE_EVERY:-10}
 TOOLS=${TOOLS:-"cadvisor exporter"}
+READY_TIMEOUT=${READY_TIMEOUT:-300}
 BURN_QUOTA_US=${BURN_QUOTA_US:-1000}
 BURN_PERIOD_US=${BURN_PERIOD_US:-1000000}
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
@@ -179,6 +180,16 @@ cpu_ticks() { # pid -> utime+stime of all its threads, in ticks
     awk '{print $12 + $13}' <<<"$s"
 }
 
+busy_ticks() { # CPU time of the whole machine that was not idle, in ticks
+    awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat
+}
+
+workload_ns() { # CPU time of the workload cgroups, in ns
+    local v=0
+    [ -r "$CG/cpuacct/$PARENT/cpuacct.usage" ] && read -r v <"$CG/cpuacct/$PARENT/cpuacct.usage"
+    echo "$v"
+}
+
 status_kb() { # pid key
     awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"
 }
@@ -225,8 +236,15 @@ run_tool() { # tool N interval
             seen=$(containers_in "$body")
             [ "$seen" -ge "$n" ] && break
         fi
-        awk -v a="$t_start" -v b="$EPOCHREALTIME" 'BEGIN{exit !(b - a > 300)}' &&
-            die "$tool showed $seen of $n containers after 300 s; see $logf"
+        if awk -v a="$t_start" -v b="$EPOCHREALTIME" -v m="$READY_TIMEOUT" 'BEGIN{exit !(b - a > m)}'; then
+            log "$tool showed $seen of $n containers after ${READY_TIMEOUT}s (last scrape: $r); see $logf"
+            printf '%d\t%ss\t%s\t-\t-\t%.1f\t-\t-\t-\t-\t-\t-\t>%s\t-\n' "$n" "$iv" "$tool" \
+                "$(awk -v k="$(status_kb "$TOOL_PID" VmHWM)" 'BEGIN{print k / 1024}')" "$READY_TIMEOUT" \
+                | tee -a "$OUT/results.tsv"
+            stop_pid "$TOOL_PID"
+            TOOL_PID=""
+            return 0
+        fi
         sleep 1
     done
     local ready_s
@@ -234,9 +252,10 @@ run_tool() { # tool N interval
     # Settle for one interval so that the window starts in the steady state.
     sleep "$iv"
 
-    local t0=$EPOCHREALTIME c0 c1 k=0 lat=() bytes=() series=() load0 load1 fails=0
+    local t0=$EPOCHREALTIME c0 c1 k=0 lat=() bytes=() series=() fails=0 b0 b1 w0 w1
     c0=$(cpu_ticks "$TOOL_PID")
-    read -r load0 _ </proc/loadavg
+    b0=$(busy_ticks)
+    w0=$(workload_ns)
     while [ $((k * SCRAPE_EVERY)) -lt "$DURATION" ]; do
         local due
         due=$(awk -v t="$t0" -v d=$((k * SCRAPE_EVERY)) -v now="$EPOCHREALTIME" 'BEGIN{w = t + d - now; print (w > 0 ? w : 0)}')
@@ -249,9 +268,10 @@ run_tool() { # tool N interval
     sleep "$(awk -v t="$t0" -v d="$DURATION" -v now="$EPOCHREALTIME" 'BEGIN{w = t + d - now; print (w > 0 ? w : 0)}')"
     c1=$(cpu_ticks "$TOOL_PID")
     local t1=$EPOCHREALTIME hwm rss
+    b1=$(busy_ticks)
+    w1=$(workload_ns)
     hwm=$(status_kb "$TOOL_PID" VmHWM)
     rss=$(status_kb "$TOOL_PID" VmRSS)
-    read -r load1 _ </proc/loadavg
     stop_pid "$TOOL_PID"
     TOOL_PID=""
     [ ${#lat[@]} -gt 0 ] || die "$tool: every scrape failed; see $logf"
@@ -266,16 +286,17 @@ run_tool() { # tool N interval
     series_n=$(printf '%s\n' "${series[@]}" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
     awk -v n="$n" -v iv="$iv" -v tool="$tool" -v c0="$c0" -v c1="$c1" -v hz="$CLK_TCK" \
         -v t0="$t0" -v t1="$t1" -v hwm="$hwm" -v rss="$rss" -v med="$med" -v worst="$worst" \
-        -v body="$body_b" -v series="$series_n" -v l0="$load0" -v l1="$load1" -v ready="$ready_s" \
-        -v fails="$fails" 'BEGIN{
+        -v body="$body_b" -v series="$series_n" -v b0="$b0" -v b1="$b1" -v w0="$w0" -v w1="$w1" \
+        -v ready="$ready_s" -v fails="$fails" 'BEGIN{
             cpu = (c1 - c0) / hz; win = t1 - t0
-            printf "%d\t%ss\t%s\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%s/%s\t%s\t%d\n",
+            others = ((b1 - b0) / hz - cpu - (w1 - w0) / 1e9) / win
+            printf "%d\t%ss\t%s\t%.2f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t%d\t%d\t%.2f\t%s\t%d\n",
                 n, iv, tool, cpu, 100 * cpu / win, hwm / 1024, rss / 1024, med * 1000, worst * 1000,
-                body, series, l0, l1, ready, fails
+                body, series, others, ready, fails
         }' | tee -a "$OUT/results.tsv"
 }
 
-printf 'containers\tinterval\ttool\tcpu_s\tcore_pct\tpeak_rss_mb\trss_mb\tscrape_median_ms\tscrape_worst_ms\tbody_bytes\tseries\tload_1m\tready_s\tfailed_scrapes\n' \
+printf 'containers\tinterval\ttool\tcpu_s\tcore_pct\tpeak_rss_mb\trss_mb\tscrape_median_ms\tscrape_worst_ms\tbody_bytes\tseries\tothers_cores\tready_s\tfailed_scrapes\n' \
     | tee "$OUT/results.tsv"
 for n in $COUNTS; do
     log "making $n cgroups under /$PARENT (each: one process in its own network namespace)"
@@ -296,9 +317,9 @@ for n in $COUNTS; do
 done
 
 {
-    echo "| containers | interval | tool | CPU s / ${DURATION} s | % of a core | peak RSS MB | RSS MB | median scrape ms | worst scrape ms | body bytes | series | load 1m |"
-    echo "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
-    tail -n +2 "$OUT/results.tsv" | awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12}'
+    echo "| containers | interval | tool | CPU s / ${DURATION} s | % of a core | peak RSS MB | RSS MB | median scrape ms | worst scrape ms | body bytes | series | others' cores | ready s |"
+    echo "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    tail -n +2 "$OUT/results.tsv" | awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13}'
 } >"$OUT/results.md"
 echo
 cat "$OUT/results.md"

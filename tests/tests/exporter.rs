@@ -214,19 +214,43 @@ fn sigterm_stops_cleanly_and_snapshot_prints_json() {
 #[test]
 fn runtime_only_drops_raw_cgroups() {
     let cg = TestCgroup::new("ccol-rawonly");
-    let exp = Exporter::start(BIN, &["--housekeeping.interval", "200ms", "--containers.runtime-only"]);
+    let exp = Exporter::start(
+        BIN,
+        &[
+            "--housekeeping.interval",
+            "200ms",
+            "--containers.runtime-only",
+        ],
+    );
     let body = exp.get("/metrics").text();
-    assert!(!body.contains(&format!("id=\"{}\"", cg.id)), "raw cgroup reported");
+    assert!(
+        !body.contains(&format!("id=\"{}\"", cg.id)),
+        "raw cgroup reported"
+    );
     // The machine itself is kept.
-    assert!(samples(&body, "container_cpu_usage_seconds_total").iter().any(|(l, _)| l.contains("id=\"/\"")));
-    let list: serde_json::Value = serde_json::from_slice(&exp.get("/api/v1/containers").body).unwrap();
-    assert!(list.as_array().unwrap().iter().all(|c| c["kind"] != "raw"), "{list}");
+    assert!(samples(&body, "container_cpu_usage_seconds_total")
+        .iter()
+        .any(|(l, _)| l.contains("id=\"/\"")));
+    let list: serde_json::Value =
+        serde_json::from_slice(&exp.get("/api/v1/containers").body).unwrap();
+    assert!(
+        list.as_array().unwrap().iter().all(|c| c["kind"] != "raw"),
+        "{list}"
+    );
 }
 
 #[test]
 fn lifecycle_events_are_served_and_counted() {
     let outer = TestCgroup::new("ccol-events");
-    let exp = Exporter::start(BIN, &["--housekeeping.interval", "200ms", "--cgroups.include", &outer.id]);
+    let exp = Exporter::start(
+        BIN,
+        &[
+            "--housekeeping.interval",
+            "200ms",
+            "--cgroups.include",
+            &outer.id,
+        ],
+    );
     assert_eq!(exp.get("/healthz").status, 200);
     let inner = outer.dir_containing("memory").join("late");
     std::fs::create_dir(&inner).unwrap();
@@ -234,7 +258,8 @@ fn lifecycle_events_are_served_and_counted() {
     std::thread::sleep(Duration::from_millis(700));
     std::fs::remove_dir(&inner).unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    let events: serde_json::Value = serde_json::from_slice(&exp.get("/api/v1/events").body).unwrap();
+    let events: serde_json::Value =
+        serde_json::from_slice(&exp.get("/api/v1/events").body).unwrap();
     let kinds: Vec<&str> = events
         .as_array()
         .unwrap()
@@ -245,6 +270,16 @@ fn lifecycle_events_are_served_and_counted() {
     assert_eq!(kinds, vec!["started", "stopped"], "{events}");
     let body = exp.get("/metrics").text();
     let started = samples(&body, "container_events_total");
-    assert!(started.iter().any(|(l, v)| l.contains("event=\"started\"") && *v >= 1.0), "{started:?}");
-    assert!(started.iter().any(|(l, v)| l.contains("event=\"stopped\"") && *v >= 1.0), "{started:?}");
+    assert!(
+        started
+            .iter()
+            .any(|(l, v)| l.contains("event=\"started\"") && *v >= 1.0),
+        "{started:?}"
+    );
+    assert!(
+        started
+            .iter()
+            .any(|(l, v)| l.contains("event=\"stopped\"") && *v >= 1.0),
+        "{started:?}"
+    );
 }

@@ -8,9 +8,15 @@ use tests::{samples, Exporter, TestCgroup};
 
 const BIN: &str = env!("CARGO_BIN_EXE_exporter");
 
-fn config(dir: &std::path::Path, db: &Influxd, spool: Option<&std::path::Path>) -> std::path::PathBuf {
+fn config(
+    dir: &std::path::Path,
+    db: &Influxd,
+    spool: Option<&std::path::Path>,
+) -> std::path::PathBuf {
     let p = dir.join("exporter.toml");
-    let spool = spool.map(|s| format!("spool_dir = \"{}\"\n", s.display())).unwrap_or_default();
+    let spool = spool
+        .map(|s| format!("spool_dir = \"{}\"\n", s.display()))
+        .unwrap_or_default();
     std::fs::write(
         &p,
         format!(
@@ -23,13 +29,20 @@ fn config(dir: &std::path::Path, db: &Influxd, spool: Option<&std::path::Path>) 
 }
 
 fn values(v: &serde_json::Value) -> Vec<serde_json::Value> {
-    v["results"][0]["series"][0]["values"].as_array().cloned().unwrap_or_default()
+    v["results"][0]["series"][0]["values"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[test]
 fn pushed_values_agree_with_metrics() {
     let mut cg = TestCgroup::new("ccol-expinflux");
-    cg.set("memory", "memory.limit_in_bytes", &(96u64 << 20).to_string());
+    cg.set(
+        "memory",
+        "memory.limit_in_bytes",
+        &(96u64 << 20).to_string(),
+    );
     let mut hold = std::process::Command::new(env!("CARGO_BIN_EXE_hold_memory"));
     hold.arg("12");
     cg.spawn(&mut hold);
@@ -38,12 +51,32 @@ fn pushed_values_agree_with_metrics() {
     db.query("", "CREATE DATABASE ccol");
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &db, None);
-    let exp = Exporter::start(BIN, &["--config.file", cfg.to_str().unwrap(), "--cgroups.include", &cg.id]);
+    let exp = Exporter::start(
+        BIN,
+        &[
+            "--config.file",
+            cfg.to_str().unwrap(),
+            "--cgroups.include",
+            &cg.id,
+        ],
+    );
     // Wait for two pushes.
-    let q = format!("SELECT count(usage_bytes) FROM container_memory WHERE id = '{}'", cg.id);
+    let q = format!(
+        "SELECT count(usage_bytes) FROM container_memory WHERE id = '{}'",
+        cg.id
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
-    while values(&db.query("ccol", &q)).first().and_then(|r| r[1].as_u64()).unwrap_or(0) < 2 {
-        assert!(Instant::now() < deadline, "no points arrived; exporter log:\n{}", exp.log.lock().unwrap());
+    while values(&db.query("ccol", &q))
+        .first()
+        .and_then(|r| r[1].as_u64())
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no points arrived; exporter log:\n{}",
+            exp.log.lock().unwrap()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let body = exp.get("/metrics").text();
@@ -56,22 +89,50 @@ fn pushed_values_agree_with_metrics() {
             .unwrap_or_else(|| panic!("{name} missing"))
     };
     let last = |field: &str, m: &str| {
-        let v = values(&db.query("ccol", &format!("SELECT last({field}) FROM {m} WHERE id = '{}'", cg.id)));
+        let v = values(&db.query(
+            "ccol",
+            &format!("SELECT last({field}) FROM {m} WHERE id = '{}'", cg.id),
+        ));
         v[0][1].as_f64().unwrap()
     };
     // The holder sleeps: CPU time and limit are steady, memory nearly so.
-    assert!((last("usage_seconds", "container_cpu") - metric("container_cpu_usage_seconds_total")).abs() < 1e-3);
-    assert_eq!(last("limit_bytes", "container_memory"), metric("container_spec_memory_limit_bytes"));
-    let (a, b) = (last("usage_bytes", "container_memory"), metric("container_memory_usage_bytes"));
+    assert!(
+        (last("usage_seconds", "container_cpu") - metric("container_cpu_usage_seconds_total"))
+            .abs()
+            < 1e-3
+    );
+    assert_eq!(
+        last("limit_bytes", "container_memory"),
+        metric("container_spec_memory_limit_bytes")
+    );
+    let (a, b) = (
+        last("usage_bytes", "container_memory"),
+        metric("container_memory_usage_bytes"),
+    );
     assert!((a - b).abs() <= 64.0 * 1024.0, "influx {a} vs /metrics {b}");
     assert!(a >= (12u64 << 20) as f64);
     // Tags.
-    let v = values(&db.query("ccol", &format!("SELECT usage_bytes, host, container_id FROM container_memory WHERE id = '{}' LIMIT 1", cg.id)));
+    let v = values(&db.query(
+        "ccol",
+        &format!(
+            "SELECT usage_bytes, host, container_id FROM container_memory WHERE id = '{}' LIMIT 1",
+            cg.id
+        ),
+    ));
     assert_eq!(v[0][2], "testhost");
-    assert_eq!(v[0][3], cg.id.as_str(), "a raw cgroup's container_id is its path");
+    assert_eq!(
+        v[0][3],
+        cg.id.as_str(),
+        "a raw cgroup's container_id is its path"
+    );
     // The sink's own series.
     let sent = samples(&body, "collector_sink_sent_total");
-    assert!(sent.iter().any(|(l, v)| l.contains("sink=\"main\"") && l.contains("type=\"influxdb\"") && *v > 0.0), "{sent:?}");
+    assert!(
+        sent.iter().any(|(l, v)| l.contains("sink=\"main\"")
+            && l.contains("type=\"influxdb\"")
+            && *v > 0.0),
+        "{sent:?}"
+    );
 }
 
 #[test]
@@ -83,10 +144,16 @@ fn spool_survives_a_kill_during_an_outage() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     let cfg = config(dir.path(), &db, Some(&spool));
-    let args = ["--config.file", cfg.to_str().unwrap(), "--cgroups.include", &cg.id];
+    let args = [
+        "--config.file",
+        cfg.to_str().unwrap(),
+        "--cgroups.include",
+        &cg.id,
+    ];
     let mut first = Exporter::start(BIN, &args);
     std::thread::sleep(Duration::from_secs(5));
-    let sweeps = |e: &Exporter| samples(&e.get("/metrics").text(), "collector_sweeps_total")[0].1 as u64;
+    let sweeps =
+        |e: &Exporter| samples(&e.get("/metrics").text(), "collector_sweeps_total")[0].1 as u64;
     let before_kill = sweeps(&first);
     // SIGKILL: no chance to flush anything.
     first.child.kill().unwrap();
@@ -98,10 +165,19 @@ fn spool_survives_a_kill_during_an_outage() {
     db.resume();
     // Everything of both runs arrives.
     let q = |cond: &str| {
-        let v = values(&db.query("ccol", &format!("SELECT count(usage_seconds) FROM container_cpu WHERE id = '{}' {cond}", cg.id)));
+        let v = values(&db.query(
+            "ccol",
+            &format!(
+                "SELECT count(usage_seconds) FROM container_cpu WHERE id = '{}' {cond}",
+                cg.id
+            ),
+        ));
         v.first().and_then(|r| r[1].as_u64()).unwrap_or(0)
     };
-    let kill_ns = killed_at.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let kill_ns = killed_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut first_run = 0;
     while Instant::now() < deadline {

@@ -326,8 +326,18 @@ fn overlay_layer_with_escaped_space_and_comma_is_walked() {
     cfg.fs.interval = Duration::from_millis(200);
     let mut col = Collector::new(cfg).unwrap();
     let id = format!("/docker/{DOCKER_ID}");
-    let (s, _) = sweep_until(&mut col, &id, Duration::from_secs(20), |_| true);
-    let fs = s.get(&id).unwrap().stats.fs.clone().unwrap();
+    // The first sweep finds the layer; the walk happens in the background. A one-shot user
+    // (printing one snapshot) waits for it, then sweeps again.
+    col.sweep();
+    assert!(col.settle_fs(Duration::from_secs(20)));
+    let s = col.sweep();
+    let fs = s
+        .get(&id)
+        .unwrap()
+        .stats
+        .fs
+        .clone()
+        .expect("layer figures after settle_fs");
     assert_eq!(fs.upperdir, upper.to_str().unwrap());
     let (bytes, inodes) = du(&upper);
     assert_eq!((fs.usage_bytes, fs.inodes_used), (bytes, inodes));
@@ -498,7 +508,7 @@ impl Drop for LoopFs {
             }
         }
         let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-        let _ = self.dir.path();
+        // The image and the mount point go with `dir`.
     }
 }
 
@@ -812,10 +822,7 @@ fn docker_container_writes_20_mb_into_its_layer() {
         s.get(&cg).unwrap().stats.fs.as_ref().unwrap().usage_bytes
     );
     // Within one filesystem interval (plus the few milliseconds of the walk and a sweep).
-    assert!(
-        took <= interval + Duration::from_secs(1),
-        "took {took:?}"
-    );
+    assert!(took <= interval + Duration::from_secs(1), "took {took:?}");
     let fs = s.get(&cg).unwrap().stats.fs.clone().unwrap();
     assert!(fs.usage_bytes - base.usage_bytes >= 20 * MIB);
     let dev = fs.device.clone().expect("backing device name");
@@ -831,6 +838,7 @@ fn docker_container_writes_20_mb_into_its_layer() {
     assert!(limit > usage);
     assert!(value(&body, "container_fs_inodes_total", &[("id", cg.as_str())]).unwrap() > 0.0);
     assert!(value(&body, "container_fs_inodes_free", &[("id", cg.as_str())]).unwrap() > 0.0);
+    promtool_accepts(&body);
 
     d.docker(&["rm", "-f", &id]);
     // Gone with its container.
@@ -843,6 +851,31 @@ fn docker_container_writes_20_mb_into_its_layer() {
         assert!(Instant::now() < deadline, "{cg} still reported");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `promtool check metrics` finds nothing to lint in the exposition (new families included).
+fn promtool_accepts(body: &str) {
+    use std::io::Write;
+    let mut child = Command::new(need("promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Percentile of sorted durations in microseconds.
