@@ -13,6 +13,9 @@ need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
+# InfluxDB sink tests: InfluxDB 1.x (v1 API) and VictoriaMetrics (the v2 write API).
+command -v influxd >/dev/null || need+=(influxdb)
+command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
 # Runtime metadata tests (tests/tests/runtimes.rs): private dockerd, containerd, podman.
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v containerd >/dev/null && command -v ctr >/dev/null || need+=(containerd)
@@ -39,6 +42,9 @@ if ! python3 -c 'import osmem_server,sys; sys.exit(osmem_server.__version__ != "
         || python3 -m pip install -q --break-system-packages osmem-server==0.1.6 >&2 \
         || die "pip install osmem-server==0.1.6 failed"
 fi
+
+# Linters for the deployment artifacts (tests/tests/deploy.rs).
+scripts/deploy-check-deps.sh
 
 # The cgroup v2 kernel and its tools for the VM test (cached under target/).
 tests/vm/prepare.sh "${CARGO_TARGET_DIR:-$PWD/target}/vm-cache"

@@ -308,13 +308,25 @@ impl Settings {
             .clone()
             .or(file.path.sysfs)
             .unwrap_or_else(|| "/sys".into());
-        let rootfs = flags.rootfs.clone().or(file.path.rootfs).unwrap_or_else(|| "/".into());
-        let fs_text = flags.fs_interval.clone().or(file.fs.interval).unwrap_or_else(|| "1m".into());
+        let rootfs = flags
+            .rootfs
+            .clone()
+            .or(file.path.rootfs)
+            .unwrap_or_else(|| "/".into());
+        let fs_text = flags
+            .fs_interval
+            .clone()
+            .or(file.fs.interval)
+            .unwrap_or_else(|| "1m".into());
         let fs_interval = parse_duration(&fs_text).map_err(|r| bad("fs.interval", r))?;
         if fs_interval < Duration::from_secs(1) {
             return Err(bad("fs.interval", format!("{fs_text:?} is under 1s")));
         }
-        for (key, p) in [("path.procfs", &procfs), ("path.sysfs", &sysfs), ("path.rootfs", &rootfs)] {
+        for (key, p) in [
+            ("path.procfs", &procfs),
+            ("path.sysfs", &sysfs),
+            ("path.rootfs", &rootfs),
+        ] {
             if !p.is_dir() {
                 return Err(bad(key, format!("{} is not a directory", p.display())));
             }
@@ -366,23 +378,36 @@ impl Settings {
         };
         let sinks = crate::sinks::parse(&file.sinks)?;
         let policy = match flags.policy_file.clone().or(file.containers.policy_file) {
-            Some(p) => Some(crate::policy::Policy::load(&p).map_err(|r| bad("containers.policy-file", r))?),
+            Some(p) => Some(
+                crate::policy::Policy::load(&p).map_err(|r| bad("containers.policy-file", r))?,
+            ),
             None => None,
         };
-        let socket = |flag: &Option<String>, file: Option<String>, default: Option<&str>| {
-            match flag.clone().or(file).as_deref().or(default) {
-                None | Some("off") | Some("") => None,
-                Some(p) => Some(PathBuf::from(p)),
-            }
+        let socket = |flag: &Option<String>, file: Option<String>, default: Option<&str>| match flag
+            .clone()
+            .or(file)
+            .as_deref()
+            .or(default)
+        {
+            None | Some("off") | Some("") => None,
+            Some(p) => Some(PathBuf::from(p)),
         };
-        let docker_socket = socket(&flags.docker_socket, file.runtime.docker_socket, Some("/var/run/docker.sock"));
+        let docker_socket = socket(
+            &flags.docker_socket,
+            file.runtime.docker_socket,
+            Some("/var/run/docker.sock"),
+        );
         let podman_socket = socket(&flags.podman_socket, file.runtime.podman_socket, None);
         let containerd_socket = socket(
             &flags.containerd_socket,
             file.runtime.containerd_socket,
             Some("/run/containerd/containerd.sock"),
         );
-        let crio_socket = socket(&flags.crio_socket, file.runtime.crio_socket, Some("/var/run/crio/crio.sock"));
+        let crio_socket = socket(
+            &flags.crio_socket,
+            file.runtime.crio_socket,
+            Some("/var/run/crio/crio.sock"),
+        );
         Ok(Settings {
             listen_address,
             telemetry_path,

@@ -8,8 +8,8 @@ pub mod config;
 pub mod listener;
 pub mod policy;
 pub mod selfmetrics;
-pub mod sinks;
 pub mod server;
+pub mod sinks;
 pub mod state;
 pub mod webconfig;
 
@@ -175,7 +175,8 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
     let violations = Arc::new(state::Violations::default());
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let sweeper = {
-        let (latest, stats, interval, ev) = (latest.clone(), stats.clone(), s.interval, events.clone());
+        let (latest, stats, interval, ev) =
+            (latest.clone(), stats.clone(), s.interval, events.clone());
         let (policy, vio) = (s.policy.clone(), violations.clone());
         std::thread::Builder::new()
             .name("sweep".into())

@@ -25,9 +25,19 @@ pub struct Policy {
 impl Policy {
     pub fn load(path: &Path) -> Result<Policy, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let p: Policy = toml::from_str(&text)
-            .map_err(|e| format!("{}: {}", path.display(), e.message().split_whitespace().collect::<Vec<_>>().join(" ")))?;
-        if let Some(bad) = p.allowed_images.iter().chain(&p.allowed_names).find(|g| g.is_empty()) {
+        let p: Policy = toml::from_str(&text).map_err(|e| {
+            format!(
+                "{}: {}",
+                path.display(),
+                e.message().split_whitespace().collect::<Vec<_>>().join(" ")
+            )
+        })?;
+        if let Some(bad) = p
+            .allowed_images
+            .iter()
+            .chain(&p.allowed_names)
+            .find(|g| g.is_empty())
+        {
             return Err(format!("{}: empty pattern {bad:?}", path.display()));
         }
         Ok(p)

@@ -181,13 +181,48 @@ impl SelfCollector {
         }
         type Pick = fn(&SinkStats) -> f64;
         let families: [(&str, &str, MetricType, Pick); 7] = [
-            ("collector_sink_sent", "Items (points or documents) delivered.", MetricType::Counter, |s| s.sent.load(Ordering::Relaxed) as f64),
-            ("collector_sink_failed", "Items the server refused for good.", MetricType::Counter, |s| s.failed.load(Ordering::Relaxed) as f64),
-            ("collector_sink_dropped", "Items dropped because the queue or spool was full (oldest first).", MetricType::Counter, |s| s.dropped.load(Ordering::Relaxed) as f64),
-            ("collector_sink_retries", "Delivery attempts that failed and were retried.", MetricType::Counter, |s| s.retries.load(Ordering::Relaxed) as f64),
-            ("collector_sink_queue_items", "Items waiting for delivery.", MetricType::Gauge, |s| s.queued.load(Ordering::Relaxed) as f64),
-            ("collector_sink_spool_bytes", "Bytes in the on-disk spool.", MetricType::Gauge, |s| s.spool_bytes.load(Ordering::Relaxed) as f64),
-            ("collector_sink_last_success_timestamp_seconds", "When the last delivery succeeded (0 before the first).", MetricType::Gauge, |s| s.last_success_ms.load(Ordering::Relaxed) as f64 / 1e3),
+            (
+                "collector_sink_sent",
+                "Items (points or documents) delivered.",
+                MetricType::Counter,
+                |s| s.sent.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "collector_sink_failed",
+                "Items the server refused for good.",
+                MetricType::Counter,
+                |s| s.failed.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "collector_sink_dropped",
+                "Items dropped because the queue or spool was full (oldest first).",
+                MetricType::Counter,
+                |s| s.dropped.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "collector_sink_retries",
+                "Delivery attempts that failed and were retried.",
+                MetricType::Counter,
+                |s| s.retries.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "collector_sink_queue_items",
+                "Items waiting for delivery.",
+                MetricType::Gauge,
+                |s| s.queued.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "collector_sink_spool_bytes",
+                "Bytes in the on-disk spool.",
+                MetricType::Gauge,
+                |s| s.spool_bytes.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "collector_sink_last_success_timestamp_seconds",
+                "When the last delivery succeeded (0 before the first).",
+                MetricType::Gauge,
+                |s| s.last_success_ms.load(Ordering::Relaxed) as f64 / 1e3,
+            ),
         ];
         for (name, help, t, pick) in families {
             let mut me = enc.encode_descriptor(name, help, None, t)?;
@@ -205,7 +240,10 @@ impl SelfCollector {
 }
 
 impl SelfCollector {
-    fn encode_events_and_runtimes(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode_events_and_runtimes(
+        &self,
+        enc: &mut DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
         let counts = self.events.counts();
         if !counts.is_empty() {
             let mut me = enc.encode_descriptor(
@@ -240,7 +278,8 @@ impl SelfCollector {
                     ("image", v.image.as_str()),
                     ("reason", v.reason.as_str()),
                 ];
-                let labels: Vec<(&str, &str)> = labels.into_iter().filter(|(_, x)| !x.is_empty()).collect();
+                let labels: Vec<(&str, &str)> =
+                    labels.into_iter().filter(|(_, x)| !x.is_empty()).collect();
                 ConstGauge::new(1.0).encode(me.encode_family(&labels.as_slice())?)?;
             }
         }
@@ -256,7 +295,8 @@ impl SelfCollector {
                 for st in &status {
                     let name = format!("{:?}", st.source).to_lowercase();
                     let labels = [("runtime", name.as_str())];
-                    ConstGauge::new(if st.up { 1.0 } else { 0.0 }).encode(me.encode_family(&labels)?)?;
+                    ConstGauge::new(if st.up { 1.0 } else { 0.0 })
+                        .encode(me.encode_family(&labels)?)?;
                 }
             }
         }

@@ -99,8 +99,18 @@ struct InfluxFile {
 /// `deny_unknown_fields` does not combine with `flatten`: the common keys are taken out of
 /// the table first and parsed on their own, so typos are still caught on both sides.
 const COMMON_KEYS: &[&str] = &[
-    "name", "url", "interval", "timeout", "batch_size", "batch_bytes", "queue_max_bytes", "spool_dir",
-    "spool_max_bytes", "gzip", "ca_file", "host",
+    "name",
+    "url",
+    "interval",
+    "timeout",
+    "batch_size",
+    "batch_bytes",
+    "queue_max_bytes",
+    "spool_dir",
+    "spool_max_bytes",
+    "gzip",
+    "ca_file",
+    "host",
 ];
 
 /// Parses `[[sinks]]` tables. Errors name the key as `sinks[N].key`.
@@ -108,7 +118,10 @@ pub fn parse(tables: &[toml::Table]) -> Result<Vec<SinkSpec>, ConfigError> {
     let mut out = Vec::new();
     for (i, t) in tables.iter().enumerate() {
         let at = |k: &str| format!("sinks[{i}].{k}");
-        let bad = |k: &str, r: String| ConfigError { key: at(k), reason: r };
+        let bad = |k: &str, r: String| ConfigError {
+            key: at(k),
+            reason: r,
+        };
         let kind = t
             .get("type")
             .and_then(|v| v.as_str())
@@ -144,12 +157,21 @@ pub fn parse(tables: &[toml::Table]) -> Result<Vec<SinkSpec>, ConfigError> {
                     .map_err(|e: toml::de::Error| bad("", one_line(e.message())))?;
                 SinkKind::Elastic(elastic_config(&common, f).map_err(|(k, r)| bad(k, r))?)
             }
-            other => return Err(bad("type", format!("{other:?} is not one of influxdb, elasticsearch"))),
+            other => {
+                return Err(bad(
+                    "type",
+                    format!("{other:?} is not one of influxdb, elasticsearch"),
+                ))
+            }
         };
         if out.iter().any(|s: &SinkSpec| s.name == name) {
             return Err(bad("name", format!("{name:?} is used by two sinks")));
         }
-        out.push(SinkSpec { name, kind: spec, runner });
+        out.push(SinkSpec {
+            name,
+            kind: spec,
+            runner,
+        });
     }
     Ok(out)
 }
@@ -166,7 +188,10 @@ fn runner_config(c: &Common, kind: &str, i: usize) -> Result<RunnerConfig, KeyEr
         ..RunnerConfig::default()
     };
     let dur = |key: &'static str, v: &Option<String>| -> Result<Option<Duration>, KeyErr> {
-        v.as_deref().map(parse_duration).transpose().map_err(|e| (key, e))
+        v.as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| (key, e))
     };
     if let Some(d) = dur("interval", &c.interval)? {
         if d < Duration::from_millis(100) {
@@ -218,7 +243,10 @@ fn secret(
         (None, None, Some(p)) => std::fs::read_to_string(p)
             .map(|v| Some(Secret(v.strip_suffix('\n').unwrap_or(&v).to_string())))
             .map_err(|e| (key, format!("reading {}: {e}", p.display()))),
-        _ => Err((key, format!("give only one of {key}, {key}_env, {key}_file"))),
+        _ => Err((
+            key,
+            format!("give only one of {key}, {key}_env, {key}_file"),
+        )),
     }
 }
 
@@ -233,8 +261,10 @@ fn influx(c: &Common, f: InfluxFile) -> Result<InfluxConfig, KeyErr> {
         (None, Some(org), Some(bucket)) => Api::V2 {
             org: org.clone(),
             bucket: bucket.clone(),
-            token: secret("token", &f.token, &f.token_env, &f.token_file)?
-                .ok_or(("token", "the v2 API needs token, token_env or token_file".to_string()))?,
+            token: secret("token", &f.token, &f.token_env, &f.token_file)?.ok_or((
+                "token",
+                "the v2 API needs token, token_env or token_file".to_string(),
+            ))?,
         },
         _ => {
             return Err((
@@ -274,7 +304,12 @@ fn elastic_config(c: &Common, f: ElasticFile) -> Result<ElasticConfig, KeyErr> {
         },
         (None, None, Some(k)) => elastic::Auth::ApiKey(elastic::Secret(k.0)),
         (None, Some(_), None) => return Err(("username", "a password needs a username".into())),
-        _ => return Err(("api_key", "give username/password or api_key, not both".into())),
+        _ => {
+            return Err((
+                "api_key",
+                "give username/password or api_key, not both".into(),
+            ))
+        }
     };
     if let Some(b) = f.template {
         cfg.template.install = b;
@@ -316,8 +351,12 @@ pub fn start(specs: &[SinkSpec]) -> anyhow::Result<Vec<Running>> {
     let mut out = Vec::new();
     for s in specs {
         let handle = match &s.kind {
-            SinkKind::Influx(cfg) => SinkRunner::spawn(InfluxSink::new(cfg.clone())?, s.runner.clone()),
-            SinkKind::Elastic(cfg) => SinkRunner::spawn(ElasticSink::new(cfg.clone())?, s.runner.clone()),
+            SinkKind::Influx(cfg) => {
+                SinkRunner::spawn(InfluxSink::new(cfg.clone())?, s.runner.clone())
+            }
+            SinkKind::Elastic(cfg) => {
+                SinkRunner::spawn(ElasticSink::new(cfg.clone())?, s.runner.clone())
+            }
         }
         .map_err(|e| anyhow::anyhow!("sink {}: opening its spool: {e}", s.name))?;
         tracing::info!(sink = %s.name, kind = s.kind.type_name(), interval = ?s.runner.interval, spool = ?s.runner.spool_dir, "sink started");
@@ -357,11 +396,21 @@ mod tests {
         assert_eq!(specs.len(), 2);
         assert_eq!(specs[0].name, "influxdb-0");
         assert_eq!(specs[0].runner.interval, Duration::from_secs(1));
-        assert_eq!(specs[0].runner.spool_dir.as_deref(), Some(std::path::Path::new("/tmp/x")));
+        assert_eq!(
+            specs[0].runner.spool_dir.as_deref(),
+            Some(std::path::Path::new("/tmp/x"))
+        );
         let SinkKind::Influx(c) = &specs[1].kind else {
             panic!("not influx")
         };
-        assert_eq!(c.api, Api::V2 { org: "o".into(), bucket: "b".into(), token: Secret("s3cret".into()) });
+        assert_eq!(
+            c.api,
+            Api::V2 {
+                org: "o".into(),
+                bucket: "b".into(),
+                token: Secret("s3cret".into())
+            }
+        );
         // Secrets do not show in Debug output (and so not in logs).
         let dbg = format!("{specs:?}");
         assert!(!dbg.contains("s3cret") && !dbg.contains("\"pw\""), "{dbg}");

@@ -73,7 +73,12 @@ impl EventLog {
     pub fn counts(&self) -> Vec<((String, String, String), u64)> {
         match self.inner.lock() {
             Ok(g) => g.counts.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            Err(p) => p.into_inner().counts.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            Err(p) => p
+                .into_inner()
+                .counts
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
         }
     }
 }

@@ -20,13 +20,20 @@ fn docker_containers_are_named_and_labelled_in_metrics() {
     let exp = Exporter::start(
         BIN,
         &[
-            "--housekeeping.interval", "250ms",
-            "--cgroups.include", "/docker",
-            "--runtime.docker-socket", &sock,
-            "--runtime.containerd-socket", "off",
-            "--runtime.crio-socket", "off",
-            "--containers.label-allowlist", "app",
-            "--containers.policy-file", policy.to_str().unwrap(),
+            "--housekeeping.interval",
+            "250ms",
+            "--cgroups.include",
+            "/docker",
+            "--runtime.docker-socket",
+            &sock,
+            "--runtime.containerd-socket",
+            "off",
+            "--runtime.crio-socket",
+            "off",
+            "--containers.label-allowlist",
+            "app",
+            "--containers.policy-file",
+            policy.to_str().unwrap(),
         ],
     );
     assert_eq!(exp.get("/healthz").status, 200);
@@ -39,12 +46,25 @@ fn docker_containers_are_named_and_labelled_in_metrics() {
     let name = tests::unique("web");
     let started = Instant::now();
     let id = docker(&[
-        "run", "-d", "--network", "none", "--name", &name,
-        "--label", "app=shop", "--label", "secret=hidden",
-        "--label", "io.kubernetes.pod.name=shop-7c9d8",
-        "--label", "io.kubernetes.pod.namespace=prod",
-        "--label", "io.kubernetes.container.name=shop",
-        &image, "sleep", "1000",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "--label",
+        "app=shop",
+        "--label",
+        "secret=hidden",
+        "--label",
+        "io.kubernetes.pod.name=shop-7c9d8",
+        "--label",
+        "io.kubernetes.pod.namespace=prod",
+        "--label",
+        "io.kubernetes.container.name=shop",
+        &image,
+        "sleep",
+        "1000",
     ]);
     let sel = format!("id=\"/docker/{id}\"");
     let line = loop {
@@ -56,25 +76,42 @@ fn docker_containers_are_named_and_labelled_in_metrics() {
         if let Some(l) = hit {
             break l;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "not named in 10 s:\n{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not named in 10 s:\n{body}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let named_after = started.elapsed();
     // `docker run` itself takes part of that; the bound is 2 s.
-    assert!(named_after < Duration::from_secs(2) + Duration::from_millis(1500), "named after {named_after:?}");
+    assert!(
+        named_after < Duration::from_secs(2) + Duration::from_millis(1500),
+        "named after {named_after:?}"
+    );
     assert!(line.contains(&format!("image=\"{image}\"")), "{line}");
     assert!(line.contains("container_label_app=\"shop\""), "{line}");
-    assert!(!line.contains("secret"), "a label off the allowlist leaked: {line}");
+    assert!(
+        !line.contains("secret"),
+        "a label off the allowlist leaked: {line}"
+    );
     assert!(line.contains("namespace=\"prod\""), "{line}");
     assert!(line.contains("pod=\"shop-7c9d8\""), "{line}");
     assert!(line.contains("container=\"shop\""), "{line}");
     let body = exp.get("/metrics").text();
     let up = samples(&body, "collector_runtime_up");
-    assert!(up.iter().any(|(l, v)| l.contains("docker") && *v == 1.0), "{up:?}");
+    assert!(
+        up.iter().any(|(l, v)| l.contains("docker") && *v == 1.0),
+        "{up:?}"
+    );
     // The image is outside the policy: a violation series and one event.
     let v = samples(&body, "container_policy_violation");
-    assert!(v.iter().any(|(l, x)| l.contains(&name) && l.contains(&image) && *x == 1.0), "{v:?}");
-    let events: serde_json::Value = serde_json::from_slice(&exp.get("/api/v1/events").body).unwrap();
+    assert!(
+        v.iter()
+            .any(|(l, x)| l.contains(&name) && l.contains(&image) && *x == 1.0),
+        "{v:?}"
+    );
+    let events: serde_json::Value =
+        serde_json::from_slice(&exp.get("/api/v1/events").body).unwrap();
     let raised: Vec<_> = events
         .as_array()
         .unwrap()

@@ -12,7 +12,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_exporter");
 #[test]
 fn pushed_documents_match_metrics() {
     let mut cg = TestCgroup::new("ccol-expes");
-    cg.set("memory", "memory.limit_in_bytes", &(128u64 << 20).to_string());
+    cg.set(
+        "memory",
+        "memory.limit_in_bytes",
+        &(128u64 << 20).to_string(),
+    );
     let mut hold = std::process::Command::new(env!("CARGO_BIN_EXE_hold_memory"));
     hold.arg("10");
     cg.spawn(&mut hold);
@@ -28,16 +32,34 @@ fn pushed_documents_match_metrics() {
         ),
     )
     .unwrap();
-    let exp = Exporter::start(BIN, &["--config.file", cfg.to_str().unwrap(), "--cgroups.include", &cg.id]);
+    let exp = Exporter::start(
+        BIN,
+        &[
+            "--config.file",
+            cfg.to_str().unwrap(),
+            "--cgroups.include",
+            &cg.id,
+        ],
+    );
     let q = json!({ "term": { "container.id": cg.id } });
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut n = 0;
     while n < 3 {
-        assert!(Instant::now() < deadline, "only {n} documents; log:\n{}", exp.log.lock().unwrap());
+        assert!(
+            Instant::now() < deadline,
+            "only {n} documents; log:\n{}",
+            exp.log.lock().unwrap()
+        );
         std::thread::sleep(Duration::from_millis(300));
-        let r = os.request("POST", "/container-metrics-*/_count", Some(&json!({ "query": q })));
+        let r = os.request(
+            "POST",
+            "/container-metrics-*/_count",
+            Some(&json!({ "query": q })),
+        );
         if r.status == 200 {
-            n = serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["count"].as_u64().unwrap_or(0);
+            n = serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["count"]
+                .as_u64()
+                .unwrap_or(0);
         }
     }
     let body = exp.get("/metrics").text();
@@ -61,13 +83,27 @@ fn pushed_documents_match_metrics() {
             },
         })),
     );
-    let agg = |k: &str| r["aggregations"][k]["value"].as_f64().unwrap_or_else(|| panic!("{r}"));
+    let agg = |k: &str| {
+        r["aggregations"][k]["value"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{r}"))
+    };
     assert_eq!(agg("limit"), metric("container_spec_memory_limit_bytes"));
     // The holder sleeps: its CPU time and memory are steady between the push and the scrape.
-    assert!((agg("cpu") / 1e9 - metric("container_cpu_usage_seconds_total")).abs() < 1e-3, "{r}");
+    assert!(
+        (agg("cpu") / 1e9 - metric("container_cpu_usage_seconds_total")).abs() < 1e-3,
+        "{r}"
+    );
     let (a, b) = (agg("mem"), metric("container_memory_usage_bytes"));
-    assert!((a - b).abs() <= 64.0 * 1024.0, "documents {a} vs /metrics {b}");
+    assert!(
+        (a - b).abs() <= 64.0 * 1024.0,
+        "documents {a} vs /metrics {b}"
+    );
     assert!(a >= (10u64 << 20) as f64);
     let sent = samples(&body, "collector_sink_sent_total");
-    assert!(sent.iter().any(|(l, v)| l.contains("type=\"elasticsearch\"") && *v >= 3.0), "{sent:?}");
+    assert!(
+        sent.iter()
+            .any(|(l, v)| l.contains("type=\"elasticsearch\"") && *v >= 3.0),
+        "{sent:?}"
+    );
 }

@@ -422,7 +422,8 @@ fn overlay_upperdir_of_the_v1_capture_and_older_kernels() {
 
 /// An image file on a loop device with ext4 on it, mounted in a temp dir; all undone on drop.
 struct LoopFs {
-    dir: tempfile::TempDir,
+    /// Holds the image file and mount point; removed last.
+    _dir: tempfile::TempDir,
     dev: String,
     mnt: PathBuf,
     mounted: bool,
@@ -456,7 +457,7 @@ impl LoopFs {
             .to_string();
         let l = LoopFs {
             mnt: dir.path().join("mnt"),
-            dir,
+            _dir: dir,
             dev,
             mounted: false,
         };

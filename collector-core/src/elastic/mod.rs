@@ -34,15 +34,8 @@ pub const DEFAULT_DATA_STREAM: &str = "metrics-container-default";
 /// The default pattern of dated indices.
 pub const DEFAULT_INDEX_PATTERN: &str = "container-metrics-%Y.%m.%d";
 
-/// A secret that never shows in logs or `Debug` output.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
+use crate::sink::common::base64;
+pub use crate::sink::common::{hostname, Secret, SetupError};
 
 /// How to authenticate.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -122,27 +115,6 @@ impl ElasticConfig {
             ca_file: None,
         }
     }
-}
-
-/// Why the sink could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    #[error("invalid url {url:?}: {reason}")]
-    Url { url: String, reason: String },
-    #[error("invalid {what} {name:?}: {reason}")]
-    Name {
-        what: &'static str,
-        name: String,
-        reason: String,
-    },
-    #[error("reading CA file {path}: {source}")]
-    Ca {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("building the HTTP client: {0}")]
-    Client(String),
 }
 
 /// The template to install, ready to send.
@@ -243,19 +215,7 @@ impl ElasticSink {
             Auth::ApiKey(k) if k.0.contains(':') => Some(format!("ApiKey {}", base64(&k.0))),
             Auth::ApiKey(k) => Some(format!("ApiKey {}", k.0.trim())),
         };
-        let mut builder = reqwest::Client::builder().timeout(cfg.timeout);
-        if let Some(path) = &cfg.ca_file {
-            let pem = std::fs::read(path).map_err(|source| SetupError::Ca {
-                path: path.clone(),
-                source,
-            })?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| SetupError::Client(e.to_string()))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| SetupError::Client(e.to_string()))?;
+        let client = crate::sink::common::client(cfg.timeout, cfg.ca_file.as_deref())?;
         Ok(ElasticSink {
             client,
             // Only what classification needs comes back: a 5,000-item answer stays small.
@@ -507,33 +467,6 @@ impl Sink for ElasticSink {
             },
         }
     }
-}
-
-fn base64(s: &str) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(s.len().div_ceil(3) * 4);
-    for chunk in s.as_bytes().chunks(3) {
-        let mut n = 0u32;
-        for (i, &b) in chunk.iter().enumerate() {
-            n |= u32::from(b) << (16 - 8 * i);
-        }
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 0x3f) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// This machine's name, for `host.name`.
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown".into())
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 pub mod line;
 pub mod schema;
 
-use std::fmt;
 use std::io::Write;
 use std::time::Duration;
 
@@ -17,15 +16,8 @@ use crate::collector::Snapshot;
 use crate::sink::retry::parse_retry_after;
 use crate::sink::{Outcome, Sink};
 
-/// A secret that never shows in logs or `Debug` output.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
+use crate::sink::common::{base64, hostname};
+pub use crate::sink::common::{Secret, SetupError};
 
 /// Which write API, with its credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,21 +62,6 @@ impl InfluxConfig {
             ca_file: None,
         }
     }
-}
-
-/// Why a sink could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    #[error("invalid url {url:?}: {reason}")]
-    Url { url: String, reason: String },
-    #[error("reading CA file {path}: {source}")]
-    Ca {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("building the HTTP client: {0}")]
-    Client(String),
 }
 
 pub struct InfluxSink {
@@ -133,19 +110,7 @@ impl InfluxSink {
                 Some(format!("Token {}", token.0)),
             ),
         };
-        let mut builder = reqwest::Client::builder().timeout(cfg.timeout);
-        if let Some(path) = &cfg.ca_file {
-            let pem = std::fs::read(path).map_err(|source| SetupError::Ca {
-                path: path.clone(),
-                source,
-            })?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| SetupError::Client(e.to_string()))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| SetupError::Client(e.to_string()))?;
+        let client = crate::sink::common::client(cfg.timeout, cfg.ca_file.as_deref())?;
         Ok(InfluxSink {
             client,
             write_url,
@@ -255,44 +220,13 @@ fn query_escape(s: &str) -> String {
         .collect()
 }
 
-fn base64(s: &str) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
-    for chunk in b.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// This machine's name, for the `host` tag.
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn base64_and_escapes() {
-        assert_eq!(base64("user:pass"), "dXNlcjpwYXNz");
-        assert_eq!(base64("a"), "YQ==");
-        assert_eq!(base64("ab"), "YWI=");
         assert_eq!(query_escape("my db/rp"), "my%20db%2Frp");
-        assert_eq!(format!("{:?}", Secret("hunter2".into())), "\"***\"");
     }
 
     #[test]

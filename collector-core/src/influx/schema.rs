@@ -185,7 +185,18 @@ fn container_points(
             Some(n) => format!("/dev/{n}"),
             None => format!("{}:{}", fs.major, fs.minor),
         };
-        let mut tags = [base[0], base[1], base[2], base[3], base[4], base[5], base[6], base[7], base[8], ("device", device.as_str())];
+        let mut tags = [
+            base[0],
+            base[1],
+            base[2],
+            base[3],
+            base[4],
+            base[5],
+            base[6],
+            base[7],
+            base[8],
+            ("device", device.as_str()),
+        ];
         let f = collect(&[
             ("usage_bytes", Some(Field::U64(fs.usage_bytes))),
             ("inodes_used", Some(Field::U64(fs.inodes_used))),
@@ -228,7 +239,11 @@ fn container_points(
     }
 }
 
-fn machine_points(snap: &Snapshot, host: &str, emit: &mut impl FnMut(&str, &mut [(&str, &str)], &[(&str, Field)])) {
+fn machine_points(
+    snap: &Snapshot,
+    host: &str,
+    emit: &mut impl FnMut(&str, &mut [(&str, &str)], &[(&str, Field)]),
+) {
     let m = &snap.machine;
     let mut fields: Vec<(&str, Field)> = [
         ("cpu_cores", m.cpu_cores),
@@ -259,11 +274,18 @@ fn machine_points(snap: &Snapshot, host: &str, emit: &mut impl FnMut(&str, &mut 
             }
         }
     }
-    for (res, psi) in [("cpu", m.pressure.cpu), ("memory", m.pressure.memory), ("io", m.pressure.io)] {
+    for (res, psi) in [
+        ("cpu", m.pressure.cpu),
+        ("memory", m.pressure.memory),
+        ("io", m.pressure.io),
+    ] {
         if let Some(p) = psi {
             let (some, full) = match res {
                 "cpu" => ("pressure_cpu_some_seconds", "pressure_cpu_full_seconds"),
-                "memory" => ("pressure_memory_some_seconds", "pressure_memory_full_seconds"),
+                "memory" => (
+                    "pressure_memory_some_seconds",
+                    "pressure_memory_full_seconds",
+                ),
                 _ => ("pressure_io_some_seconds", "pressure_io_full_seconds"),
             };
             fields.push((some, Field::F64(p.some.total_us as f64 / 1e6)));
@@ -275,7 +297,12 @@ fn machine_points(snap: &Snapshot, host: &str, emit: &mut impl FnMut(&str, &mut 
     emit("machine", &mut [("host", host)], &fields);
     for f in &m.filesystems {
         let device = f.label();
-        let mut tags = [("host", host), ("device", device.as_str()), ("mountpoint", f.mountpoint.as_str()), ("fstype", f.fstype.as_str())];
+        let mut tags = [
+            ("host", host),
+            ("device", device.as_str()),
+            ("mountpoint", f.mountpoint.as_str()),
+            ("fstype", f.fstype.as_str()),
+        ];
         let mut fields = vec![
             ("size_bytes", Field::U64(f.size_bytes)),
             ("free_bytes", Field::U64(f.free_bytes)),

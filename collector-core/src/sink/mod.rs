@@ -7,6 +7,7 @@
 //! hit the oldest items go first, counted as dropped. Nothing else is lost.
 
 pub mod buffer;
+pub mod common;
 pub mod retry;
 mod runner;
 

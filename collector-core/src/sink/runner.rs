@@ -78,7 +78,9 @@ impl SinkHandle {
     }
 
     pub fn feeder(&self) -> SinkFeeder {
-        SinkFeeder { tx: self.tx.clone() }
+        SinkFeeder {
+            tx: self.tx.clone(),
+        }
     }
 
     /// Stops taking snapshots, tries to deliver what is queued until `grace` runs out, and

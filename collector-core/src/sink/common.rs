@@ -1,0 +1,99 @@
+//! What the HTTP sinks share: secrets that never print, set-up errors, basic-auth encoding,
+//! the host name, and building a client that trusts an extra CA.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A secret that never shows in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// Why a sink could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("invalid url {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("invalid {what} {name:?}: {reason}")]
+    Name {
+        what: &'static str,
+        name: String,
+        reason: String,
+    },
+    #[error("reading CA file {path}: {source}")]
+    Ca {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("building the HTTP client: {0}")]
+    Client(String),
+}
+
+/// Standard base64 with padding (for `Authorization: Basic` and API keys).
+pub fn base64(s: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(s.len().div_ceil(3) * 4);
+    for chunk in s.as_bytes().chunks(3) {
+        let mut n = 0u32;
+        for (i, &b) in chunk.iter().enumerate() {
+            n |= u32::from(b) << (16 - 8 * i);
+        }
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 0x3f) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// This machine's name, for the `host` tag and `host.name`.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A client with a request timeout, trusting `ca_file` (PEM) besides the built-in roots.
+#[cfg(any(feature = "influxdb", feature = "elasticsearch"))]
+pub fn client(
+    timeout: std::time::Duration,
+    ca_file: Option<&std::path::Path>,
+) -> Result<reqwest::Client, SetupError> {
+    let mut builder = reqwest::Client::builder().timeout(timeout);
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|source| SetupError::Ca {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cert =
+            reqwest::Certificate::from_pem(&pem).map_err(|e| SetupError::Client(e.to_string()))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder
+        .build()
+        .map_err(|e| SetupError::Client(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_secrets() {
+        assert_eq!(base64("user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(base64("a"), "YQ==");
+        assert_eq!(base64("ab"), "YWI=");
+        assert_eq!(base64(""), "");
+        assert_eq!(format!("{:?}", Secret("hunter2".into())), "\"***\"");
+    }
+}
