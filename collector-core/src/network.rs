@@ -2,9 +2,11 @@
 //! that file shows the network namespace of the process, so no `setns` is needed.
 //!
 //! A process in the host's network namespace would show the host's interfaces and traffic.
-//! Such a container is detected by comparing the namespace link `/proc/<pid>/ns/net` with
-//! the host's (PID 1's, or kthreadd's), and gets no network figures rather than the host's
-//! (as cAdvisor does).
+//! Such a container is detected by comparing its namespace with the host's (PID 1's, or
+//! kthreadd's), and gets no network figures rather than the host's (as cAdvisor does). The
+//! namespace is told by the link `/proc/<pid>/ns/net`, which needs ptrace rights over the
+//! process, or else by the inode of `/proc/<pid>/net/dev`, which is one per namespace and
+//! needs no privilege at all.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +21,7 @@ use crate::stats::{NetworkStats, NetworkStatus};
 pub struct NetReader {
     proc_root: PathBuf,
     host_ns: Option<String>,
+    host_ino: Option<u64>,
     /// `<proc_root>/<pid>`, rebuilt for each container without allocating.
     pid_dir: PathBuf,
     pid_str: String,
@@ -33,6 +36,7 @@ impl NetReader {
         NetReader {
             proc_root: proc_root.to_path_buf(),
             host_ns: None,
+            host_ino: None,
             pid_dir: PathBuf::new(),
             pid_str: String::new(),
             seen: Vec::new(),
@@ -50,6 +54,7 @@ impl NetReader {
         self.seen_len = 0;
         self.set_pid_dir(1);
         self.host_ns = ns_link(&self.pid_dir);
+        self.host_ino = net_dev_ino(&self.pid_dir);
         if self.host_ns.is_none() {
             self.set_pid_dir(2);
             let is_kthreadd = std::fs::read_to_string(self.pid_dir.join("comm"))
@@ -77,13 +82,18 @@ impl NetReader {
             return;
         };
         self.set_pid_dir(pid);
-        let ns = ns_link(&self.pid_dir);
-        if let (Some(ns), Some(host)) = (&ns, &self.host_ns) {
-            if ns == host {
-                out.status = NetworkStatus::HostNamespace;
-                return;
-            }
+        let link = ns_link(&self.pid_dir);
+        let ino = net_dev_ino(&self.pid_dir);
+        let in_host = match (&link, &self.host_ns, ino, self.host_ino) {
+            (Some(l), Some(h), _, _) => l == h,
+            (_, _, Some(i), Some(h)) => i == h,
+            _ => false,
+        };
+        if in_host {
+            out.status = NetworkStatus::HostNamespace;
+            return;
         }
+        let ns = link.or_else(|| ino.map(|i| format!("net-dev-inode:{i}")));
         if let Some(ns) = &ns {
             if let Some((_, stats)) = self.seen[..self.seen_len].iter().find(|(n, _)| n == ns) {
                 out.clone_from(stats);
@@ -110,6 +120,12 @@ impl NetReader {
             self.seen_len += 1;
         }
     }
+}
+
+/// The inode of `<pid>/net/dev`: the same for every process of one network namespace.
+fn net_dev_ino(pid_dir: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(pid_dir.join("net/dev")).ok().map(|m| m.ino())
 }
 
 /// The namespace link (`net:[4026531840]`); readlink works even on a copy of it in a fixture.

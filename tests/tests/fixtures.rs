@@ -419,3 +419,25 @@ fn lifecycle_events_started_stopped_and_oom() {
         vec![(EventKind::Stopped, "/system.slice/new.service")]
     );
 }
+
+/// Without readable namespace links (no ptrace rights), the inode of `net/dev`, one per
+/// namespace, tells the host's namespace apart.
+#[test]
+fn host_namespace_by_net_dev_inode_without_links() {
+    let dir = copy_of("cgroup-v1-hybrid-docker");
+    let p = dir.path().join("proc");
+    std::fs::remove_file(p.join("25168/ns/net")).unwrap();
+    std::fs::remove_file(p.join("1/ns/net")).unwrap();
+    std::fs::create_dir_all(p.join("1/net")).unwrap();
+    // A different namespace: its own file.
+    std::fs::copy(p.join("25168/net/dev"), p.join("1/net/dev")).unwrap();
+    let s = sweep(dir.path());
+    let c = s.get(&format!("/docker/{DOCKER_ID}")).unwrap();
+    assert_eq!(c.stats.network.status, NetworkStatus::Own);
+    // The same namespace: the same inode.
+    std::fs::remove_file(p.join("1/net/dev")).unwrap();
+    std::fs::hard_link(p.join("25168/net/dev"), p.join("1/net/dev")).unwrap();
+    let s = sweep(dir.path());
+    let c = s.get(&format!("/docker/{DOCKER_ID}")).unwrap();
+    assert_eq!(c.stats.network.status, NetworkStatus::HostNamespace);
+}
