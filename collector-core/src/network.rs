@@ -125,7 +125,9 @@ impl NetReader {
 /// The inode of `<pid>/net/dev`: the same for every process of one network namespace.
 fn net_dev_ino(pid_dir: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(pid_dir.join("net/dev")).ok().map(|m| m.ino())
+    std::fs::metadata(pid_dir.join("net/dev"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 /// The namespace link (`net:[4026531840]`); readlink works even on a copy of it in a fixture.

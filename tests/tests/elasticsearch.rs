@@ -52,6 +52,8 @@ fn dated(url: &str) -> ElasticConfig {
     c.target = Target::Indices(DEFAULT_INDEX_PATTERN.into());
     c.host = Some("testhost".into());
     c.timeout = Duration::from_secs(3);
+    // These tests count container documents; the machine's is checked in exporter_elastic.rs.
+    c.machine_document = false;
     c
 }
 
@@ -691,6 +693,7 @@ fn ds_config(url: &str) -> ElasticConfig {
     c.auth = Auth::ApiKey(Secret("VuaCfGcBCdbkQm-e5aOx:ui2lp2axTNmsyakw9tvNnw".into()));
     c.host = Some("node-1".into());
     c.timeout = Duration::from_secs(2);
+    c.machine_document = false;
     c
 }
 

@@ -100,10 +100,30 @@ fn pushed_documents_match_metrics() {
         "documents {a} vs /metrics {b}"
     );
     assert!(a >= (10u64 << 20) as f64);
+    // The machine's own document rides along with each push.
+    let m = os.json(
+        "POST",
+        "/container-metrics-*/_search",
+        Some(&json!({ "size": 1, "query": { "term": { "event.dataset": "machine.metrics" } } })),
+    );
+    let hit = &m["hits"]["hits"][0]["_source"];
+    assert_eq!(hit["host"]["name"], "testhost", "{m}");
+    assert_eq!(
+        hit["collector"]["machine"]["memory_bytes"].as_f64(),
+        Some(metric_any(&body, "machine_memory_bytes")),
+        "{m}"
+    );
     let sent = samples(&body, "collector_sink_sent_total");
     assert!(
         sent.iter()
             .any(|(l, v)| l.contains("type=\"elasticsearch\"") && *v >= 3.0),
         "{sent:?}"
     );
+}
+
+fn metric_any(body: &str, name: &str) -> f64 {
+    samples(body, name)
+        .first()
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("{name} missing"))
 }

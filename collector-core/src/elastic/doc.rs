@@ -242,6 +242,8 @@ pub struct Encoder {
     dest: Destination,
     prev: HashMap<String, Prev>,
     generation: u64,
+    /// Also write one document of the machine's own figures per push.
+    pub machine: bool,
 }
 
 impl Encoder {
@@ -251,6 +253,7 @@ impl Encoder {
             dest,
             prev: HashMap::new(),
             generation: 0,
+            machine: true,
         }
     }
 
@@ -282,6 +285,24 @@ impl Encoder {
         }
         let g = self.generation;
         self.prev.retain(|_, p| p.generation == g);
+        if !self.machine {
+            return;
+        }
+        // The machine's own figures (CPU modes, filesystems, disks, pressure), one document.
+        let mut machine = serde_json::to_value(&snap.machine).unwrap_or(Value::Null);
+        strip(&mut machine);
+        let doc = json!({
+            "@timestamp": Civil::from_unix_ms(snap.timestamp_ms).rfc3339(),
+            "event": { "kind": "metric", "dataset": "machine.metrics" },
+            "host": { "name": self.host },
+            "collector": { "machine": machine },
+        });
+        let id = doc_id(&[
+            b"machine",
+            self.host.as_bytes(),
+            &snap.timestamp_ms.to_le_bytes(),
+        ]);
+        self.push(out, snap.timestamp_ms, &id, &doc);
     }
 
     fn push(&self, out: &mut Vec<Vec<u8>>, ms: u64, id: &str, doc: &Value) {

@@ -99,6 +99,8 @@ pub struct ElasticConfig {
     pub timeout: Duration,
     /// PEM file of an extra CA to trust for https.
     pub ca_file: Option<PathBuf>,
+    /// Write a document of the machine's own figures (`collector.machine.*`) with each push.
+    pub machine_document: bool,
 }
 
 impl ElasticConfig {
@@ -113,6 +115,7 @@ impl ElasticConfig {
             gzip: true,
             timeout: Duration::from_secs(10),
             ca_file: None,
+            machine_document: true,
         }
     }
 }
@@ -222,7 +225,11 @@ impl ElasticSink {
             bulk_url: format!("{base}/_bulk?filter_path=errors,items.*.status,items.*.error"),
             auth,
             gzip: cfg.gzip,
-            encoder: Encoder::new(cfg.host.unwrap_or_else(hostname), dest),
+            encoder: {
+                let mut e = Encoder::new(cfg.host.unwrap_or_else(hostname), dest);
+                e.machine = cfg.machine_document;
+                e
+            },
             template,
             template_ready: false,
         })
