@@ -8,7 +8,8 @@
 //!   `cpuacct()`, `cpu()`, `memory_stat()`, `get_pid_current()`, `get_pid_max()`, `blkio()`.
 //!   `sweep/cgroups-rs-hier-reused/N` builds the hierarchy (a mountinfo parse) once and clones it.
 //! - `floor/*/N`: the kernel's floor for `cpuacct.usage` + `memory.stat` of each cgroup: fds
-//!   held open and `pread` at offset 0 into a reused buffer, `open`+`read`+`close`, and std's
+//!   held open and `pread` at offset 0 into a reused buffer, `open`+`read`+`close` (by full
+//!   path, and `openat` on the cgroup directory held open), and std's
 //!   `File::open` + `read_to_string` into a reused `String` (what `collector_core::read::Reader`
 //!   does per file).
 //!
@@ -146,6 +147,9 @@ fn floor(c: &mut Criterion, set: &CgroupSet, n: usize) {
     });
     g.bench_function(BenchmarkId::new("open-read-close", n), |b| {
         b.iter(|| floor.open_read_close())
+    });
+    g.bench_function(BenchmarkId::new("openat-held-dir", n), |b| {
+        b.iter(|| floor.openat_held_dir())
     });
     g.bench_function(BenchmarkId::new("std-read-to-string", n), |b| {
         b.iter(|| floor.std_read_to_string())

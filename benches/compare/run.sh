@@ -206,6 +206,10 @@ scrape() { # url file
 # Containers of ours that a body shows (one container_memory_usage_bytes line each).
 containers_in() { grep -c "^container_memory_usage_bytes{.*id=\"/$PARENT/" "$1" || true; }
 
+no_result() { # N interval tool peak_rss_mb ready: a row for a tool that never served them all
+    printf '%s\t%ss\t%s\t-\t-\t%s\t-\t-\t-\t-\t-\t-\t%s\t-\n' "$1" "$2" "$3" "$4" "$5" | tee -a "$OUT/results.tsv"
+}
+
 run_tool() { # tool N interval
     local tool=$1 n=$2 iv=$3 port url logf body
     port=$(free_port)
@@ -230,7 +234,13 @@ run_tool() { # tool N interval
     # Ready: it serves every container (not counted in the window).
     local t_start=$EPOCHREALTIME seen=0 r
     while :; do
-        kill -0 "$TOOL_PID" 2>/dev/null || die "$tool exited; see $logf"
+        if ! kill -0 "$TOOL_PID" 2>/dev/null; then
+            wait "$TOOL_PID" 2>/dev/null || true
+            TOOL_PID=""
+            log "$tool exited before serving every container: $(grep -m1 -E '^F[0-9]|panic|fatal' "$logf" | cut -c1-200)"
+            no_result "$n" "$iv" "$tool" - "exited"
+            return 0
+        fi
         r=$(scrape "$url" "$body")
         if [ "${r%% *}" = ok ]; then
             seen=$(containers_in "$body")
@@ -238,9 +248,7 @@ run_tool() { # tool N interval
         fi
         if awk -v a="$t_start" -v b="$EPOCHREALTIME" -v m="$READY_TIMEOUT" 'BEGIN{exit !(b - a > m)}'; then
             log "$tool showed $seen of $n containers after ${READY_TIMEOUT}s (last scrape: $r); see $logf"
-            printf '%d\t%ss\t%s\t-\t-\t%.1f\t-\t-\t-\t-\t-\t-\t>%s\t-\n' "$n" "$iv" "$tool" \
-                "$(awk -v k="$(status_kb "$TOOL_PID" VmHWM)" 'BEGIN{print k / 1024}')" "$READY_TIMEOUT" \
-                | tee -a "$OUT/results.tsv"
+            no_result "$n" "$iv" "$tool" "$(awk -v k="$(status_kb "$TOOL_PID" VmHWM)" 'BEGIN{printf "%.1f", k / 1024}')" ">$READY_TIMEOUT"
             stop_pid "$TOOL_PID"
             TOOL_PID=""
             return 0

@@ -401,6 +401,8 @@ pub struct Floor {
     paths: Vec<PathBuf>,
     cpaths: Vec<CString>,
     held: Vec<std::fs::File>,
+    /// Each file's directory, held open, with the file's name.
+    dirs: Vec<(std::os::fd::OwnedFd, &'static std::ffi::CStr)>,
     buf: Vec<u8>,
     text: String,
 }
@@ -408,15 +410,18 @@ pub struct Floor {
 impl Floor {
     pub fn new(set: &CgroupSet) -> io::Result<Floor> {
         let mut paths = Vec::new();
+        let mut dirs = Vec::new();
         for id in &set.ids {
             for (c, file) in [
-                (Controller::Cpuacct, "cpuacct.usage"),
-                (Controller::Memory, "memory.stat"),
+                (Controller::Cpuacct, c"cpuacct.usage"),
+                (Controller::Memory, c"memory.stat"),
             ] {
                 let dir = set.dir(c, id).ok_or_else(|| {
                     io::Error::new(io::ErrorKind::NotFound, format!("{} not mounted", c.name()))
                 })?;
-                paths.push(dir.join(file));
+                paths.push(dir.join(file.to_str().expect("ASCII name")));
+                let d = std::fs::File::open(&dir)?;
+                dirs.push((std::os::fd::OwnedFd::from(d), file));
             }
         }
         let cpaths = paths
@@ -431,6 +436,7 @@ impl Floor {
             paths,
             cpaths,
             held,
+            dirs,
             buf: vec![0u8; 64 * 1024],
             text: String::with_capacity(64 * 1024),
         };
@@ -468,6 +474,29 @@ impl Floor {
             // SAFETY: a valid C string, and a buffer of the length given.
             unsafe {
                 let fd = libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                if fd >= 0 {
+                    total += libc::read(fd, self.buf.as_mut_ptr().cast(), self.buf.len()).max(0)
+                        as usize;
+                    libc::close(fd);
+                }
+            }
+        }
+        total
+    }
+
+    /// `openat` relative to the file's directory, held open (no walk of the whole path), one
+    /// `read`, `close`: three syscalls per file, as `open_read_close`.
+    pub fn openat_held_dir(&mut self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut total = 0;
+        for (dir, name) in &self.dirs {
+            // SAFETY: an open directory fd, a valid C string, and a buffer of the length given.
+            unsafe {
+                let fd = libc::openat(
+                    dir.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_RDONLY | libc::O_CLOEXEC,
+                );
                 if fd >= 0 {
                     total += libc::read(fd, self.buf.as_mut_ptr().cast(), self.buf.len()).max(0)
                         as usize;
