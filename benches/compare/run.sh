@@ -194,13 +194,13 @@ status_kb() { # pid key
     awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"
 }
 
-# Prints "seconds bytes series" for one scrape into $2.
+# Prints "ok|fail seconds bytes series" for one scrape into $2.
 scrape() { # url file
-    local w
+    local w code secs size
     w=$(curl -s -m 120 -o "$2" -w '%{http_code} %{time_total} %{size_download}' "$1") || w="000 0 0"
-    set -- "$1" "$2" $w
-    [ "$3" = 200 ] || { echo "fail $4 $5 0"; return; }
-    echo "ok $4 $5 $(grep -c -v -e '^#' -e '^$' "$2" || true)"
+    read -r code secs size <<<"$w"
+    [ "$code" = 200 ] || { echo "fail $secs $size 0"; return; }
+    echo "ok $secs $size $(grep -c -v -e '^#' -e '^$' "$2" || true)"
 }
 
 # Containers of ours that a body shows (one container_memory_usage_bytes line each).
@@ -268,9 +268,9 @@ run_tool() { # tool N interval
         local due
         due=$(awk -v t="$t0" -v d=$((k * SCRAPE_EVERY)) -v now="$EPOCHREALTIME" 'BEGIN{w = t + d - now; print (w > 0 ? w : 0)}')
         sleep "$due"
-        r=$(scrape "$url" "$body")
-        set -- $r
-        if [ "$1" = ok ]; then lat+=("$2"); bytes+=("$3"); series+=("$4"); else fails=$((fails + 1)); fi
+        local st secs size cnt
+        read -r st secs size cnt <<<"$(scrape "$url" "$body")"
+        if [ "$st" = ok ]; then lat+=("$secs"); bytes+=("$size"); series+=("$cnt"); else fails=$((fails + 1)); fi
         k=$((k + 1))
     done
     sleep "$(awk -v t="$t0" -v d="$DURATION" -v now="$EPOCHREALTIME" 'BEGIN{w = t + d - now; print (w > 0 ? w : 0)}')"
