@@ -51,6 +51,16 @@ HIERS=()         # every cgroup hierarchy mounted under /sys/fs/cgroup (v1 ones 
 NAMES=""         # the current cgroup names under $PARENT
 WL_PIDS=()       # workload processes
 TOOL_PID=""      # the tool being measured
+NAP_PID=""       # a pause in progress
+
+# A pause that a signal cuts short: bash runs a trap only between commands, and `wait` returns
+# at once when a trapped signal arrives, where a foreground `sleep` would finish first.
+nap() {
+    sleep "$1" &
+    NAP_PID=$!
+    wait "$NAP_PID" || true
+    NAP_PID=""
+}
 
 for d in "$CG"/*/; do
     d=${d%/}
@@ -93,6 +103,7 @@ kill_workload() {
 cleanup() {
     set +e
     trap - EXIT INT TERM
+    [ -n "$NAP_PID" ] && kill "$NAP_PID" 2>/dev/null && wait "$NAP_PID" 2>/dev/null
     [ -n "$TOOL_PID" ] && stop_pid "$TOOL_PID"
     TOOL_PID=""
     kill_workload
@@ -253,12 +264,12 @@ run_tool() { # tool N interval
             TOOL_PID=""
             return 0
         fi
-        sleep 1
+        nap 1
     done
     local ready_s
     ready_s=$(awk -v a="$t_start" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b - a}')
     # Settle for one interval so that the window starts in the steady state.
-    sleep "$iv"
+    nap "$iv"
 
     local t0=$EPOCHREALTIME c0 c1 k=0 lat=() bytes=() series=() fails=0 b0 b1 w0 w1
     c0=$(cpu_ticks "$TOOL_PID")
@@ -267,13 +278,13 @@ run_tool() { # tool N interval
     while [ $((k * SCRAPE_EVERY)) -lt "$DURATION" ]; do
         local due
         due=$(awk -v t="$t0" -v d=$((k * SCRAPE_EVERY)) -v now="$EPOCHREALTIME" 'BEGIN{w = t + d - now; print (w > 0 ? w : 0)}')
-        sleep "$due"
+        nap "$due"
         local st secs size cnt
         read -r st secs size cnt <<<"$(scrape "$url" "$body")"
         if [ "$st" = ok ]; then lat+=("$secs"); bytes+=("$size"); series+=("$cnt"); else fails=$((fails + 1)); fi
         k=$((k + 1))
     done
-    sleep "$(awk -v t="$t0" -v d="$DURATION" -v now="$EPOCHREALTIME" 'BEGIN{w = t + d - now; print (w > 0 ? w : 0)}')"
+    nap "$(awk -v t="$t0" -v d="$DURATION" -v now="$EPOCHREALTIME" 'BEGIN{w = t + d - now; print (w > 0 ? w : 0)}')"
     c1=$(cpu_ticks "$TOOL_PID")
     local t1=$EPOCHREALTIME hwm rss
     b1=$(busy_ticks)
@@ -315,7 +326,7 @@ for n in $COUNTS; do
         for tool in $TOOLS; do
             log "$tool, $n containers, ${iv}s interval: ${DURATION}s window"
             run_tool "$tool" "$n" "$iv"
-            sleep 2
+            nap 2
         done
     done
     log "removing the $n cgroups"

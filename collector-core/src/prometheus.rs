@@ -303,10 +303,12 @@ impl PromCollector for SnapshotCollector {
             None,
             |c| f(c.stats.memory.max_usage_bytes),
         )?;
+        // Typed gauge so the sample keeps cAdvisor's exact name: as a counter the encoders
+        // would add `_total`, and dashboards query `container_memory_failcnt`.
         fam.simple(
             "container_memory_failcnt",
             "Number of memory usage hits limits.",
-            C,
+            G,
             None,
             |c| f(c.stats.memory.failcnt),
         )?;
