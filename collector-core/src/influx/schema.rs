@@ -155,18 +155,7 @@ fn container_points(
 
     if s.network.status == NetworkStatus::Own {
         for i in &s.network.interfaces {
-            let mut tags = [
-                base[0],
-                base[1],
-                base[2],
-                base[3],
-                base[4],
-                base[5],
-                base[6],
-                base[7],
-                base[8],
-                ("interface", i.name.as_str()),
-            ];
+            let mut tags = with_tag(&base, "interface", i.name.as_str());
             let f = [
                 ("rx_bytes", Field::U64(i.rx_bytes)),
                 ("rx_packets", Field::U64(i.rx_packets)),
@@ -185,18 +174,7 @@ fn container_points(
             Some(n) => format!("/dev/{n}"),
             None => format!("{}:{}", fs.major, fs.minor),
         };
-        let mut tags = [
-            base[0],
-            base[1],
-            base[2],
-            base[3],
-            base[4],
-            base[5],
-            base[6],
-            base[7],
-            base[8],
-            ("device", device.as_str()),
-        ];
+        let mut tags = with_tag(&base, "device", device.as_str());
         let f = collect(&[
             ("usage_bytes", Some(Field::U64(fs.usage_bytes))),
             ("inodes_used", Some(Field::U64(fs.inodes_used))),
@@ -217,18 +195,7 @@ fn container_points(
                 let _ = write!(dev, "{}:{}", d.major, d.minor);
             }
         }
-        let mut tags = [
-            base[0],
-            base[1],
-            base[2],
-            base[3],
-            base[4],
-            base[5],
-            base[6],
-            base[7],
-            base[8],
-            ("device", dev.as_str()),
-        ];
+        let mut tags = with_tag(&base, "device", dev.as_str());
         let f = [
             ("read_bytes", Field::U64(d.read_bytes)),
             ("write_bytes", Field::U64(d.write_bytes)),
@@ -329,6 +296,18 @@ fn machine_points(
         ];
         emit("machine_disk", &mut tags, &fields);
     }
+}
+
+/// The container's tags plus one more (the interface, the device).
+fn with_tag<'a>(
+    base: &[(&'a str, &'a str); 9],
+    k: &'a str,
+    v: &'a str,
+) -> [(&'a str, &'a str); 10] {
+    let mut out = [("", ""); 10];
+    out[..9].copy_from_slice(base);
+    out[9] = (k, v);
+    out
 }
 
 fn event_point(
