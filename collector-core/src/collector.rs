@@ -305,7 +305,9 @@ impl Collector {
             if kills.is_some() {
                 t.last_oom_kills = kills;
             }
-            let t = &self.tracked[i];
+            // The figures move into the snapshot; the snapshot's old ones come back as this
+            // container's buffers, cleared by `reset` at its next read. No deep copy.
+            let t = &mut self.tracked[i];
             if kept < out.containers.len() {
                 let c = &mut out.containers[kept];
                 c.id.clone_from(&t.id);
@@ -313,7 +315,7 @@ impl Collector {
                 c.first_seen_ms = t.first_seen_ms;
                 c.created_ms = t.created_ms;
                 c.meta.clone_from(&t.meta);
-                c.stats.clone_from(&t.stats);
+                std::mem::swap(&mut c.stats, &mut t.stats);
             } else {
                 out.containers.push(Container {
                     id: t.id.clone(),
@@ -321,7 +323,7 @@ impl Collector {
                     first_seen_ms: t.first_seen_ms,
                     created_ms: t.created_ms,
                     meta: t.meta.clone(),
-                    stats: t.stats.clone(),
+                    stats: std::mem::take(&mut t.stats),
                 });
             }
             kept += 1;
