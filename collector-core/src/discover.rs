@@ -110,7 +110,7 @@ pub struct Watcher {
     by_wd: HashMap<WatchDescriptor, PathBuf>,
     watched: HashSet<PathBuf>,
     saturated: bool,
-    /// Our own cap on watches, below the kernel's (memory is ~1 KiB per watch in the kernel).
+    /// Our own cap on watches, below the kernel's (each watch costs kernel memory).
     limit: usize,
 }
 
