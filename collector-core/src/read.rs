@@ -30,7 +30,7 @@ impl Reader {
         self.path.push(dir);
         self.path.push(file);
         self.buf.clear();
-        let res = File::open(&self.path).and_then(|f| read_into(f, &mut self.buf));
+        let res = File::open(&self.path).and_then(|mut f| f.read_to_string(&mut self.buf));
         match res {
             Ok(_) => Some(self.buf.as_str()),
             Err(e) if is_vanished(&e) => {
@@ -101,36 +101,6 @@ impl Reader {
     pub fn take_errors(&mut self, into: &mut Vec<Error>) {
         into.append(&mut self.errors);
         self.saw_missing = false;
-    }
-}
-
-/// Reads a whole file into the reused buffer with plain `read` calls. `read_to_string` would
-/// first `statx` and `lseek` to size its buffer: two wasted syscalls per cgroup file, whose
-/// size the kernel reports as 4096 anyway.
-fn read_into(mut f: File, buf: &mut String) -> io::Result<()> {
-    let mut bytes = std::mem::take(buf).into_bytes();
-    bytes.clear();
-    let mut chunk = [0u8; 4096];
-    let res = loop {
-        match f.read(&mut chunk) {
-            Ok(0) => break Ok(()),
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
-        }
-    };
-    match String::from_utf8(bytes) {
-        Ok(s) => {
-            *buf = s;
-            res
-        }
-        Err(e) => {
-            let mut b = e.into_bytes();
-            b.clear();
-            // Keep the allocation for the next file.
-            *buf = String::from_utf8(b).unwrap_or_default();
-            res.and(Err(io::Error::new(io::ErrorKind::InvalidData, "not UTF-8")))
-        }
     }
 }
 
