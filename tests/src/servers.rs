@@ -5,14 +5,39 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{http_get, SETUP};
+use crate::SETUP;
 
-/// A free loopback port (bound and released; the server takes it next).
+/// A free loopback port for a server the test starts next.
+///
+/// Taken below the kernel's ephemeral range (32768-60999), so no outgoing connection can
+/// grab it between our release and the server's bind, and never handed out twice in one
+/// test process: two tests in one binary once drew the same port, one as InfluxDB's HTTP
+/// port and one as its RPC port, and the readiness probe hit the wrong server.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    // Start somewhere different per process so two test binaries run at once rarely meet.
+    let seed = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    for i in 0..SPAN {
+        let port = (LOW + (seed.wrapping_add(i.wrapping_mul(7_919))) % SPAN) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN)
 }
 
 /// InfluxDB 1.x (`influxd` from Debian's `influxdb`).
@@ -61,8 +86,14 @@ impl Influxd {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(self.addr).is_ok()
-                && http_get(self.addr, "/ping", &[]).status == 204
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "influxd exited during start ({status}); config {:?}",
+                    self.config
+                );
+            }
+            if crate::try_http_request(self.addr, "GET", "/ping", &[], &[])
+                .is_ok_and(|r| r.status == 204)
             {
                 return;
             }
@@ -138,8 +169,8 @@ impl Victoria {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(addr).is_ok()
-                && http_get(addr, "/health", &[]).status == 200
+            if crate::try_http_request(addr, "GET", "/health", &[], &[])
+                .is_ok_and(|r| r.status == 200)
             {
                 return v;
             }

@@ -3,7 +3,6 @@
 //! Also `promtool check metrics` on a real scrape.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,11 +27,7 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        // A free loopback port: bind, read it, release it for Prometheus.
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], tests::servers::free_port()));
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!(
@@ -65,8 +60,8 @@ impl Prometheus {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(self.addr).is_ok()
-                && http_get(self.addr, "/-/ready", &[]).status == 200
+            if tests::try_http_request(self.addr, "GET", "/-/ready", &[], &[])
+                .is_ok_and(|r| r.status == 200)
             {
                 return;
             }

@@ -252,12 +252,7 @@ fn cadvisor_binary() -> PathBuf {
     PathBuf::from(path)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+use tests::servers::free_port;
 
 fn signal_then_kill(child: &mut Child, grace: Duration) {
     if let Ok(Some(_)) = child.try_wait() {
