@@ -15,7 +15,7 @@ use crate::load::{self, LoadReader};
 use crate::metadata::MetadataProvider;
 use crate::network::{self, NetReader};
 use crate::read::Reader;
-use crate::stats::{ContainerStats, CpuStats, LoadStats};
+use crate::stats::{ContainerStats, CpuStats, LoadStats, Spec};
 use crate::{v1, v2};
 
 /// What to collect and where from.
@@ -34,6 +34,12 @@ pub struct Config {
     pub containerd_namespaces: Vec<String>,
     /// Full rescan of the hierarchies at least this often, whatever inotify says.
     pub rescan_interval: Duration,
+    /// Limits and shares (the spec files) are re-read this often, and when a container is
+    /// new; between, the last values are reported. They change only on an update.
+    pub spec_interval: Duration,
+    /// Read per-CPU usage (v1 `cpuacct.usage_percpu`), one more file per container. Off by
+    /// default, as cAdvisor's `percpu` metrics are.
+    pub per_cpu: bool,
     /// Use inotify to notice new and removed cgroups between rescans.
     pub watch: bool,
     /// At most this many inotify watches (one per cgroup directory per hierarchy).
@@ -55,6 +61,8 @@ impl Default for Config {
             runtime_only: false,
             containerd_namespaces: vec!["k8s.io".into(), "moby".into(), "default".into()],
             rescan_interval: Duration::from_secs(30),
+            spec_interval: Duration::from_secs(30),
+            per_cpu: false,
             watch: true,
             watch_limit: 65_536,
             network: true,
@@ -143,6 +151,9 @@ struct Tracked {
     announce_start: bool,
     /// Reused between sweeps so the steady state does not reallocate.
     stats: ContainerStats,
+    /// The spec as last read, and when.
+    spec: Spec,
+    spec_read: Option<Instant>,
 }
 
 /// Finds containers and reads them. Not `Sync`: one sweep at a time; share the snapshots.
@@ -413,6 +424,8 @@ impl Collector {
                         meta_generation: None,
                         announce_start: false,
                         stats: ContainerStats::default(),
+                        spec: Spec::default(),
+                        spec_read: None,
                     }
                 }
             };
@@ -460,26 +473,48 @@ impl Collector {
         let s = &mut t.stats;
         reset(s);
 
+        let spec_due = t
+            .spec_read
+            .is_none_or(|at| now.duration_since(at) >= self.config.spec_interval);
+        let mut want = v1::Want {
+            spec: spec_due,
+            per_cpu: self.config.per_cpu,
+            cpu_times: true,
+        };
+        if spec_due {
+            s.spec = Spec::default();
+        }
         if setup == Setup::Unified {
             if let Some(dir) = &t.unified {
-                v2::read_all(r, dir, s);
+                v2::read_all(r, dir, want, s);
             }
         } else {
-            v1::read_all(r, &t.v1, self.user_hz, s);
+            // The hybrid twin first: its cpu.stat has exact user/system time, which makes
+            // v1's tick-rounded cpuacct.stat unnecessary.
+            let mut twin = CpuStats::default();
             if let Some(dir) = &t.unified {
-                // The hybrid twin: exact user/system time and PSI that v1 lacks.
-                let mut twin = CpuStats::default();
                 v2::read_cpu(r, dir, &mut twin);
-                if twin.user_ns.is_some() {
-                    s.cpu.user_ns = twin.user_ns;
-                    s.cpu.system_ns = twin.system_ns;
-                }
-                if s.cpu.usage_ns.is_none() {
-                    s.cpu.usage_ns = twin.usage_ns;
-                }
+            }
+            want.cpu_times = twin.user_ns.is_none();
+            v1::read_all(r, &t.v1, self.user_hz, want, s);
+            if twin.user_ns.is_some() {
+                s.cpu.user_ns = twin.user_ns;
+                s.cpu.system_ns = twin.system_ns;
+            }
+            if s.cpu.usage_ns.is_none() {
+                s.cpu.usage_ns = twin.usage_ns;
+            }
+            if let Some(dir) = &t.unified {
                 v2::read_pressure(r, dir, &mut s.pressure);
             }
         }
+        if spec_due {
+            t.spec.assign(&s.spec);
+            t.spec_read = Some(now);
+        } else {
+            s.spec.assign(&t.spec);
+        }
+        s.pids.limit = s.spec.pids_limit;
         for d in s.blkio.iter_mut() {
             if d.device.is_none() {
                 d.device = self.devices.name(d.major, d.minor).map(str::to_string);
@@ -566,8 +601,9 @@ fn event(t: &Tracked, kind: EventKind, time_ms: u64, count: u64) -> Event {
     }
 }
 
-/// Clears figures but keeps the buffers.
+/// Clears figures but keeps the buffers (the spec is overwritten whole by the read).
 fn reset(s: &mut ContainerStats) {
+    let spec = std::mem::take(&mut s.spec);
     let mut per_cpu = std::mem::take(&mut s.cpu.per_cpu_ns);
     per_cpu.clear();
     let mut blkio = std::mem::take(&mut s.blkio);
@@ -578,6 +614,7 @@ fn reset(s: &mut ContainerStats) {
     s.cpu.per_cpu_ns = per_cpu;
     s.blkio = blkio;
     s.network.interfaces = ifaces;
+    s.spec = spec;
 }
 
 /// A cgroup directory's ctime: set when it is made (cgroupfs files are not renamed or chmod-ed

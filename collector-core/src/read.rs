@@ -81,9 +81,21 @@ impl Reader {
         self.parsed(dir, file, parse::limit)
     }
 
-    /// A one-line string (cpuset lists).
-    pub fn string(&mut self, dir: &Path, file: &str) -> Option<String> {
-        self.read(dir, file).map(|s| s.trim().to_string())
+    /// A one-line string into `out`, reusing its buffer; `None` when it could not be read.
+    pub fn string_into(&mut self, dir: &Path, file: &str, out: &mut Option<String>) {
+        match self.read(dir, file) {
+            Some(text) => {
+                let text = text.trim();
+                match out {
+                    Some(s) => {
+                        s.clear();
+                        s.push_str(text);
+                    }
+                    None => *out = Some(text.to_string()),
+                }
+            }
+            None => *out = None,
+        }
     }
 
     /// Flat keyed file: `f` sees each pair; a bad line is recorded, the good ones still count.

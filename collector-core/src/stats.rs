@@ -214,6 +214,23 @@ pub struct Spec {
     pub pids_limit: Option<u64>,
 }
 
+impl Spec {
+    /// Copies `o` in, reusing this one's string buffers (derived `clone_from` would not).
+    pub fn assign(&mut self, o: &Spec) {
+        self.cpu_shares = o.cpu_shares;
+        self.cpu_weight = o.cpu_weight;
+        self.cpu_quota_us = o.cpu_quota_us;
+        self.cpu_period_us = o.cpu_period_us;
+        self.cpuset_cpus.clone_from(&o.cpuset_cpus);
+        self.cpuset_mems.clone_from(&o.cpuset_mems);
+        self.memory_limit_bytes = o.memory_limit_bytes;
+        self.memory_reservation_bytes = o.memory_reservation_bytes;
+        self.memory_high_bytes = o.memory_high_bytes;
+        self.memory_swap_limit_bytes = o.memory_swap_limit_bytes;
+        self.pids_limit = o.pids_limit;
+    }
+}
+
 /// A container's writable layer: what a background walk of its overlay `upperdir` found, and
 /// the filesystem that holds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

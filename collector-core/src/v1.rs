@@ -18,10 +18,36 @@ pub struct Dirs<P> {
     pub pids: Option<P>,
 }
 
+/// Which of the optional files a read takes in. Every file costs an open and a read, so the
+/// rarely changing and the rarely wanted ones are left out when they can be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    /// Limits and shares (`Spec`): 9 files on v1, 8 on v2, which change only on an update.
+    pub spec: bool,
+    /// `cpuacct.usage_percpu`.
+    pub per_cpu: bool,
+    /// `cpuacct.stat`: not needed when the hybrid twin's `cpu.stat` gives exact user/system.
+    pub cpu_times: bool,
+}
+
+impl Want {
+    pub const ALL: Want = Want {
+        spec: true,
+        per_cpu: true,
+        cpu_times: true,
+    };
+}
+
 /// Reads every v1 controller's files of one cgroup into `s`. `user_hz` converts cpuacct.stat.
-pub fn read_all<P: AsRef<Path>>(r: &mut Reader, d: &Dirs<P>, user_hz: u64, s: &mut ContainerStats) {
+pub fn read_all<P: AsRef<Path>>(
+    r: &mut Reader,
+    d: &Dirs<P>,
+    user_hz: u64,
+    want: Want,
+    s: &mut ContainerStats,
+) {
     if let Some(dir) = &d.cpuacct {
-        read_cpuacct(r, dir.as_ref(), user_hz, &mut s.cpu);
+        read_cpuacct(r, dir.as_ref(), user_hz, want, &mut s.cpu);
     }
     if let Some(dir) = &d.cpu {
         let dir = dir.as_ref();
@@ -31,38 +57,46 @@ pub fn read_all<P: AsRef<Path>>(r: &mut Reader, d: &Dirs<P>, user_hz: u64, s: &m
             "throttled_time" => s.cpu.throttled_ns = Some(v),
             _ => {}
         });
-        s.spec.cpu_shares = r.u64(dir, "cpu.shares");
-        s.spec.cpu_quota_us = r.limit(dir, "cpu.cfs_quota_us").flatten();
-        s.spec.cpu_period_us = r.u64(dir, "cpu.cfs_period_us");
+        if want.spec {
+            s.spec.cpu_shares = r.u64(dir, "cpu.shares");
+            s.spec.cpu_quota_us = r.limit(dir, "cpu.cfs_quota_us").flatten();
+            s.spec.cpu_period_us = r.u64(dir, "cpu.cfs_period_us");
+        }
     }
-    if let Some(dir) = &d.cpuset {
-        s.spec.cpuset_cpus = r.string(dir.as_ref(), "cpuset.cpus");
-        s.spec.cpuset_mems = r.string(dir.as_ref(), "cpuset.mems");
+    if let (Some(dir), true) = (&d.cpuset, want.spec) {
+        r.string_into(dir.as_ref(), "cpuset.cpus", &mut s.spec.cpuset_cpus);
+        r.string_into(dir.as_ref(), "cpuset.mems", &mut s.spec.cpuset_mems);
     }
     if let Some(dir) = &d.memory {
-        read_memory(r, dir.as_ref(), s);
+        read_memory(r, dir.as_ref(), want, s);
     }
     if let Some(dir) = &d.blkio {
         read_blkio(r, dir.as_ref(), &mut s.blkio);
     }
     if let Some(dir) = &d.pids {
         s.pids.current = r.u64(dir.as_ref(), "pids.current");
-        s.pids.limit = r.limit(dir.as_ref(), "pids.max").flatten();
-        s.spec.pids_limit = s.pids.limit;
+        if want.spec {
+            s.spec.pids_limit = r.limit(dir.as_ref(), "pids.max").flatten();
+        }
     }
 }
 
-fn read_cpuacct(r: &mut Reader, dir: &Path, user_hz: u64, cpu: &mut CpuStats) {
+fn read_cpuacct(r: &mut Reader, dir: &Path, user_hz: u64, want: Want, cpu: &mut CpuStats) {
     cpu.usage_ns = r.u64(dir, "cpuacct.usage");
     let mut per_cpu = std::mem::take(&mut cpu.per_cpu_ns);
-    if r.parsed(dir, "cpuacct.usage_percpu", |t| {
-        parse::u64_list(t, &mut per_cpu)
-    })
-    .is_none()
+    per_cpu.clear();
+    if want.per_cpu
+        && r.parsed(dir, "cpuacct.usage_percpu", |t| {
+            parse::u64_list(t, &mut per_cpu)
+        })
+        .is_none()
     {
         per_cpu.clear();
     }
     cpu.per_cpu_ns = per_cpu;
+    if !want.cpu_times {
+        return;
+    }
     let ns_per_tick = 1_000_000_000 / user_hz.max(1);
     r.flat_keyed(dir, "cpuacct.stat", |k, v| match k {
         "user" => cpu.user_ns = Some(v.saturating_mul(ns_per_tick)),
@@ -71,7 +105,7 @@ fn read_cpuacct(r: &mut Reader, dir: &Path, user_hz: u64, cpu: &mut CpuStats) {
     });
 }
 
-fn read_memory(r: &mut Reader, dir: &Path, s: &mut ContainerStats) {
+fn read_memory(r: &mut Reader, dir: &Path, want: Want, s: &mut ContainerStats) {
     let m = &mut s.memory;
     m.usage_bytes = r.u64(dir, "memory.usage_in_bytes");
     m.max_usage_bytes = r.u64(dir, "memory.max_usage_in_bytes");
@@ -89,6 +123,9 @@ fn read_memory(r: &mut Reader, dir: &Path, s: &mut ContainerStats) {
         }
     });
     m.working_set_bytes = crate::v2::working_set(m.usage_bytes, m.inactive_file_bytes);
+    if !want.spec {
+        return;
+    }
     s.spec.memory_limit_bytes = r.limit(dir, "memory.limit_in_bytes").flatten();
     s.spec.memory_reservation_bytes = r.limit(dir, "memory.soft_limit_in_bytes").flatten();
     s.spec.memory_swap_limit_bytes = r.limit(dir, "memory.memsw.limit_in_bytes").flatten();

@@ -6,16 +6,21 @@ use std::path::Path;
 use crate::parse;
 use crate::read::Reader;
 use crate::stats::{ContainerStats, CpuStats, DeviceIo, MemoryStats, PressureStats};
+use crate::v1::Want;
 
-/// Reads every v2 file of one cgroup directory into `s`.
-pub fn read_all(r: &mut Reader, dir: &Path, s: &mut ContainerStats) {
+/// Reads every v2 file of one cgroup directory into `s`; the spec files only when
+/// `want.spec` (v2 has no per-CPU usage and `cpu.stat` always has user/system).
+pub fn read_all(r: &mut Reader, dir: &Path, want: Want, s: &mut ContainerStats) {
     read_cpu(r, dir, &mut s.cpu);
-    read_cpu_spec(r, dir, s);
-    read_memory(r, dir, s);
+    if want.spec {
+        read_cpu_spec(r, dir, s);
+    }
+    read_memory(r, dir, want, s);
     read_io(r, dir, &mut s.blkio);
     s.pids.current = r.u64(dir, "pids.current");
-    s.pids.limit = r.limit(dir, "pids.max").flatten();
-    s.spec.pids_limit = s.pids.limit;
+    if want.spec {
+        s.spec.pids_limit = r.limit(dir, "pids.max").flatten();
+    }
     read_pressure(r, dir, &mut s.pressure);
 }
 
@@ -41,8 +46,8 @@ fn read_cpu_spec(r: &mut Reader, dir: &Path, s: &mut ContainerStats) {
         s.spec.cpu_weight = Some(w);
         s.spec.cpu_shares = Some(weight_to_shares(w));
     }
-    s.spec.cpuset_cpus = r.string(dir, "cpuset.cpus.effective");
-    s.spec.cpuset_mems = r.string(dir, "cpuset.mems.effective");
+    r.string_into(dir, "cpuset.cpus.effective", &mut s.spec.cpuset_cpus);
+    r.string_into(dir, "cpuset.mems.effective", &mut s.spec.cpuset_mems);
 }
 
 /// The inverse of runc's shares -> weight conversion, as cAdvisor reports v2 shares.
@@ -50,7 +55,7 @@ pub fn weight_to_shares(weight: u64) -> u64 {
     2 + (weight.clamp(1, 10_000) - 1) * 262_142 / 9_999
 }
 
-fn read_memory(r: &mut Reader, dir: &Path, s: &mut ContainerStats) {
+fn read_memory(r: &mut Reader, dir: &Path, want: Want, s: &mut ContainerStats) {
     let m = &mut s.memory;
     m.usage_bytes = r.u64(dir, "memory.current");
     m.max_usage_bytes = r.u64(dir, "memory.peak");
@@ -65,6 +70,9 @@ fn read_memory(r: &mut Reader, dir: &Path, s: &mut ContainerStats) {
     });
     m.swap_bytes = r.u64(dir, "memory.swap.current");
     m.working_set_bytes = working_set(m.usage_bytes, m.inactive_file_bytes);
+    if !want.spec {
+        return;
+    }
     s.spec.memory_limit_bytes = r.limit(dir, "memory.max").flatten();
     s.spec.memory_high_bytes = r.limit(dir, "memory.high").flatten();
     // memory.low of 0 means no protection: report it as unset, like an absent reservation.

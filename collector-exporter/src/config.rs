@@ -58,6 +58,9 @@ pub struct Flags {
     /// How often to read every container, e.g. 1s, 500ms [default: 5s].
     #[arg(long = "housekeeping.interval", global = true)]
     pub interval: Option<String>,
+    /// How often limits and shares (the spec files) are re-read, e.g. 30s [default: 30s].
+    #[arg(long = "housekeeping.spec-interval", global = true)]
+    pub spec_interval: Option<String>,
     /// Where the host's /proc is mounted [default: /proc].
     #[arg(long = "path.procfs", global = true)]
     pub procfs: Option<PathBuf>,
@@ -145,6 +148,8 @@ pub struct FileWeb {
 #[serde(deny_unknown_fields)]
 pub struct FileHousekeeping {
     pub interval: Option<String>,
+    #[serde(rename = "spec-interval")]
+    pub spec_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -206,6 +211,7 @@ pub struct Settings {
     pub telemetry_path: String,
     pub web_config: Option<PathBuf>,
     pub interval: Duration,
+    pub spec_interval: Duration,
     pub procfs: PathBuf,
     pub sysfs: PathBuf,
     pub include: Vec<String>,
@@ -296,6 +302,19 @@ impl Settings {
             return Err(bad(
                 "housekeeping.interval",
                 format!("{interval_text:?} is outside 100ms..1h"),
+            ));
+        }
+        let spec_text = flags
+            .spec_interval
+            .clone()
+            .or(file.housekeeping.spec_interval)
+            .unwrap_or_else(|| "30s".into());
+        let spec_interval =
+            parse_duration(&spec_text).map_err(|r| bad("housekeeping.spec-interval", r))?;
+        if spec_interval > Duration::from_secs(3600) {
+            return Err(bad(
+                "housekeeping.spec-interval",
+                format!("{spec_text:?} is over 1h"),
             ));
         }
         let procfs = flags
@@ -413,6 +432,7 @@ impl Settings {
             telemetry_path,
             web_config,
             interval,
+            spec_interval,
             procfs,
             sysfs,
             include,
@@ -510,11 +530,14 @@ mod tests {
         let s = Settings::resolve(&f).unwrap();
         assert_eq!(s.listen_address.to_string(), "127.0.0.1:1234");
         assert_eq!(s.interval, Duration::from_secs(2));
+        assert_eq!(s.spec_interval, Duration::from_secs(30), "the default");
         assert_eq!(s.include, vec!["/docker".to_string()]);
         f.interval = Some("750ms".into());
+        f.spec_interval = Some("5s".into());
         f.include = vec!["/kubepods".into()];
         let s = Settings::resolve(&f).unwrap();
         assert_eq!(s.interval, Duration::from_millis(750));
+        assert_eq!(s.spec_interval, Duration::from_secs(5));
         assert_eq!(s.include, vec!["/kubepods".to_string()]);
     }
 
@@ -544,6 +567,14 @@ mod tests {
             (
                 Box::new(|f| f.interval = Some("10ms".into())),
                 "housekeeping.interval",
+            ),
+            (
+                Box::new(|f| f.spec_interval = Some("2h".into())),
+                "housekeeping.spec-interval",
+            ),
+            (
+                Box::new(|f| f.spec_interval = Some("often".into())),
+                "housekeeping.spec-interval",
             ),
             (
                 Box::new(|f| f.listen_address = Some("nowhere".into())),

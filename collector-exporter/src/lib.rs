@@ -86,6 +86,7 @@ fn core_config(s: &Settings) -> Config {
         include: s.include.clone(),
         exclude: s.exclude.clone(),
         runtime_only: s.runtime_only,
+        spec_interval: s.spec_interval,
         fs: collector_core::fs::FsConfig {
             rootfs: s.rootfs.clone(),
             interval: s.fs_interval,

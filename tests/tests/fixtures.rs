@@ -23,6 +23,7 @@ fn config(root: &Path) -> Config {
         roots: Roots::under(root),
         watch: false,
         load: false,
+        per_cpu: true,
         ..Config::default()
     }
 }
@@ -192,6 +193,29 @@ fn legacy_v1_without_unified_twin() {
     assert_eq!(c.stats.cpu.user_ns, Some(13_590_000_000));
     assert_eq!(c.stats.cpu.system_ns, Some(90_000_000));
     assert_eq!(c.stats.pressure.cpu, None);
+}
+
+/// By default the files a sweep does not need are not opened at all: per-CPU usage (off like
+/// cAdvisor's percpu metrics) and, with the hybrid twin present, v1's tick-rounded
+/// cpuacct.stat. Broken copies of both therefore give no errors.
+#[test]
+fn files_not_wanted_are_not_read() {
+    let dir = copy_of("cgroup-v1-hybrid-docker");
+    let root = dir.path();
+    for file in ["cpuacct.usage_percpu", "cpuacct.stat"] {
+        std::fs::write(docker_dir(root, "cpuacct").join(file), "garbage\n").unwrap();
+    }
+    let mut col = Collector::new(Config {
+        per_cpu: false,
+        ..config(root)
+    })
+    .unwrap();
+    let s = col.sweep();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    let c = s.get(&format!("/docker/{DOCKER_ID}")).unwrap();
+    assert!(c.stats.cpu.per_cpu_ns.is_empty());
+    assert_eq!(c.stats.cpu.user_ns, Some(13_824_853_000));
+    assert_eq!(c.stats.cpu.usage_ns, Some(13_696_074_060));
 }
 
 #[test]

@@ -11,6 +11,7 @@ use tests::{NetnsPair, TestCgroup};
 fn collector_for(id: &str) -> Collector {
     let cfg = Config {
         include: vec![id.to_string()],
+        per_cpu: true,
         ..Config::default()
     };
     Collector::new(cfg).expect("cgroup hierarchy")
@@ -314,4 +315,52 @@ fn watch_limit_falls_back_to_rescans() {
         "found without a watch or a rescan: the limit did not apply"
     );
     assert!(seen_later, "the periodic rescan did not find {b_id}");
+}
+
+/// Limits are re-read on the spec interval, not every sweep: a change shows once the interval
+/// has passed, and the cached value is reported in between (with no extra file reads).
+#[test]
+fn limits_are_reread_on_the_spec_interval() {
+    let cg = TestCgroup::new("ccol-spec");
+    cg.set(
+        "memory",
+        "memory.limit_in_bytes",
+        &(256u64 << 20).to_string(),
+    );
+    cg.set("pids", "pids.max", "40");
+    let mut col = Collector::new(Config {
+        include: vec![cg.id.clone()],
+        spec_interval: Duration::from_millis(800),
+        network: false,
+        load: false,
+        ..Config::default()
+    })
+    .expect("cgroup hierarchy");
+    let first = col.sweep();
+    let a = &find(&first, &cg.id).stats;
+    assert_eq!(a.spec.memory_limit_bytes, Some(256 << 20));
+    assert_eq!(a.pids.limit, Some(40));
+
+    cg.set(
+        "memory",
+        "memory.limit_in_bytes",
+        &(128u64 << 20).to_string(),
+    );
+    cg.set("pids", "pids.max", "max");
+    let cached = col.sweep();
+    let b = &find(&cached, &cg.id).stats;
+    assert_eq!(
+        b.spec.memory_limit_bytes,
+        Some(256 << 20),
+        "cached until due"
+    );
+    assert_eq!(b.pids.limit, Some(40));
+    assert_eq!(b.spec, a.spec);
+
+    std::thread::sleep(Duration::from_millis(900));
+    let fresh = col.sweep();
+    let c = &find(&fresh, &cg.id).stats;
+    assert_eq!(c.spec.memory_limit_bytes, Some(128 << 20));
+    assert_eq!(c.pids.limit, None, "pids.max back to max: unlimited");
+    assert!(fresh.errors.is_empty(), "{:?}", fresh.errors);
 }
