@@ -14,7 +14,7 @@ use crate::identity::{self, Identity, Kind};
 use crate::load::{self, LoadReader};
 use crate::metadata::MetadataProvider;
 use crate::network::{self, NetReader};
-use crate::read::Reader;
+use crate::read::{CgDir, Dir, Reader};
 use crate::stats::{ContainerStats, CpuStats, LoadStats, Spec};
 use crate::{v1, v2};
 
@@ -45,6 +45,10 @@ pub struct Config {
     /// At most this many inotify watches (one per cgroup directory per hierarchy).
     pub watch_limit: usize,
     pub network: bool,
+    /// Interfaces left out of the network figures, by name prefix. The default is cAdvisor's
+    /// list: a namespace's loopback and host-side bridge and veth ends, which would add eight
+    /// series per container and say nothing about its traffic.
+    pub network_ignore: Vec<String>,
     pub load: bool,
     /// At most this many `/proc/<tid>/stat` reads per sweep for load (procfs fallback only).
     pub load_task_budget: usize,
@@ -66,6 +70,9 @@ impl Default for Config {
             watch: true,
             watch_limit: 65_536,
             network: true,
+            network_ignore: ["lo", "veth", "docker", "nerdctl"]
+                .map(String::from)
+                .to_vec(),
             load: true,
             load_task_budget: 20_000,
             fs: crate::fs::FsConfig::default(),
@@ -140,8 +147,8 @@ struct Tracked {
     first_seen_ms: u64,
     created_ms: Option<u64>,
     meta: Metadata,
-    v1: v1::Dirs<PathBuf>,
-    unified: Option<PathBuf>,
+    v1: v1::Dirs<CgDir>,
+    unified: Option<CgDir>,
     last_load: Option<(LoadStats, Instant)>,
     /// The OOM kill counter at the last sweep, to notice kills.
     last_oom_kills: Option<u64>,
@@ -154,6 +161,34 @@ struct Tracked {
     /// The spec as last read, and when.
     spec: Spec,
     spec_read: Option<Instant>,
+}
+
+impl Tracked {
+    fn for_each_dir(&mut self, mut f: impl FnMut(&mut CgDir)) {
+        let d = &mut self.v1;
+        for dir in [
+            &mut d.cpu,
+            &mut d.cpuacct,
+            &mut d.cpuset,
+            &mut d.memory,
+            &mut d.blkio,
+            &mut d.pids,
+            &mut self.unified,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            f(dir);
+        }
+    }
+}
+
+/// Keeps a followed directory (and its held descriptor) when a rescan finds the same path.
+fn adopt(slot: &mut Option<CgDir>, found: Option<PathBuf>) {
+    match (slot.as_ref(), found) {
+        (Some(d), Some(p)) if d.path == p => {}
+        (_, p) => *slot = p.map(CgDir::new),
+    }
 }
 
 /// Finds containers and reads them. Not `Sync`: one sweep at a time; share the snapshots.
@@ -193,7 +228,11 @@ impl Collector {
             .load
             .then(|| LoadReader::new(&config.roots.proc_root, config.load_task_budget));
         Ok(Collector {
-            net: NetReader::new(&config.roots.proc_root),
+            net: {
+                let mut n = NetReader::new(&config.roots.proc_root);
+                n.ignore = config.network_ignore.clone();
+                n
+            },
             devices: DeviceNames::new(config.roots.sys_root.clone()),
             user_hz: user_hz(),
             hierarchy,
@@ -400,12 +439,27 @@ impl Collector {
             let mut is_new = false;
             let t = match old.remove(&id) {
                 Some(mut t) => {
-                    t.v1 = v1dirs;
-                    t.unified = unified;
+                    // Held descriptors stay with the paths they were opened on.
+                    let v1::Dirs {
+                        cpu,
+                        cpuacct,
+                        cpuset,
+                        memory,
+                        blkio,
+                        pids,
+                    } = v1dirs;
+                    adopt(&mut t.v1.cpu, cpu);
+                    adopt(&mut t.v1.cpuacct, cpuacct);
+                    adopt(&mut t.v1.cpuset, cpuset);
+                    adopt(&mut t.v1.memory, memory);
+                    adopt(&mut t.v1.blkio, blkio);
+                    adopt(&mut t.v1.pids, pids);
+                    adopt(&mut t.unified, unified);
                     t
                 }
                 None => {
                     is_new = true;
+                    let wrap = |p: Option<PathBuf>| p.map(CgDir::new);
                     Tracked {
                         identity: identity::classify(&id, &self.config.containerd_namespaces),
                         created_ms: created_ms(
@@ -417,8 +471,15 @@ impl Collector {
                         meta: Metadata::default(),
                         id,
                         first_seen_ms: now_ms,
-                        v1: v1dirs,
-                        unified,
+                        v1: v1::Dirs {
+                            cpu: wrap(v1dirs.cpu),
+                            cpuacct: wrap(v1dirs.cpuacct),
+                            cpuset: wrap(v1dirs.cpuset),
+                            memory: wrap(v1dirs.memory),
+                            blkio: wrap(v1dirs.blkio),
+                            pids: wrap(v1dirs.pids),
+                        },
+                        unified: wrap(unified),
                         last_load: None,
                         last_oom_kills: None,
                         meta_generation: None,
@@ -469,6 +530,7 @@ impl Collector {
     fn read_one(&mut self, i: usize, now: Instant, now_ms: u64, errors: &mut Vec<Error>) -> bool {
         let setup = self.hierarchy.setup;
         let t = &mut self.tracked[i];
+        t.for_each_dir(CgDir::hold);
         let r = &mut self.reader;
         let s = &mut t.stats;
         reset(s);
@@ -486,14 +548,14 @@ impl Collector {
         }
         if setup == Setup::Unified {
             if let Some(dir) = &t.unified {
-                v2::read_all(r, dir, want, s);
+                v2::read_all(r, dir.into(), want, s);
             }
         } else {
             // The hybrid twin first: its cpu.stat has exact user/system time, which makes
             // v1's tick-rounded cpuacct.stat unnecessary.
             let mut twin = CpuStats::default();
             if let Some(dir) = &t.unified {
-                v2::read_cpu(r, dir, &mut twin);
+                v2::read_cpu(r, dir.into(), &mut twin);
             }
             want.cpu_times = twin.user_ns.is_none();
             v1::read_all(r, &t.v1, self.user_hz, want, s);
@@ -505,7 +567,7 @@ impl Collector {
                 s.cpu.usage_ns = twin.usage_ns;
             }
             if let Some(dir) = &t.unified {
-                v2::read_pressure(r, dir, &mut s.pressure);
+                v2::read_pressure(r, dir.into(), &mut s.pressure);
             }
         }
         if spec_due {
@@ -538,7 +600,7 @@ impl Collector {
         } else {
             v1_any.or(t.unified.as_ref())
         };
-        let pid = procs_dir.and_then(|d| network::first_pid(r, d));
+        let pid = procs_dir.and_then(|d| network::first_pid(r, d.into()));
         if let Some(layers) = self.layers.as_mut() {
             s.fs = layers.read(&t.id, t.identity.kind, pid, &mut self.devices, now_ms);
         }
@@ -549,7 +611,7 @@ impl Collector {
             let v1_dir = t.v1.cpu.as_ref().or(t.v1.cpuacct.as_ref()).or(v1_any);
             let v2 = setup == Setup::Unified;
             if let Some((counts, source)) =
-                load.counts(r, v1_dir.map(|p| p.as_path()), tasks_dir, v2)
+                load.counts(r, v1_dir.map(Dir::from), tasks_dir.into(), v2)
             {
                 let prev = t
                     .last_load
@@ -560,7 +622,11 @@ impl Collector {
             }
         }
 
-        let gone = r.saw_missing && procs_dir.is_some_and(|d| !d.exists());
+        let gone = r.saw_missing && procs_dir.is_some_and(|d| !d.path.exists());
+        if r.stale_dir {
+            // Removed and made again under the same name: reopen at the next read.
+            t.for_each_dir(CgDir::release);
+        }
         if gone {
             r.errors.clear();
             r.saw_missing = false;

@@ -29,6 +29,8 @@ pub struct NetReader {
     /// kept only for their buffers.
     seen: Vec<(String, NetworkStats)>,
     seen_len: usize,
+    /// Interfaces whose names start with one of these are left out.
+    pub ignore: Vec<String>,
 }
 
 impl NetReader {
@@ -41,6 +43,7 @@ impl NetReader {
             pid_str: String::new(),
             seen: Vec::new(),
             seen_len: 0,
+            ignore: Vec::new(),
         }
     }
 
@@ -106,6 +109,11 @@ impl NetReader {
                 if let Err(reason) = parse::net_dev(text, &mut out.interfaces) {
                     r.parse_error(reason);
                 }
+                if !self.ignore.is_empty() {
+                    let ignore = &self.ignore;
+                    out.interfaces
+                        .retain(|i| !ignore.iter().any(|p| i.name.starts_with(p.as_str())));
+                }
             }
             // The process exited between listing and reading: try again next sweep.
             None => out.status = NetworkStatus::NoProcess,
@@ -138,7 +146,7 @@ fn ns_link(pid_dir: &Path) -> Option<String> {
 }
 
 /// First pid listed in a cgroup's `cgroup.procs`, if any.
-pub fn first_pid(r: &mut Reader, dir: &Path) -> Option<u32> {
+pub fn first_pid(r: &mut Reader, dir: crate::read::Dir<'_>) -> Option<u32> {
     let text = r.read(dir, "cgroup.procs")?;
     let first = text.lines().next()?;
     match first.trim().parse::<u32>() {

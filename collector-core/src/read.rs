@@ -2,20 +2,156 @@
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{is_vanished, Error};
 use crate::parse;
+
+/// A directory to read files from: its path, and a descriptor open on it when one is held.
+/// With the descriptor the kernel resolves one name (`openat`) instead of the whole path,
+/// which is most of the cost of opening a cgroup file.
+#[derive(Debug, Clone, Copy)]
+pub struct Dir<'a> {
+    pub path: &'a Path,
+    pub fd: Option<BorrowedFd<'a>>,
+}
+
+impl<'a> From<&'a Path> for Dir<'a> {
+    fn from(path: &'a Path) -> Self {
+        Dir { path, fd: None }
+    }
+}
+
+impl<'a> From<&'a PathBuf> for Dir<'a> {
+    fn from(path: &'a PathBuf) -> Self {
+        Dir {
+            path: path.as_path(),
+            fd: None,
+        }
+    }
+}
+
+impl<'a> From<&'a CgDir> for Dir<'a> {
+    fn from(d: &'a CgDir) -> Self {
+        Dir {
+            path: &d.path,
+            fd: d.fd.as_ref().map(|f| f.as_fd()),
+        }
+    }
+}
+
+/// Directory descriptors held by all `CgDir`s of this process, and the most allowed.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+static BUDGET: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// How many directory descriptors are held now (for self-metrics and tests).
+pub fn held_dir_fds() -> usize {
+    HELD.load(Ordering::Relaxed)
+}
+
+/// A cgroup directory followed across sweeps. It holds a descriptor on the directory while
+/// the process's budget allows: half of `RLIMIT_NOFILE`'s soft limit, less a reserve, so the
+/// rest of the program always has room. Directory descriptors cost the kernel a `struct file`
+/// each; file descriptors would each keep a charged page for seq_file, so none are held.
+#[derive(Debug)]
+pub struct CgDir {
+    pub path: PathBuf,
+    fd: Option<OwnedFd>,
+}
+
+impl CgDir {
+    pub fn new(path: PathBuf) -> Self {
+        CgDir { path, fd: None }
+    }
+
+    pub fn as_path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.fd.is_some()
+    }
+
+    /// Opens the descriptor if none is held and the budget has room. Failure is quiet: reads
+    /// fall back to the full path.
+    pub fn hold(&mut self) {
+        if self.fd.is_some() {
+            return;
+        }
+        if BUDGET.load(Ordering::Relaxed) == usize::MAX {
+            BUDGET.store(budget_from_rlimit(), Ordering::Relaxed);
+        }
+        if HELD.fetch_add(1, Ordering::Relaxed) >= BUDGET.load(Ordering::Relaxed) {
+            HELD.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        // Not O_PATH: the netlink cgroupstats query resolves the same descriptor, and the
+        // kernel's fd lookup there ignores O_PATH ones.
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&self.path)
+        {
+            Ok(f) => self.fd = Some(OwnedFd::from(f)),
+            Err(_) => {
+                HELD.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Closes the descriptor (it may point at a removed directory of the same name).
+    pub fn release(&mut self) {
+        if self.fd.take().is_some() {
+            HELD.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(|f| f.as_fd())
+    }
+}
+
+impl Drop for CgDir {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+fn budget_from_rlimit() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscall writing into a local struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    let soft = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
+    (soft / 2).saturating_sub(128)
+}
+
+/// Sets the budget of held directory descriptors by hand (tests; embedders with other needs);
+/// `usize::MAX` goes back to the default taken from `RLIMIT_NOFILE`.
+pub fn set_dir_fd_budget(n: usize) {
+    BUDGET.store(n, Ordering::Relaxed);
+}
 
 /// A reused path and content buffer, plus the errors met while reading one container.
 #[derive(Debug, Default)]
 pub struct Reader {
     path: PathBuf,
+    name: Vec<u8>,
     buf: String,
     /// Errors met since the last `take_errors`.
     pub errors: Vec<Error>,
     /// Set when a file was absent: the cgroup may have vanished (the caller checks).
     pub saw_missing: bool,
+    /// Set when a held directory descriptor no longer found a file its path still has: the
+    /// directory was removed and made again under the same name. The caller releases it.
+    pub stale_dir: bool,
 }
 
 impl Reader {
@@ -25,12 +161,24 @@ impl Reader {
 
     /// Reads `dir/file`. `None` when it does not exist (an older kernel or a vanished cgroup),
     /// or when reading failed (the error is recorded).
-    pub fn read(&mut self, dir: &Path, file: &str) -> Option<&str> {
+    pub fn read<'d>(&mut self, dir: impl Into<Dir<'d>>, file: &str) -> Option<&str> {
+        let dir = dir.into();
         self.path.clear();
-        self.path.push(dir);
+        self.path.push(dir.path);
         self.path.push(file);
         self.buf.clear();
-        let res = File::open(&self.path).and_then(|mut f| f.read_to_string(&mut self.buf));
+        let mut opened = match dir.fd {
+            Some(fd) => self.open_at(fd, file),
+            None => File::open(&self.path),
+        };
+        if dir.fd.is_some() && opened.as_ref().is_err_and(is_vanished) {
+            // Gone through the descriptor: the cgroup went, or went and came back.
+            if let Ok(f) = File::open(&self.path) {
+                self.stale_dir = true;
+                opened = Ok(f);
+            }
+        }
+        let res = opened.and_then(|f| read_into(f, &mut self.buf));
         match res {
             Ok(_) => Some(self.buf.as_str()),
             Err(e) if is_vanished(&e) => {
@@ -42,6 +190,29 @@ impl Reader {
                 None
             }
         }
+    }
+
+    fn open_at(&mut self, dir: BorrowedFd<'_>, file: &str) -> io::Result<File> {
+        use std::os::fd::AsRawFd;
+        self.name.clear();
+        self.name.extend_from_slice(file.as_bytes());
+        self.name.push(0);
+        if self.name[..file.len()].contains(&0) {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        // SAFETY: `name` is NUL-terminated and outlives the call; the result is checked.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                self.name.as_ptr().cast(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
     /// The path of the last file read, for error messages.
@@ -56,9 +227,9 @@ impl Reader {
     }
 
     /// Reads and parses with `f`; a parse failure is recorded and gives `None`.
-    pub fn parsed<T>(
+    pub fn parsed<'d, T>(
         &mut self,
-        dir: &Path,
+        dir: impl Into<Dir<'d>>,
         file: &str,
         f: impl FnOnce(&str) -> Result<T, parse::Reason>,
     ) -> Option<T> {
@@ -72,17 +243,22 @@ impl Reader {
         }
     }
 
-    pub fn u64(&mut self, dir: &Path, file: &str) -> Option<u64> {
+    pub fn u64<'d>(&mut self, dir: impl Into<Dir<'d>>, file: &str) -> Option<u64> {
         self.parsed(dir, file, parse::single_u64)
     }
 
     /// A limit file: `Some(None)` means "unlimited", `None` that it could not be read.
-    pub fn limit(&mut self, dir: &Path, file: &str) -> Option<Option<u64>> {
+    pub fn limit<'d>(&mut self, dir: impl Into<Dir<'d>>, file: &str) -> Option<Option<u64>> {
         self.parsed(dir, file, parse::limit)
     }
 
     /// A one-line string into `out`, reusing its buffer; `None` when it could not be read.
-    pub fn string_into(&mut self, dir: &Path, file: &str, out: &mut Option<String>) {
+    pub fn string_into<'d>(
+        &mut self,
+        dir: impl Into<Dir<'d>>,
+        file: &str,
+        out: &mut Option<String>,
+    ) {
         match self.read(dir, file) {
             Some(text) => {
                 let text = text.trim();
@@ -99,7 +275,12 @@ impl Reader {
     }
 
     /// Flat keyed file: `f` sees each pair; a bad line is recorded, the good ones still count.
-    pub fn flat_keyed(&mut self, dir: &Path, file: &str, f: impl FnMut(&str, u64)) -> bool {
+    pub fn flat_keyed<'d>(
+        &mut self,
+        dir: impl Into<Dir<'d>>,
+        file: &str,
+        f: impl FnMut(&str, u64),
+    ) -> bool {
         let Some(text) = self.read(dir, file) else {
             return false;
         };
@@ -113,6 +294,37 @@ impl Reader {
     pub fn take_errors(&mut self, into: &mut Vec<Error>) {
         into.append(&mut self.errors);
         self.saw_missing = false;
+        self.stale_dir = false;
+    }
+}
+
+/// Reads a whole file into the reused buffer with plain `read` calls. `read_to_string` would
+/// first `statx` and `lseek` to size its buffer: two wasted syscalls per cgroup file, whose
+/// size the kernel reports as 4096 anyway.
+fn read_into(mut f: File, buf: &mut String) -> io::Result<()> {
+    let mut bytes = std::mem::take(buf).into_bytes();
+    bytes.clear();
+    let mut chunk = [0u8; 4096];
+    let res = loop {
+        match f.read(&mut chunk) {
+            Ok(0) => break Ok(()),
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    match String::from_utf8(bytes) {
+        Ok(s) => {
+            *buf = s;
+            res
+        }
+        Err(e) => {
+            let mut b = e.into_bytes();
+            b.clear();
+            // Keep the allocation for the next file.
+            *buf = String::from_utf8(b).unwrap_or_default();
+            res.and(Err(io::Error::new(io::ErrorKind::InvalidData, "not UTF-8")))
+        }
     }
 }
 

@@ -1,10 +1,8 @@
 //! cgroup v1 files (Documentation/admin-guide/cgroup-v1/). Each controller has its own
 //! directory for the same cgroup; a controller that is not mounted is simply not read.
 
-use std::path::Path;
-
 use crate::parse;
-use crate::read::Reader;
+use crate::read::{CgDir, Dir, Reader};
 use crate::stats::{ContainerStats, CpuStats, DeviceIo, MemoryStats};
 
 /// Directories of one cgroup in each v1 controller it exists in.
@@ -39,18 +37,12 @@ impl Want {
 }
 
 /// Reads every v1 controller's files of one cgroup into `s`. `user_hz` converts cpuacct.stat.
-pub fn read_all<P: AsRef<Path>>(
-    r: &mut Reader,
-    d: &Dirs<P>,
-    user_hz: u64,
-    want: Want,
-    s: &mut ContainerStats,
-) {
+pub fn read_all(r: &mut Reader, d: &Dirs<CgDir>, user_hz: u64, want: Want, s: &mut ContainerStats) {
     if let Some(dir) = &d.cpuacct {
-        read_cpuacct(r, dir.as_ref(), user_hz, want, &mut s.cpu);
+        read_cpuacct(r, dir.into(), user_hz, want, &mut s.cpu);
     }
     if let Some(dir) = &d.cpu {
-        let dir = dir.as_ref();
+        let dir: Dir = dir.into();
         r.flat_keyed(dir, "cpu.stat", |k, v| match k {
             "nr_periods" => s.cpu.nr_periods = Some(v),
             "nr_throttled" => s.cpu.nr_throttled = Some(v),
@@ -64,24 +56,24 @@ pub fn read_all<P: AsRef<Path>>(
         }
     }
     if let (Some(dir), true) = (&d.cpuset, want.spec) {
-        r.string_into(dir.as_ref(), "cpuset.cpus", &mut s.spec.cpuset_cpus);
-        r.string_into(dir.as_ref(), "cpuset.mems", &mut s.spec.cpuset_mems);
+        r.string_into(dir, "cpuset.cpus", &mut s.spec.cpuset_cpus);
+        r.string_into(dir, "cpuset.mems", &mut s.spec.cpuset_mems);
     }
     if let Some(dir) = &d.memory {
-        read_memory(r, dir.as_ref(), want, s);
+        read_memory(r, dir.into(), want, s);
     }
     if let Some(dir) = &d.blkio {
-        read_blkio(r, dir.as_ref(), &mut s.blkio);
+        read_blkio(r, dir.into(), &mut s.blkio);
     }
     if let Some(dir) = &d.pids {
-        s.pids.current = r.u64(dir.as_ref(), "pids.current");
+        s.pids.current = r.u64(dir, "pids.current");
         if want.spec {
-            s.spec.pids_limit = r.limit(dir.as_ref(), "pids.max").flatten();
+            s.spec.pids_limit = r.limit(dir, "pids.max").flatten();
         }
     }
 }
 
-fn read_cpuacct(r: &mut Reader, dir: &Path, user_hz: u64, want: Want, cpu: &mut CpuStats) {
+fn read_cpuacct(r: &mut Reader, dir: Dir<'_>, user_hz: u64, want: Want, cpu: &mut CpuStats) {
     cpu.usage_ns = r.u64(dir, "cpuacct.usage");
     let mut per_cpu = std::mem::take(&mut cpu.per_cpu_ns);
     per_cpu.clear();
@@ -105,7 +97,7 @@ fn read_cpuacct(r: &mut Reader, dir: &Path, user_hz: u64, want: Want, cpu: &mut 
     });
 }
 
-fn read_memory(r: &mut Reader, dir: &Path, want: Want, s: &mut ContainerStats) {
+fn read_memory(r: &mut Reader, dir: Dir<'_>, want: Want, s: &mut ContainerStats) {
     let m = &mut s.memory;
     m.usage_bytes = r.u64(dir, "memory.usage_in_bytes");
     m.max_usage_bytes = r.u64(dir, "memory.max_usage_in_bytes");
@@ -132,7 +124,7 @@ fn read_memory(r: &mut Reader, dir: &Path, want: Want, s: &mut ContainerStats) {
 }
 
 /// The hierarchical (`total_*`) keys, which include descendants as v2's figures do.
-fn read_memory_stat(r: &mut Reader, dir: &Path, m: &mut MemoryStats) {
+fn read_memory_stat(r: &mut Reader, dir: Dir<'_>, m: &mut MemoryStats) {
     r.flat_keyed(dir, "memory.stat", |k, v| {
         let Some(k) = k.strip_prefix("total_") else {
             return;
@@ -159,7 +151,7 @@ fn read_memory_stat(r: &mut Reader, dir: &Path, m: &mut MemoryStats) {
 
 /// `blkio.throttle.io_service_bytes_recursive` and `io_serviced_recursive`: the only blkio files
 /// that count IO under every IO scheduler (the CFQ ones are gone from current kernels).
-fn read_blkio(r: &mut Reader, dir: &Path, out: &mut Vec<DeviceIo>) {
+fn read_blkio(r: &mut Reader, dir: Dir<'_>, out: &mut Vec<DeviceIo>) {
     out.clear();
     for (file, bytes) in [
         ("blkio.throttle.io_service_bytes_recursive", true),

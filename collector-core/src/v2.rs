@@ -1,16 +1,14 @@
 //! cgroup v2 files (Documentation/admin-guide/cgroup-v2.rst). Also used for the `unified` twin
 //! of a hybrid host, which has `cpu.stat` and the PSI files but no controllers.
 
-use std::path::Path;
-
 use crate::parse;
-use crate::read::Reader;
+use crate::read::{Dir, Reader};
 use crate::stats::{ContainerStats, CpuStats, DeviceIo, MemoryStats, PressureStats};
 use crate::v1::Want;
 
 /// Reads every v2 file of one cgroup directory into `s`; the spec files only when
 /// `want.spec` (v2 has no per-CPU usage and `cpu.stat` always has user/system).
-pub fn read_all(r: &mut Reader, dir: &Path, want: Want, s: &mut ContainerStats) {
+pub fn read_all(r: &mut Reader, dir: Dir<'_>, want: Want, s: &mut ContainerStats) {
     read_cpu(r, dir, &mut s.cpu);
     if want.spec {
         read_cpu_spec(r, dir, s);
@@ -25,7 +23,7 @@ pub fn read_all(r: &mut Reader, dir: &Path, want: Want, s: &mut ContainerStats) 
 }
 
 /// `cpu.stat`: usage, user and system in microseconds, CFS throttling.
-pub fn read_cpu(r: &mut Reader, dir: &Path, cpu: &mut CpuStats) {
+pub fn read_cpu(r: &mut Reader, dir: Dir<'_>, cpu: &mut CpuStats) {
     r.flat_keyed(dir, "cpu.stat", |k, v| match k {
         "usage_usec" => cpu.usage_ns = Some(v.saturating_mul(1000)),
         "user_usec" => cpu.user_ns = Some(v.saturating_mul(1000)),
@@ -37,7 +35,7 @@ pub fn read_cpu(r: &mut Reader, dir: &Path, cpu: &mut CpuStats) {
     });
 }
 
-fn read_cpu_spec(r: &mut Reader, dir: &Path, s: &mut ContainerStats) {
+fn read_cpu_spec(r: &mut Reader, dir: Dir<'_>, s: &mut ContainerStats) {
     if let Some((quota, period)) = r.parsed(dir, "cpu.max", parse::cpu_max) {
         s.spec.cpu_quota_us = quota;
         s.spec.cpu_period_us = Some(period);
@@ -55,7 +53,7 @@ pub fn weight_to_shares(weight: u64) -> u64 {
     2 + (weight.clamp(1, 10_000) - 1) * 262_142 / 9_999
 }
 
-fn read_memory(r: &mut Reader, dir: &Path, want: Want, s: &mut ContainerStats) {
+fn read_memory(r: &mut Reader, dir: Dir<'_>, want: Want, s: &mut ContainerStats) {
     let m = &mut s.memory;
     m.usage_bytes = r.u64(dir, "memory.current");
     m.max_usage_bytes = r.u64(dir, "memory.peak");
@@ -86,7 +84,7 @@ pub fn working_set(usage: Option<u64>, inactive_file: Option<u64>) -> Option<u64
     Some(usage.saturating_sub(inactive_file.unwrap_or(0)))
 }
 
-fn read_memory_stat(r: &mut Reader, dir: &Path, m: &mut MemoryStats) {
+fn read_memory_stat(r: &mut Reader, dir: Dir<'_>, m: &mut MemoryStats) {
     r.flat_keyed(dir, "memory.stat", |k, v| {
         let slot = match k {
             "anon" => &mut m.rss_bytes,
@@ -111,7 +109,7 @@ fn read_memory_stat(r: &mut Reader, dir: &Path, m: &mut MemoryStats) {
 
 /// `io.stat`. A row without all four of rbytes, wbytes, rios and wios is one the kernel is
 /// still setting up: it is skipped, not read as zeros.
-pub fn read_io(r: &mut Reader, dir: &Path, out: &mut Vec<DeviceIo>) {
+pub fn read_io(r: &mut Reader, dir: Dir<'_>, out: &mut Vec<DeviceIo>) {
     out.clear();
     let Some(text) = r.read(dir, "io.stat") else {
         return;
@@ -144,7 +142,7 @@ pub fn read_io(r: &mut Reader, dir: &Path, out: &mut Vec<DeviceIo>) {
 }
 
 /// The three PSI files, where present.
-pub fn read_pressure(r: &mut Reader, dir: &Path, p: &mut PressureStats) {
+pub fn read_pressure(r: &mut Reader, dir: Dir<'_>, p: &mut PressureStats) {
     p.cpu = r.parsed(dir, "cpu.pressure", parse::psi);
     p.memory = r.parsed(dir, "memory.pressure", parse::psi);
     p.io = r.parsed(dir, "io.pressure", parse::psi);

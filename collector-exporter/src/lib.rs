@@ -39,6 +39,7 @@ pub fn run() -> ExitCode {
         }
     };
     init_logging(&settings);
+    raise_fd_limit();
     let result = match cli.command {
         Some(Command::Snapshot { format }) => snapshot(&settings, format),
         None => {
@@ -62,6 +63,27 @@ pub fn run() -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard one, as Go programs (cAdvisor among them) do
+/// at start: the collector holds a descriptor on each cgroup directory it follows, within
+/// half the soft limit, and falls back to opening files by path beyond that.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            return;
+        }
+        let soft = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+            tracing::debug!("open files limit raised from {soft} to {}", lim.rlim_max);
         }
     }
 }

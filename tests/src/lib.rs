@@ -57,21 +57,36 @@ impl TestCgroup {
             if dirs.contains(&dir) {
                 continue;
             }
-            std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-            // A v1 cpuset starts empty and takes no task until it has CPUs and memory nodes.
-            for f in ["cpuset.cpus", "cpuset.mems"] {
-                if let (Some(parent), true) = (dir.parent(), dir.join(f).exists()) {
-                    if let Ok(v) = std::fs::read_to_string(parent.join(f)) {
-                        let _ = std::fs::write(dir.join(f), v.trim());
-                    }
-                }
-            }
+            make_dir(&dir);
             dirs.push(dir);
         }
         TestCgroup {
             id,
             dirs,
             children: Vec::new(),
+        }
+    }
+
+    /// Removes the cgroup and makes it again under the same name, as a runtime restarting a
+    /// container in place does.
+    pub fn recreate(&mut self) {
+        self.kill_all();
+        self.remove_dirs();
+        for d in &self.dirs {
+            make_dir(d);
+        }
+    }
+
+    fn remove_dirs(&self) {
+        for d in self.dirs.iter().rev() {
+            // A killed task may take a moment to leave the cgroup.
+            for _ in 0..50 {
+                match std::fs::remove_dir(d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
         }
     }
 
@@ -140,14 +155,17 @@ impl TestCgroup {
 impl Drop for TestCgroup {
     fn drop(&mut self) {
         self.kill_all();
-        for d in self.dirs.iter().rev() {
-            // A killed task may take a moment to leave the cgroup.
-            for _ in 0..50 {
-                match std::fs::remove_dir(d) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
-                }
+        self.remove_dirs();
+    }
+}
+
+fn make_dir(dir: &Path) {
+    std::fs::create_dir(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    // A v1 cpuset starts empty and takes no task until it has CPUs and memory nodes.
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        if let (Some(parent), true) = (dir.parent(), dir.join(f).exists()) {
+            if let Ok(v) = std::fs::read_to_string(parent.join(f)) {
+                let _ = std::fs::write(dir.join(f), v.trim());
             }
         }
     }

@@ -155,6 +155,11 @@ fn spool_survives_a_kill_during_an_outage() {
     let sweeps =
         |e: &Exporter| samples(&e.get("/metrics").text(), "collector_sweeps_total")[0].1 as u64;
     let before_kill = sweeps(&first);
+    // A sweep counted a moment ago may still be on its way into the spool (the sink task
+    // encodes and writes it after the sweep thread hands it over); a SIGKILL then can lose
+    // it, and nothing could save it. Kill in the middle of the interval, so every counted
+    // sweep has had time to be spooled; one more may sneak in before the kill.
+    std::thread::sleep(Duration::from_millis(400));
     // SIGKILL: no chance to flush anything.
     first.child.kill().unwrap();
     first.child.wait().unwrap();

@@ -16,7 +16,7 @@ pub mod netlink;
 use std::path::{Path, PathBuf};
 
 use crate::parse;
-use crate::read::Reader;
+use crate::read::{Dir, Reader};
 use crate::stats::{LoadSource, LoadStats};
 use netlink::{CgroupStatsSocket, TaskCounts};
 
@@ -69,12 +69,16 @@ impl LoadReader {
     pub fn counts(
         &mut self,
         r: &mut Reader,
-        v1_dir: Option<&Path>,
-        tasks_dir: &Path,
+        v1_dir: Option<Dir<'_>>,
+        tasks_dir: Dir<'_>,
         v2: bool,
     ) -> Option<(TaskCounts, LoadSource)> {
         if let (Some(sock), Some(dir)) = (self.socket.as_mut(), v1_dir) {
-            if let Ok(c) = sock.query(dir) {
+            let answer = match dir.fd {
+                Some(fd) => sock.query_fd(fd),
+                None => sock.query(dir.path),
+            };
+            if let Ok(c) = answer {
                 return Some((c, LoadSource::Netlink));
             }
         }

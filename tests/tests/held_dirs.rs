@@ -1,0 +1,91 @@
+//! Directory descriptors the collector holds on cgroup directories (to open files with
+//! `openat`): a cgroup removed and made again under the same name is read afresh, a spent
+//! budget falls back to full paths, and nothing is held for cgroups that are gone.
+//! One test function: the budget and the count are process-wide.
+
+use std::process::Command;
+use std::time::Duration;
+
+use collector_core::read::{held_dir_fds, set_dir_fd_budget};
+use collector_core::{Collector, Config};
+use tests::TestCgroup;
+
+fn collector(id: &str) -> Collector {
+    Collector::new(Config {
+        include: vec![id.to_string()],
+        // No inotify and no rescan: the held descriptors alone must notice the change.
+        watch: false,
+        rescan_interval: Duration::from_secs(3600),
+        spec_interval: Duration::ZERO,
+        network: false,
+        ..Config::default()
+    })
+    .expect("cgroup hierarchy")
+}
+
+fn sleeper() -> Command {
+    let mut c = Command::new("sleep");
+    c.arg("30");
+    c
+}
+
+#[test]
+fn held_directories_follow_removal_recreation_and_the_budget() {
+    let mut cg = TestCgroup::new("ccol-held");
+    let dirs = cg.dirs().len();
+    cg.set("pids", "pids.max", "10");
+    cg.spawn(&mut sleeper());
+    let before = held_dir_fds();
+    let mut col = collector(&cg.id);
+    let s = col.sweep();
+    let c = s.get(&cg.id).expect("found");
+    assert_eq!(c.stats.pids.current, Some(1));
+    assert_eq!(c.stats.pids.limit, Some(10));
+    // cpu and cpuacct may share one directory; each controller's slot holds its own.
+    let held = held_dir_fds() - before;
+    assert!(held >= dirs, "{held} held for {dirs} directories");
+
+    // Removed and made again under the same name, with new settings and two processes:
+    // the old descriptors point at the removed directories.
+    cg.recreate();
+    cg.set("pids", "pids.max", "20");
+    cg.spawn(&mut sleeper());
+    cg.spawn(&mut sleeper());
+    let s = col.sweep();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    let c = s.get(&cg.id).expect("still followed");
+    assert_eq!(
+        c.stats.pids.current,
+        Some(2),
+        "read through the new directory"
+    );
+    assert_eq!(c.stats.pids.limit, Some(20));
+    assert!(c.stats.memory.usage_bytes.is_some());
+    // Reopened on the new directories at the next read, and read through them.
+    let s = col.sweep();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!(s.get(&cg.id).unwrap().stats.pids.current, Some(2));
+    assert_eq!(held_dir_fds() - before, held);
+
+    // No budget: nothing new is held, and every figure is still read by path.
+    drop(col);
+    assert_eq!(held_dir_fds(), before, "dropping the collector closes them");
+    set_dir_fd_budget(before);
+    let mut col = collector(&cg.id);
+    let s = col.sweep();
+    set_dir_fd_budget(usize::MAX);
+    assert_eq!(held_dir_fds(), before);
+    let c = s.get(&cg.id).expect("found by path");
+    assert_eq!(c.stats.pids.current, Some(2));
+    assert!(c.stats.cpu.usage_ns.is_some());
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+
+    // Gone for good: dropped from the sweep, descriptors closed.
+    let mut col = collector(&cg.id);
+    col.sweep();
+    assert!(held_dir_fds() > before);
+    drop(cg);
+    let s = col.sweep();
+    assert!(s.containers.is_empty(), "{:?}", s.containers);
+    assert_eq!(held_dir_fds(), before);
+}
