@@ -38,7 +38,7 @@ pub struct Config {
     /// new; between, the last values are reported. They change only on an update.
     pub spec_interval: Duration,
     /// Read per-CPU usage (v1 `cpuacct.usage_percpu`), one more file per container. Off by
-    /// default, as cAdvisor's `percpu` metrics are.
+    /// default, as the kubelet runs cAdvisor: such series grow with cores times containers.
     pub per_cpu: bool,
     /// Use inotify to notice new and removed cgroups between rescans.
     pub watch: bool,
@@ -161,6 +161,8 @@ struct Tracked {
     /// The spec as last read, and when.
     spec: Spec,
     spec_read: Option<Instant>,
+    /// A process in it, held for network reads.
+    proc: Option<network::ProcHandle>,
 }
 
 impl Tracked {
@@ -487,6 +489,7 @@ impl Collector {
                         stats: ContainerStats::default(),
                         spec: Spec::default(),
                         spec_read: None,
+                        proc: None,
                     }
                 }
             };
@@ -600,12 +603,31 @@ impl Collector {
         } else {
             v1_any.or(t.unified.as_ref())
         };
-        let pid = procs_dir.and_then(|d| network::first_pid(r, d.into()));
-        if let Some(layers) = self.layers.as_mut() {
-            s.fs = layers.read(&t.id, t.identity.kind, pid, &mut self.devices, now_ms);
+        // A process of the container, for its network namespace and its writable layer. Its
+        // handle is kept while the process lives, and renewed on the spec interval in case
+        // it moved to another cgroup.
+        let kind = t.identity.kind;
+        let wants_net = self.config.network && kind != Kind::Root;
+        let wants_pid = wants_net || (self.layers.is_some() && kind == Kind::Container);
+        if !wants_pid || spec_due {
+            t.proc = None;
         }
-        if self.config.network && t.identity.kind != Kind::Root {
-            self.net.read(pid, r, &mut s.network);
+        let renew = |net: &mut NetReader, r: &mut Reader| {
+            procs_dir
+                .and_then(|d| network::first_pid(r, d.into()))
+                .map(|pid| net.handle(pid))
+        };
+        if wants_pid && t.proc.is_none() {
+            t.proc = renew(&mut self.net, r);
+        }
+        if wants_net && !self.net.read(t.proc.as_ref(), r, &mut s.network) {
+            // That process has exited: take another one, once.
+            t.proc = renew(&mut self.net, r);
+            self.net.read(t.proc.as_ref(), r, &mut s.network);
+        }
+        if let Some(layers) = self.layers.as_mut() {
+            let pid = t.proc.as_ref().map(|h| h.pid);
+            s.fs = layers.read(&t.id, kind, pid, &mut self.devices, now_ms);
         }
         if let (Some(load), Some(tasks_dir)) = (self.load.as_mut(), procs_dir) {
             let v1_dir = t.v1.cpu.as_ref().or(t.v1.cpuacct.as_ref()).or(v1_any);

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 use crate::parse;
-use crate::read::Reader;
+use crate::read::{CgDir, Reader};
 use crate::stats::{NetworkStats, NetworkStatus};
 
 /// Reads network figures for the processes of the cgroups it is asked about, remembering each
@@ -25,10 +25,11 @@ pub struct NetReader {
     /// `<proc_root>/<pid>`, rebuilt for each container without allocating.
     pid_dir: PathBuf,
     pid_str: String,
-    /// (namespace link, figures) read during the current sweep; entries past `seen_len` are
-    /// kept only for their buffers.
-    seen: Vec<(String, NetworkStats)>,
+    /// Figures read during the current sweep, by namespace; entries past `seen_len` are kept
+    /// only for their buffers.
+    seen: Vec<NetworkStats>,
     seen_len: usize,
+    seen_index: std::collections::HashMap<NsId, usize>,
     /// Interfaces whose names start with one of these are left out.
     pub ignore: Vec<String>,
 }
@@ -43,6 +44,7 @@ impl NetReader {
             pid_str: String::new(),
             seen: Vec::new(),
             seen_len: 0,
+            seen_index: std::collections::HashMap::new(),
             ignore: Vec::new(),
         }
     }
@@ -55,6 +57,7 @@ impl NetReader {
     /// host and their figures are reported as read.
     pub fn begin_sweep(&mut self) {
         self.seen_len = 0;
+        self.seen_index.clear();
         self.set_pid_dir(1);
         self.host_ns = ns_link(&self.pid_dir);
         self.host_ino = net_dev_ino(&self.pid_dir);
@@ -77,13 +80,11 @@ impl NetReader {
         self.pid_dir.push(&self.pid_str);
     }
 
-    /// Fills `out` for a container whose first process is `pid` (`None` when it has none).
-    pub fn read(&mut self, pid: Option<u32>, r: &mut Reader, out: &mut NetworkStats) {
-        out.interfaces.clear();
-        let Some(pid) = pid else {
-            out.status = NetworkStatus::NoProcess;
-            return;
-        };
+    /// A handle on process `pid` of a container: `/proc/<pid>` held open (within the
+    /// descriptor budget) and its network namespace told once. While the process lives, the
+    /// handle saves listing `cgroup.procs` and resolving `/proc/<pid>/...` on every sweep;
+    /// a held directory also cannot be confused with a later process that reuses the pid.
+    pub fn handle(&mut self, pid: u32) -> ProcHandle {
         self.set_pid_dir(pid);
         let link = ns_link(&self.pid_dir);
         let ino = net_dev_ino(&self.pid_dir);
@@ -92,18 +93,38 @@ impl NetReader {
             (_, _, Some(i), Some(h)) => i == h,
             _ => false,
         };
-        if in_host {
+        let mut dir = CgDir::new(self.pid_dir.clone());
+        dir.hold();
+        ProcHandle {
+            pid,
+            dir,
+            ns: match (link.as_deref().and_then(ns_number), ino) {
+                (Some(n), _) => Some(NsId::Link(n)),
+                (None, Some(i)) => Some(NsId::NetDevInode(i)),
+                (None, None) => None,
+            },
+            in_host,
+        }
+    }
+
+    /// Fills `out` for a container through the handle on one of its processes (`None` when
+    /// it has none). False when that process has exited: get a new handle and read again.
+    pub fn read(&mut self, h: Option<&ProcHandle>, r: &mut Reader, out: &mut NetworkStats) -> bool {
+        out.interfaces.clear();
+        let Some(h) = h else {
+            out.status = NetworkStatus::NoProcess;
+            return true;
+        };
+        if h.in_host {
             out.status = NetworkStatus::HostNamespace;
-            return;
+            return true;
         }
-        let ns = link.or_else(|| ino.map(|i| format!("net-dev-inode:{i}")));
-        if let Some(ns) = &ns {
-            if let Some((_, stats)) = self.seen[..self.seen_len].iter().find(|(n, _)| n == ns) {
-                out.clone_from(stats);
-                return;
-            }
+        if let Some(&i) = h.ns.as_ref().and_then(|ns| self.seen_index.get(ns)) {
+            out.clone_from(&self.seen[i]);
+            return true;
         }
-        match r.read(&self.pid_dir, "net/dev") {
+        // No fallback to the path: after an exit, /proc/<pid> may be another process.
+        match r.read_in((&h.dir).into(), "net/dev", false) {
             Some(text) => {
                 out.status = NetworkStatus::Own;
                 if let Err(reason) = parse::net_dev(text, &mut out.interfaces) {
@@ -115,19 +136,46 @@ impl NetReader {
                         .retain(|i| !ignore.iter().any(|p| i.name.starts_with(p.as_str())));
                 }
             }
-            // The process exited between listing and reading: try again next sweep.
-            None => out.status = NetworkStatus::NoProcess,
-        }
-        if let Some(ns) = ns {
-            if self.seen_len == self.seen.len() {
-                self.seen.push((String::new(), NetworkStats::default()));
+            None => {
+                // Exited: not a sign that the cgroup vanished.
+                r.saw_missing = false;
+                out.status = NetworkStatus::NoProcess;
+                return false;
             }
-            let slot = &mut self.seen[self.seen_len];
-            slot.0 = ns;
-            slot.1.clone_from(out);
+        }
+        if let Some(ns) = h.ns {
+            if self.seen_len == self.seen.len() {
+                self.seen.push(NetworkStats::default());
+            }
+            self.seen[self.seen_len].clone_from(out);
+            self.seen_index.insert(ns, self.seen_len);
             self.seen_len += 1;
         }
+        true
     }
+}
+
+/// A process of a container, followed across sweeps for its network figures.
+#[derive(Debug)]
+pub struct ProcHandle {
+    pub pid: u32,
+    dir: CgDir,
+    /// Its network namespace: the `ns/net` link, else the `net/dev` inode.
+    ns: Option<NsId>,
+    in_host: bool,
+}
+
+/// A network namespace: its inode number from the `ns/net` link, or the inode of `net/dev`
+/// (one per namespace too, but of procfs, so kept apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum NsId {
+    Link(u64),
+    NetDevInode(u64),
+}
+
+/// The number in a namespace link, `net:[4026531840]`.
+fn ns_number(link: &str) -> Option<u64> {
+    link.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
 }
 
 /// The inode of `<pid>/net/dev`: the same for every process of one network namespace.
@@ -156,5 +204,18 @@ pub fn first_pid(r: &mut Reader, dir: crate::read::Dir<'_>) -> Option<u32> {
             r.errors.push(Error::parse(r.last_path(), reason));
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ns_number;
+
+    #[test]
+    fn namespace_numbers_come_from_the_link() {
+        assert_eq!(ns_number("net:[4026531840]"), Some(4_026_531_840));
+        assert_eq!(ns_number("net:[]"), None);
+        assert_eq!(ns_number("mnt:[4026531840]"), None);
+        assert_eq!(ns_number("net:[12x]"), None);
     }
 }

@@ -162,7 +162,13 @@ impl Reader {
     /// Reads `dir/file`. `None` when it does not exist (an older kernel or a vanished cgroup),
     /// or when reading failed (the error is recorded).
     pub fn read<'d>(&mut self, dir: impl Into<Dir<'d>>, file: &str) -> Option<&str> {
-        let dir = dir.into();
+        self.read_in(dir.into(), file, true)
+    }
+
+    /// As `read`; `fallback` says whether a file gone through a held descriptor is looked
+    /// up by path (right for cgroup directories, wrong for `/proc/<pid>`, whose pid may have
+    /// passed to another process).
+    pub fn read_in(&mut self, dir: Dir<'_>, file: &str, fallback: bool) -> Option<&str> {
         self.path.clear();
         self.path.push(dir.path);
         self.path.push(file);
@@ -171,7 +177,7 @@ impl Reader {
             Some(fd) => self.open_at(fd, file),
             None => File::open(&self.path),
         };
-        if dir.fd.is_some() && opened.as_ref().is_err_and(is_vanished) {
+        if fallback && dir.fd.is_some() && opened.as_ref().is_err_and(is_vanished) {
             // Gone through the descriptor: the cgroup went, or went and came back.
             if let Ok(f) = File::open(&self.path) {
                 self.stale_dir = true;

@@ -143,6 +143,15 @@ impl TestCgroup {
         pid
     }
 
+    /// Kills one child, by the pid `spawn` returned, and reaps it.
+    pub fn kill(&mut self, pid: u32) {
+        if let Some(i) = self.children.iter().position(|c| c.id() == pid) {
+            let mut c = self.children.remove(i);
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Kills the children now (the cgroup stays).
     pub fn kill_all(&mut self) {
         for mut c in self.children.drain(..) {

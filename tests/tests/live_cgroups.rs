@@ -128,6 +128,40 @@ fn nix_cpus() -> usize {
         .unwrap_or(1)
 }
 
+/// The collector keeps a handle on one process of a container for its network figures; when
+/// that process exits, another of the container's processes takes over at once.
+#[test]
+fn network_follows_the_container_when_its_process_exits() {
+    let pair = NetnsPair::create();
+    let mut cg = TestCgroup::new("ccol-netexit");
+    let first = cg.spawn(&mut NetnsPair::exec(&pair.a, "sleep", &["600"]));
+    let mut col = collector_for(&cg.id);
+    std::thread::sleep(Duration::from_millis(300));
+    let id = cg.id.clone();
+    let has_link = |s: &Snapshot| {
+        let n = &find(s, &id).stats.network;
+        n.status == NetworkStatus::Own && n.interfaces.iter().any(|i| i.name == pair.a_if)
+    };
+    let s = col.sweep();
+    assert!(has_link(&s), "{:?}", find(&s, &cg.id).stats.network);
+    // A second process in the same namespace, then the first (the one followed) goes.
+    cg.spawn(&mut NetnsPair::exec(&pair.a, "sleep", &["600"]));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(has_link(&col.sweep()));
+    cg.kill(first);
+    let s = col.sweep();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert!(has_link(&s), "{:?}", find(&s, &cg.id).stats.network);
+    // None left: no figures, no error, and the cgroup is still there.
+    cg.kill_all();
+    std::thread::sleep(Duration::from_millis(100));
+    let s = col.sweep();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    let n = &find(&s, &cg.id).stats.network;
+    assert_eq!(n.status, NetworkStatus::NoProcess, "{n:?}");
+    assert!(n.interfaces.is_empty());
+}
+
 #[test]
 fn network_traffic_over_a_veth_between_test_namespaces() {
     let pair = NetnsPair::create();
