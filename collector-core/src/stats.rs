@@ -62,7 +62,7 @@ pub struct MemoryStats {
     pub unevictable_bytes: Option<u64>,
     /// Kernel memory (v2 `kernel`, v1 `memory.kmem.usage_in_bytes`).
     pub kernel_bytes: Option<u64>,
-    /// Swap in use: v1 `memsw.usage - usage`, v2 `memory.swap.current`.
+    /// Swap in use: v1 `memory.stat` `total_swap`, v2 `memory.swap.current`.
     pub swap_bytes: Option<u64>,
     pub pgfault: Option<u64>,
     pub pgmajfault: Option<u64>,

@@ -104,11 +104,6 @@ fn read_memory(r: &mut Reader, dir: Dir<'_>, want: Want, s: &mut ContainerStats)
     m.failcnt = r.u64(dir, "memory.failcnt");
     m.kernel_bytes = r.u64(dir, "memory.kmem.usage_in_bytes");
     read_memory_stat(r, dir, m);
-    // memsw counts memory plus swap; what is swapped out is the difference.
-    m.swap_bytes = r
-        .u64(dir, "memory.memsw.usage_in_bytes")
-        .zip(m.usage_bytes)
-        .map(|(sw, u)| sw.saturating_sub(u));
     r.flat_keyed(dir, "memory.oom_control", |k, v| {
         if k == "oom_kill" {
             m.events.oom_kill = Some(v)
@@ -141,6 +136,9 @@ fn read_memory_stat(r: &mut Reader, dir: Dir<'_>, m: &mut MemoryStats) {
             "active_file" => &mut m.active_file_bytes,
             "inactive_file" => &mut m.inactive_file_bytes,
             "unevictable" => &mut m.unevictable_bytes,
+            // Present with swap accounting, as the memsw files are: what memsw.usage less
+            // usage would give, without reading another file.
+            "swap" => &mut m.swap_bytes,
             "pgfault" => &mut m.pgfault,
             "pgmajfault" => &mut m.pgmajfault,
             _ => return,

@@ -29,6 +29,9 @@ pub struct App {
     pub options: Arc<Options>,
     pub telemetry_path: String,
     pub interval: Duration,
+    /// The last /metrics body's length: the next is sized from it in one allocation, rather
+    /// than doubled up to it (which would hold up to twice the body at the peak).
+    pub last_body: std::sync::atomic::AtomicUsize,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -95,11 +98,14 @@ fn metrics(app: &App, req: &Request<hyper::body::Incoming>) -> Resp {
         events: app.events.clone(),
         violations: app.violations.clone(),
     }));
-    let mut body = String::with_capacity(64 * 1024);
+    let hint = app.last_body.load(std::sync::atomic::Ordering::Relaxed);
+    let mut body = String::with_capacity((hint + hint / 16).max(64 * 1024));
     if let Err(e) = prom::encode(&mut body, &registry, format) {
         tracing::error!("encoding /metrics failed: {e}");
         return text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n");
     }
+    app.last_body
+        .store(body.len(), std::sync::atomic::Ordering::Relaxed);
     let gzip = req
         .headers()
         .get(header::ACCEPT_ENCODING)

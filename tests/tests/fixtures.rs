@@ -215,7 +215,8 @@ fn legacy_v1_without_unified_twin() {
 
 /// By default the files a sweep does not need are not opened at all: per-CPU usage (off like
 /// cAdvisor's percpu metrics) and, with the hybrid twin present, v1's tick-rounded
-/// cpuacct.stat. Broken copies of both therefore give no errors.
+/// cpuacct.stat; and memsw.usage, since memory.stat's total_swap says the same. Broken copies
+/// of all three therefore give no errors.
 #[test]
 fn files_not_wanted_are_not_read() {
     let dir = copy_of("cgroup-v1-hybrid-docker");
@@ -223,6 +224,15 @@ fn files_not_wanted_are_not_read() {
     for file in ["cpuacct.usage_percpu", "cpuacct.stat"] {
         std::fs::write(docker_dir(root, "cpuacct").join(file), "garbage\n").unwrap();
     }
+    // Swap comes from memory.stat's total_swap, not from memsw.usage less usage.
+    let memory = docker_dir(root, "memory");
+    std::fs::write(memory.join("memory.memsw.usage_in_bytes"), "garbage\n").unwrap();
+    let stat = std::fs::read_to_string(memory.join("memory.stat")).unwrap();
+    std::fs::write(
+        memory.join("memory.stat"),
+        stat.replace("total_swap 0", "total_swap 8192"),
+    )
+    .unwrap();
     let mut col = Collector::new(Config {
         per_cpu: false,
         ..config(root)
@@ -234,6 +244,7 @@ fn files_not_wanted_are_not_read() {
     assert!(c.stats.cpu.per_cpu_ns.is_empty());
     assert_eq!(c.stats.cpu.user_ns, Some(13_824_853_000));
     assert_eq!(c.stats.cpu.usage_ns, Some(13_696_074_060));
+    assert_eq!(c.stats.memory.swap_bytes, Some(8192));
 }
 
 #[test]
