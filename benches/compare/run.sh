@@ -19,7 +19,8 @@
 #                         (-allow_dynamic_housekeeping=false)
 #        exporter         target/release/collector-exporter (built here unless $EXPORTER is set)
 # Other knobs: BURN_QUOTA_US/BURN_PERIOD_US (default 1000/1000000: 0.1% of a core per burner),
-# CADVISOR (a binary; default: scripts/get-cadvisor.sh), OUT (default target/compare/<time>).
+# CADVISOR (a binary; default: scripts/get-cadvisor.sh), OUT (default target/compare/<time>),
+# EXPORTER_ARGS (more exporter flags, e.g. --housekeeping.hold-files).
 #
 # Everything it made is removed on exit, Ctrl-C included: tools and workload killed by pid, the
 # cgroups removed; the namespaces, made by `unshare -n`, go with their processes.
@@ -236,8 +237,9 @@ run_tool() { # tool N interval
             -raw_cgroup_prefix_whitelist="/$PARENT" "${extra[@]}" >/dev/null 2>"$logf" &
         ;;
     exporter)
+        # shellcheck disable=SC2086 # EXPORTER_ARGS is a list of flags
         "$EXPORTER" --web.listen-address "127.0.0.1:$port" --housekeeping.interval "${iv}s" \
-            --cgroups.include "/$PARENT" --log.level warn >/dev/null 2>"$logf" &
+            --cgroups.include "/$PARENT" --log.level warn ${EXPORTER_ARGS:-} >/dev/null 2>"$logf" &
         ;;
     *) die "unknown tool $tool" ;;
     esac

@@ -123,6 +123,7 @@ fn core_config(s: &Settings) -> Config {
         exclude: s.exclude.clone(),
         runtime_only: s.runtime_only,
         spec_interval: s.spec_interval,
+        hold_files: s.hold_files,
         fs: collector_core::fs::FsConfig {
             rootfs: s.rootfs.clone(),
             interval: s.fs_interval,

@@ -73,6 +73,12 @@ impl Collector for SelfCollector {
             "Containers (cgroups) in the last sweep.",
             s.containers.load(Ordering::Relaxed) as f64,
         )?;
+        gauge(
+            &mut enc,
+            "collector_held_descriptors",
+            "Descriptors held open on cgroup directories, processes and (with hold-files) files.",
+            collector_core::read::held_dir_fds() as f64,
+        )?;
         gauge(&mut enc, "collector_inotify_watch_limit_reached", "1 when the inotify watch limit was hit: new cgroups are then found by the periodic rescan.", s.watch_saturated.load(Ordering::Relaxed) as f64)?;
         self.encode_sinks(&mut enc)?;
         self.encode_events_and_runtimes(&mut enc)?;

@@ -1,7 +1,8 @@
 //! Directory descriptors the collector holds on cgroup directories (to open files with
 //! `openat`): a cgroup removed and made again under the same name is read afresh, a spent
 //! budget falls back to full paths, and nothing is held for cgroups that are gone.
-//! One test function: the budget and the count are process-wide.
+//! The budget and the count are process-wide, so these run one at a time (`--test-threads 1`
+//! is not needed: each holds `SERIAL`).
 
 use std::process::Command;
 use std::time::Duration;
@@ -10,13 +11,30 @@ use collector_core::read::{held_dir_fds, set_dir_fd_budget};
 use collector_core::{Collector, Config};
 use tests::TestCgroup;
 
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn collector(id: &str) -> Collector {
+    collector_holding(id, false)
+}
+
+fn collector_holding(id: &str, hold_files: bool) -> Collector {
     Collector::new(Config {
+        hold_files,
         include: vec![id.to_string()],
         // No inotify and no rescan: the held descriptors alone must notice the change.
         watch: false,
         rescan_interval: Duration::from_secs(3600),
-        spec_interval: Duration::ZERO,
+        // Spec reads are never held: with a long interval, the sweeps after the first read
+        // only hot files.
+        spec_interval: if hold_files {
+            Duration::from_secs(3600)
+        } else {
+            Duration::ZERO
+        },
         network: false,
         ..Config::default()
     })
@@ -31,6 +49,7 @@ fn sleeper() -> Command {
 
 #[test]
 fn held_directories_follow_removal_recreation_and_the_budget() {
+    let _one_at_a_time = serial();
     let mut cg = TestCgroup::new("ccol-held");
     let dirs = cg.dirs().len();
     cg.set("pids", "pids.max", "10");
@@ -88,4 +107,58 @@ fn held_directories_follow_removal_recreation_and_the_budget() {
     let s = col.sweep();
     assert!(s.containers.is_empty(), "{:?}", s.containers);
     assert_eq!(held_dir_fds(), before);
+}
+
+/// With `hold_files`, the files read on every sweep stay open and are read with `pread`:
+/// figures still move, a cgroup made again under the same name is read afresh, and everything
+/// is closed when the cgroup goes.
+#[test]
+fn held_files_are_read_again_and_let_go() {
+    let _one_at_a_time = serial();
+    let mut cg = TestCgroup::new("ccol-heldf");
+    cg.spawn(&mut sleeper());
+    let mut col = collector_holding(&cg.id, true);
+    let base = held_dir_fds();
+    // The first sweep reads the spec too, and holds no file; the second holds the hot
+    // files; from the third on only the cpu directory is held besides them.
+    col.sweep();
+    col.sweep();
+    let a = col.sweep();
+    let held = held_dir_fds() - base;
+    assert!(held >= 10, "only {held} descriptors held");
+    let mut burn = Command::new("sh");
+    burn.args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"]);
+    cg.spawn(&mut burn);
+    std::thread::sleep(Duration::from_millis(300));
+    let b = col.sweep();
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    let (ua, ub) = (
+        a.get(&cg.id).unwrap().stats.cpu.usage_ns.unwrap(),
+        b.get(&cg.id).unwrap().stats.cpu.usage_ns.unwrap(),
+    );
+    assert!(
+        ub > ua,
+        "usage did not move through held files: {ua} -> {ub}"
+    );
+    assert_eq!(
+        held_dir_fds() - base,
+        held,
+        "no new descriptors in steady state"
+    );
+
+    cg.recreate();
+    cg.spawn(&mut sleeper());
+    let s = col.sweep();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    let c = &s.get(&cg.id).expect("still followed").stats;
+    assert_eq!(c.pids.current, Some(1), "read through the new directory");
+    col.sweep();
+    let s = col.sweep();
+    assert_eq!(s.get(&cg.id).unwrap().stats.pids.current, Some(1));
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+
+    drop(cg);
+    let s = col.sweep();
+    assert!(s.containers.is_empty(), "{:?}", s.containers);
+    assert_eq!(held_dir_fds(), base, "all closed once the cgroup is gone");
 }
