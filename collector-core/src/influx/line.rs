@@ -89,19 +89,28 @@ pub fn write_point(
     true
 }
 
-/// Backslash-escapes the given specials; backslashes become `/`, line breaks spaces.
+/// Backslash-escapes the given specials; backslashes become `/`, line breaks spaces. Runs of
+/// plain bytes are copied whole (byte-by-byte pushes were a quarter of the encoding time).
 fn escape(out: &mut Vec<u8>, s: &str, specials: &[u8]) {
-    for c in s.bytes() {
-        match c {
-            b'\n' | b'\r' => out.push(b' '),
-            b'\\' => out.push(b'/'),
+    let b = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let swap: &[u8] = match c {
+            b'\n' | b'\r' => b" ",
+            b'\\' => b"/",
             c if specials.contains(&c) => {
-                out.push(b'\\');
-                out.push(c);
+                out.extend_from_slice(&b[start..i]);
+                out.extend_from_slice(&[b'\\', c]);
+                start = i + 1;
+                continue;
             }
-            c => out.push(c),
-        }
+            _ => continue,
+        };
+        out.extend_from_slice(&b[start..i]);
+        out.extend_from_slice(swap);
+        start = i + 1;
     }
+    out.extend_from_slice(&b[start..]);
 }
 
 #[cfg(test)]

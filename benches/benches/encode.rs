@@ -1,0 +1,319 @@
+//! Encoding one snapshot for each output, beside the obvious alternative:
+//!
+//! - `prometheus/ours/N`: the exporter's /metrics body (prometheus-client, cAdvisor names), for
+//!   N = 1,000 and 10,000 containers; `prometheus/format/N`: the same families written sample
+//!   by sample with `format!` into a `String`, as a hand-rolled exporter would.
+//! - `influx/ours/1000`: the InfluxDB sink's line protocol (escaping, sorted tags);
+//!   `influx/format/1000`: the same measurements by `format!`, without escaping.
+//! - `elastic/ours/1000`: the Elasticsearch sink's `_bulk` body (one action and one ECS
+//!   document per container); `elastic/serde_json/1000`: one `serde_json::json!` value per
+//!   container serialized in turn.
+//!
+//! The containers are copies of the Docker container of the v1 hybrid kernel capture in
+//! `tests/fixtures` (a real sweep of it, so every family the readers fill is present), each
+//! under its own id. No root needed; nothing is written.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use collector_core::elastic::{ElasticConfig, ElasticSink};
+use collector_core::influx::{Api, InfluxConfig, InfluxSink};
+use collector_core::prometheus::{render, Format, Options};
+use collector_core::sink::Sink;
+use collector_core::{Collector, Config, Roots, Snapshot};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+/// A snapshot of `n` containers, each a copy of the fixture's Docker container.
+fn snapshot(n: usize) -> Snapshot {
+    let root = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/cgroup-v1-hybrid-docker"
+    );
+    let mut col = Collector::new(Config {
+        roots: Roots::under(std::path::Path::new(root)),
+        watch: false,
+        load: false,
+        ..Config::default()
+    })
+    .expect("the fixture tree");
+    let one = col.sweep();
+    let model = one
+        .containers
+        .iter()
+        .find(|c| c.id.starts_with("/docker/"))
+        .expect("the fixture's docker container")
+        .clone();
+    let mut s = Snapshot {
+        timestamp_ms: one.timestamp_ms,
+        setup: one.setup,
+        machine: one.machine.clone(),
+        ..Snapshot::default()
+    };
+    for i in 0..n {
+        let mut c = model.clone();
+        let cid = format!("{i:064x}");
+        c.id = format!("/docker/{cid}");
+        c.identity.container_id = Some(cid);
+        c.meta.name = Some(format!("app-{i}"));
+        c.meta.image = Some("registry.example/app:1.4.2".into());
+        c.stats.cpu.usage_ns = c.stats.cpu.usage_ns.map(|v| v + i as u64);
+        s.containers.push(c);
+    }
+    s
+}
+
+fn prometheus(c: &mut Criterion) {
+    let mut g = c.benchmark_group("prometheus");
+    for n in [1_000, 10_000] {
+        let snap = Arc::new(snapshot(n));
+        let opts = Arc::new(Options::default());
+        let body = render(snap.clone(), opts.clone(), Format::PrometheusText).unwrap();
+        eprintln!(
+            "prometheus, {n} containers: {} bytes, {} samples",
+            body.len(),
+            body.lines().filter(|l| !l.starts_with('#')).count()
+        );
+        g.throughput(Throughput::Elements(n as u64));
+        g.sample_size(10);
+        g.bench_with_input(BenchmarkId::new("ours", n), &n, |b, _| {
+            b.iter(|| render(snap.clone(), opts.clone(), Format::PrometheusText).unwrap())
+        });
+        g.bench_with_input(BenchmarkId::new("format", n), &n, |b, _| {
+            b.iter(|| prometheus_by_format(black_box(&snap)))
+        });
+    }
+    g.finish();
+}
+
+/// The main families, one `format!` per sample, labels `id`, `name`, `image`.
+fn prometheus_by_format(s: &Snapshot) -> String {
+    let mut out = String::new();
+    for c in &s.containers {
+        let name = c.meta.name.as_deref().unwrap_or("");
+        let image = c.meta.image.as_deref().unwrap_or("");
+        let l = format!("id=\"{}\",image=\"{image}\",name=\"{name}\"", c.id);
+        let st = &c.stats;
+        let secs = |ns: Option<u64>| ns.unwrap_or(0) as f64 / 1e9;
+        let bytes = |b: Option<u64>| b.unwrap_or(0) as f64;
+        for (family, v) in [
+            ("container_cpu_usage_seconds_total", secs(st.cpu.usage_ns)),
+            ("container_cpu_user_seconds_total", secs(st.cpu.user_ns)),
+            ("container_cpu_system_seconds_total", secs(st.cpu.system_ns)),
+            ("container_cpu_cfs_periods_total", bytes(st.cpu.nr_periods)),
+            (
+                "container_cpu_cfs_throttled_periods_total",
+                bytes(st.cpu.nr_throttled),
+            ),
+            (
+                "container_cpu_cfs_throttled_seconds_total",
+                secs(st.cpu.throttled_ns),
+            ),
+            ("container_memory_usage_bytes", bytes(st.memory.usage_bytes)),
+            (
+                "container_memory_working_set_bytes",
+                bytes(st.memory.working_set_bytes),
+            ),
+            ("container_memory_rss", bytes(st.memory.rss_bytes)),
+            ("container_memory_cache", bytes(st.memory.cache_bytes)),
+            ("container_memory_swap", bytes(st.memory.swap_bytes)),
+            (
+                "container_memory_mapped_file",
+                bytes(st.memory.mapped_file_bytes),
+            ),
+            (
+                "container_memory_max_usage_bytes",
+                bytes(st.memory.max_usage_bytes),
+            ),
+            ("container_memory_failcnt", bytes(st.memory.failcnt)),
+            ("container_threads", bytes(st.pids.current)),
+            ("container_threads_max", bytes(st.pids.limit)),
+            (
+                "container_spec_memory_limit_bytes",
+                bytes(st.spec.memory_limit_bytes),
+            ),
+            ("container_spec_cpu_shares", bytes(st.spec.cpu_shares)),
+        ] {
+            out.push_str(&format!("{family}{{{l}}} {v}\n"));
+        }
+        for i in &st.network.interfaces {
+            for (family, v) in [
+                ("container_network_receive_bytes_total", i.rx_bytes),
+                ("container_network_transmit_bytes_total", i.tx_bytes),
+                ("container_network_receive_packets_total", i.rx_packets),
+                ("container_network_transmit_packets_total", i.tx_packets),
+                ("container_network_receive_errors_total", i.rx_errors),
+                ("container_network_transmit_errors_total", i.tx_errors),
+                (
+                    "container_network_receive_packets_dropped_total",
+                    i.rx_dropped,
+                ),
+                (
+                    "container_network_transmit_packets_dropped_total",
+                    i.tx_dropped,
+                ),
+            ] {
+                out.push_str(&format!("{family}{{{l},interface=\"{}\"}} {v}\n", i.name));
+            }
+        }
+        for d in &st.blkio {
+            let dev = d.device.as_deref().unwrap_or("");
+            for (family, v) in [
+                ("container_fs_reads_bytes_total", d.read_bytes),
+                ("container_fs_writes_bytes_total", d.write_bytes),
+                ("container_fs_reads_total", d.reads),
+                ("container_fs_writes_total", d.writes),
+            ] {
+                out.push_str(&format!("{family}{{{l},device=\"{dev}\"}} {v}\n"));
+            }
+        }
+    }
+    out
+}
+
+fn influx(c: &mut Criterion) {
+    let n = 1_000;
+    let snap = snapshot(n);
+    let mut cfg = InfluxConfig::new(
+        "http://127.0.0.1:9",
+        Api::V1 {
+            database: "containers".into(),
+            retention_policy: None,
+            username: None,
+            password: None,
+        },
+    );
+    cfg.host = Some("bench-host".into());
+    let mut sink = InfluxSink::new(cfg).expect("an InfluxDB sink");
+    let mut items = Vec::new();
+    sink.encode(&snap, true, &mut items);
+    eprintln!(
+        "influx, {n} containers: {} lines, {} bytes",
+        items
+            .iter()
+            .map(|i| i.split(|&b| b == b'\n').count() - 1)
+            .sum::<usize>(),
+        items.iter().map(Vec::len).sum::<usize>()
+    );
+    let mut g = c.benchmark_group("influx");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_with_input(BenchmarkId::new("ours", n), &n, |b, _| {
+        b.iter(|| {
+            items.clear();
+            sink.encode(black_box(&snap), true, &mut items);
+            items.len()
+        })
+    });
+    g.bench_with_input(BenchmarkId::new("format", n), &n, |b, _| {
+        b.iter(|| influx_by_format(black_box(&snap)))
+    });
+    g.finish();
+}
+
+/// The cpu and memory measurements and one per interface and device, one `format!` each.
+fn influx_by_format(s: &Snapshot) -> Vec<String> {
+    let ts = s.timestamp_ms as u128 * 1_000_000;
+    let mut out = Vec::new();
+    for c in &s.containers {
+        let st = &c.stats;
+        let tags = format!(
+            "container_id={},host=bench-host,id={},image={},name={}",
+            c.identity.container_id.as_deref().unwrap_or(""),
+            c.id,
+            c.meta.image.as_deref().unwrap_or(""),
+            c.meta.name.as_deref().unwrap_or("")
+        );
+        out.push(format!(
+            "container_cpu,{tags} usage_seconds={},user_seconds={},system_seconds={},periods={}i,throttled_periods={}i {ts}",
+            st.cpu.usage_ns.unwrap_or(0) as f64 / 1e9,
+            st.cpu.user_ns.unwrap_or(0) as f64 / 1e9,
+            st.cpu.system_ns.unwrap_or(0) as f64 / 1e9,
+            st.cpu.nr_periods.unwrap_or(0),
+            st.cpu.nr_throttled.unwrap_or(0),
+        ));
+        let m = &st.memory;
+        out.push(format!(
+            "container_memory,{tags} usage_bytes={}i,working_set_bytes={}i,rss_bytes={}i,cache_bytes={}i,swap_bytes={}i,failcnt={}i {ts}",
+            m.usage_bytes.unwrap_or(0),
+            m.working_set_bytes.unwrap_or(0),
+            m.rss_bytes.unwrap_or(0),
+            m.cache_bytes.unwrap_or(0),
+            m.swap_bytes.unwrap_or(0),
+            m.failcnt.unwrap_or(0),
+        ));
+        for i in &st.network.interfaces {
+            out.push(format!(
+                "container_network,{tags},interface={} rx_bytes={}i,tx_bytes={}i,rx_packets={}i,tx_packets={}i {ts}",
+                i.name, i.rx_bytes, i.tx_bytes, i.rx_packets, i.tx_packets
+            ));
+        }
+        for d in &st.blkio {
+            out.push(format!(
+                "container_blkio,{tags},device={} read_bytes={}i,write_bytes={}i,reads={}i,writes={}i {ts}",
+                d.device.as_deref().unwrap_or(""),
+                d.read_bytes,
+                d.write_bytes,
+                d.reads,
+                d.writes
+            ));
+        }
+    }
+    out
+}
+
+fn elastic(c: &mut Criterion) {
+    let n = 1_000;
+    let snap = snapshot(n);
+    let mut cfg = ElasticConfig::new("http://127.0.0.1:9");
+    cfg.host = Some("bench-host".into());
+    cfg.machine_document = false;
+    let mut sink = ElasticSink::new(cfg).expect("an Elasticsearch sink");
+    let mut items = Vec::new();
+    sink.encode(&snap, true, &mut items);
+    eprintln!(
+        "elastic, {n} containers: {} items, {} bytes",
+        items.len(),
+        items.iter().map(Vec::len).sum::<usize>()
+    );
+    let mut g = c.benchmark_group("elastic");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_with_input(BenchmarkId::new("ours", n), &n, |b, _| {
+        b.iter(|| {
+            items.clear();
+            sink.encode(black_box(&snap), true, &mut items);
+            items.len()
+        })
+    });
+    g.bench_with_input(BenchmarkId::new("serde_json", n), &n, |b, _| {
+        b.iter(|| elastic_by_json(black_box(&snap)))
+    });
+    g.finish();
+}
+
+/// One action line and one document per container, each built as a `serde_json::Value`.
+fn elastic_by_json(s: &Snapshot) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in &s.containers {
+        let action = serde_json::json!({ "create": {} });
+        let st = &c.stats;
+        let doc = serde_json::json!({
+            "@timestamp": s.timestamp_ms,
+            "host": { "name": "bench-host" },
+            "container": {
+                "id": c.identity.container_id,
+                "name": c.meta.name,
+                "image": { "name": c.meta.image },
+                "memory": { "usage": st.memory.usage_bytes },
+                "cpu": { "usage_ns": st.cpu.usage_ns },
+            },
+            "collector": { "container": st },
+        });
+        serde_json::to_writer(&mut out, &action).unwrap();
+        out.push(b'\n');
+        serde_json::to_writer(&mut out, &doc).unwrap();
+        out.push(b'\n');
+    }
+    out
+}
+
+criterion_group!(benches, prometheus, influx, elastic);
+criterion_main!(benches);
