@@ -154,6 +154,14 @@ struct Variant<'a> {
     name: &'static str,
     passes: u64,
     run: Box<dyn FnMut() + 'a>,
+    /// Before and after each measured run, unmeasured: a collector is made (and warmed up)
+    /// for its runs only, so that each has the whole descriptor budget to itself.
+    setup: Box<dyn FnMut() + 'a>,
+    teardown: Box<dyn FnMut() + 'a>,
+}
+
+fn nothing<'a>() -> Box<dyn FnMut() + 'a> {
+    Box::new(|| {})
 }
 
 fn main() {
@@ -190,8 +198,8 @@ fn main() {
             ("collector-core-network-only", true, false),
             ("collector-core-load-only", false, true),
         ] {
-            let (mut col, mut snap) = steady_collector(&set, network, load);
             if sites && network && load {
+                let (mut col, mut snap) = steady_collector(&set, network, load);
                 TRACE.store(true, Relaxed);
                 col.sweep_into(&mut snap);
                 TRACE.store(false, Relaxed);
@@ -202,13 +210,24 @@ fn main() {
                     eprintln!("{k:>7}  {site}");
                 }
             }
+            let state = std::rc::Rc::new(std::cell::RefCell::new(None));
+            let (made, used, gone) = (state.clone(), state.clone(), state);
+            let set = &set;
             variants.push(Variant {
                 name,
                 passes: sweeps,
+                setup: Box::new(move || {
+                    *made.borrow_mut() = Some(steady_collector(set, network, load));
+                }),
                 run: Box::new(move || {
+                    let mut st = used.borrow_mut();
+                    let (col, snap) = st.as_mut().expect("set up");
                     for _ in 0..sweeps {
-                        col.sweep_into(&mut snap);
+                        col.sweep_into(snap);
                     }
+                }),
+                teardown: Box::new(move || {
+                    gone.borrow_mut().take();
                 }),
             });
         }
@@ -225,6 +244,8 @@ fn main() {
                     }
                 }
             }),
+            setup: nothing(),
+            teardown: nothing(),
         });
         let v1 = V1::new();
         variants.push(Variant {
@@ -237,9 +258,18 @@ fn main() {
                     }
                 }
             }),
+            setup: nothing(),
+            teardown: nothing(),
         });
 
         // One set of floor files (4 fds per cgroup) for the four floor variants.
+        eprintln!(
+            "open fds before the floor: {}, held by collector-core: {}",
+            std::fs::read_dir("/proc/self/fd")
+                .map(|d| d.count())
+                .unwrap_or(0),
+            collector_core::read::held_dir_fds()
+        );
         let floor = std::rc::Rc::new(std::cell::RefCell::new(
             Floor::new(&set).expect("open the floor files"),
         ));
@@ -260,13 +290,17 @@ fn main() {
                         std::hint::black_box(read(&mut floor));
                     }
                 }),
+                setup: nothing(),
+                teardown: nothing(),
             });
         }
 
         let mut best: Vec<Option<Cost>> = vec![None; variants.len()];
         for _ in 0..rounds {
             for (v, best) in variants.iter_mut().zip(best.iter_mut()) {
+                (v.setup)();
                 let c = measure(v.name, &mut v.run);
+                (v.teardown)();
                 *best = Some(match *best {
                     Some(b) if b.cpu_ns <= c.cpu_ns => b,
                     _ => c,
