@@ -676,6 +676,9 @@ impl Collector {
         if wants_pid && t.proc.is_none() {
             t.proc = renew(&mut self.net, r);
         }
+        if !wants_net {
+            s.network.interfaces.clear();
+        }
         if wants_net && !self.net.read(t.proc.as_ref(), r, &mut s.network) {
             // That process has exited: take another one, once.
             t.proc = renew(&mut self.net, r);
@@ -749,15 +752,15 @@ fn event(t: &Tracked, kind: EventKind, time_ms: u64, count: u64) -> Event {
     }
 }
 
-/// Clears figures but keeps the buffers (the spec is overwritten whole by the read).
+/// Clears figures but keeps the buffers (the spec is overwritten whole by the read; the
+/// interfaces in place by the network read, or cleared when there is none).
 fn reset(s: &mut ContainerStats) {
     let spec = std::mem::take(&mut s.spec);
     let mut per_cpu = std::mem::take(&mut s.cpu.per_cpu_ns);
     per_cpu.clear();
     let mut blkio = std::mem::take(&mut s.blkio);
     blkio.clear();
-    let mut ifaces = std::mem::take(&mut s.network.interfaces);
-    ifaces.clear();
+    let ifaces = std::mem::take(&mut s.network.interfaces);
     *s = ContainerStats::default();
     s.cpu.per_cpu_ns = per_cpu;
     s.blkio = blkio;

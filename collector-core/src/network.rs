@@ -110,13 +110,16 @@ impl NetReader {
     /// Fills `out` for a container through the handle on one of its processes (`None` when
     /// it has none). False when that process has exited: get a new handle and read again.
     pub fn read(&mut self, h: Option<&ProcHandle>, r: &mut Reader, out: &mut NetworkStats) -> bool {
-        out.interfaces.clear();
+        // Entries are kept from the last read and overwritten in place by the parser, so
+        // interface names are not allocated again every sweep.
         let Some(h) = h else {
             out.status = NetworkStatus::NoProcess;
+            out.interfaces.clear();
             return true;
         };
         if h.in_host {
             out.status = NetworkStatus::HostNamespace;
+            out.interfaces.clear();
             return true;
         }
         if let Some(&i) = h.ns.as_ref().and_then(|ns| self.seen_index.get(ns)) {
@@ -127,19 +130,17 @@ impl NetReader {
         match r.read_in((&h.dir).into(), "net/dev", false) {
             Some(text) => {
                 out.status = NetworkStatus::Own;
-                if let Err(reason) = parse::net_dev(text, &mut out.interfaces) {
+                let ignore = &self.ignore;
+                let skip = |name: &str| ignore.iter().any(|p| name.starts_with(p.as_str()));
+                if let Err(reason) = parse::net_dev_except(text, &mut out.interfaces, skip) {
                     r.parse_error(reason);
-                }
-                if !self.ignore.is_empty() {
-                    let ignore = &self.ignore;
-                    out.interfaces
-                        .retain(|i| !ignore.iter().any(|p| i.name.starts_with(p.as_str())));
                 }
             }
             None => {
                 // Exited: not a sign that the cgroup vanished.
                 r.saw_missing = false;
                 out.status = NetworkStatus::NoProcess;
+                out.interfaces.clear();
                 return false;
             }
         }

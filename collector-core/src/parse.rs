@@ -207,6 +207,15 @@ pub fn psi(content: &str) -> Result<Psi, Reason> {
 
 /// `/proc/<pid>/net/dev`. Fills `out`, reusing its entries' name buffers.
 pub fn net_dev(content: &str, out: &mut Vec<InterfaceStats>) -> Result<(), Reason> {
+    net_dev_except(content, out, |_| false)
+}
+
+/// As `net_dev`, leaving out the interfaces `skip` names (never stored, so nothing allocated).
+pub fn net_dev_except(
+    content: &str,
+    out: &mut Vec<InterfaceStats>,
+    skip: impl Fn(&str) -> bool,
+) -> Result<(), Reason> {
     let mut used = 0;
     let mut first_err = None;
     // Two header lines, then `iface: 8 receive and 8 transmit columns`.
@@ -236,6 +245,9 @@ pub fn net_dev(content: &str, out: &mut Vec<InterfaceStats>) -> Result<(), Reaso
         }
         if bad || count != 16 {
             first_err.get_or_insert_with(|| bad_line(n, line, "expected 16 counters"));
+            continue;
+        }
+        if skip(name.trim()) {
             continue;
         }
         if used == out.len() {

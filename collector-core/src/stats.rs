@@ -130,7 +130,7 @@ pub struct PsiLine {
 }
 
 /// Network figures of the container's network namespace.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkStats {
     /// Why there are no interfaces, when there are none.
     pub status: NetworkStatus,
@@ -150,7 +150,7 @@ pub enum NetworkStatus {
     NoProcess,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfaceStats {
     pub name: String,
     pub rx_bytes: u64,
@@ -189,6 +189,45 @@ pub enum LoadSource {
     Procfs,
     /// The per-sweep task budget ran out: counts cover only part of the tasks.
     Truncated,
+}
+
+// Written out so that `clone_from` reuses the interface list and name buffers (the derived one
+// allocates anew): the network figures are copied once per container per sweep.
+impl Clone for NetworkStats {
+    fn clone(&self) -> Self {
+        NetworkStats {
+            status: self.status,
+            interfaces: self.interfaces.clone(),
+        }
+    }
+
+    fn clone_from(&mut self, o: &Self) {
+        self.status = o.status;
+        self.interfaces.clone_from(&o.interfaces);
+    }
+}
+
+impl Clone for InterfaceStats {
+    fn clone(&self) -> Self {
+        let mut c = InterfaceStats {
+            name: String::new(),
+            ..*self
+        };
+        c.name.clone_from(&self.name);
+        c
+    }
+
+    fn clone_from(&mut self, o: &Self) {
+        self.name.clone_from(&o.name);
+        self.rx_bytes = o.rx_bytes;
+        self.rx_packets = o.rx_packets;
+        self.rx_errors = o.rx_errors;
+        self.rx_dropped = o.rx_dropped;
+        self.tx_bytes = o.tx_bytes;
+        self.tx_packets = o.tx_packets;
+        self.tx_errors = o.tx_errors;
+        self.tx_dropped = o.tx_dropped;
+    }
 }
 
 /// Limits and requests set on the container.

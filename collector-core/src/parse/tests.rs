@@ -80,6 +80,27 @@ fn psi_lines() {
 }
 
 #[test]
+fn net_dev_except_never_stores_skipped_interfaces() {
+    let text = "Inter-|   Receive\n face |bytes\n    lo: 1 2 3 4 0 0 0 0 5 6 7 8 0 0 0 0\n  eth0: 9 1 0 0 0 0 0 0 8 1 0 0 0 0 0 0\n";
+    let mut out = Vec::new();
+    net_dev_except(text, &mut out, |n| n.starts_with("lo")).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].name.as_str(), out[0].rx_bytes), ("eth0", 9));
+    let ptr = out[0].name.as_ptr();
+    net_dev_except(text, &mut out, |n| n.starts_with("lo")).unwrap();
+    assert_eq!(out[0].name.as_ptr(), ptr, "the name buffer is reused");
+    // Copying figures between snapshots reuses the target's buffers too.
+    let mut copy = vec![crate::stats::InterfaceStats {
+        name: String::with_capacity(16),
+        ..Default::default()
+    }];
+    let before = copy[0].name.as_ptr();
+    copy.clone_from(&out);
+    assert_eq!(copy, out);
+    assert_eq!(copy[0].name.as_ptr(), before);
+}
+
+#[test]
 fn net_dev_reuses_buffers() {
     let text = "Inter-|   Receive\n face |bytes\n    lo:       1       2    3    4    0     0          0         0        5       6    7    8    0     0       0          0\n  eth0: 9 1 0 0 0 0 0 0 8 1 0 0 0 0 0 0\n";
     let mut out = Vec::new();
