@@ -182,13 +182,7 @@ impl PromCollector for SnapshotCollector {
         let ns = |v: Option<u64>| v.map(|v| v as f64 / NS_PER_S);
         let f = |v: Option<u64>| v.map(|v| v as f64);
 
-        fam.simple(
-            "container_cpu_usage_seconds",
-            "Cumulative CPU time consumed, in seconds.",
-            C,
-            Some(("cpu", "total")),
-            |c| ns(c.stats.cpu.usage_ns),
-        )?;
+        fam.cpu_usage()?;
         fam.simple(
             "container_cpu_user_seconds",
             "Cumulative user CPU time consumed, in seconds.",
@@ -741,6 +735,50 @@ impl Families<'_, '_> {
         t: MetricType,
     ) -> Result<prometheus_client::encoding::MetricEncoder<'s>, FmtError> {
         self.enc.encode_descriptor(name, help, None, t)
+    }
+
+    /// `container_cpu_usage_seconds_total`, as cAdvisor serves it: where per-CPU usage was
+    /// read, one series per CPU that has run the container (`cpu="cpu00"`, ...) and no total;
+    /// else `cpu="total"`. So a sum over the family never counts a CPU twice.
+    fn cpu_usage(&mut self) -> Result<(), FmtError> {
+        let (snap, labels) = (self.snap, self.labels);
+        if !snap
+            .containers
+            .iter()
+            .any(|c| c.stats.cpu.usage_ns.is_some())
+        {
+            return Ok(());
+        }
+        let cpus = snap
+            .containers
+            .iter()
+            .map(|c| c.stats.cpu.per_cpu_ns.len())
+            .max()
+            .unwrap_or(0);
+        let names: Vec<String> = (0..cpus).map(|i| format!("cpu{i:02}")).collect();
+        let mut me = self.begin(
+            "container_cpu_usage_seconds",
+            "Cumulative CPU time consumed, in seconds.",
+            MetricType::Counter,
+        )?;
+        let c_t = MetricType::Counter;
+        for (c, l) in snap.containers.iter().zip(labels) {
+            let cpu = &c.stats.cpu;
+            if cpu.per_cpu_ns.is_empty() {
+                if let Some(v) = cpu.usage_ns {
+                    let l = l.with("cpu", "total");
+                    sample(&mut me, c_t, l.slice(), v as f64 / NS_PER_S)?;
+                }
+                continue;
+            }
+            for (v, name) in cpu.per_cpu_ns.iter().zip(&names) {
+                if *v > 0 {
+                    let l = l.with("cpu", name);
+                    sample(&mut me, c_t, l.slice(), *v as f64 / NS_PER_S)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One value per container (and a fixed extra label, like `cpu="total"`).

@@ -86,6 +86,10 @@ pub struct Flags {
     /// Report only containers made by a runtime (and the machine), not raw cgroups.
     #[arg(long = "containers.runtime-only", global = true)]
     pub runtime_only: bool,
+    /// Read and serve per-CPU usage (container_cpu_usage_seconds_total{cpu="cpu00"}, ...),
+    /// one series per CPU per container [default: off, cpu="total" only].
+    #[arg(long = "containers.per-cpu", global = true)]
+    pub per_cpu: bool,
     /// Runtime label exposed as container_label_<key> (repeatable) [default: none].
     #[arg(long = "containers.label-allowlist", global = true)]
     pub label_allowlist: Vec<String>,
@@ -184,6 +188,8 @@ pub struct FileCgroups {
 pub struct FileContainers {
     #[serde(rename = "runtime-only")]
     pub runtime_only: Option<bool>,
+    #[serde(rename = "per-cpu")]
+    pub per_cpu: Option<bool>,
     #[serde(rename = "label-allowlist")]
     pub label_allowlist: Option<Vec<String>>,
     #[serde(rename = "policy-file")]
@@ -224,6 +230,7 @@ pub struct Settings {
     pub include: Vec<String>,
     pub exclude: Vec<String>,
     pub runtime_only: bool,
+    pub per_cpu: bool,
     pub label_allowlist: Vec<String>,
     pub log_level: tracing::Level,
     pub log_json: bool,
@@ -446,6 +453,7 @@ impl Settings {
             include,
             exclude,
             runtime_only: flags.runtime_only || file.containers.runtime_only.unwrap_or(false),
+            per_cpu: flags.per_cpu || file.containers.per_cpu.unwrap_or(false),
             label_allowlist,
             log_level,
             log_json,

@@ -122,6 +122,7 @@ fn core_config(s: &Settings) -> Config {
         include: s.include.clone(),
         exclude: s.exclude.clone(),
         runtime_only: s.runtime_only,
+        per_cpu: s.per_cpu,
         spec_interval: s.spec_interval,
         hold_files: s.hold_files,
         fs: collector_core::fs::FsConfig {

@@ -211,6 +211,48 @@ fn sigterm_stops_cleanly_and_snapshot_prints_json() {
         .contains("# TYPE container_cpu_usage_seconds_total counter"));
 }
 
+/// With `--containers.per-cpu`, usage is served per CPU as cAdvisor serves it: `cpu="cpu00"`
+/// and so on for each CPU that has run the container, and no `cpu="total"` (a sum over the
+/// family would count it twice). The sum matches the total the JSON API reports.
+#[test]
+fn per_cpu_usage_on_request() {
+    let mut cg = TestCgroup::new("ccol-percpu");
+    cg.spawn(&mut burner());
+    let exp = Exporter::start(
+        BIN,
+        &[
+            "--housekeeping.interval",
+            "200ms",
+            "--cgroups.include",
+            &cg.id,
+            "--containers.per-cpu",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    // Stop the burner, so both reads below see the same figures.
+    cg.kill_all();
+    std::thread::sleep(Duration::from_millis(500));
+    let body = exp.get("/metrics").text();
+    let sel = format!("{{id=\"{}\"", cg.id);
+    let cpu = samples(&body, "container_cpu_usage_seconds_total");
+    let ours: Vec<_> = cpu.iter().filter(|(l, _)| l.contains(&sel)).collect();
+    assert!(!ours.is_empty(), "{body}");
+    assert!(
+        ours.iter().all(|(l, _)| l.contains("cpu=\"cpu")),
+        "{ours:?}"
+    );
+    assert!(!ours.iter().any(|(l, _)| l.contains("cpu=\"total\"")));
+    let sum: f64 = ours.iter().map(|(_, v)| *v).sum();
+    let id = cg.id.trim_start_matches('/');
+    let c: serde_json::Value =
+        serde_json::from_slice(&exp.get(&format!("/api/v1/containers/{id}")).body).unwrap();
+    let total = c["stats"]["cpu"]["usage_ns"].as_f64().expect("usage_ns") / 1e9;
+    assert!(
+        total > 0.0 && (sum - total).abs() < 0.01,
+        "sum {sum} vs total {total}"
+    );
+}
+
 #[test]
 fn runtime_only_drops_raw_cgroups() {
     let cg = TestCgroup::new("ccol-rawonly");
