@@ -223,6 +223,15 @@ impl Tracked {
     }
 }
 
+/// A directory to read from: by its descriptor, or by path when the descriptor is stale.
+fn dir_of(d: &CgDir, stale: bool) -> Dir<'_> {
+    if stale {
+        Dir::from(d.path.as_path())
+    } else {
+        Dir::from(d)
+    }
+}
+
 /// Keeps a followed directory (and its held descriptor) when a rescan finds the same path.
 /// True when it changed.
 fn adopt(slot: &mut Option<CgDir>, found: Option<PathBuf>) -> bool {
@@ -504,6 +513,8 @@ impl Collector {
                     ];
                     if changed.contains(&true) {
                         t.files.clear();
+                        t.spec_read = None;
+                        t.proc = None;
                     }
                     t
                 }
@@ -685,15 +696,31 @@ impl Collector {
             self.net.read(t.proc.as_ref(), r, &mut s.network);
         }
         if let Some(layers) = self.layers.as_mut() {
+            // The network read may have skipped the process (a shared or the host's
+            // namespace): make sure it is still there before its mounts are looked at.
+            if kind == Kind::Container && t.proc.as_ref().is_some_and(|h| !h.alive()) {
+                t.proc = renew(&mut self.net, r);
+            }
             let pid = t.proc.as_ref().map(|h| h.pid);
             s.fs = layers.read(&t.id, kind, pid, &mut self.devices, now_ms);
+        }
+        if t.proc.as_ref().is_some_and(|h| !h.is_held()) {
+            // No descriptor to pin the process: its pid may belong to another by the next
+            // sweep, so the handle ends with this one.
+            t.proc = None;
         }
         if let (Some(load), Some(tasks_dir)) = (self.load.as_mut(), procs_dir) {
             let v1_dir = t.v1.cpu.as_ref().or(t.v1.cpuacct.as_ref()).or(v1_any);
             let v2 = setup == Setup::Unified;
-            if let Some((counts, source)) =
-                load.counts(r, v1_dir.map(Dir::from), tasks_dir.into(), v2)
-            {
+            // A directory descriptor found stale above would have the kernel count the
+            // tasks of the removed cgroup: go by path then.
+            let stale = r.stale_dir;
+            if let Some((counts, source)) = load.counts(
+                r,
+                v1_dir.map(|d| dir_of(d, stale)),
+                dir_of(tasks_dir, stale),
+                v2,
+            ) {
                 let prev = t
                     .last_load
                     .map(|(l, at)| (l, now.duration_since(at).as_secs_f64()));
@@ -705,9 +732,12 @@ impl Collector {
 
         let gone = r.saw_missing && procs_dir.is_some_and(|d| !d.path.exists());
         if r.stale_dir {
-            // Removed and made again under the same name: reopen at the next read.
+            // Removed and made again under the same name: reopen at the next read, and take
+            // its spec and a process of it afresh.
             t.for_each_dir(CgDir::release);
             r.drop_files();
+            t.spec_read = None;
+            t.proc = None;
         }
         r.hold_files = false;
         r.swap_files(&mut t.files);

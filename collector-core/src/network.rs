@@ -86,15 +86,19 @@ impl NetReader {
     /// a held directory also cannot be confused with a later process that reuses the pid.
     pub fn handle(&mut self, pid: u32) -> ProcHandle {
         self.set_pid_dir(pid);
-        let link = ns_link(&self.pid_dir);
-        let ino = net_dev_ino(&self.pid_dir);
+        let mut dir = CgDir::new(self.pid_dir.clone());
+        dir.hold();
+        // Told through the held directory where there is one: then it is this process's
+        // namespace even if the pid passed to another process meanwhile.
+        let (link, ino) = match dir.fd() {
+            Some(fd) => (ns_link_at(fd), net_dev_ino_at(fd)),
+            None => (ns_link(&self.pid_dir), net_dev_ino(&self.pid_dir)),
+        };
         let in_host = match (&link, &self.host_ns, ino, self.host_ino) {
             (Some(l), Some(h), _, _) => l == h,
             (_, _, Some(i), Some(h)) => i == h,
             _ => false,
         };
-        let mut dir = CgDir::new(self.pid_dir.clone());
-        dir.hold();
         ProcHandle {
             pid,
             dir,
@@ -164,6 +168,54 @@ pub struct ProcHandle {
     /// Its network namespace: the `ns/net` link, else the `net/dev` inode.
     ns: Option<NsId>,
     in_host: bool,
+}
+
+impl ProcHandle {
+    /// Whether `/proc/<pid>` is held. Without it (descriptor budget spent) the handle must
+    /// not outlive the sweep: the pid could pass to another process.
+    pub fn is_held(&self) -> bool {
+        self.dir.is_held()
+    }
+
+    /// Whether the process is still there (through the held directory; a handle without
+    /// one is used within the sweep that made it only).
+    pub fn alive(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        match self.dir.fd() {
+            // SAFETY: a NUL-terminated literal and a descriptor we hold.
+            Some(fd) => unsafe {
+                libc::faccessat(fd.as_raw_fd(), c"stat".as_ptr(), libc::F_OK, 0) == 0
+            },
+            None => true,
+        }
+    }
+}
+
+/// `readlinkat(dir, "ns/net")`.
+fn ns_link_at(dir: std::os::fd::BorrowedFd<'_>) -> Option<String> {
+    use std::os::fd::AsRawFd;
+    let mut buf = [0u8; 64];
+    // SAFETY: the buffer outlives the call and its length is passed; the result is checked.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            c"ns/net".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    let n = usize::try_from(n).ok().filter(|&n| n < buf.len())?;
+    std::str::from_utf8(&buf[..n]).ok().map(str::to_string)
+}
+
+/// `fstatat(dir, "net/dev")`'s inode.
+fn net_dev_ino_at(dir: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is written by the kernel on success and read only then.
+    let rc = unsafe { libc::fstatat(dir.as_raw_fd(), c"net/dev".as_ptr(), st.as_mut_ptr(), 0) };
+    // SAFETY: rc == 0 means the kernel filled `st`.
+    (rc == 0).then(|| unsafe { st.assume_init() }.st_ino)
 }
 
 /// A network namespace: its inode number from the `ns/net` link, or the inode of `net/dev`

@@ -142,6 +142,8 @@ pub fn set_dir_fd_budget(n: usize) {
 struct HeldFile {
     path: PathBuf,
     file: File,
+    /// Read in the current pass over the container; files left unread are let go.
+    used: bool,
 }
 
 impl Drop for HeldFile {
@@ -181,7 +183,17 @@ impl FileCache {
             .map(|k| (self.next + k) % n)
             .find(|&i| self.files[i].path == path)?;
         self.next = at + 1;
+        self.files[at].used = true;
         Some(at)
+    }
+
+    /// Lets go of the files not read since the last call (a file the readers stopped
+    /// reading would otherwise keep its descriptor and kernel page for good).
+    fn keep_used(&mut self) {
+        self.files.retain(|f| f.used);
+        for f in &mut self.files {
+            f.used = false;
+        }
     }
 }
 
@@ -246,8 +258,13 @@ impl Reader {
                 opened = Ok(f);
             }
         }
-        // Only files of held cgroup directories: never /proc/<tid> files and the like.
-        let hold = fallback && self.hold_files && dir.fd.is_some() && !self.stale_dir;
+        // Only files of held cgroup directories: never /proc/<tid> files and the like, and
+        // never pid lists (v1 keeps serving an open file the list it built on its first read).
+        let hold = fallback
+            && self.hold_files
+            && dir.fd.is_some()
+            && !self.stale_dir
+            && !matches!(file, "cgroup.procs" | "tasks" | "cgroup.threads");
         let res = opened.and_then(|f| {
             if hold && take_budget() {
                 let r = pread_into(&f, &mut self.buf);
@@ -257,6 +274,7 @@ impl Reader {
                     HeldFile {
                         path: self.path.clone(),
                         file: f,
+                        used: true,
                     },
                 );
                 self.files.next = at + 1;
@@ -284,7 +302,11 @@ impl Reader {
     }
 
     /// Exchanges the reader's held files with a container's: before its reads and after.
+    /// Handing them back lets go of those not read in between.
     pub fn swap_files(&mut self, files: &mut FileCache) {
+        if !self.files.is_empty() {
+            self.files.keep_used();
+        }
         std::mem::swap(&mut self.files, files);
         self.files.next = 0;
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use collector_core::read::{held_dir_fds, set_dir_fd_budget};
 use collector_core::{Collector, Config};
-use tests::TestCgroup;
+use tests::{NetnsPair, TestCgroup};
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -147,12 +147,15 @@ fn held_files_are_read_again_and_let_go() {
     );
 
     cg.recreate();
+    cg.set("pids", "pids.max", "7");
     cg.spawn(&mut sleeper());
     let s = col.sweep();
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     let c = &s.get(&cg.id).expect("still followed").stats;
     assert_eq!(c.pids.current, Some(1), "read through the new directory");
-    col.sweep();
+    // The new cgroup's limits are read at the next sweep, not after the hour-long interval.
+    let s = col.sweep();
+    assert_eq!(s.get(&cg.id).unwrap().stats.pids.limit, Some(7));
     let s = col.sweep();
     assert_eq!(s.get(&cg.id).unwrap().stats.pids.current, Some(1));
     assert!(s.errors.is_empty(), "{:?}", s.errors);
@@ -161,4 +164,35 @@ fn held_files_are_read_again_and_let_go() {
     let s = col.sweep();
     assert!(s.containers.is_empty(), "{:?}", s.containers);
     assert_eq!(held_dir_fds(), base, "all closed once the cgroup is gone");
+}
+
+/// Pid lists are never held: v1 keeps serving an open `cgroup.procs` the list it built at its
+/// first read (for a second after the last one), so a process that joins an empty container
+/// would stay unseen while sweeps come quickly.
+#[test]
+fn a_process_joining_an_empty_container_is_seen_with_files_held() {
+    let _one_at_a_time = serial();
+    let pair = NetnsPair::create();
+    let mut cg = TestCgroup::new("ccol-heldp");
+    let mut col = Collector::new(Config {
+        include: vec![cg.id.clone()],
+        watch: false,
+        rescan_interval: Duration::from_secs(3600),
+        spec_interval: Duration::from_secs(3600),
+        hold_files: true,
+        ..Config::default()
+    })
+    .expect("cgroup hierarchy");
+    for _ in 0..4 {
+        let s = col.sweep();
+        let n = &s.get(&cg.id).expect("found").stats.network;
+        assert_eq!(n.status, collector_core::NetworkStatus::NoProcess);
+    }
+    cg.spawn(&mut tests::NetnsPair::exec(&pair.a, "sleep", &["30"]));
+    std::thread::sleep(Duration::from_millis(100));
+    let s = col.sweep();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    let n = &s.get(&cg.id).unwrap().stats.network;
+    assert_eq!(n.status, collector_core::NetworkStatus::Own, "{n:?}");
+    assert!(n.interfaces.iter().any(|i| i.name == pair.a_if), "{n:?}");
 }
