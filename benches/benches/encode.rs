@@ -183,28 +183,38 @@ fn influx(c: &mut Criterion) {
         },
     );
     cfg.host = Some("bench-host".into());
-    let mut sink = InfluxSink::new(cfg).expect("an InfluxDB sink");
+    let sink = InfluxSink::new(cfg).expect("an InfluxDB sink");
+    sink_beside(c, "influx", sink, &snap, "format", influx_by_format);
+}
+
+/// A sink's `encode` of one snapshot beside the same done by `baseline`.
+fn sink_beside<S: Sink, T>(
+    c: &mut Criterion,
+    group: &str,
+    mut sink: S,
+    snap: &Snapshot,
+    baseline_name: &str,
+    baseline: fn(&Snapshot) -> T,
+) {
+    let n = snap.containers.len();
     let mut items = Vec::new();
-    sink.encode(&snap, true, &mut items);
+    sink.encode(snap, true, &mut items);
     eprintln!(
-        "influx, {n} containers: {} lines, {} bytes",
-        items
-            .iter()
-            .map(|i| i.split(|&b| b == b'\n').count() - 1)
-            .sum::<usize>(),
+        "{group}, {n} containers: {} items, {} bytes",
+        items.len(),
         items.iter().map(Vec::len).sum::<usize>()
     );
-    let mut g = c.benchmark_group("influx");
+    let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(n as u64));
     g.bench_with_input(BenchmarkId::new("ours", n), &n, |b, _| {
         b.iter(|| {
             items.clear();
-            sink.encode(black_box(&snap), true, &mut items);
+            sink.encode(black_box(snap), true, &mut items);
             items.len()
         })
     });
-    g.bench_with_input(BenchmarkId::new("format", n), &n, |b, _| {
-        b.iter(|| influx_by_format(black_box(&snap)))
+    g.bench_with_input(BenchmarkId::new(baseline_name, n), &n, |b, _| {
+        b.iter(|| baseline(black_box(snap)))
     });
     g.finish();
 }
@@ -266,27 +276,8 @@ fn elastic(c: &mut Criterion) {
     let mut cfg = ElasticConfig::new("http://127.0.0.1:9");
     cfg.host = Some("bench-host".into());
     cfg.machine_document = false;
-    let mut sink = ElasticSink::new(cfg).expect("an Elasticsearch sink");
-    let mut items = Vec::new();
-    sink.encode(&snap, true, &mut items);
-    eprintln!(
-        "elastic, {n} containers: {} items, {} bytes",
-        items.len(),
-        items.iter().map(Vec::len).sum::<usize>()
-    );
-    let mut g = c.benchmark_group("elastic");
-    g.throughput(Throughput::Elements(n as u64));
-    g.bench_with_input(BenchmarkId::new("ours", n), &n, |b, _| {
-        b.iter(|| {
-            items.clear();
-            sink.encode(black_box(&snap), true, &mut items);
-            items.len()
-        })
-    });
-    g.bench_with_input(BenchmarkId::new("serde_json", n), &n, |b, _| {
-        b.iter(|| elastic_by_json(black_box(&snap)))
-    });
-    g.finish();
+    let sink = ElasticSink::new(cfg).expect("an Elasticsearch sink");
+    sink_beside(c, "elastic", sink, &snap, "serde_json", elastic_by_json);
 }
 
 /// One action line and one document per container, each built as a `serde_json::Value`.

@@ -178,35 +178,27 @@ impl Tracked {
     /// load query (the cpu directory); the others would only spend the descriptor budget.
     /// Spec files, read rarely, are then opened by path.
     fn hold_netlink_dir_only(&mut self) {
-        let d = &mut self.v1;
-        let has_cpu = d.cpu.is_some();
-        if let Some(c) = d.cpu.as_mut() {
-            c.hold();
-        }
-        if let Some(c) = d.cpuacct.as_mut() {
-            if has_cpu {
-                c.release();
-            } else {
-                c.hold();
+        // The netlink query goes to the cpu directory, else to cpuacct (see `read_one`).
+        let keep = if self.v1.cpu.is_some() { 0 } else { 1 };
+        for (i, d) in self.dirs_mut().into_iter().enumerate() {
+            if let Some(d) = d {
+                if i == keep {
+                    d.hold();
+                } else {
+                    d.release();
+                }
             }
-        }
-        for x in [
-            &mut d.cpuset,
-            &mut d.memory,
-            &mut d.blkio,
-            &mut d.pids,
-            &mut self.unified,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            x.release();
         }
     }
 
-    fn for_each_dir(&mut self, mut f: impl FnMut(&mut CgDir)) {
+    fn for_each_dir(&mut self, f: impl FnMut(&mut CgDir)) {
+        self.dirs_mut().into_iter().flatten().for_each(f);
+    }
+
+    /// Its directories, cpu and cpuacct first.
+    fn dirs_mut(&mut self) -> [&mut Option<CgDir>; 7] {
         let d = &mut self.v1;
-        for dir in [
+        [
             &mut d.cpu,
             &mut d.cpuacct,
             &mut d.cpuset,
@@ -215,11 +207,6 @@ impl Tracked {
             &mut d.pids,
             &mut self.unified,
         ]
-        .into_iter()
-        .flatten()
-        {
-            f(dir);
-        }
     }
 }
 
