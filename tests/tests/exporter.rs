@@ -15,6 +15,13 @@ fn burner() -> Command {
     c
 }
 
+/// The exporter sweeping every 200 ms, over one cgroup id only.
+fn exporter_for(id: &str, more: &[&str]) -> Exporter {
+    let mut args = vec!["--housekeeping.interval", "200ms", "--cgroups.include", id];
+    args.extend_from_slice(more);
+    Exporter::start(BIN, &args)
+}
+
 #[test]
 fn serves_a_test_cgroup_and_forgets_it_when_it_goes() {
     let mut cg = TestCgroup::new("ccol-exp");
@@ -25,15 +32,7 @@ fn serves_a_test_cgroup_and_forgets_it_when_it_goes() {
         &(128u64 << 20).to_string(),
     );
     cg.spawn(&mut burner());
-    let exp = Exporter::start(
-        BIN,
-        &[
-            "--housekeeping.interval",
-            "200ms",
-            "--cgroups.include",
-            &cg.id,
-        ],
-    );
+    let exp = exporter_for(&cg.id, &[]);
     std::thread::sleep(Duration::from_millis(600));
     let r = exp.get("/metrics");
     assert_eq!(r.status, 200);
@@ -218,16 +217,7 @@ fn sigterm_stops_cleanly_and_snapshot_prints_json() {
 fn per_cpu_usage_on_request() {
     let mut cg = TestCgroup::new("ccol-percpu");
     cg.spawn(&mut burner());
-    let exp = Exporter::start(
-        BIN,
-        &[
-            "--housekeeping.interval",
-            "200ms",
-            "--cgroups.include",
-            &cg.id,
-            "--containers.per-cpu",
-        ],
-    );
+    let exp = exporter_for(&cg.id, &["--containers.per-cpu"]);
     std::thread::sleep(Duration::from_millis(600));
     // Stop the burner, so both reads below see the same figures.
     cg.kill_all();
