@@ -447,9 +447,7 @@ impl Session {
         }));
         self.relist(&mut ch, shared).await?;
         shared.mark_up();
-        let period = self.config.relist_interval.max(Duration::from_secs(1));
-        let mut relist = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut relist = super::backstop(self.config.relist_interval);
         loop {
             tokio::select! {
                 e = events.recv() => match e {

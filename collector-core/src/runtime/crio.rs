@@ -123,9 +123,7 @@ impl Session {
         // What was learnt before an outage may have changed meanwhile.
         self.refresh(shared).await?;
         shared.mark_up();
-        let period = self.config.refresh_interval.max(Duration::from_secs(1));
-        let mut refresh = tokio::time::interval_at(Instant::now() + period, period);
-        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut refresh = super::backstop(self.config.refresh_interval);
         loop {
             let next_retry = self.retry.values().map(|(at, _)| *at).min();
             tokio::select! {

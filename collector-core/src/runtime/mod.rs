@@ -360,6 +360,15 @@ impl Shared {
     }
 }
 
+/// The backstop timer of a runtime client: first tick one period from now, at least a second
+/// apart, and no burst of catch-up ticks after a long await.
+fn backstop(period: Duration) -> tokio::time::Interval {
+    let period = period.max(Duration::from_secs(1));
+    let mut t = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
+}
+
 /// Builds a container's metadata: empty strings are "unknown", Kubernetes identity from the
 /// labels (or from a dockershim-style name).
 fn metadata(name: &str, image: &str, labels: BTreeMap<String, String>) -> Metadata {
