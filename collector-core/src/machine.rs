@@ -6,8 +6,6 @@
 //! number and the good ones are kept.
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -155,17 +153,6 @@ impl Disk {
     }
 }
 
-/// The cheap part of the machine figures (CPU count, memory, swap), as the collector read
-/// them before the machine reader existed. [`MachineReader::read`] reads all of them.
-pub fn read(r: &mut Reader, proc_root: &Path, sys_root: &Path, out: &mut MachineStats) {
-    out.cpu_cores = r.parsed(&sys_root.join("devices/system/cpu"), "online", cpu_list_len);
-    out.memory_bytes = None;
-    out.swap_bytes = None;
-    if let Some(text) = r.read(proc_root, "meminfo") {
-        meminfo(text, out);
-    }
-}
-
 fn meminfo(text: &str, out: &mut MachineStats) {
     for line in text.lines() {
         let mut it = line.split_ascii_whitespace();
@@ -186,8 +173,9 @@ fn meminfo(text: &str, out: &mut MachineStats) {
 #[derive(Debug)]
 pub struct MachineReader {
     user_hz: u64,
-    path: PathBuf,
-    buf: String,
+    /// Files are read through it: absent ones (an older kernel, PSI off) quietly, the rest
+    /// with errors naming their paths.
+    r: Reader,
     /// The online CPU list the topology below was worked out for.
     topology: Option<(Option<String>, Topology)>,
     mounts: HostMounts,
@@ -207,8 +195,7 @@ impl MachineReader {
     pub fn new(user_hz: u64) -> Self {
         MachineReader {
             user_hz: user_hz.max(1),
-            path: PathBuf::new(),
-            buf: String::new(),
+            r: Reader::new(),
             topology: None,
             mounts: HostMounts::new(),
             statfs: TimedStatfs::new(),
@@ -229,7 +216,8 @@ impl MachineReader {
         let proc_root = &roots.proc_root;
         // CPUs and memory.
         let online = self
-            .file(&roots.sys_root.join("devices/system/cpu/online"), errors)
+            .r
+            .read(roots.sys_root.as_path(), "devices/system/cpu/online")
             .map(str::to_string);
         let stale = self.topology.as_ref().is_none_or(|(k, _)| *k != online);
         if stale {
@@ -242,22 +230,22 @@ impl MachineReader {
         out.cpu_sockets = topo.sockets;
         out.memory_bytes = None;
         out.swap_bytes = None;
-        if let Some(text) = self.file(&proc_root.join("meminfo"), errors) {
+        if let Some(text) = self.r.read(proc_root.as_path(), "meminfo") {
             meminfo(text, out);
         }
 
         // CPU time by mode.
         let hz = self.user_hz;
         out.cpu_time = self
-            .parsed(&proc_root.join("stat"), errors, proc_stat_cpu)
+            .r
+            .parsed(proc_root.as_path(), "stat", proc_stat_cpu)
             .map(|t| t.to_ns(hz));
 
         // Disks.
         let mut disks = std::mem::take(&mut out.disks);
-        let path = proc_root.join("diskstats");
-        if let Some(text) = self.file(&path, errors) {
+        if let Some(text) = self.r.read(proc_root.as_path(), "diskstats") {
             if let Err(reason) = diskstats(text, &mut disks) {
-                errors.push(Error::parse(&path, reason));
+                self.r.parse_error(reason);
             }
             disks.retain(|d| !d.idle());
         } else {
@@ -266,10 +254,11 @@ impl MachineReader {
         out.disks = disks;
 
         // Pressure.
-        let p = proc_root.join("pressure");
-        out.pressure.cpu = self.parsed(&p.join("cpu"), errors, parse::psi);
-        out.pressure.memory = self.parsed(&p.join("memory"), errors, parse::psi);
-        out.pressure.io = self.parsed(&p.join("io"), errors, parse::psi);
+        let p = proc_root.as_path();
+        out.pressure.cpu = self.r.parsed(p, "pressure/cpu", parse::psi);
+        out.pressure.memory = self.r.parsed(p, "pressure/memory", parse::psi);
+        out.pressure.io = self.r.parsed(p, "pressure/io", parse::psi);
+        self.r.take_errors(errors);
 
         // Filesystems.
         out.filesystems.clear();
@@ -356,7 +345,7 @@ impl MachineReader {
                 };
             }
             // Counts from cpuinfo where sysfs has no topology (some containers, old kernels).
-            let from_info = self.cpuinfo(roots, errors);
+            let from_info = self.cpuinfo(roots);
             return Topology {
                 logical,
                 ..from_info
@@ -368,55 +357,19 @@ impl MachineReader {
                 reason,
             ));
         }
-        self.cpuinfo(roots, errors)
+        self.cpuinfo(roots)
     }
 
-    fn cpuinfo(&mut self, roots: &Roots, errors: &mut Vec<Error>) -> Topology {
-        self.file(&roots.proc_root.join("cpuinfo"), errors)
+    fn cpuinfo(&mut self, roots: &Roots) -> Topology {
+        self.r
+            .read(roots.proc_root.as_path(), "cpuinfo")
             .map(cpuinfo_topology)
             .unwrap_or_default()
     }
 
     fn quiet_i64(&mut self, path: &Path) -> Option<i64> {
-        read_into(path, &mut self.buf).ok()?;
-        self.buf.trim().parse().ok()
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
     }
-
-    /// A file's text; `None` when absent (quietly) or unreadable (recorded).
-    fn file(&mut self, path: &Path, errors: &mut Vec<Error>) -> Option<&str> {
-        self.path.clear();
-        self.path.push(path);
-        match read_into(path, &mut self.buf) {
-            Ok(()) => Some(self.buf.as_str()),
-            // Absent: an older kernel, PSI disabled at boot (EOPNOTSUPP), a fixture tree.
-            Err(e) if is_vanished(&e) || e.raw_os_error() == Some(libc::EOPNOTSUPP) => None,
-            Err(e) => {
-                errors.push(Error::read(path, e));
-                None
-            }
-        }
-    }
-
-    fn parsed<T>(
-        &mut self,
-        path: &Path,
-        errors: &mut Vec<Error>,
-        f: impl FnOnce(&str) -> Result<T, Reason>,
-    ) -> Option<T> {
-        let text = self.file(path, errors)?;
-        match f(text) {
-            Ok(v) => Some(v),
-            Err(reason) => {
-                errors.push(Error::parse(path, reason));
-                None
-            }
-        }
-    }
-}
-
-fn read_into(path: &Path, buf: &mut String) -> std::io::Result<()> {
-    buf.clear();
-    File::open(path)?.read_to_string(buf).map(|_| ())
 }
 
 /// The number of CPUs in a kernel CPU list such as `0-3,8,10-11`.

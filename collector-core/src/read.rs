@@ -137,7 +137,7 @@ pub fn set_dir_fd_budget(n: usize) {
 
 /// A cgroup file held open and read with `pread` at offset 0: no path lookup, no open, no
 /// close. Once read, a held cgroup file keeps a page-sized seq_file buffer, charged to the
-/// reader's memory cgroup (measured here: 10,000 held files = 43 MB of slab).
+/// reader's memory cgroup (`benches/kmem/held-fds.py`: 10,000 held files = 43 MB of slab).
 #[derive(Debug)]
 struct HeldFile {
     path: PathBuf,
@@ -289,6 +289,9 @@ impl Reader {
                 self.saw_missing = true;
                 None
             }
+            // Offered but switched off (PSI files with psi=0 on the kernel command line):
+            // absent, like a file an older kernel lacks.
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => None,
             Err(e) => {
                 self.errors.push(Error::read(&self.path, e));
                 None
