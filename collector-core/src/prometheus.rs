@@ -503,11 +503,13 @@ impl PromCollector for SnapshotCollector {
         fam.layer(
             "container_fs_usage_bytes",
             "Number of bytes that are consumed by the container on this filesystem.",
+            G,
             |l| Some(l.usage_bytes as f64),
         )?;
         fam.layer(
             "container_fs_limit_bytes",
             "Number of bytes that can be consumed by the container on this filesystem.",
+            G,
             |l| l.limit_bytes.map(|v| v as f64),
         )?;
         // cAdvisor's container_fs_inodes_total is a gauge, which promtool rejects for its
@@ -516,21 +518,25 @@ impl PromCollector for SnapshotCollector {
         fam.layer(
             "container_fs_inodes",
             "Number of Inodes (the backing filesystem's).",
+            C,
             |l| l.inodes_total.map(|v| v as f64),
         )?;
         fam.layer(
             "container_fs_inodes_free",
             "Number of available Inodes.",
+            G,
             |l| l.inodes_free.map(|v| v as f64),
         )?;
         fam.layer(
             "container_fs_inodes_used",
             "Number of inodes in the container's writable layer.",
+            G,
             |l| Some(l.inodes_used as f64),
         )?;
         fam.layer(
             "container_fs_usage_age_seconds",
             "Age of the writable layer measurement that container_fs_usage_bytes reports.",
+            G,
             |l| Some(l.age_ms as f64 / 1e3),
         )?;
 
@@ -908,6 +914,7 @@ impl Families<'_, '_> {
         &mut self,
         name: &str,
         help: &str,
+        t: MetricType,
         value: impl Fn(&crate::stats::FsStats) -> Option<f64>,
     ) -> Result<(), FmtError> {
         let has = |c: &Container| c.stats.fs.as_ref().and_then(&value);
@@ -915,11 +922,7 @@ impl Families<'_, '_> {
             return Ok(());
         }
         let (snap, labels) = (self.snap, self.labels);
-        let t = if name == "container_fs_inodes" {
-            MetricType::Counter
-        } else {
-            MetricType::Gauge
-        };
+
         let mut me = self.begin(name, help, t)?;
         let mut dev = String::new();
         for (c, l) in snap.containers.iter().zip(labels) {
