@@ -172,11 +172,16 @@ fn sysconf(name: libc::c_int) -> Option<f64> {
     (v > 0).then_some(v as f64)
 }
 
+/// The boot time never changes: read once, not on every scrape (`/proc/stat` is long on
+/// hosts with many CPUs).
 fn boot_time() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    stat.lines()
-        .find_map(|l| l.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
+    static BTIME: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
+    *BTIME.get_or_init(|| {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        stat.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 impl SelfCollector {
