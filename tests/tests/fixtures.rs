@@ -191,6 +191,20 @@ fn ignored_interfaces_are_configurable() {
         .flat_map(|c| c.stats.network.interfaces.iter().map(|i| i.name.as_str()))
         .collect();
     assert!(names.contains(&"lo"), "{names:?}");
+    // Any prefix: in the v1 capture (lo and eth0), leaving out `eth` keeps `lo` only.
+    let mut col = Collector::new(Config {
+        network_ignore: vec!["eth".into()],
+        ..config(&fixture("cgroup-v1-hybrid-docker"))
+    })
+    .unwrap();
+    let s = col.sweep();
+    let names: Vec<&str> = s
+        .containers
+        .iter()
+        .flat_map(|c| c.stats.network.interfaces.iter().map(|i| i.name.as_str()))
+        .collect();
+    assert!(names.contains(&"lo"), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("eth")), "{names:?}");
 }
 
 #[test]
