@@ -15,7 +15,7 @@ use crate::load::{self, LoadReader};
 use crate::metadata::MetadataProvider;
 use crate::network::{self, NetReader};
 use crate::read::{CgDir, Dir, Reader};
-use crate::stats::{ContainerStats, CpuStats, LoadStats, Spec};
+use crate::stats::{ContainerStats, LoadStats, Spec};
 use crate::{v1, v2};
 
 /// What to collect and where from.
@@ -32,11 +32,22 @@ pub struct Config {
     pub runtime_only: bool,
     /// Standalone containerd's namespaces (`/<namespace>/<id>` cgroups).
     pub containerd_namespaces: Vec<String>,
-    /// Full rescan of the hierarchies at least this often, whatever inotify says.
+    /// Full rescan of the hierarchies at least this often when inotify is off or past its
+    /// watch limit (new cgroups are then found by rescans only).
     pub rescan_interval: Duration,
+    /// The same while inotify follows every directory of the watched hierarchy. The rescan is
+    /// then a backstop for cgroups made in an unwatched v1 hierarchy alone (a systemd unit
+    /// with only some controllers on); a walk of every hierarchy costs about 50 us per cgroup.
+    pub watched_rescan_interval: Duration,
     /// Limits and shares (the spec files) are re-read this often, and when a container is
     /// new; between, the last values are reported. They change only on an update.
     pub spec_interval: Duration,
+    /// A container that has done nothing since its last full read (no CPU time, no change in
+    /// memory usage or tasks, none running or blocked; see `idle.rs`) has only those figures
+    /// and its network counters read; the rest, which cannot have changed, are reported as
+    /// last read, and read again at least this often. Zero reads every file of
+    /// every container on every sweep.
+    pub idle_interval: Duration,
     /// Keep the files read on every sweep open and read them with `pread` (no path lookup,
     /// open or close: about half the CPU per container). Each held file keeps a page of
     /// kernel memory (charged to this process's memory cgroup): some 60 KiB per container.
@@ -70,7 +81,9 @@ impl Default for Config {
             runtime_only: false,
             containerd_namespaces: vec!["k8s.io".into(), "moby".into(), "default".into()],
             rescan_interval: Duration::from_secs(30),
+            watched_rescan_interval: Duration::from_secs(300),
             spec_interval: Duration::from_secs(30),
+            idle_interval: Duration::from_secs(60),
             per_cpu: false,
             hold_files: false,
             watch: true,
@@ -97,6 +110,9 @@ pub struct Container {
     pub first_seen_ms: u64,
     /// When its cgroup directory was made (its ctime, Unix milliseconds), where known.
     pub created_ms: Option<u64>,
+    /// Read as idle in this sweep: only CPU, memory usage, tasks and network were read;
+    /// the other figures are those of its last full read (`Config::idle_interval`).
+    pub idle: bool,
     /// Names, image and labels from the container runtime, where known.
     pub meta: Metadata,
     pub stats: ContainerStats,
@@ -171,6 +187,13 @@ struct Tracked {
     proc: Option<network::ProcHandle>,
     /// Its cgroup files held open (`Config::hold_files`).
     files: crate::read::FileCache,
+    /// Has no followed cgroup below it: only such a cgroup's figures can stand still while
+    /// it does nothing (a parent's include its children's).
+    leaf: bool,
+    /// Its last full read, for telling an idle sweep (`Config::idle_interval`).
+    full: crate::idle::FullRead,
+    /// Whether its last read was an idle one.
+    idle: bool,
 }
 
 impl Tracked {
@@ -405,6 +428,7 @@ impl Collector {
                 c.identity.clone_from(&t.identity);
                 c.first_seen_ms = t.first_seen_ms;
                 c.created_ms = t.created_ms;
+                c.idle = t.idle;
                 c.meta.clone_from(&t.meta);
                 std::mem::swap(&mut c.stats, &mut t.stats);
             } else {
@@ -413,6 +437,7 @@ impl Collector {
                     identity: t.identity.clone(),
                     first_seen_ms: t.first_seen_ms,
                     created_ms: t.created_ms,
+                    idle: t.idle,
                     meta: t.meta.clone(),
                     stats: std::mem::take(&mut t.stats),
                 });
@@ -430,9 +455,11 @@ impl Collector {
     /// Rescans when inotify saw a change or the rescan interval passed.
     fn refresh(&mut self, out: &mut Snapshot) {
         let changed = self.watcher.as_mut().is_some_and(Watcher::poll);
-        let due = self
-            .last_scan
-            .is_none_or(|t| t.elapsed() >= self.config.rescan_interval);
+        let every = match &self.watcher {
+            Some(w) if !w.saturated() => self.config.watched_rescan_interval,
+            _ => self.config.rescan_interval,
+        };
+        let due = self.last_scan.is_none_or(|t| t.elapsed() >= every);
         if !(changed || due) {
             return;
         }
@@ -502,6 +529,7 @@ impl Collector {
                         t.files.clear();
                         t.spec_read = None;
                         t.proc = None;
+                        t.full.forget();
                     }
                     t
                 }
@@ -537,6 +565,9 @@ impl Collector {
                         spec_read: None,
                         proc: None,
                         files: Default::default(),
+                        leaf: true,
+                        full: Default::default(),
+                        idle: false,
                     }
                 }
             };
@@ -545,6 +576,7 @@ impl Collector {
             t.announce_start = is_new && self.scanned_once;
             self.tracked.push(t);
         }
+        mark_leaves(&mut self.tracked);
         // Whatever the walk did not find again is gone.
         for (_, t) in old {
             out.events
@@ -586,7 +618,7 @@ impl Collector {
             t.for_each_dir(CgDir::hold);
         }
         let r = &mut self.reader;
-        r.swap_files(&mut t.files);
+        r.swap_files(&mut t.files, false);
         let s = &mut t.stats;
         reset(s);
 
@@ -598,46 +630,27 @@ impl Collector {
         let mut want = v1::Want {
             spec: spec_due,
             per_cpu: self.config.per_cpu,
+            cpu_usage: true,
             cpu_times: true,
         };
         if spec_due {
             s.spec = Spec::default();
         }
+
+        // First what any activity moves: CPU time, memory usage, task counts.
         if setup == Setup::Unified {
             if let Some(dir) = &t.unified {
-                v2::read_all(r, dir.into(), want, s);
+                v2::read_probe(r, dir.into(), s);
             }
         } else {
-            // The hybrid twin first: its cpu.stat has exact user/system time, which makes
-            // v1's tick-rounded cpuacct.stat unnecessary.
-            let mut twin = CpuStats::default();
+            // The hybrid twin first: its cpu.stat has the usage and exact user/system time,
+            // which makes v1's cpuacct.usage and tick-rounded cpuacct.stat unnecessary.
             if let Some(dir) = &t.unified {
-                v2::read_cpu(r, dir.into(), &mut twin);
+                v2::read_cpu(r, dir.into(), &mut s.cpu);
             }
-            want.cpu_times = twin.user_ns.is_none();
-            v1::read_all(r, &t.v1, self.user_hz, want, s);
-            if twin.user_ns.is_some() {
-                s.cpu.user_ns = twin.user_ns;
-                s.cpu.system_ns = twin.system_ns;
-            }
-            if s.cpu.usage_ns.is_none() {
-                s.cpu.usage_ns = twin.usage_ns;
-            }
-            if let Some(dir) = &t.unified {
-                v2::read_pressure(r, dir.into(), &mut s.pressure);
-            }
-        }
-        if spec_due {
-            t.spec.assign(&s.spec);
-            t.spec_read = Some(now);
-        } else {
-            s.spec.assign(&t.spec);
-        }
-        s.pids.limit = s.spec.pids_limit;
-        for d in s.blkio.iter_mut() {
-            if d.device.is_none() {
-                d.device = self.devices.name(d.major, d.minor).map(str::to_string);
-            }
+            want.cpu_usage = s.cpu.usage_ns.is_none();
+            want.cpu_times = s.cpu.user_ns.is_none();
+            v1::read_probe(r, &t.v1, self.user_hz, want, s);
         }
 
         // A directory whose processes can be listed: the unified one, else any v1 one.
@@ -657,45 +670,6 @@ impl Collector {
         } else {
             v1_any.or(t.unified.as_ref())
         };
-        // A process of the container, for its network namespace and its writable layer. Its
-        // handle is kept while the process lives, and renewed on the spec interval in case
-        // it moved to another cgroup.
-        let kind = t.identity.kind;
-        let wants_net = self.config.network && kind != Kind::Root;
-        let wants_pid = wants_net || (self.layers.is_some() && kind == Kind::Container);
-        if !wants_pid || spec_due {
-            t.proc = None;
-        }
-        let renew = |net: &mut NetReader, r: &mut Reader| {
-            procs_dir
-                .and_then(|d| network::first_pid(r, d.into()))
-                .map(|pid| net.handle(pid))
-        };
-        if wants_pid && t.proc.is_none() {
-            t.proc = renew(&mut self.net, r);
-        }
-        if !wants_net {
-            s.network.interfaces.clear();
-        }
-        if wants_net && !self.net.read(t.proc.as_ref(), r, &mut s.network) {
-            // That process has exited: take another one, once.
-            t.proc = renew(&mut self.net, r);
-            self.net.read(t.proc.as_ref(), r, &mut s.network);
-        }
-        if let Some(layers) = self.layers.as_mut() {
-            // The network read may have skipped the process (a shared or the host's
-            // namespace): make sure it is still there before its mounts are looked at.
-            if kind == Kind::Container && t.proc.as_ref().is_some_and(|h| !h.alive()) {
-                t.proc = renew(&mut self.net, r);
-            }
-            let pid = t.proc.as_ref().map(|h| h.pid);
-            s.fs = layers.read(&t.id, kind, pid, &mut self.devices, now_ms);
-        }
-        if t.proc.as_ref().is_some_and(|h| !h.is_held()) {
-            // No descriptor to pin the process: its pid may belong to another by the next
-            // sweep, so the handle ends with this one.
-            t.proc = None;
-        }
         if let (Some(load), Some(tasks_dir)) = (self.load.as_mut(), procs_dir) {
             let v1_dir = t.v1.cpu.as_ref().or(t.v1.cpuacct.as_ref()).or(v1_any);
             let v2 = setup == Setup::Unified;
@@ -717,6 +691,91 @@ impl Collector {
             }
         }
 
+        // Then the rest, unless nothing has moved since it was last read.
+        let idle = t.leaf && !r.stale_dir && t.full.still_idle(s, now, self.config.idle_interval);
+        t.idle = idle;
+        if idle {
+            t.full.restore(s, setup != Setup::Unified);
+        } else {
+            if setup == Setup::Unified {
+                if let Some(dir) = &t.unified {
+                    v2::read_rest(r, dir.into(), s);
+                }
+            } else {
+                v1::read_rest(r, &t.v1, want, s);
+                if let Some(dir) = &t.unified {
+                    v2::read_pressure(r, dir.into(), &mut s.pressure);
+                }
+            }
+            for d in s.blkio.iter_mut() {
+                if d.device.is_none() {
+                    d.device = self.devices.name(d.major, d.minor).map(str::to_string);
+                }
+            }
+            // A read with errors or a stale directory is no baseline for later ones.
+            if r.errors.is_empty() && !r.stale_dir {
+                t.full.record(s, now);
+            } else {
+                t.full.forget();
+            }
+        }
+        if spec_due {
+            if setup == Setup::Unified {
+                if let Some(dir) = &t.unified {
+                    v2::read_spec(r, dir.into(), s);
+                }
+            } else {
+                v1::read_spec(r, &t.v1, s);
+            }
+        }
+        if spec_due {
+            t.spec.assign(&s.spec);
+            t.spec_read = Some(now);
+        } else {
+            s.spec.assign(&t.spec);
+        }
+        s.pids.limit = s.spec.pids_limit;
+
+        // A process of the container, for its network namespace and its writable layer. Its
+        // handle is kept while the process lives, and renewed on the spec interval in case
+        // it moved to another cgroup (not while idle: a move would change the task count).
+        let kind = t.identity.kind;
+        let wants_net = self.config.network && kind != Kind::Root;
+        let wants_pid = wants_net || (self.layers.is_some() && kind == Kind::Container);
+        if !wants_pid || (spec_due && !idle) {
+            t.proc = None;
+        }
+        let renew = |net: &mut NetReader, r: &mut Reader| {
+            procs_dir
+                .and_then(|d| network::first_pid(r, d.into()))
+                .map(|pid| net.handle(pid))
+        };
+        if wants_pid && t.proc.is_none() {
+            t.proc = renew(&mut self.net, r);
+        }
+        if !wants_net {
+            s.network.interfaces.clear();
+        }
+        if wants_net && !self.net.read(t.proc.as_mut(), r, &mut s.network) {
+            // That process has exited: take another one, once.
+            t.proc = renew(&mut self.net, r);
+            self.net.read(t.proc.as_mut(), r, &mut s.network);
+        }
+        if let Some(layers) = self.layers.as_mut() {
+            // The network read may have skipped the process (a shared or the host's
+            // namespace): make sure it is still there before its mounts are looked at.
+            if kind == Kind::Container && t.proc.as_ref().is_some_and(|h| !h.alive()) {
+                t.proc = renew(&mut self.net, r);
+            }
+            let pid = t.proc.as_ref().map(|h| h.pid);
+            s.fs = layers.read(&t.id, kind, pid, &mut self.devices, now_ms);
+        }
+        if t.proc.as_ref().is_some_and(|h| !h.is_held()) {
+            // No descriptor to pin the process: its pid may belong to another by the next
+            // sweep, so the handle ends with this one.
+            t.proc = None;
+        }
+
         let gone = r.saw_missing && procs_dir.is_some_and(|d| !d.path.exists());
         if r.stale_dir {
             // Removed and made again under the same name: reopen at the next read, and take
@@ -725,9 +784,11 @@ impl Collector {
             r.drop_files();
             t.spec_read = None;
             t.proc = None;
+            t.full.forget();
         }
         r.hold_files = false;
-        r.swap_files(&mut t.files);
+        // Files an idle sweep did not read are still wanted by the next full one.
+        r.swap_files(&mut t.files, !idle);
         if gone {
             r.errors.clear();
             r.saw_missing = false;
@@ -736,6 +797,24 @@ impl Collector {
         }
         r.take_errors(errors);
         true
+    }
+}
+
+/// Marks the cgroups that have no followed cgroup below them (the root is always a parent).
+fn mark_leaves(tracked: &mut [Tracked]) {
+    let parents: std::collections::HashSet<&str> = tracked
+        .iter()
+        .filter_map(|t| {
+            let cut = t.id.rfind('/')?;
+            Some(if cut == 0 { "/" } else { &t.id[..cut] })
+        })
+        .collect();
+    let leaf: Vec<bool> = tracked
+        .iter()
+        .map(|t| !parents.contains(t.id.as_str()))
+        .collect();
+    for (t, leaf) in tracked.iter_mut().zip(leaf) {
+        t.leaf = leaf;
     }
 }
 

@@ -31,6 +31,7 @@ pub mod events;
 pub mod fs;
 pub mod hierarchy;
 pub mod identity;
+mod idle;
 #[cfg(feature = "influxdb")]
 pub mod influx;
 pub mod load;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 use crate::parse;
-use crate::read::{CgDir, Reader};
+use crate::read::{CgDir, HeldFd, Reader};
 use crate::stats::{NetworkStats, NetworkStatus};
 
 /// Reads network figures for the processes of the cgroups it is asked about, remembering each
@@ -108,12 +108,18 @@ impl NetReader {
                 (None, None) => None,
             },
             in_host,
+            net_dev: None,
         }
     }
 
     /// Fills `out` for a container through the handle on one of its processes (`None` when
     /// it has none). False when that process has exited: get a new handle and read again.
-    pub fn read(&mut self, h: Option<&ProcHandle>, r: &mut Reader, out: &mut NetworkStats) -> bool {
+    pub fn read(
+        &mut self,
+        h: Option<&mut ProcHandle>,
+        r: &mut Reader,
+        out: &mut NetworkStats,
+    ) -> bool {
         // Entries are kept from the last read and overwritten in place by the parser, so
         // interface names are not allocated again every sweep.
         let Some(h) = h else {
@@ -130,8 +136,7 @@ impl NetReader {
             out.clone_from(&self.seen[i]);
             return true;
         }
-        // No fallback to the path: after an exit, /proc/<pid> may be another process.
-        match r.read_in((&h.dir).into(), "net/dev", false) {
+        match h.read_net_dev(r) {
             Some(text) => {
                 out.status = NetworkStatus::Own;
                 let ignore = &self.ignore;
@@ -168,9 +173,36 @@ pub struct ProcHandle {
     /// Its network namespace: the `ns/net` link, else the `net/dev` inode.
     ns: Option<NsId>,
     in_host: bool,
+    /// Its `net/dev`, held open while `/proc/<pid>` is: opening it costs three times the
+    /// read (the lookup goes through the process's namespace). It keeps that namespace alive
+    /// as long as it is held, and is closed with the handle when the process exits.
+    net_dev: Option<HeldFd>,
 }
 
 impl ProcHandle {
+    /// The text of its `net/dev`; `None` when the process has exited.
+    fn read_net_dev<'r>(&mut self, r: &'r mut Reader) -> Option<&'r str> {
+        if self.dir.is_held() {
+            // A held file would still answer for an exited process: ask first.
+            if !self.alive() {
+                self.net_dev = None;
+                return None;
+            }
+            if self.net_dev.is_none() {
+                self.net_dev = self.dir.fd().and_then(|fd| HeldFd::open_at(fd, c"net/dev"));
+            }
+            if let Some(f) = &self.net_dev {
+                // Reborrowed so that a failed read can fall through to a fresh open.
+                if r.read_held(f, &self.dir.path, "net/dev").is_some() {
+                    return Some(r.last_text());
+                }
+                self.net_dev = None;
+            }
+        }
+        // No fallback to the path: after an exit, /proc/<pid> may be another process.
+        r.read_in((&self.dir).into(), "net/dev", false)
+    }
+
     /// Whether `/proc/<pid>` is held. Without it (descriptor budget spent) the handle must
     /// not outlive the sweep: the pid could pass to another process.
     pub fn is_held(&self) -> bool {
@@ -178,13 +210,14 @@ impl ProcHandle {
     }
 
     /// Whether the process is still there (through the held directory; a handle without
-    /// one is used within the sweep that made it only).
+    /// one is used within the sweep that made it only). Any entry of an exited process's
+    /// directory is gone; `cgroup` is one every process has (and captures keep).
     pub fn alive(&self) -> bool {
         use std::os::fd::AsRawFd;
         match self.dir.fd() {
             // SAFETY: a NUL-terminated literal and a descriptor we hold.
             Some(fd) => unsafe {
-                libc::faccessat(fd.as_raw_fd(), c"stat".as_ptr(), libc::F_OK, 0) == 0
+                libc::faccessat(fd.as_raw_fd(), c"cgroup".as_ptr(), libc::F_OK, 0) == 0
             },
             None => true,
         }

@@ -135,6 +135,42 @@ pub fn set_dir_fd_budget(n: usize) {
     BUDGET.store(n, Ordering::Relaxed);
 }
 
+/// A file held open within the descriptor budget and read with `pread` at offset 0, for a
+/// file read on every sweep whose open is dear (`/proc/<pid>/net/dev`: the lookup goes through
+/// the process's namespace). Like any held seq_file it keeps a page of kernel memory.
+#[derive(Debug)]
+pub struct HeldFd(File);
+
+impl HeldFd {
+    /// Opens `name` under `dir` and holds it, if the budget has room.
+    pub fn open_at(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> Option<HeldFd> {
+        use std::os::fd::AsRawFd;
+        if !take_budget() {
+            return None;
+        }
+        // SAFETY: `name` is NUL-terminated and outlives the call; the result is checked.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            HELD.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        Some(HeldFd(File::from(unsafe { OwnedFd::from_raw_fd(fd) })))
+    }
+}
+
+impl Drop for HeldFd {
+    fn drop(&mut self) {
+        HELD.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A cgroup file held open and read with `pread` at offset 0: no path lookup, no open, no
 /// close. Once read, a held cgroup file keeps a page-sized seq_file buffer, charged to the
 /// reader's memory cgroup (`benches/kmem/held-fds.py`: 10,000 held files = 43 MB of slab).
@@ -299,15 +335,27 @@ impl Reader {
         }
     }
 
+    /// Reads a held file (`dir/name` names it in errors). `None` when it could not be read:
+    /// the caller lets it go and opens the file afresh.
+    pub fn read_held(&mut self, f: &HeldFd, dir: &Path, name: &str) -> Option<&str> {
+        self.path.clear();
+        self.path.push(dir);
+        self.path.push(name);
+        match pread_into(&f.0, &mut self.buf) {
+            Ok(()) => Some(self.buf.as_str()),
+            Err(_) => None,
+        }
+    }
+
     /// Closes the held files in hand (their directory was made anew).
     pub fn drop_files(&mut self) {
         self.files.clear();
     }
 
     /// Exchanges the reader's held files with a container's: before its reads and after.
-    /// Handing them back lets go of those not read in between.
-    pub fn swap_files(&mut self, files: &mut FileCache) {
-        if !self.files.is_empty() {
+    /// Handing them back with `evict_unread` lets go of those not read in between.
+    pub fn swap_files(&mut self, files: &mut FileCache, evict_unread: bool) {
+        if evict_unread && !self.files.is_empty() {
             self.files.keep_used();
         }
         std::mem::swap(&mut self.files, files);
@@ -335,6 +383,11 @@ impl Reader {
         }
         // SAFETY: `fd` is a fresh descriptor that nothing else owns.
         Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// The text of the last file read.
+    pub fn last_text(&self) -> &str {
+        &self.buf
     }
 
     /// The path of the last file read, for error messages.

@@ -83,7 +83,7 @@ pub struct MemoryEvents {
 }
 
 /// Block IO on one device (v1 blkio throttle files, v2 `io.stat`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceIo {
     pub major: u32,
     pub minor: u32,
@@ -227,6 +227,30 @@ impl Clone for InterfaceStats {
         self.tx_packets = o.tx_packets;
         self.tx_errors = o.tx_errors;
         self.tx_dropped = o.tx_dropped;
+    }
+}
+
+impl Clone for DeviceIo {
+    fn clone(&self) -> Self {
+        let mut c = DeviceIo {
+            device: None,
+            ..*self
+        };
+        c.device.clone_from(&self.device);
+        c
+    }
+
+    // Reuses the name's buffer: an idle container's figures are copied every sweep.
+    fn clone_from(&mut self, o: &Self) {
+        self.device.clone_from(&o.device);
+        self.major = o.major;
+        self.minor = o.minor;
+        self.read_bytes = o.read_bytes;
+        self.write_bytes = o.write_bytes;
+        self.reads = o.reads;
+        self.writes = o.writes;
+        self.discard_bytes = o.discard_bytes;
+        self.discards = o.discards;
     }
 }
 

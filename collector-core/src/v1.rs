@@ -24,6 +24,8 @@ pub struct Want {
     pub spec: bool,
     /// `cpuacct.usage_percpu`.
     pub per_cpu: bool,
+    /// `cpuacct.usage`: not needed when the hybrid twin's `cpu.stat` gives the usage.
+    pub cpu_usage: bool,
     /// `cpuacct.stat`: not needed when the hybrid twin's `cpu.stat` gives exact user/system.
     pub cpu_times: bool,
 }
@@ -32,74 +34,113 @@ impl Want {
     pub const ALL: Want = Want {
         spec: true,
         per_cpu: true,
+        cpu_usage: true,
         cpu_times: true,
     };
 }
 
 /// Reads every v1 controller's files of one cgroup into `s`. `user_hz` converts cpuacct.stat.
 pub fn read_all(r: &mut Reader, d: &Dirs<CgDir>, user_hz: u64, want: Want, s: &mut ContainerStats) {
+    read_probe(r, d, user_hz, want, s);
+    read_rest(r, d, want, s);
+    if want.spec {
+        read_spec(r, d, s);
+    }
+}
+
+/// The figures that move whenever the container does anything: CPU time, memory usage and
+/// the number of tasks.
+pub fn read_probe(
+    r: &mut Reader,
+    d: &Dirs<CgDir>,
+    user_hz: u64,
+    want: Want,
+    s: &mut ContainerStats,
+) {
     if let Some(dir) = &d.cpuacct {
-        read_cpuacct(r, dir.into(), user_hz, want, &mut s.cpu);
+        let dir: Dir = dir.into();
+        if want.cpu_usage {
+            s.cpu.usage_ns = r.u64(dir, "cpuacct.usage");
+        }
+        if want.cpu_times {
+            let ns_per_tick = 1_000_000_000 / user_hz.max(1);
+            let cpu = &mut s.cpu;
+            r.flat_keyed(dir, "cpuacct.stat", |k, v| match k {
+                "user" => cpu.user_ns = Some(v.saturating_mul(ns_per_tick)),
+                "system" => cpu.system_ns = Some(v.saturating_mul(ns_per_tick)),
+                _ => {}
+            });
+        }
+    }
+    if let Some(dir) = &d.memory {
+        s.memory.usage_bytes = r.u64(dir, "memory.usage_in_bytes");
+    }
+    if let Some(dir) = &d.pids {
+        s.pids.current = r.u64(dir, "pids.current");
+    }
+}
+
+/// Everything `read_probe` does not read but the spec: figures that change only when the
+/// container does something.
+pub fn read_rest(r: &mut Reader, d: &Dirs<CgDir>, want: Want, s: &mut ContainerStats) {
+    if let (Some(dir), true) = (&d.cpuacct, want.per_cpu) {
+        read_per_cpu(r, dir.into(), &mut s.cpu);
     }
     if let Some(dir) = &d.cpu {
-        let dir: Dir = dir.into();
         r.flat_keyed(dir, "cpu.stat", |k, v| match k {
             "nr_periods" => s.cpu.nr_periods = Some(v),
             "nr_throttled" => s.cpu.nr_throttled = Some(v),
             "throttled_time" => s.cpu.throttled_ns = Some(v),
             _ => {}
         });
-        if want.spec {
-            s.spec.cpu_shares = r.u64(dir, "cpu.shares");
-            s.spec.cpu_quota_us = r.limit(dir, "cpu.cfs_quota_us").flatten();
-            s.spec.cpu_period_us = r.u64(dir, "cpu.cfs_period_us");
-        }
-    }
-    if let (Some(dir), true) = (&d.cpuset, want.spec) {
-        r.string_into(dir, "cpuset.cpus", &mut s.spec.cpuset_cpus);
-        r.string_into(dir, "cpuset.mems", &mut s.spec.cpuset_mems);
     }
     if let Some(dir) = &d.memory {
-        read_memory(r, dir.into(), want, s);
+        read_memory(r, dir.into(), s);
     }
     if let Some(dir) = &d.blkio {
         read_blkio(r, dir.into(), &mut s.blkio);
     }
+}
+
+/// Limits and shares: they change only when the container is updated.
+pub fn read_spec(r: &mut Reader, d: &Dirs<CgDir>, s: &mut ContainerStats) {
+    if let Some(dir) = &d.cpu {
+        let dir: Dir = dir.into();
+        s.spec.cpu_shares = r.u64(dir, "cpu.shares");
+        s.spec.cpu_quota_us = r.limit(dir, "cpu.cfs_quota_us").flatten();
+        s.spec.cpu_period_us = r.u64(dir, "cpu.cfs_period_us");
+    }
+    if let Some(dir) = &d.cpuset {
+        r.string_into(dir, "cpuset.cpus", &mut s.spec.cpuset_cpus);
+        r.string_into(dir, "cpuset.mems", &mut s.spec.cpuset_mems);
+    }
+    if let Some(dir) = &d.memory {
+        let dir: Dir = dir.into();
+        s.spec.memory_limit_bytes = r.limit(dir, "memory.limit_in_bytes").flatten();
+        s.spec.memory_reservation_bytes = r.limit(dir, "memory.soft_limit_in_bytes").flatten();
+        s.spec.memory_swap_limit_bytes = r.limit(dir, "memory.memsw.limit_in_bytes").flatten();
+    }
     if let Some(dir) = &d.pids {
-        s.pids.current = r.u64(dir, "pids.current");
-        if want.spec {
-            s.spec.pids_limit = r.limit(dir, "pids.max").flatten();
-        }
+        s.spec.pids_limit = r.limit(dir, "pids.max").flatten();
     }
 }
 
-fn read_cpuacct(r: &mut Reader, dir: Dir<'_>, user_hz: u64, want: Want, cpu: &mut CpuStats) {
-    cpu.usage_ns = r.u64(dir, "cpuacct.usage");
+fn read_per_cpu(r: &mut Reader, dir: Dir<'_>, cpu: &mut CpuStats) {
     let mut per_cpu = std::mem::take(&mut cpu.per_cpu_ns);
     per_cpu.clear();
-    if want.per_cpu
-        && r.parsed(dir, "cpuacct.usage_percpu", |t| {
-            parse::u64_list(t, &mut per_cpu)
-        })
-        .is_none()
+    if r.parsed(dir, "cpuacct.usage_percpu", |t| {
+        parse::u64_list(t, &mut per_cpu)
+    })
+    .is_none()
     {
         per_cpu.clear();
     }
     cpu.per_cpu_ns = per_cpu;
-    if !want.cpu_times {
-        return;
-    }
-    let ns_per_tick = 1_000_000_000 / user_hz.max(1);
-    r.flat_keyed(dir, "cpuacct.stat", |k, v| match k {
-        "user" => cpu.user_ns = Some(v.saturating_mul(ns_per_tick)),
-        "system" => cpu.system_ns = Some(v.saturating_mul(ns_per_tick)),
-        _ => {}
-    });
 }
 
-fn read_memory(r: &mut Reader, dir: Dir<'_>, want: Want, s: &mut ContainerStats) {
+fn read_memory(r: &mut Reader, dir: Dir<'_>, s: &mut ContainerStats) {
+    // The usage came with `read_probe`.
     let m = &mut s.memory;
-    m.usage_bytes = r.u64(dir, "memory.usage_in_bytes");
     m.max_usage_bytes = r.u64(dir, "memory.max_usage_in_bytes");
     m.failcnt = r.u64(dir, "memory.failcnt");
     m.kernel_bytes = r.u64(dir, "memory.kmem.usage_in_bytes");
@@ -110,12 +151,6 @@ fn read_memory(r: &mut Reader, dir: Dir<'_>, want: Want, s: &mut ContainerStats)
         }
     });
     m.working_set_bytes = crate::v2::working_set(m.usage_bytes, m.inactive_file_bytes);
-    if !want.spec {
-        return;
-    }
-    s.spec.memory_limit_bytes = r.limit(dir, "memory.limit_in_bytes").flatten();
-    s.spec.memory_reservation_bytes = r.limit(dir, "memory.soft_limit_in_bytes").flatten();
-    s.spec.memory_swap_limit_bytes = r.limit(dir, "memory.memsw.limit_in_bytes").flatten();
 }
 
 /// The hierarchical (`total_*`) keys, which include descendants as v2's figures do.

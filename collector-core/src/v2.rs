@@ -9,17 +9,38 @@ use crate::v1::Want;
 /// Reads every v2 file of one cgroup directory into `s`; the spec files only when
 /// `want.spec` (v2 has no per-CPU usage and `cpu.stat` always has user/system).
 pub fn read_all(r: &mut Reader, dir: Dir<'_>, want: Want, s: &mut ContainerStats) {
+    read_probe(r, dir, s);
+    read_rest(r, dir, s);
+    if want.spec {
+        read_spec(r, dir, s);
+    }
+}
+
+/// The figures that move whenever the container does anything: `cpu.stat` (CPU time and
+/// throttling), `memory.current` and `pids.current`.
+pub fn read_probe(r: &mut Reader, dir: Dir<'_>, s: &mut ContainerStats) {
     read_cpu(r, dir, &mut s.cpu);
-    if want.spec {
-        read_cpu_spec(r, dir, s);
-    }
-    read_memory(r, dir, want, s);
-    read_io(r, dir, &mut s.blkio);
+    s.memory.usage_bytes = r.u64(dir, "memory.current");
     s.pids.current = r.u64(dir, "pids.current");
-    if want.spec {
-        s.spec.pids_limit = r.limit(dir, "pids.max").flatten();
-    }
+}
+
+/// Everything `read_probe` does not read but the spec: figures that change only when the
+/// container does something.
+pub fn read_rest(r: &mut Reader, dir: Dir<'_>, s: &mut ContainerStats) {
+    read_memory(r, dir, s);
+    read_io(r, dir, &mut s.blkio);
     read_pressure(r, dir, &mut s.pressure);
+}
+
+/// Limits and shares: they change only when the container is updated.
+pub fn read_spec(r: &mut Reader, dir: Dir<'_>, s: &mut ContainerStats) {
+    read_cpu_spec(r, dir, s);
+    s.spec.memory_limit_bytes = r.limit(dir, "memory.max").flatten();
+    s.spec.memory_high_bytes = r.limit(dir, "memory.high").flatten();
+    // memory.low of 0 means no protection: report it as unset, like an absent reservation.
+    s.spec.memory_reservation_bytes = r.limit(dir, "memory.low").flatten().filter(|&v| v > 0);
+    s.spec.memory_swap_limit_bytes = r.limit(dir, "memory.swap.max").flatten();
+    s.spec.pids_limit = r.limit(dir, "pids.max").flatten();
 }
 
 /// `cpu.stat`: usage, user and system in microseconds, CFS throttling.
@@ -53,9 +74,9 @@ pub fn weight_to_shares(weight: u64) -> u64 {
     2 + (weight.clamp(1, 10_000) - 1) * 262_142 / 9_999
 }
 
-fn read_memory(r: &mut Reader, dir: Dir<'_>, want: Want, s: &mut ContainerStats) {
+fn read_memory(r: &mut Reader, dir: Dir<'_>, s: &mut ContainerStats) {
+    // The usage came with `read_probe`.
     let m = &mut s.memory;
-    m.usage_bytes = r.u64(dir, "memory.current");
     m.max_usage_bytes = r.u64(dir, "memory.peak");
     read_memory_stat(r, dir, m);
     r.flat_keyed(dir, "memory.events", |k, v| match k {
@@ -68,14 +89,6 @@ fn read_memory(r: &mut Reader, dir: Dir<'_>, want: Want, s: &mut ContainerStats)
     });
     m.swap_bytes = r.u64(dir, "memory.swap.current");
     m.working_set_bytes = working_set(m.usage_bytes, m.inactive_file_bytes);
-    if !want.spec {
-        return;
-    }
-    s.spec.memory_limit_bytes = r.limit(dir, "memory.max").flatten();
-    s.spec.memory_high_bytes = r.limit(dir, "memory.high").flatten();
-    // memory.low of 0 means no protection: report it as unset, like an absent reservation.
-    s.spec.memory_reservation_bytes = r.limit(dir, "memory.low").flatten().filter(|&v| v > 0);
-    s.spec.memory_swap_limit_bytes = r.limit(dir, "memory.swap.max").flatten();
 }
 
 /// Usage minus inactive file pages, floored at 0: the figure the OOM killer's view is closest to.

@@ -61,6 +61,11 @@ pub struct Flags {
     /// How often limits and shares (the spec files) are re-read, e.g. 30s [default: 30s].
     #[arg(long = "housekeeping.spec-interval", global = true)]
     pub spec_interval: Option<String>,
+    /// How often an idle container (no CPU time, memory or task change since its last full
+    /// read) has all its files read; between, only CPU, memory usage, tasks and network
+    /// counters are. 0s reads everything every time [default: 60s].
+    #[arg(long = "housekeeping.idle-interval", global = true)]
+    pub idle_interval: Option<String>,
     /// Keep each container's cgroup files open between sweeps: about half the CPU, for some
     /// 60 KiB of kernel memory per container [default: off].
     #[arg(long = "housekeeping.hold-files", global = true)]
@@ -158,6 +163,8 @@ pub struct FileHousekeeping {
     pub interval: Option<String>,
     #[serde(rename = "spec-interval")]
     pub spec_interval: Option<String>,
+    #[serde(rename = "idle-interval")]
+    pub idle_interval: Option<String>,
     #[serde(rename = "hold-files")]
     pub hold_files: Option<bool>,
 }
@@ -224,6 +231,7 @@ pub struct Settings {
     pub web_config: Option<PathBuf>,
     pub interval: Duration,
     pub spec_interval: Duration,
+    pub idle_interval: Duration,
     pub hold_files: bool,
     pub procfs: PathBuf,
     pub sysfs: PathBuf,
@@ -329,6 +337,19 @@ impl Settings {
             return Err(bad(
                 "housekeeping.spec-interval",
                 format!("{spec_text:?} is over 1h"),
+            ));
+        }
+        let idle_text = flags
+            .idle_interval
+            .clone()
+            .or(file.housekeeping.idle_interval)
+            .unwrap_or_else(|| "60s".into());
+        let idle_interval =
+            parse_duration(&idle_text).map_err(|r| bad("housekeeping.idle-interval", r))?;
+        if idle_interval > Duration::from_secs(3600) {
+            return Err(bad(
+                "housekeeping.idle-interval",
+                format!("{idle_text:?} is over 1h"),
             ));
         }
         let procfs = flags
@@ -447,6 +468,7 @@ impl Settings {
             web_config,
             interval,
             spec_interval,
+            idle_interval,
             hold_files: flags.hold_files || file.housekeeping.hold_files.unwrap_or(false),
             procfs,
             sysfs,
@@ -547,13 +569,16 @@ mod tests {
         assert_eq!(s.listen_address.to_string(), "127.0.0.1:1234");
         assert_eq!(s.interval, Duration::from_secs(2));
         assert_eq!(s.spec_interval, Duration::from_secs(30), "the default");
+        assert_eq!(s.idle_interval, Duration::from_secs(60), "the default");
         assert_eq!(s.include, vec!["/docker".to_string()]);
         f.interval = Some("750ms".into());
         f.spec_interval = Some("5s".into());
+        f.idle_interval = Some("0s".into());
         f.include = vec!["/kubepods".into()];
         let s = Settings::resolve(&f).unwrap();
         assert_eq!(s.interval, Duration::from_millis(750));
         assert_eq!(s.spec_interval, Duration::from_secs(5));
+        assert_eq!(s.idle_interval, Duration::ZERO);
         assert_eq!(s.include, vec!["/kubepods".to_string()]);
     }
 
@@ -591,6 +616,14 @@ mod tests {
             (
                 Box::new(|f| f.spec_interval = Some("often".into())),
                 "housekeeping.spec-interval",
+            ),
+            (
+                Box::new(|f| f.idle_interval = Some("2h".into())),
+                "housekeeping.idle-interval",
+            ),
+            (
+                Box::new(|f| f.idle_interval = Some("-1s".into())),
+                "housekeeping.idle-interval",
             ),
             (
                 Box::new(|f| f.listen_address = Some("nowhere".into())),

@@ -124,6 +124,7 @@ fn core_config(s: &Settings) -> Config {
         runtime_only: s.runtime_only,
         per_cpu: s.per_cpu,
         spec_interval: s.spec_interval,
+        idle_interval: s.idle_interval,
         hold_files: s.hold_files,
         fs: collector_core::fs::FsConfig {
             rootfs: s.rootfs.clone(),
@@ -305,6 +306,8 @@ fn sweep_loop(
         stats
             .containers
             .store(snap.containers.len() as u64, Ordering::Relaxed);
+        let idle = snap.containers.iter().filter(|c| c.idle).count();
+        stats.idle_containers.store(idle as u64, Ordering::Relaxed);
         stats
             .watch_saturated
             .store(collector.watch_saturated() as u64, Ordering::Relaxed);

@@ -677,6 +677,7 @@ fn four_containers() -> Arc<Snapshot> {
             },
             first_seen_ms: 0,
             created_ms: None,
+            idle: false,
             meta: Metadata {
                 name: Some(format!("app-{i}")),
                 image: Some("busybox:1.36".into()),

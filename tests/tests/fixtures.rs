@@ -133,7 +133,9 @@ fn v1_hybrid_docker_container() {
     assert_eq!(c.identity.runtime, Some(Runtime::Docker));
     assert_eq!(c.identity.container_id.as_deref(), Some(DOCKER_ID));
     let st = &c.stats;
-    assert_eq!(st.cpu.usage_ns, Some(13_696_074_060));
+    // The usage too comes from the twin's cpu.stat (the capture's cpuacct.usage, read a moment
+    // earlier while the container was busy, says 13_696_074_060).
+    assert_eq!(st.cpu.usage_ns, Some(13_918_625_000));
     assert_eq!(st.cpu.per_cpu_ns, vec![13_461_465_515, 234_608_545]);
     // Exact user/system from the unified twin, not the tick-rounded cpuacct.stat.
     assert_eq!(st.cpu.user_ns, Some(13_824_853_000));
@@ -235,7 +237,7 @@ fn legacy_v1_without_unified_twin() {
 fn files_not_wanted_are_not_read() {
     let dir = copy_of("cgroup-v1-hybrid-docker");
     let root = dir.path();
-    for file in ["cpuacct.usage_percpu", "cpuacct.stat"] {
+    for file in ["cpuacct.usage_percpu", "cpuacct.stat", "cpuacct.usage"] {
         std::fs::write(docker_dir(root, "cpuacct").join(file), "garbage\n").unwrap();
     }
     // Swap comes from memory.stat's total_swap, not from memsw.usage less usage.
@@ -257,7 +259,7 @@ fn files_not_wanted_are_not_read() {
     let c = s.get(&format!("/docker/{DOCKER_ID}")).unwrap();
     assert!(c.stats.cpu.per_cpu_ns.is_empty());
     assert_eq!(c.stats.cpu.user_ns, Some(13_824_853_000));
-    assert_eq!(c.stats.cpu.usage_ns, Some(13_696_074_060));
+    assert_eq!(c.stats.cpu.usage_ns, Some(13_918_625_000));
     assert_eq!(c.stats.memory.swap_bytes, Some(8192));
 }
 
@@ -311,7 +313,7 @@ fn malformed_files_give_errors_with_paths_and_keep_the_rest() {
     // No usage, so no working set either: never a made-up figure.
     assert_eq!(c.stats.memory.working_set_bytes, None);
     assert!(c.stats.cpu.per_cpu_ns.is_empty());
-    assert_eq!(c.stats.cpu.usage_ns, Some(13_696_074_060));
+    assert_eq!(c.stats.cpu.usage_ns, Some(13_918_625_000));
     assert_eq!(c.stats.pressure.cpu, None);
     assert!(c.stats.pressure.memory.is_some());
     let msgs: Vec<String> = s.errors.iter().map(|e| e.to_string()).collect();

@@ -42,6 +42,8 @@ fn collector_holding(id: &str, hold_files: bool) -> Collector {
             Duration::ZERO
         },
         network: false,
+        // Every sweep a full one: idle sweeps would hold only the probe files.
+        idle_interval: Duration::ZERO,
         ..Config::default()
     })
     .expect("cgroup hierarchy")

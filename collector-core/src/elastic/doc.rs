@@ -684,6 +684,7 @@ mod tests {
             },
             first_seen_ms: 0,
             created_ms: None,
+            idle: false,
             meta: Metadata {
                 name: Some("web".into()),
                 image: Some("nginx:1.25".into()),

@@ -372,6 +372,7 @@ mod tests {
             },
             first_seen_ms: 0,
             created_ms: None,
+            idle: false,
             meta: crate::collector::Metadata {
                 name: Some("n".into()),
                 image: Some("i".into()),
