@@ -3,8 +3,9 @@
 //! thread's (`CLOCK_THREAD_CPUTIME_ID`), which other load on the machine inflates far less than
 //! criterion's wall clock.
 //!
-//! For each set size: collector-core (everything; files only; files plus network; files plus
-//! load), cgroups-rs (the same reads as the sweep bench) and the floors.
+//! For each set size: collector-core (everything, every file of every cgroup on every sweep;
+//! the same with the default idle reads, where the set's sleeping cgroups read as idle; files
+//! only; files plus network; files plus load), cgroups-rs (the same reads as the sweep bench) and the floors.
 //! `CCOL_ALLOC_SITES=1` also prints where collector-core's allocations come from in one sweep
 //! (a backtrace per allocation; slow, so use it with `CCOL_BENCH_SIZES=100`).
 //!
@@ -192,14 +193,15 @@ fn main() {
         let cgroups = set.ids.len();
         let mut variants: Vec<Variant> = Vec::new();
 
-        for (name, network, load) in [
-            ("collector-core", true, true),
-            ("collector-core-files-only", false, false),
-            ("collector-core-network-only", true, false),
-            ("collector-core-load-only", false, true),
+        for (name, network, load, idle) in [
+            ("collector-core", true, true, false),
+            ("collector-core-idle", true, true, true),
+            ("collector-core-files-only", false, false, false),
+            ("collector-core-network-only", true, false, false),
+            ("collector-core-load-only", false, true, false),
         ] {
-            if sites && network && load {
-                let (mut col, mut snap) = steady_collector(&set, network, load);
+            if sites && network && load && !idle {
+                let (mut col, mut snap) = steady_collector(&set, network, load, idle);
                 TRACE.store(true, Relaxed);
                 col.sweep_into(&mut snap);
                 TRACE.store(false, Relaxed);
@@ -217,7 +219,7 @@ fn main() {
                 name,
                 passes: sweeps,
                 setup: Box::new(move || {
-                    *made.borrow_mut() = Some(steady_collector(set, network, load));
+                    *made.borrow_mut() = Some(steady_collector(set, network, load, idle));
                 }),
                 run: Box::new(move || {
                     let mut st = used.borrow_mut();

@@ -1,7 +1,9 @@
 //! One full sweep over N real cgroups, three ways:
 //!
 //! - `sweep/collector-core/N`: `Collector::sweep_into` in steady state (everything the
-//!   collector reads, network and load included); `sweep/collector-core-files-only/N` with
+//!   collector reads, network and load included, every file on every sweep);
+//!   `sweep/collector-core-idle/N` with the default idle reads (the set's cgroups, asleep,
+//!   read as idle); `sweep/collector-core-files-only/N` with
 //!   `network: false, load: false`; `sweep/collector-core-rescan/N` with a full discovery walk
 //!   before every sweep.
 //! - `sweep/cgroups-rs/N`: for each cgroup `Cgroup::load(hierarchies::auto(), path)`, then
@@ -66,11 +68,12 @@ fn group<'a>(
 
 fn collector_core_sweeps(c: &mut Criterion, set: &CgroupSet, n: usize) {
     let mut g = group(c, "sweep", set);
-    for (name, network, load) in [
-        ("collector-core", true, true),
-        ("collector-core-files-only", false, false),
+    for (name, network, load, idle) in [
+        ("collector-core", true, true, false),
+        ("collector-core-idle", true, true, true),
+        ("collector-core-files-only", false, false, false),
     ] {
-        let (mut col, mut snap) = steady_collector(set, network, load);
+        let (mut col, mut snap) = steady_collector(set, network, load, idle);
         if network {
             let own = snap
                 .containers
@@ -93,7 +96,7 @@ fn collector_core_sweeps(c: &mut Criterion, set: &CgroupSet, n: usize) {
             })
         });
     }
-    let (mut col, mut snap) = steady_collector(set, true, true);
+    let (mut col, mut snap) = steady_collector(set, true, true, false);
     g.bench_function(BenchmarkId::new("collector-core-rescan", n), |b| {
         b.iter(|| {
             col.rescan_soon();

@@ -5,7 +5,8 @@ Opens N descriptors of each kind the collector may hold, reads the files once (a
 does), and prints the growth of the kernel's slab (/proc/meminfo) per descriptor:
   - a cgroup directory (O_DIRECTORY), as every followed cgroup directory is held;
   - a cgroup file, read once, as `--housekeeping.hold-files` holds them (the read makes the
-    kernel allocate the file's seq_file page, which stays while the file is open).
+    kernel allocate the file's seq_file page, which stays while the file is open);
+  - a process's net/dev, read once, as each container's process handle holds it.
 Usage: sudo benches/kmem/held-fds.py [N]   (default 10000; needs N+100 open files allowed)
 The figures move with other activity on the machine: run it on a quiet one, more than once.
 """
@@ -47,5 +48,12 @@ def read_file_fd():
     return fd
 
 
+def net_dev_fd():
+    fd = os.open("/proc/self/net/dev", os.O_RDONLY)
+    os.pread(fd, 4096, 0)
+    return fd
+
+
 measure(f"directory {CG}", dir_fd)
 measure(f"file {FILE}, read once", read_file_fd)
+measure("/proc/self/net/dev, read once", net_dev_fd)

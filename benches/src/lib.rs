@@ -326,7 +326,14 @@ pub fn sizes() -> Vec<usize> {
 }
 
 /// A collector over the set, after three sweeps (steady state), with its last snapshot.
-pub fn steady_collector(set: &CgroupSet, network: bool, load: bool) -> (Collector, Snapshot) {
+/// `idle`: the default idle reads (the bench's cgroups then read as idle from the second
+/// sweep on, their processes asleep); without, every file of every cgroup on every sweep.
+pub fn steady_collector(
+    set: &CgroupSet,
+    network: bool,
+    load: bool,
+    idle: bool,
+) -> (Collector, Snapshot) {
     let config = Config {
         include: vec![set.parent.clone()],
         // Steady state: no rescans inside the measurement (another process making cgroups at the
@@ -336,6 +343,11 @@ pub fn steady_collector(set: &CgroupSet, network: bool, load: bool) -> (Collecto
         rescan_interval: Duration::from_secs(24 * 3600),
         network,
         load,
+        idle_interval: if idle {
+            Config::default().idle_interval
+        } else {
+            Duration::ZERO
+        },
         ..Config::default()
     };
     let mut col = Collector::new(config).expect("collector");

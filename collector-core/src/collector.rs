@@ -670,33 +670,38 @@ impl Collector {
         } else {
             v1_any.or(t.unified.as_ref())
         };
-        if let (Some(load), Some(tasks_dir)) = (self.load.as_mut(), procs_dir) {
-            let v1_dir = t.v1.cpu.as_ref().or(t.v1.cpuacct.as_ref()).or(v1_any);
-            let v2 = setup == Setup::Unified;
-            // A directory descriptor found stale above would have the kernel count the
-            // tasks of the removed cgroup: go by path then.
-            let stale = r.stale_dir;
-            if let Some((counts, source)) = load.counts(
-                r,
-                v1_dir.map(|d| dir_of(d, stale)),
-                dir_of(tasks_dir, stale),
-                v2,
-            ) {
-                let prev = t
-                    .last_load
-                    .map(|(l, at)| (l, now.duration_since(at).as_secs_f64()));
-                let l = load::update_average(prev, counts, source);
-                t.last_load = Some((l, now));
-                s.load = Some(l);
-            }
-        }
-
-        // Then the rest, unless nothing has moved since it was last read.
+        // Idle: nothing has moved since the last full read, whose other figures stand.
         let idle = t.leaf && !r.stale_dir && t.full.still_idle(s, now, self.config.idle_interval);
         t.idle = idle;
+        let counts = match (self.load.as_mut(), procs_dir) {
+            _ if idle => Some(t.full.counts()),
+            (Some(load), Some(tasks_dir)) => {
+                let v1_dir = t.v1.cpu.as_ref().or(t.v1.cpuacct.as_ref()).or(v1_any);
+                // A directory descriptor found stale above would have the kernel count the
+                // tasks of the removed cgroup: go by path then.
+                let stale = r.stale_dir;
+                load.counts(
+                    r,
+                    v1_dir.map(|d| dir_of(d, stale)),
+                    dir_of(tasks_dir, stale),
+                    setup == Setup::Unified,
+                )
+            }
+            _ => None,
+        };
+        if let Some((counts, source)) = counts {
+            let prev = t
+                .last_load
+                .map(|(l, at)| (l, now.duration_since(at).as_secs_f64()));
+            let l = load::update_average(prev, counts, source);
+            t.last_load = Some((l, now));
+            s.load = Some(l);
+        }
+
         if idle {
             t.full.restore(s, setup != Setup::Unified);
         } else {
+            // Then the rest.
             if setup == Setup::Unified {
                 if let Some(dir) = &t.unified {
                     v2::read_rest(r, dir.into(), s);
@@ -756,15 +761,16 @@ impl Collector {
         if !wants_net {
             s.network.interfaces.clear();
         }
-        if wants_net && !self.net.read(t.proc.as_mut(), r, &mut s.network) {
+        if wants_net && !self.net.read(t.proc.as_mut(), r, &mut s.network, idle) {
             // That process has exited: take another one, once.
             t.proc = renew(&mut self.net, r);
-            self.net.read(t.proc.as_mut(), r, &mut s.network);
+            self.net.read(t.proc.as_mut(), r, &mut s.network, false);
         }
         if let Some(layers) = self.layers.as_mut() {
             // The network read may have skipped the process (a shared or the host's
             // namespace): make sure it is still there before its mounts are looked at.
-            if kind == Kind::Container && t.proc.as_ref().is_some_and(|h| !h.alive()) {
+            // (An idle container's task count has not moved: its process is still there.)
+            if kind == Kind::Container && !idle && t.proc.as_ref().is_some_and(|h| !h.alive()) {
                 t.proc = renew(&mut self.net, r);
             }
             let pid = t.proc.as_ref().map(|h| h.pid);

@@ -1,16 +1,18 @@
 //! Idle containers. Most containers on a host sit waiting most of the time, and most of their
 //! files can only change when they do something: a read of them while a container is idle
 //! would find the same figures again. So each sweep reads a few "probe" figures of every
-//! container (CPU time, memory usage, number of tasks, tasks running or waiting; network
+//! container (CPU time, memory usage, number of tasks; network
 //! counters are read as always, since the kernel answers and drops packets without the
 //! container), and reads the rest only when the probe shows activity since the last full
 //! read, when a full read is older than `Config::idle_interval`, or while something can still
 //! move on its own.
 //!
 //! What can change with the probe standing still, and how it is covered:
-//! - tasks waiting in the kernel use no CPU but add to IO and memory pressure, which count
-//!   tasks in IO wait: any task the netlink counts show running, uninterruptible or in IO
-//!   wait makes the container active;
+//! - tasks waiting in the kernel use no CPU but add to IO and memory pressure: a full read
+//!   whose netlink counts show a task running, uninterruptible or in IO wait is no baseline
+//!   for idle reads, and a sleeping task gets into either state only by running (a woken task
+//!   gets CPU within a scheduling period), which moves the CPU time. So an idle sweep does not
+//!   ask for the counts, and reports those of the full read;
 //! - dirty pages are written back by kernel threads, which adds to the container's disk
 //!   counters and changes `dirty`/`writeback`: while the last full read saw either, it is
 //!   active;
@@ -23,6 +25,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::load::netlink::TaskCounts;
 use crate::stats::{ContainerStats, DeviceIo, LoadSource, MemoryStats, PressureStats, Psi};
 
 /// What a container's last full read saw, to tell later whether it has been idle since.
@@ -41,6 +44,17 @@ struct Probe {
     tasks: Option<u64>,
 }
 
+impl Probe {
+    /// `None` when CPU time or the number of tasks is unknown: activity could not be seen.
+    fn of(s: &ContainerStats) -> Option<Probe> {
+        (s.cpu.usage_ns.is_some() && s.pids.current.is_some()).then_some(Probe {
+            usage_ns: s.cpu.usage_ns,
+            memory_bytes: s.memory.usage_bytes,
+            tasks: s.pids.current,
+        })
+    }
+}
+
 /// The figures not re-read while idle, as last read.
 #[derive(Debug, Default)]
 struct Kept {
@@ -49,30 +63,22 @@ struct Kept {
     memory: MemoryStats,
     blkio: Vec<DeviceIo>,
     pressure: PressureStats,
+    /// Task counts by state: none running or waiting, or the read is not kept.
+    counts: TaskCounts,
+    source: LoadSource,
 }
 
 impl FullRead {
-    /// The probe of `s` when it shows a container that may be idle: CPU time and the number
-    /// of tasks known, task states known in full, and none running or blocked.
-    fn probe_of(s: &ContainerStats) -> Option<Probe> {
-        let l = s.load?;
-        let quiet = l.running == 0 && l.uninterruptible == 0 && l.io_wait == 0;
-        let known = l.source != LoadSource::Truncated
-            && s.cpu.usage_ns.is_some()
-            && s.pids.current.is_some();
-        (quiet && known).then_some(Probe {
-            usage_ns: s.cpu.usage_ns,
-            memory_bytes: s.memory.usage_bytes,
-            tasks: s.pids.current,
-        })
-    }
-
     /// Whether `s`, holding this sweep's probe figures, shows no activity since this full read,
     /// which is younger than `interval`.
+    ///
+    /// No task state is asked for: at the full read none was running or waiting, and a task
+    /// gets to either only by running (or by being woken, and a runnable task gets CPU time
+    /// within a scheduling period), which moves the CPU time.
     pub fn still_idle(&self, s: &ContainerStats, now: Instant, interval: Duration) -> bool {
         let Some(at) = self.at else { return false };
         now.saturating_duration_since(at) < interval
-            && Self::probe_of(s) == Some(self.probe)
+            && Probe::of(s) == Some(self.probe)
             && self.settled()
     }
 
@@ -94,10 +100,17 @@ impl FullRead {
             && idle_psi(&self.kept.pressure.io)
     }
 
-    /// Remembers a full read of `s`, made at `now`. A container whose probe cannot show
-    /// idleness is remembered as never idle.
+    /// Remembers a full read of `s`, made at `now`. A container whose activity cannot be seen
+    /// (CPU time, tasks or task states unknown) or that has tasks running or waiting is not
+    /// a baseline for idle reads.
     pub fn record(&mut self, s: &ContainerStats, now: Instant) {
-        let Some(probe) = Self::probe_of(s) else {
+        let quiet = s.load.filter(|l| {
+            l.running == 0
+                && l.uninterruptible == 0
+                && l.io_wait == 0
+                && l.source != LoadSource::Truncated
+        });
+        let (Some(probe), Some(l)) = (Probe::of(s), quiet) else {
             self.at = None;
             return;
         };
@@ -109,6 +122,17 @@ impl FullRead {
         k.memory.clone_from(&s.memory);
         k.blkio.clone_from(&s.blkio);
         k.pressure.clone_from(&s.pressure);
+        k.counts = TaskCounts {
+            sleeping: l.sleeping,
+            stopped: l.stopped,
+            ..TaskCounts::default()
+        };
+        k.source = l.source;
+    }
+
+    /// The task counts of an idle container: those of the full read.
+    pub fn counts(&self) -> (TaskCounts, LoadSource) {
+        (self.kept.counts, self.kept.source)
     }
 
     /// Forgets the last full read: the next read is a full one.
@@ -162,6 +186,7 @@ mod tests {
         let mut f = FullRead::default();
         assert!(!f.still_idle(&quiet(100, 4096), t0, minute), "never read");
         f.record(&full, t0);
+        assert_eq!(f.counts().0, TaskCounts::default());
 
         let later = t0 + Duration::from_secs(5);
         assert!(f.still_idle(&quiet(100, 4096), later, minute));
@@ -180,19 +205,29 @@ mod tests {
         let mut no_pids = quiet(100, 4096);
         no_pids.pids.current = None;
         assert!(!f.still_idle(&no_pids, later, minute), "no task count");
+
+        // A full read that saw tasks running or waiting, or did not see them all, is no
+        // baseline.
         for set in [
             |l: &mut LoadStats| l.running = 1,
             |l: &mut LoadStats| l.uninterruptible = 1,
             |l: &mut LoadStats| l.io_wait = 1,
             |l: &mut LoadStats| l.source = LoadSource::Truncated,
         ] {
-            let mut s = quiet(100, 4096);
-            s.load.as_mut().map(set);
-            assert!(!f.still_idle(&s, later, minute));
+            let mut busy = quiet(100, 4096);
+            busy.load.as_mut().map(set);
+            let mut g = FullRead::default();
+            g.record(&busy, t0);
+            assert!(!g.still_idle(&quiet(100, 4096), later, minute));
         }
         let mut no_load = quiet(100, 4096);
         no_load.load = None;
-        assert!(!f.still_idle(&no_load, later, minute), "no task counts");
+        let mut g = FullRead::default();
+        g.record(&no_load, t0);
+        assert!(
+            !g.still_idle(&quiet(100, 4096), later, minute),
+            "no task counts"
+        );
 
         // What was not re-read comes back from the full read.
         let mut s = quiet(100, 4096);

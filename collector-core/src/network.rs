@@ -114,11 +114,14 @@ impl NetReader {
 
     /// Fills `out` for a container through the handle on one of its processes (`None` when
     /// it has none). False when that process has exited: get a new handle and read again.
+    /// `idle`: the container's task count has not moved since the process was seen alive,
+    /// so it has not exited (the check is skipped).
     pub fn read(
         &mut self,
         h: Option<&mut ProcHandle>,
         r: &mut Reader,
         out: &mut NetworkStats,
+        idle: bool,
     ) -> bool {
         // Entries are kept from the last read and overwritten in place by the parser, so
         // interface names are not allocated again every sweep.
@@ -136,7 +139,7 @@ impl NetReader {
             out.clone_from(&self.seen[i]);
             return true;
         }
-        match h.read_net_dev(r) {
+        match h.read_net_dev(r, idle) {
             Some(text) => {
                 out.status = NetworkStatus::Own;
                 let ignore = &self.ignore;
@@ -180,11 +183,12 @@ pub struct ProcHandle {
 }
 
 impl ProcHandle {
-    /// The text of its `net/dev`; `None` when the process has exited.
-    fn read_net_dev<'r>(&mut self, r: &'r mut Reader) -> Option<&'r str> {
+    /// The text of its `net/dev`; `None` when the process has exited. `known_alive` skips
+    /// asking.
+    fn read_net_dev<'r>(&mut self, r: &'r mut Reader, known_alive: bool) -> Option<&'r str> {
         if self.dir.is_held() {
             // A held file would still answer for an exited process: ask first.
-            if !self.alive() {
+            if !known_alive && !self.alive() {
                 self.net_dev = None;
                 return None;
             }

@@ -270,9 +270,14 @@ impl Reader {
         self.path.push(dir.path);
         self.path.push(file);
         self.buf.clear();
+        // A cgroup control file is one record, which the kernel hands over whole when it fits:
+        // a short read is the end, and the read that would return 0 is saved. Not so for the
+        // pid lists (a record per pid) and files elsewhere (mountinfo: a record per mount).
+        let pid_list = matches!(file, "cgroup.procs" | "tasks" | "cgroup.threads");
+        let one_record = fallback && dir.fd.is_some() && !pid_list;
         if fallback && !self.files.is_empty() {
             if let Some(i) = self.files.find(&self.path) {
-                match pread_into(&self.files.files[i].file, &mut self.buf) {
+                match pread_into(&self.files.files[i].file, &mut self.buf, one_record) {
                     Ok(()) => return Some(self.buf.as_str()),
                     // Removed (ENODEV), or a bad read: drop it and read afresh below.
                     Err(_) => {
@@ -296,14 +301,10 @@ impl Reader {
         }
         // Only files of held cgroup directories: never /proc/<tid> files and the like, and
         // never pid lists (v1 keeps serving an open file the list it built on its first read).
-        let hold = fallback
-            && self.hold_files
-            && dir.fd.is_some()
-            && !self.stale_dir
-            && !matches!(file, "cgroup.procs" | "tasks" | "cgroup.threads");
+        let hold = fallback && self.hold_files && dir.fd.is_some() && !self.stale_dir && !pid_list;
         let res = opened.and_then(|f| {
             if hold && take_budget() {
-                let r = pread_into(&f, &mut self.buf);
+                let r = pread_into(&f, &mut self.buf, one_record);
                 let at = self.files.next.min(self.files.files.len());
                 self.files.files.insert(
                     at,
@@ -316,7 +317,7 @@ impl Reader {
                 self.files.next = at + 1;
                 r
             } else {
-                read_into(f, &mut self.buf)
+                read_into(f, &mut self.buf, one_record)
             }
         });
         match res {
@@ -341,7 +342,7 @@ impl Reader {
         self.path.clear();
         self.path.push(dir);
         self.path.push(name);
-        match pread_into(&f.0, &mut self.buf) {
+        match pread_into(&f.0, &mut self.buf, false) {
             Ok(()) => Some(self.buf.as_str()),
             Err(_) => None,
         }
@@ -475,15 +476,20 @@ impl Reader {
 
 /// Reads a whole file into the reused buffer with plain `read` calls. `read_to_string` would
 /// first `statx` and `lseek` to size its buffer: two wasted syscalls per cgroup file, whose
-/// size the kernel reports as 4096 anyway.
-fn read_into(mut f: File, buf: &mut String) -> io::Result<()> {
+/// size the kernel reports as 4096 anyway. `one_record`: a short read is the end.
+fn read_into(mut f: File, buf: &mut String, one_record: bool) -> io::Result<()> {
     let mut bytes = std::mem::take(buf).into_bytes();
     bytes.clear();
     let mut chunk = [0u8; 4096];
     let res = loop {
         match f.read(&mut chunk) {
             Ok(0) => break Ok(()),
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                bytes.extend_from_slice(&chunk[..n]);
+                if one_record && n < chunk.len() {
+                    break Ok(());
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => break Err(e),
         }
@@ -520,8 +526,9 @@ fn take_budget() -> bool {
     true
 }
 
-/// Reads a held file from its start with `pread`, into the reused buffer.
-fn pread_into(f: &File, buf: &mut String) -> io::Result<()> {
+/// Reads a held file from its start with `pread`, into the reused buffer. `one_record`: a
+/// short read is the end.
+fn pread_into(f: &File, buf: &mut String, one_record: bool) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let mut bytes = std::mem::take(buf).into_bytes();
     bytes.clear();
@@ -529,7 +536,12 @@ fn pread_into(f: &File, buf: &mut String) -> io::Result<()> {
     let res = loop {
         match f.read_at(&mut chunk, bytes.len() as u64) {
             Ok(0) => break Ok(()),
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                bytes.extend_from_slice(&chunk[..n]);
+                if one_record && n < chunk.len() {
+                    break Ok(());
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => break Err(e),
         }

@@ -510,3 +510,22 @@ fn host_namespace_by_net_dev_inode_without_links() {
     let c = s.get(&format!("/docker/{DOCKER_ID}")).unwrap();
     assert_eq!(c.stats.network.status, NetworkStatus::HostNamespace);
 }
+
+/// A cgroup file is read until a short read (the kernel hands a cgroup file's one record over
+/// whole); one longer than a read's 4 KiB still comes in whole.
+#[test]
+fn files_longer_than_one_read_come_whole() {
+    let dir = copy_of("cgroup-v1-hybrid-docker");
+    let memory = docker_dir(dir.path(), "memory");
+    let stat = std::fs::read_to_string(memory.join("memory.stat")).unwrap();
+    // 12 KiB of keys nobody reads before the real ones, so the wanted ones come in the
+    // fourth read.
+    let pad: String = (0..800).map(|i| format!("padding_{i:05} 1\n")).collect();
+    assert!(pad.len() > 8192);
+    std::fs::write(memory.join("memory.stat"), pad + &stat).unwrap();
+    let s = sweep(dir.path());
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    let c = s.get(&format!("/docker/{DOCKER_ID}")).unwrap();
+    assert_eq!(c.stats.memory.rss_bytes, Some(61_440));
+    assert_eq!(c.stats.memory.cache_bytes, Some(61_882_368));
+}
