@@ -194,6 +194,11 @@ struct Tracked {
     full: crate::idle::FullRead,
     /// Whether its last read was an idle one.
     idle: bool,
+    /// The process handle is due for renewal at the next full read.
+    renew_proc: bool,
+    /// Whether the hybrid twin's `cpu.stat` agrees with v1 `cpuacct.usage` (checked on the
+    /// spec interval): when it does not (its tasks are elsewhere), v1's files are read.
+    twin_ok: bool,
 }
 
 impl Tracked {
@@ -272,6 +277,8 @@ pub struct Collector {
     metadata: Option<std::sync::Arc<dyn MetadataProvider>>,
     /// Whether the first scan is done (containers found by it are not "started" news).
     scanned_once: bool,
+    /// Walk again at the next sweep (a new cgroup may have been found half made).
+    recheck: bool,
     machine: crate::machine::MachineReader,
     /// Writable layers and their background walkers (`None` when `fs.container_layers` is off).
     layers: Option<crate::fs::Layers>,
@@ -308,6 +315,7 @@ impl Collector {
             scan_errors: Vec::new(),
             metadata: None,
             scanned_once: false,
+            recheck: false,
             machine: crate::machine::MachineReader::new(user_hz()),
             layers: config
                 .fs
@@ -460,7 +468,7 @@ impl Collector {
             _ => self.config.rescan_interval,
         };
         let due = self.last_scan.is_none_or(|t| t.elapsed() >= every);
-        if !(changed || due) {
+        if !(changed || due || self.recheck) {
             return;
         }
         self.last_scan = Some(Instant::now());
@@ -481,6 +489,15 @@ impl Collector {
         // Keep the state of those still present, in the walk's (sorted) order.
         let mut old: std::collections::HashMap<String, Tracked> =
             self.tracked.drain(..).map(|t| (t.id.clone(), t)).collect();
+        // A cgroup is made in one hierarchy after another: one found in fewer than its parent
+        // may have been caught half made, and inotify watches one hierarchy only. Walk again
+        // at the next sweep.
+        self.recheck = found.iter().any(|(id, &bits)| {
+            !old.contains_key(id)
+                && parent_id(id)
+                    .and_then(|p| found.get(p))
+                    .is_some_and(|&pb| pb & !bits != 0)
+        });
         for (id, bits) in found {
             let dir_in = |m: Option<&Mount>| -> Option<PathBuf> {
                 let m = m?;
@@ -568,6 +585,8 @@ impl Collector {
                         leaf: true,
                         full: Default::default(),
                         idle: false,
+                        renew_proc: false,
+                        twin_ok: true,
                     }
                 }
             };
@@ -647,6 +666,14 @@ impl Collector {
             // which makes v1's cpuacct.usage and tick-rounded cpuacct.stat unnecessary.
             if let Some(dir) = &t.unified {
                 v2::read_cpu(r, dir.into(), &mut s.cpu);
+                if let (true, Some(twin), Some(acct)) = (spec_due, s.cpu.usage_ns, &t.v1.cpuacct) {
+                    t.twin_ok = r
+                        .u64(acct, "cpuacct.usage")
+                        .is_none_or(|v1| twin_agrees(twin, v1));
+                }
+                if !t.twin_ok {
+                    (s.cpu.usage_ns, s.cpu.user_ns, s.cpu.system_ns) = (None, None, None);
+                }
             }
             want.cpu_usage = s.cpu.usage_ns.is_none();
             want.cpu_times = s.cpu.user_ns.is_none();
@@ -671,6 +698,7 @@ impl Collector {
             v1_any.or(t.unified.as_ref())
         };
         // Idle: nothing has moved since the last full read, whose other figures stand.
+        t.full.observe(s, now);
         let idle = t.leaf && !r.stale_dir && t.full.still_idle(s, now, self.config.idle_interval);
         t.idle = idle;
         let counts = match (self.load.as_mut(), procs_dir) {
@@ -700,6 +728,13 @@ impl Collector {
 
         if idle {
             t.full.restore(s, setup != Setup::Unified);
+            if t.full.pressure_moving() {
+                // Decaying averages: read again (the unified directory, or the hybrid twin).
+                if let Some(dir) = &t.unified {
+                    v2::read_pressure(r, dir.into(), &mut s.pressure);
+                    t.full.update_pressure(&s.pressure);
+                }
+            }
         } else {
             // Then the rest.
             if setup == Setup::Unified {
@@ -742,13 +777,18 @@ impl Collector {
         s.pids.limit = s.spec.pids_limit;
 
         // A process of the container, for its network namespace and its writable layer. Its
-        // handle is kept while the process lives, and renewed on the spec interval in case
-        // it moved to another cgroup (not while idle: a move would change the task count).
+        // handle is kept while the process lives, and renewed on the first full read after
+        // each spec interval in case it moved to another cgroup or namespace (an idle
+        // container's task count has not moved).
         let kind = t.identity.kind;
         let wants_net = self.config.network && kind != Kind::Root;
         let wants_pid = wants_net || (self.layers.is_some() && kind == Kind::Container);
-        if !wants_pid || (spec_due && !idle) {
+        if spec_due {
+            t.renew_proc = true;
+        }
+        if !wants_pid || (t.renew_proc && !idle) {
             t.proc = None;
+            t.renew_proc = false;
         }
         let renew = |net: &mut NetReader, r: &mut Reader| {
             procs_dir
@@ -806,18 +846,25 @@ impl Collector {
     }
 }
 
+/// Whether the hybrid twin's CPU time (read first, in whole microseconds) and v1's agree: the
+/// twin then holds the container's tasks. Within 2% or 50 ms.
+fn twin_agrees(twin_ns: u64, v1_ns: u64) -> bool {
+    twin_ns.abs_diff(v1_ns) <= (v1_ns / 50).max(50_000_000)
+}
+
+/// The id of a cgroup's parent (`/` for a top-level one; `None` for the root).
+fn parent_id(id: &str) -> Option<&str> {
+    let cut = id.rfind('/')?;
+    (id != "/").then_some(if cut == 0 { "/" } else { &id[..cut] })
+}
+
 /// Marks the cgroups that have no followed cgroup below them (the root is always a parent).
 fn mark_leaves(tracked: &mut [Tracked]) {
-    let parents: std::collections::HashSet<&str> = tracked
-        .iter()
-        .filter_map(|t| {
-            let cut = t.id.rfind('/')?;
-            Some(if cut == 0 { "/" } else { &t.id[..cut] })
-        })
-        .collect();
+    let parents: std::collections::HashSet<&str> =
+        tracked.iter().filter_map(|t| parent_id(&t.id)).collect();
     let leaf: Vec<bool> = tracked
         .iter()
-        .map(|t| !parents.contains(t.id.as_str()))
+        .map(|t| t.id != "/" && !parents.contains(t.id.as_str()))
         .collect();
     for (t, leaf) in tracked.iter_mut().zip(leaf) {
         t.leaf = leaf;

@@ -7,21 +7,33 @@
 //! read, when a full read is older than `Config::idle_interval`, or while something can still
 //! move on its own.
 //!
+//! A full read is a baseline only once the probe has stood still for 2 s (`SETTLE`): the
+//! kernel brings memory.stat up to date at least that often, PSI its averages, and the CFS
+//! period timer counts a period or two after the last run, so a read right after activity may
+//! not show where things come to rest.
+//!
 //! What can change with the probe standing still, and how it is covered:
 //! - tasks waiting in the kernel use no CPU but add to IO and memory pressure: a full read
 //!   whose netlink counts show a task running, uninterruptible or in IO wait is no baseline
-//!   for idle reads, and a sleeping task gets into either state only by running (a woken task
-//!   gets CPU within a scheduling period), which moves the CPU time. So an idle sweep does not
-//!   ask for the counts, and reports those of the full read;
+//!   for idle reads, and a sleeping task gets into either state only by running, which moves
+//!   the CPU time. So an idle sweep does not ask for the counts, and reports those of the full
+//!   read;
 //! - dirty pages are written back by kernel threads, which adds to the container's disk
 //!   counters and changes `dirty`/`writeback`: while the last full read saw either, it is
 //!   active;
-//! - the PSI averages decay with time: while any is above zero, it is active;
+//! - the PSI averages decay with time: while any was above zero, idle sweeps read the three
+//!   pressure files again;
 //! - a process moved in or out while asleep: `pids.current` changes (the netlink counts by
 //!   state cannot tell: they miss tasks whose state has extra bits, as most sleeps have);
-//! - a parent's figures include its children: only leaf cgroups are ever treated as idle;
-//! - LRU ageing moves pages between the active and inactive lists without any activity of the
-//!   container (the working set can drift): this is bounded by the idle interval.
+//! - a parent's figures include its children: only leaf cgroups are ever treated as idle.
+//!
+//! Left to the idle interval, which bounds how stale they can be (reviewed against the
+//! kernel's sources): page-list ageing (active/inactive, so the working set) and swap-cache
+//! freeing by reclaim; kernel memory freed by shrinkers while the per-CPU charge cache holds
+//! the usage still; another cgroup dirtying or touching this one's page cache; a woken task
+//! kept from running for a whole interval (a real-time hog with RT throttling off; a quota
+//! used up with a period as long as the interval), whose running state and CPU pressure an
+//! idle sweep misses.
 
 use std::time::{Duration, Instant};
 
@@ -31,10 +43,18 @@ use crate::stats::{ContainerStats, DeviceIo, LoadSource, MemoryStats, PressureSt
 /// What a container's last full read saw, to tell later whether it has been idle since.
 #[derive(Debug, Default)]
 pub struct FullRead {
+    /// When the baseline was read (`None`: no baseline, the next read is a full one).
     at: Option<Instant>,
     probe: Probe,
     kept: Kept,
+    /// The probe as last seen, and since when it has stood still.
+    still: Option<(Probe, Instant)>,
 }
+
+/// How long the probe must have stood still before a full read is a baseline: the kernel
+/// brings memory.stat up to date at least this often (rstat flush), PSI its averages, and
+/// the CFS period timer counts a period or two after the last run.
+const SETTLE: Duration = Duration::from_secs(2);
 
 /// The figures read every sweep that any activity moves.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +89,15 @@ struct Kept {
 }
 
 impl FullRead {
+    /// Notes this sweep's probe figures (in `s`), before `still_idle`.
+    pub fn observe(&mut self, s: &ContainerStats, now: Instant) {
+        match (Probe::of(s), self.still) {
+            (Some(p), Some((q, _))) if p == q => {}
+            (Some(p), _) => self.still = Some((p, now)),
+            (None, _) => self.still = None,
+        }
+    }
+
     /// Whether `s`, holding this sweep's probe figures, shows no activity since this full read,
     /// which is younger than `interval`.
     ///
@@ -82,27 +111,35 @@ impl FullRead {
             && self.settled()
     }
 
-    /// Nothing left that moves without the container: no dirty or writeback pages, PSI
-    /// averages all at zero.
+    /// No dirty or writeback pages, whose writeback by kernel threads would move the disk
+    /// counters and the memory breakdown.
     fn settled(&self) -> bool {
         let m = &self.kept.memory;
-        let idle_psi = |p: &Option<Psi>| {
-            p.as_ref().is_none_or(|p| {
-                let zero =
-                    |l: &crate::stats::PsiLine| l.avg10 == 0.0 && l.avg60 == 0.0 && l.avg300 == 0.0;
-                zero(&p.some) && p.full.as_ref().is_none_or(zero)
-            })
-        };
-        m.dirty_bytes.unwrap_or(0) == 0
-            && m.writeback_bytes.unwrap_or(0) == 0
-            && idle_psi(&self.kept.pressure.cpu)
-            && idle_psi(&self.kept.pressure.memory)
-            && idle_psi(&self.kept.pressure.io)
+        m.dirty_bytes.unwrap_or(0) == 0 && m.writeback_bytes.unwrap_or(0) == 0
     }
 
-    /// Remembers a full read of `s`, made at `now`. A container whose activity cannot be seen
-    /// (CPU time, tasks or task states unknown) or that has tasks running or waiting is not
-    /// a baseline for idle reads.
+    /// Whether the PSI averages of the full read were above zero: they decay with time, so
+    /// an idle sweep reads the pressure files again (`update_pressure`).
+    pub fn pressure_moving(&self) -> bool {
+        let p = &self.kept.pressure;
+        let moving = |p: &Option<Psi>| {
+            p.as_ref().is_some_and(|p| {
+                let zero =
+                    |l: &crate::stats::PsiLine| l.avg10 == 0.0 && l.avg60 == 0.0 && l.avg300 == 0.0;
+                !(zero(&p.some) && p.full.as_ref().is_none_or(zero))
+            })
+        };
+        moving(&p.cpu) || moving(&p.memory) || moving(&p.io)
+    }
+
+    /// Keeps pressure figures read again on an idle sweep.
+    pub fn update_pressure(&mut self, p: &PressureStats) {
+        self.kept.pressure.clone_from(p);
+    }
+
+    /// Remembers a full read of `s`, made at `now`, as the baseline for idle reads when it
+    /// can be one: the probe known and standing still for `SETTLE` (observed), the task states
+    /// known in full and none running or waiting.
     pub fn record(&mut self, s: &ContainerStats, now: Instant) {
         let quiet = s.load.filter(|l| {
             l.running == 0
@@ -110,7 +147,11 @@ impl FullRead {
                 && l.io_wait == 0
                 && l.source != LoadSource::Truncated
         });
-        let (Some(probe), Some(l)) = (Probe::of(s), quiet) else {
+        let settled_for = |p: Probe| {
+            self.still
+                .is_some_and(|(q, since)| q == p && now.saturating_duration_since(since) >= SETTLE)
+        };
+        let (Some(probe), Some(l)) = (Probe::of(s).filter(|&p| settled_for(p)), quiet) else {
             self.at = None;
             return;
         };
@@ -138,6 +179,7 @@ impl FullRead {
     /// Forgets the last full read: the next read is a full one.
     pub fn forget(&mut self) {
         self.at = None;
+        self.still = None;
     }
 
     /// Fills in what an idle sweep did not read. `throttling`: whether CFS throttling is among
@@ -171,6 +213,12 @@ mod tests {
         s
     }
 
+    /// A full read of `s` at `t`, its probe having stood still since well before.
+    fn baseline(f: &mut FullRead, s: &ContainerStats, t: Instant) {
+        f.observe(s, t - Duration::from_secs(3));
+        f.record(s, t);
+    }
+
     #[test]
     fn idle_only_while_the_probe_stands_still() {
         let t0 = Instant::now();
@@ -185,6 +233,15 @@ mod tests {
         });
         let mut f = FullRead::default();
         assert!(!f.still_idle(&quiet(100, 4096), t0, minute), "never read");
+        // Not a baseline until the probe has stood still for SETTLE.
+        f.observe(&full, t0 - Duration::from_secs(1));
+        f.record(&full, t0);
+        assert!(
+            !f.still_idle(&quiet(100, 4096), t0, minute),
+            "too fresh a stillness"
+        );
+        let t0 = t0 + Duration::from_secs(1);
+        f.observe(&full, t0);
         f.record(&full, t0);
         assert_eq!(f.counts().0, TaskCounts::default());
 
@@ -217,13 +274,13 @@ mod tests {
             let mut busy = quiet(100, 4096);
             busy.load.as_mut().map(set);
             let mut g = FullRead::default();
-            g.record(&busy, t0);
+            baseline(&mut g, &busy, t0);
             assert!(!g.still_idle(&quiet(100, 4096), later, minute));
         }
         let mut no_load = quiet(100, 4096);
         no_load.load = None;
         let mut g = FullRead::default();
-        g.record(&no_load, t0);
+        baseline(&mut g, &no_load, t0);
         assert!(
             !g.still_idle(&quiet(100, 4096), later, minute),
             "no task counts"
@@ -239,30 +296,70 @@ mod tests {
     }
 
     #[test]
-    fn dirty_pages_and_pressure_keep_a_container_active() {
+    fn dirty_pages_keep_a_container_active_and_pressure_is_read_again() {
         let t0 = Instant::now();
         let later = t0 + Duration::from_secs(1);
         let minute = Duration::from_secs(60);
         let mut dirty = quiet(1, 1);
         dirty.memory.dirty_bytes = Some(4096);
         let mut f = FullRead::default();
-        f.record(&dirty, t0);
+        baseline(&mut f, &dirty, t0);
+        assert!(!f.still_idle(&quiet(1, 1), later, minute));
+        let mut writeback = quiet(1, 1);
+        writeback.memory.writeback_bytes = Some(4096);
+        baseline(&mut f, &writeback, t0);
         assert!(!f.still_idle(&quiet(1, 1), later, minute));
 
+        // Decaying PSI averages do not stop idle reads: they ask for the pressure files.
         let mut stalled = quiet(1, 1);
-        stalled.pressure.io = Some(Psi {
+        let psi = Psi {
             some: PsiLine {
                 avg300: 0.01,
+                total_us: 7,
                 ..Default::default()
             },
             full: None,
-        });
-        f.record(&stalled, t0);
-        assert!(!f.still_idle(&quiet(1, 1), later, minute));
+        };
+        stalled.pressure.io = Some(psi);
+        baseline(&mut f, &stalled, t0);
+        assert!(f.still_idle(&quiet(1, 1), later, minute));
+        assert!(f.pressure_moving());
+        let decayed = PressureStats {
+            io: Some(Psi {
+                some: PsiLine {
+                    total_us: 7,
+                    ..Default::default()
+                },
+                full: None,
+            }),
+            ..Default::default()
+        };
+        f.update_pressure(&decayed);
+        assert!(!f.pressure_moving());
+        let mut s = quiet(1, 1);
+        f.restore(&mut s, true);
+        assert_eq!(s.pressure, decayed);
 
-        f.record(&quiet(1, 1), t0);
+        baseline(&mut f, &quiet(1, 1), t0);
         assert!(f.still_idle(&quiet(1, 1), later, minute));
         f.forget();
         assert!(!f.still_idle(&quiet(1, 1), later, minute));
+    }
+
+    #[test]
+    fn a_probe_that_moved_restarts_the_settling() {
+        let t0 = Instant::now();
+        let minute = Duration::from_secs(60);
+        let mut f = FullRead::default();
+        f.observe(&quiet(1, 1), t0);
+        // Moved one second later: still for 1 s at the next full read, not a baseline.
+        let t1 = t0 + Duration::from_secs(1);
+        f.observe(&quiet(2, 1), t1);
+        f.record(&quiet(2, 1), t0 + Duration::from_secs(2));
+        assert!(!f.still_idle(&quiet(2, 1), t0 + Duration::from_secs(3), minute));
+        let t3 = t0 + Duration::from_secs(3);
+        f.observe(&quiet(2, 1), t3);
+        f.record(&quiet(2, 1), t3);
+        assert!(f.still_idle(&quiet(2, 1), t0 + Duration::from_secs(4), minute));
     }
 }

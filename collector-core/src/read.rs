@@ -277,7 +277,8 @@ impl Reader {
         let one_record = fallback && dir.fd.is_some() && !pid_list;
         if fallback && !self.files.is_empty() {
             if let Some(i) = self.files.find(&self.path) {
-                match pread_into(&self.files.files[i].file, &mut self.buf, one_record) {
+                // Only cgroup control files are ever held (never pid lists): one record.
+                match pread_into(&self.files.files[i].file, &mut self.buf, true) {
                     Ok(()) => return Some(self.buf.as_str()),
                     // Removed (ENODEV), or a bad read: drop it and read afresh below.
                     Err(_) => {

@@ -237,7 +237,8 @@ fn legacy_v1_without_unified_twin() {
 fn files_not_wanted_are_not_read() {
     let dir = copy_of("cgroup-v1-hybrid-docker");
     let root = dir.path();
-    for file in ["cpuacct.usage_percpu", "cpuacct.stat", "cpuacct.usage"] {
+    // (cpuacct.usage is read on the spec interval, to check the twin against it.)
+    for file in ["cpuacct.usage_percpu", "cpuacct.stat"] {
         std::fs::write(docker_dir(root, "cpuacct").join(file), "garbage\n").unwrap();
     }
     // Swap comes from memory.stat's total_swap, not from memsw.usage less usage.
@@ -528,4 +529,31 @@ fn files_longer_than_one_read_come_whole() {
     let c = s.get(&format!("/docker/{DOCKER_ID}")).unwrap();
     assert_eq!(c.stats.memory.rss_bytes, Some(61_440));
     assert_eq!(c.stats.memory.cache_bytes, Some(61_882_368));
+}
+
+/// A hybrid twin whose CPU time disagrees with v1's (its tasks are elsewhere) is not trusted:
+/// usage, user and system come from the v1 files.
+#[test]
+fn a_twin_that_disagrees_with_v1_is_not_used_for_cpu() {
+    let dir = copy_of("cgroup-v1-hybrid-docker");
+    let twin = docker_dir(dir.path(), "unified").join("cpu.stat");
+    std::fs::write(
+        &twin,
+        "usage_usec 1000\nuser_usec 600\nsystem_usec 400\nnice_usec 0\n",
+    )
+    .unwrap();
+    let s = sweep(dir.path());
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    let c = s.get(&format!("/docker/{DOCKER_ID}")).unwrap();
+    assert_eq!(c.stats.cpu.usage_ns, Some(13_696_074_060), "cpuacct.usage");
+    // cpuacct.stat's ticks at USER_HZ.
+    let tick = 1_000_000_000 / collector_core_user_hz();
+    assert_eq!(c.stats.cpu.user_ns, Some(1359 * tick));
+    assert_eq!(c.stats.cpu.system_ns, Some(9 * tick));
+}
+
+fn collector_core_user_hz() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(v).unwrap_or(100)
 }

@@ -204,3 +204,56 @@ fn a_process_joining_an_empty_container_is_seen_with_files_held() {
     assert_eq!(n.status, collector_core::NetworkStatus::Own, "{n:?}");
     assert!(n.interfaces.iter().any(|i| i.name == pair.a_if), "{n:?}");
 }
+
+/// With files held and idle reads on, an idle sweep reads the probe files only, and the other
+/// held files stay open for the next full read (no closing and reopening in between).
+#[test]
+fn held_files_stay_open_over_idle_sweeps() {
+    let _one_at_a_time = serial();
+    let mut cg = TestCgroup::new("ccol-heldidle");
+    cg.spawn(&mut sleeper());
+    let mut col = Collector::new(Config {
+        include: vec![cg.id.clone()],
+        watch: false,
+        rescan_interval: Duration::from_secs(3600),
+        spec_interval: Duration::from_secs(3600),
+        network: false,
+        hold_files: true,
+        ..Config::default()
+    })
+    .expect("cgroup hierarchy");
+    let base = held_dir_fds();
+    let mut idle_at = None;
+    for i in 0..80 {
+        let s = col.sweep();
+        if s.get(&cg.id).expect("found").idle {
+            idle_at = Some(i);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(idle_at.is_some(), "never read as idle");
+    let held = held_dir_fds() - base;
+    assert!(held >= 10, "only {held} descriptors held");
+    for _ in 0..3 {
+        let s = col.sweep();
+        assert!(s.get(&cg.id).unwrap().idle);
+        assert_eq!(
+            held_dir_fds() - base,
+            held,
+            "held files let go on an idle sweep"
+        );
+    }
+    // Activity: a full read through the same held files, figures moving.
+    let before = col.sweep().get(&cg.id).unwrap().stats.cpu.usage_ns;
+    let mut burn = Command::new("sh");
+    burn.args(["-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done"]);
+    let pid = cg.spawn(&mut burn);
+    std::thread::sleep(Duration::from_millis(50));
+    let s = col.sweep();
+    let c = s.get(&cg.id).unwrap();
+    assert!(!c.idle && c.stats.cpu.usage_ns > before);
+    assert!(c.stats.memory.rss_bytes.is_some());
+    cg.kill(pid);
+    assert!(held_dir_fds() - base >= held);
+}

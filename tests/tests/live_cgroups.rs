@@ -329,13 +329,18 @@ fn watch_limit_falls_back_to_rescans() {
         ..Config::default()
     };
     let mut col = Collector::new(cfg).unwrap();
-    let memory = outer.dir_containing("memory");
-    let a = memory.join("a");
-    std::fs::create_dir(&a).unwrap();
-    let b = a.join("b");
+    // `a` in every hierarchy, as a runtime makes it (one found in fewer than its parent would
+    // have the next sweep walk again, on purpose); `b` below it in memory only.
+    let all_a: Vec<_> = outer.dirs().iter().map(|d| d.join("a")).collect();
+    for d in &all_a {
+        std::fs::create_dir(d).unwrap();
+    }
+    let b = outer.dir_containing("memory").join("a").join("b");
     let cleanup = || {
         let _ = std::fs::remove_dir(&b);
-        let _ = std::fs::remove_dir(&a);
+        for d in &all_a {
+            let _ = std::fs::remove_dir(d);
+        }
     };
     // The first walk watches the outer directory and then hits the limit at `a`.
     col.sweep();
@@ -402,4 +407,40 @@ fn limits_are_reread_on_the_spec_interval() {
     assert_eq!(c.spec.memory_limit_bytes, Some(128 << 20));
     assert_eq!(c.pids.limit, None, "pids.max back to max: unlimited");
     assert!(fresh.errors.is_empty(), "{:?}", fresh.errors);
+}
+
+/// A runtime makes a container's cgroup in one hierarchy after another, and inotify watches
+/// one: a cgroup found in fewer hierarchies than its parent is walked for again at the next
+/// sweep, not left without its CPU figures until the next periodic rescan (minutes away).
+#[test]
+fn a_cgroup_caught_half_made_is_completed_at_the_next_sweep() {
+    let outer = TestCgroup::new("ccol-half");
+    let mut col = Collector::new(Config {
+        include: vec![outer.id.clone()],
+        ..Config::default()
+    })
+    .unwrap();
+    col.sweep();
+    let inner_id = format!("{}/inner", outer.id);
+    let in_memory = outer.dir_containing("memory").join("inner");
+    std::fs::create_dir(&in_memory).unwrap();
+    let s = col.sweep();
+    let half = find(&s, &inner_id);
+    assert!(half.stats.cpu.usage_ns.is_none(), "{:?}", half.stats.cpu);
+    let rest: Vec<_> = ["cpuacct", "unified"]
+        .iter()
+        .map(|c| outer.dir_containing(c).join("inner"))
+        .collect();
+    for d in &rest {
+        std::fs::create_dir(d).unwrap();
+    }
+    let s = col.sweep();
+    let got = find(&s, &inner_id).stats.cpu.usage_ns;
+    for d in rest.iter().chain([&in_memory]) {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(
+        got.is_some(),
+        "the cgroup's other hierarchies were not picked up"
+    );
 }
