@@ -223,6 +223,21 @@ impl Tracked {
         self.dirs_mut().into_iter().flatten().for_each(f);
     }
 
+    /// Holds descriptors on the directories read from on sweeps: not the v1 cpuset one, read
+    /// for the spec only (a descriptor costs kernel memory and a share of the budget).
+    fn hold_dirs(&mut self) {
+        if let Some(d) = self.v1.cpuset.as_mut() {
+            d.release();
+        }
+        let [cpu, cpuacct, _, memory, blkio, pids, unified] = self.dirs_mut();
+        for d in [cpu, cpuacct, memory, blkio, pids, unified]
+            .into_iter()
+            .flatten()
+        {
+            d.hold();
+        }
+    }
+
     /// Its directories, cpu and cpuacct first.
     fn dirs_mut(&mut self) -> [&mut Option<CgDir>; 7] {
         let d = &mut self.v1;
@@ -634,7 +649,7 @@ impl Collector {
         if self.config.hold_files && !t.files.is_empty() {
             t.hold_netlink_dir_only();
         } else {
-            t.for_each_dir(CgDir::hold);
+            t.hold_dirs();
         }
         let r = &mut self.reader;
         r.swap_files(&mut t.files, false);

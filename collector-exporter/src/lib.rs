@@ -68,23 +68,43 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// Raises the soft `RLIMIT_NOFILE` to the hard one, as Go programs (cAdvisor among them) do
-/// at start: the collector holds a descriptor on each cgroup directory it follows, within
-/// half the soft limit, and falls back to opening files by path beyond that.
+/// Raises `RLIMIT_NOFILE`: the collector holds descriptors on the cgroup directories it
+/// follows and on a process of each container, within the soft limit less a reserve, and
+/// opens files by full path (about twice the CPU) beyond that. Where it may (root, or
+/// CAP_SYS_RESOURCE) both limits go up to the kernel's `fs.nr_open`; else the soft one to the
+/// hard one, as Go programs (cAdvisor among them) do at start.
 fn raise_fd_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: plain syscalls on a local struct.
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<libc::rlim_t>().ok())
+        .unwrap_or(0)
+        .min(1 << 20);
+    // SAFETY: plain syscalls on local structs.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return;
         }
-        let soft = lim.rlim_cur;
+        let before = lim.rlim_cur;
+        if nr_open > lim.rlim_max {
+            let up = libc::rlimit {
+                rlim_cur: nr_open,
+                rlim_max: nr_open,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &up) == 0 {
+                tracing::debug!("open files limit raised from {before} to {nr_open}");
+                return;
+            }
+        }
+        if lim.rlim_cur >= lim.rlim_max {
+            return;
+        }
         lim.rlim_cur = lim.rlim_max;
         if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
-            tracing::debug!("open files limit raised from {soft} to {}", lim.rlim_max);
+            tracing::debug!("open files limit raised from {before} to {}", lim.rlim_max);
         }
     }
 }
