@@ -355,6 +355,17 @@ pub fn steady_collector(
     for _ in 0..3 {
         col.sweep_into(&mut snap);
     }
+    if idle {
+        // A full read is a baseline for idle reads once the probe has stood still for 2 s.
+        std::thread::sleep(Duration::from_millis(2100));
+        col.sweep_into(&mut snap);
+        col.sweep_into(&mut snap);
+        let n = snap.containers.iter().filter(|c| c.idle).count();
+        eprintln!(
+            "idle reads: {n} of {} cgroups read as idle",
+            snap.containers.len()
+        );
+    }
     assert_eq!(
         snap.containers.len(),
         set.ids.len(),

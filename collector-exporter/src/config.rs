@@ -267,6 +267,20 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
+/// A duration setting (`text`, else `default`) of at most an hour.
+fn duration_up_to_1h(
+    key: &str,
+    text: Option<String>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let text = text.unwrap_or_else(|| default.into());
+    let d = parse_duration(&text).map_err(|r| bad(key, r))?;
+    if d > Duration::from_secs(3600) {
+        return Err(bad(key, format!("{text:?} is over 1h")));
+    }
+    Ok(d)
+}
+
 fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         key: key.to_string(),
@@ -326,32 +340,22 @@ impl Settings {
                 format!("{interval_text:?} is outside 100ms..1h"),
             ));
         }
-        let spec_text = flags
-            .spec_interval
-            .clone()
-            .or(file.housekeeping.spec_interval)
-            .unwrap_or_else(|| "30s".into());
-        let spec_interval =
-            parse_duration(&spec_text).map_err(|r| bad("housekeeping.spec-interval", r))?;
-        if spec_interval > Duration::from_secs(3600) {
-            return Err(bad(
-                "housekeeping.spec-interval",
-                format!("{spec_text:?} is over 1h"),
-            ));
-        }
-        let idle_text = flags
-            .idle_interval
-            .clone()
-            .or(file.housekeeping.idle_interval)
-            .unwrap_or_else(|| "60s".into());
-        let idle_interval =
-            parse_duration(&idle_text).map_err(|r| bad("housekeeping.idle-interval", r))?;
-        if idle_interval > Duration::from_secs(3600) {
-            return Err(bad(
-                "housekeeping.idle-interval",
-                format!("{idle_text:?} is over 1h"),
-            ));
-        }
+        let spec_interval = duration_up_to_1h(
+            "housekeeping.spec-interval",
+            flags
+                .spec_interval
+                .clone()
+                .or(file.housekeeping.spec_interval),
+            "30s",
+        )?;
+        let idle_interval = duration_up_to_1h(
+            "housekeeping.idle-interval",
+            flags
+                .idle_interval
+                .clone()
+                .or(file.housekeeping.idle_interval),
+            "60s",
+        )?;
         let procfs = flags
             .procfs
             .clone()

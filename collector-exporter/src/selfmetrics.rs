@@ -83,7 +83,7 @@ impl Collector for SelfCollector {
         gauge(
             &mut enc,
             "collector_held_descriptors",
-            "Descriptors held open on cgroup directories, processes and (with hold-files) files.",
+            "Descriptors held open on cgroup directories, processes, their net/dev and (with hold-files) cgroup files.",
             collector_core::read::held_dir_fds() as f64,
         )?;
         gauge(&mut enc, "collector_inotify_watch_limit_reached", "1 when the inotify watch limit was hit: new cgroups are then found by the periodic rescan.", s.watch_saturated.load(Ordering::Relaxed) as f64)?;
