@@ -714,6 +714,9 @@ impl Collector {
         };
         // Idle: nothing has moved since the last full read, whose other figures stand.
         t.full.observe(s, now);
+        // Nothing has happened since the baseline (the full read that follows, if any, is
+        // the idle interval's refresh).
+        let unmoved = t.full.unmoved(s);
         let idle = t.leaf && !r.stale_dir && t.full.still_idle(s, now, self.config.idle_interval);
         t.idle = idle;
         let counts = match (self.load.as_mut(), procs_dir) {
@@ -792,16 +795,16 @@ impl Collector {
         s.pids.limit = s.spec.pids_limit;
 
         // A process of the container, for its network namespace and its writable layer. Its
-        // handle is kept while the process lives, and renewed on the first full read after
-        // each spec interval in case it moved to another cgroup or namespace (an idle
-        // container's task count has not moved).
+        // handle is kept while the process lives, and renewed on the first read after each
+        // spec interval that shows activity, in case it moved to another cgroup or namespace:
+        // a move changes the task count, a change of namespace takes CPU time.
         let kind = t.identity.kind;
         let wants_net = self.config.network && kind != Kind::Root;
         let wants_pid = wants_net || (self.layers.is_some() && kind == Kind::Container);
         if spec_due {
             t.renew_proc = true;
         }
-        if !wants_pid || (t.renew_proc && !idle) {
+        if !wants_pid || (t.renew_proc && !unmoved) {
             t.proc = None;
             t.renew_proc = false;
         }

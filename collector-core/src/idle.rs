@@ -111,6 +111,12 @@ impl FullRead {
             && self.settled()
     }
 
+    /// Whether `s`'s probe is the baseline's: nothing the probe shows has happened since the
+    /// last baseline (false without one).
+    pub fn unmoved(&self, s: &ContainerStats) -> bool {
+        self.at.is_some() && Probe::of(s) == Some(self.probe)
+    }
+
     /// No dirty or writeback pages, whose writeback by kernel threads would move the disk
     /// counters and the memory breakdown.
     fn settled(&self) -> bool {
@@ -256,6 +262,7 @@ mod tests {
             !f.still_idle(&quiet(100, 4096), t0 + minute, minute),
             "too old"
         );
+        assert!(f.unmoved(&quiet(100, 4096)) && !f.unmoved(&quiet(101, 4096)));
         let mut moved_in = quiet(100, 4096);
         moved_in.pids.current = Some(2);
         assert!(!f.still_idle(&moved_in, later, minute), "a task joined");
