@@ -176,9 +176,10 @@ pub struct ProcHandle {
     /// Its network namespace: the `ns/net` link, else the `net/dev` inode.
     ns: Option<NsId>,
     in_host: bool,
-    /// Its `net/dev`, held open while `/proc/<pid>` is: opening it costs three times the
-    /// read (the lookup goes through the process's namespace). It keeps that namespace alive
-    /// as long as it is held, and is closed with the handle when the process exits.
+    /// Its `net/dev`, held open while `/proc/<pid>` is: opening, reading and closing it cost
+    /// twice a read of the held file (the lookup goes through the process's namespace). It
+    /// keeps that namespace alive as long as it is held, and is closed with the handle when
+    /// the process exits.
     net_dev: Option<HeldFd>,
 }
 

@@ -144,25 +144,35 @@ pub struct HeldFd(File);
 impl HeldFd {
     /// Opens `name` under `dir` and holds it, if the budget has room.
     pub fn open_at(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> Option<HeldFd> {
-        use std::os::fd::AsRawFd;
         if !take_budget() {
             return None;
         }
-        // SAFETY: `name` is NUL-terminated and outlives the call; the result is checked.
-        let fd = unsafe {
-            libc::openat(
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            HELD.fetch_sub(1, Ordering::Relaxed);
-            return None;
+        match open_ro_at(dir, name) {
+            Ok(f) => Some(HeldFd(f)),
+            Err(_) => {
+                HELD.fetch_sub(1, Ordering::Relaxed);
+                None
+            }
         }
-        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        Some(HeldFd(File::from(unsafe { OwnedFd::from_raw_fd(fd) })))
     }
+}
+
+/// `openat(dir, name, O_RDONLY | O_CLOEXEC)`.
+fn open_ro_at(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `name` is NUL-terminated and outlives the call; the result is checked.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 impl Drop for HeldFd {
@@ -365,26 +375,12 @@ impl Reader {
     }
 
     fn open_at(&mut self, dir: BorrowedFd<'_>, file: &str) -> io::Result<File> {
-        use std::os::fd::AsRawFd;
         self.name.clear();
         self.name.extend_from_slice(file.as_bytes());
         self.name.push(0);
-        if self.name[..file.len()].contains(&0) {
-            return Err(io::Error::from(io::ErrorKind::InvalidInput));
-        }
-        // SAFETY: `name` is NUL-terminated and outlives the call; the result is checked.
-        let fd = unsafe {
-            libc::openat(
-                dir.as_raw_fd(),
-                self.name.as_ptr().cast(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-        Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+        let name = std::ffi::CStr::from_bytes_with_nul(&self.name)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        open_ro_at(dir, name)
     }
 
     /// The text of the last file read.
@@ -479,11 +475,27 @@ impl Reader {
 /// first `statx` and `lseek` to size its buffer: two wasted syscalls per cgroup file, whose
 /// size the kernel reports as 4096 anyway. `one_record`: a short read is the end.
 fn read_into(mut f: File, buf: &mut String, one_record: bool) -> io::Result<()> {
+    fill(buf, one_record, |chunk, _| f.read(chunk))
+}
+
+/// Reads a held file from its start with `pread`, into the reused buffer.
+fn pread_into(f: &File, buf: &mut String, one_record: bool) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    fill(buf, one_record, |chunk, at| f.read_at(chunk, at))
+}
+
+/// The read loop of both: `read(chunk, offset)` until it returns 0 (or, with `one_record`,
+/// less than a whole chunk).
+fn fill(
+    buf: &mut String,
+    one_record: bool,
+    mut read: impl FnMut(&mut [u8], u64) -> io::Result<usize>,
+) -> io::Result<()> {
     let mut bytes = std::mem::take(buf).into_bytes();
     bytes.clear();
     let mut chunk = [0u8; 4096];
     let res = loop {
-        match f.read(&mut chunk) {
+        match read(&mut chunk, bytes.len() as u64) {
             Ok(0) => break Ok(()),
             Ok(n) => {
                 bytes.extend_from_slice(&chunk[..n]);
@@ -525,29 +537,6 @@ fn take_budget() -> bool {
         return false;
     }
     true
-}
-
-/// Reads a held file from its start with `pread`, into the reused buffer. `one_record`: a
-/// short read is the end.
-fn pread_into(f: &File, buf: &mut String, one_record: bool) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let mut bytes = std::mem::take(buf).into_bytes();
-    bytes.clear();
-    let mut chunk = [0u8; 4096];
-    let res = loop {
-        match f.read_at(&mut chunk, bytes.len() as u64) {
-            Ok(0) => break Ok(()),
-            Ok(n) => {
-                bytes.extend_from_slice(&chunk[..n]);
-                if one_record && n < chunk.len() {
-                    break Ok(());
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
-        }
-    };
-    finish_utf8(bytes, buf, res)
 }
 
 /// Whether an I/O error means "gone" rather than "broken".

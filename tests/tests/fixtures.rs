@@ -177,6 +177,14 @@ fn v1_hybrid_docker_container() {
     assert_eq!((eth0.rx_packets, eth0.tx_packets), (12, 6));
 }
 
+/// Every interface name reported in a snapshot.
+fn interface_names(s: &Snapshot) -> Vec<&str> {
+    s.containers
+        .iter()
+        .flat_map(|c| c.stats.network.interfaces.iter().map(|i| i.name.as_str()))
+        .collect()
+}
+
 /// With no ignored prefixes, every interface of the namespace is reported, `lo` included.
 #[test]
 fn ignored_interfaces_are_configurable() {
@@ -187,11 +195,7 @@ fn ignored_interfaces_are_configurable() {
     })
     .unwrap();
     let s = col.sweep();
-    let names: Vec<&str> = s
-        .containers
-        .iter()
-        .flat_map(|c| c.stats.network.interfaces.iter().map(|i| i.name.as_str()))
-        .collect();
+    let names = interface_names(&s);
     assert!(names.contains(&"lo"), "{names:?}");
     // Any prefix: in the v1 capture (lo and eth0), leaving out `eth` keeps `lo` only.
     let mut col = Collector::new(Config {
@@ -200,11 +204,7 @@ fn ignored_interfaces_are_configurable() {
     })
     .unwrap();
     let s = col.sweep();
-    let names: Vec<&str> = s
-        .containers
-        .iter()
-        .flat_map(|c| c.stats.network.interfaces.iter().map(|i| i.name.as_str()))
-        .collect();
+    let names = interface_names(&s);
     assert!(names.contains(&"lo"), "{names:?}");
     assert!(!names.iter().any(|n| n.starts_with("eth")), "{names:?}");
 }
