@@ -199,6 +199,33 @@ struct Tracked {
     /// Whether the hybrid twin's `cpu.stat` agrees with v1 `cpuacct.usage` (checked on the
     /// spec interval): when it does not (its tasks are elsewhere), v1's files are read.
     twin_ok: bool,
+    /// Its last process handle could not hold `/proc/<pid>` (descriptor budget spent).
+    proc_short: bool,
+}
+
+/// How a sweep shares a short descriptor budget. Every sweep reads a container's probe (the
+/// hybrid twin's or unified `cpu.stat`, memory usage, `pids.current`, `net/dev`), full reads
+/// only the rest; so the probe's descriptors come first for every container: the full read's
+/// (cpu, cpuacct, blkio directories) take only what the probes leave free, and are let go
+/// when the probes lack more than is free. Without it the first containers found held
+/// everything and the rest nothing, and the cost per container grew with the count once
+/// the budget ran out.
+#[derive(Debug, Clone, Copy)]
+struct DirPlan {
+    /// Full-read descriptors that may still be taken this sweep.
+    full_allowance: usize,
+    /// Full-read descriptors still to let go this sweep.
+    to_release: usize,
+}
+
+impl DirPlan {
+    /// `probe_short`: probe descriptors wanted and not held; `free`: the budget's room.
+    fn new(probe_short: usize, free: usize) -> DirPlan {
+        DirPlan {
+            full_allowance: free.saturating_sub(probe_short),
+            to_release: probe_short.saturating_sub(free),
+        }
+    }
 }
 
 impl Tracked {
@@ -224,18 +251,67 @@ impl Tracked {
     }
 
     /// Holds descriptors on the directories read from on sweeps: not the v1 cpuset one, read
-    /// for the spec only (a descriptor costs kernel memory and a share of the budget).
-    fn hold_dirs(&mut self) {
+    /// for the spec only (a descriptor costs kernel memory and a share of the budget). Those
+    /// the probe reads on every sweep come first; those only full reads need are held as
+    /// `plan` allows, or let go to make room (see `DirPlan`).
+    fn hold_dirs(&mut self, plan: &mut DirPlan) {
         if let Some(d) = self.v1.cpuset.as_mut() {
             d.release();
         }
+        let twin_ok = self.twin_ok;
         let [cpu, cpuacct, _, memory, blkio, pids, unified] = self.dirs_mut();
-        for d in [cpu, cpuacct, memory, blkio, pids, unified]
+        // cpuacct is probed only when the hybrid twin's CPU time cannot be used.
+        let (cpuacct_probe, cpuacct_full) = if twin_ok {
+            (None, cpuacct)
+        } else {
+            (Some(cpuacct), &mut None)
+        };
+        for d in [Some(memory), Some(pids), Some(unified), cpuacct_probe]
             .into_iter()
+            .flatten()
             .flatten()
         {
             d.hold();
         }
+        for d in [cpu, cpuacct_full, blkio].into_iter().flatten() {
+            if d.is_held() {
+                if plan.to_release > 0 {
+                    d.release();
+                    plan.to_release -= 1;
+                }
+            } else if plan.full_allowance > 0 {
+                d.hold();
+                plan.full_allowance -= 1;
+            }
+        }
+    }
+
+    /// Descriptors it would hold with room: every directory but cpuset's, and a process with
+    /// its `net/dev`.
+    fn descriptors_wanted(&self) -> usize {
+        let d = &self.v1;
+        let dirs = [
+            &d.cpu,
+            &d.cpuacct,
+            &d.memory,
+            &d.blkio,
+            &d.pids,
+            &self.unified,
+        ];
+        dirs.into_iter().flatten().count() + 2
+    }
+
+    /// Descriptors its probe (read every sweep) wants and does not hold: the directories,
+    /// and `/proc/<pid>` with its `net/dev` when its last handle could not be held.
+    fn probe_short(&self) -> usize {
+        let d = &self.v1;
+        let cpuacct = if self.twin_ok { &None } else { &d.cpuacct };
+        let dirs = [&d.memory, &d.pids, &self.unified, cpuacct]
+            .into_iter()
+            .flatten()
+            .filter(|d| !d.is_held())
+            .count();
+        dirs + if self.proc_short { 2 } else { 0 }
     }
 
     /// Its directories, cpu and cpuacct first.
@@ -294,6 +370,8 @@ pub struct Collector {
     scanned_once: bool,
     /// Walk again at the next sweep (a new cgroup may have been found half made).
     recheck: bool,
+    /// Said that the descriptor budget is too small for every container's probe.
+    budget_warned: bool,
     machine: crate::machine::MachineReader,
     /// Writable layers and their background walkers (`None` when `fs.container_layers` is off).
     layers: Option<crate::fs::Layers>,
@@ -331,6 +409,7 @@ impl Collector {
             metadata: None,
             scanned_once: false,
             recheck: false,
+            budget_warned: false,
             machine: crate::machine::MachineReader::new(user_hz()),
             layers: config
                 .fs
@@ -412,12 +491,13 @@ impl Collector {
         if let Some(l) = self.load.as_mut() {
             l.begin_sweep();
         }
+        let mut plan = self.dir_plan();
         let now = Instant::now();
         let mut kept = 0;
         out.containers.truncate(self.tracked.len());
         let mut i = 0;
         while i < self.tracked.len() {
-            let alive = self.read_one(i, now, out.timestamp_ms, &mut out.errors);
+            let alive = self.read_one(i, now, out.timestamp_ms, &mut plan, &mut out.errors);
             if !alive {
                 // Stopped while we looked: gone quietly, but it is news.
                 let t = self.tracked.remove(i);
@@ -473,6 +553,28 @@ impl Collector {
             l.end_sweep();
         }
         out.duration_us = started.elapsed().as_micros() as u64;
+    }
+
+    /// How this sweep shares the descriptor budget; says once when the probes cannot all be
+    /// held.
+    fn dir_plan(&mut self) -> DirPlan {
+        let short: usize = self.tracked.iter().map(Tracked::probe_short).sum();
+        let free = crate::read::dir_fd_budget().saturating_sub(crate::read::held_dir_fds());
+        let plan = DirPlan::new(short, free);
+        if short > free && !self.budget_warned {
+            self.budget_warned = true;
+            let wanted: usize = self.tracked.iter().map(Tracked::descriptors_wanted).sum();
+            tracing::warn!(
+                "the open files limit leaves room to hold {} descriptors, and the {} \
+                 containers want about {wanted}: those beyond it are read by full path, which \
+                 costs about twice the CPU; raise RLIMIT_NOFILE (LimitNOFILE=, ulimit -n) to \
+                 {} or more",
+                crate::read::dir_fd_budget(),
+                self.tracked.len(),
+                wanted + (wanted / 7).max(1024)
+            );
+        }
+        plan
     }
 
     /// Rescans when inotify saw a change or the rescan interval passed.
@@ -602,6 +704,7 @@ impl Collector {
                         idle: false,
                         renew_proc: false,
                         twin_ok: true,
+                        proc_short: false,
                     }
                 }
             };
@@ -643,13 +746,20 @@ impl Collector {
     }
 
     /// Reads one tracked cgroup into its stats. False when it has vanished.
-    fn read_one(&mut self, i: usize, now: Instant, now_ms: u64, errors: &mut Vec<Error>) -> bool {
+    fn read_one(
+        &mut self,
+        i: usize,
+        now: Instant,
+        now_ms: u64,
+        plan: &mut DirPlan,
+        errors: &mut Vec<Error>,
+    ) -> bool {
         let setup = self.hierarchy.setup;
         let t = &mut self.tracked[i];
         if self.config.hold_files && !t.files.is_empty() {
             t.hold_netlink_dir_only();
         } else {
-            t.hold_dirs();
+            t.hold_dirs(plan);
         }
         let r = &mut self.reader;
         r.swap_files(&mut t.files, false);
@@ -834,7 +944,8 @@ impl Collector {
             let pid = t.proc.as_ref().map(|h| h.pid);
             s.fs = layers.read(&t.id, kind, pid, &mut self.devices, now_ms);
         }
-        if t.proc.as_ref().is_some_and(|h| !h.is_held()) {
+        t.proc_short = t.proc.as_ref().is_some_and(|h| !h.is_held());
+        if t.proc_short {
             // No descriptor to pin the process: its pid may belong to another by the next
             // sweep, so the handle ends with this one.
             t.proc = None;

@@ -129,6 +129,14 @@ fn budget_from_rlimit() -> usize {
     soft.saturating_sub((soft / 8).max(1024))
 }
 
+/// The most descriptors `CgDir`s, held files and process handles may hold together.
+pub fn dir_fd_budget() -> usize {
+    if BUDGET.load(Ordering::Relaxed) == usize::MAX {
+        BUDGET.store(budget_from_rlimit(), Ordering::Relaxed);
+    }
+    BUDGET.load(Ordering::Relaxed)
+}
+
 /// Sets the budget of held directory descriptors by hand (tests; embedders with other needs);
 /// `usize::MAX` goes back to the default taken from `RLIMIT_NOFILE`.
 pub fn set_dir_fd_budget(n: usize) {
@@ -529,10 +537,7 @@ fn finish_utf8(bytes: Vec<u8>, buf: &mut String, res: io::Result<()>) -> io::Res
 
 /// One more held descriptor, if the budget has room.
 fn take_budget() -> bool {
-    if BUDGET.load(Ordering::Relaxed) == usize::MAX {
-        BUDGET.store(budget_from_rlimit(), Ordering::Relaxed);
-    }
-    if HELD.fetch_add(1, Ordering::Relaxed) >= BUDGET.load(Ordering::Relaxed) {
+    if HELD.fetch_add(1, Ordering::Relaxed) >= dir_fd_budget() {
         HELD.fetch_sub(1, Ordering::Relaxed);
         return false;
     }

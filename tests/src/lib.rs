@@ -77,6 +77,12 @@ impl TestCgroup {
         }
     }
 
+    /// Kills its processes and removes its directories; `recreate` makes them again.
+    pub fn remove(&mut self) {
+        self.kill_all();
+        self.remove_dirs();
+    }
+
     fn remove_dirs(&self) {
         for d in self.dirs.iter().rev() {
             // A killed task may take a moment to leave the cgroup.

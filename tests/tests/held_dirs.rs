@@ -262,3 +262,100 @@ fn held_files_stay_open_over_idle_sweeps() {
     cg.kill(pid);
     assert!(held_dir_fds() - base >= held);
 }
+
+/// Descriptors held on directories whose path contains `part`, per cgroup id of `ids`.
+fn held_in(part: &str, ids: &[&str]) -> Vec<usize> {
+    let links: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    ids.iter()
+        .map(|id| {
+            links
+                .iter()
+                .filter(|l| l.ends_with(id) && l.contains(&format!("/{part}/")))
+                .count()
+        })
+        .collect()
+}
+
+/// A budget too small for every directory goes first to those every sweep reads (memory,
+/// pids, the cgroup2 twin) of every container, and the directories only full reads use (cpu,
+/// cpuacct, blkio) are let go to make room for containers found later. Before, the first
+/// containers found kept everything and later ones got nothing.
+#[test]
+fn a_short_budget_holds_every_containers_probe_first() {
+    let _one_at_a_time = serial();
+    let mut cgs: Vec<TestCgroup> = (0..4).map(|_| TestCgroup::new("ccol-tier")).collect();
+    // The last two come later.
+    cgs[2].remove();
+    cgs[3].remove();
+    for cg in &mut cgs[..2] {
+        cg.spawn(&mut sleeper());
+    }
+    let owned: Vec<String> = cgs.iter().map(|c| c.id.clone()).collect();
+    let ids: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let probe = ["memory", "pids", "unified"];
+    let full = ["cpu", "cpuacct", "blkio"];
+
+    let before = held_dir_fds();
+    let mut col = Collector::new(Config {
+        include: owned.clone(),
+        watch: false,
+        rescan_interval: Duration::from_secs(3600),
+        network: false,
+        idle_interval: Duration::ZERO,
+        ..Config::default()
+    })
+    .expect("cgroup hierarchy");
+    // Ample: everything held.
+    col.sweep();
+    for part in probe.iter().chain(&full) {
+        assert_eq!(
+            held_in(part, &ids[..2]),
+            [1, 1],
+            "{part} held with an ample budget"
+        );
+    }
+    let two = held_dir_fds() - before;
+    assert_eq!(two, 12, "six directories each");
+
+    // Exactly what is held now: two more containers need room.
+    set_dir_fd_budget(before + two);
+    cgs[2].recreate();
+    cgs[3].recreate();
+    cgs[2].spawn(&mut sleeper());
+    cgs[3].spawn(&mut sleeper());
+    col.rescan_soon();
+    let s = col.sweep();
+    // A second sweep: what the first let go late in its loop is taken now.
+    let s2 = col.sweep();
+    set_dir_fd_budget(AMPLE);
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert!(s2.errors.is_empty(), "{:?}", s2.errors);
+    for part in probe {
+        assert_eq!(
+            held_in(part, &ids),
+            [1, 1, 1, 1],
+            "{part}: every probe held"
+        );
+    }
+    let full_held: usize = full
+        .iter()
+        .map(|p| held_in(p, &ids).iter().sum::<usize>())
+        .sum();
+    assert_eq!(full_held, 0, "full-read directories let go for the probes");
+    assert_eq!(held_dir_fds() - before, 12, "within the budget");
+    // Every container is still read in full, by path where nothing is held.
+    for id in &ids {
+        let c = s2.get(id).expect("followed");
+        assert_eq!(c.stats.pids.current, Some(1), "{id}");
+        assert!(c.stats.cpu.usage_ns.is_some(), "{id}");
+        assert!(
+            c.stats.cpu.nr_periods.is_some(),
+            "{id}: cpu.stat of the cpu directory"
+        );
+        assert!(c.stats.memory.usage_bytes.is_some(), "{id}");
+    }
+}
