@@ -42,6 +42,11 @@ pub struct Config {
     /// Limits and shares (the spec files) are re-read this often, and when a container is
     /// new; between, the last values are reported. They change only on an update.
     pub spec_interval: Duration,
+    /// The same while inotify watches the directories a container's spec is read from: a
+    /// write to any file in them (an update) has the spec read at the next sweep, and this
+    /// backstop covers what no write announces (a v1 cpuset trimmed by its parent's, CPU
+    /// hotplug). See `specwatch.rs`.
+    pub watched_spec_interval: Duration,
     /// A container that has done nothing since its last full read (no CPU time, no change in
     /// memory usage or tasks, none running or blocked; see `idle.rs`) has only those figures
     /// and its network counters read; the rest, which cannot have changed, are reported as
@@ -83,6 +88,7 @@ impl Default for Config {
             rescan_interval: Duration::from_secs(30),
             watched_rescan_interval: Duration::from_secs(300),
             spec_interval: Duration::from_secs(30),
+            watched_spec_interval: Duration::from_secs(300),
             idle_interval: Duration::from_secs(60),
             per_cpu: false,
             hold_files: false,
@@ -201,6 +207,10 @@ struct Tracked {
     twin_ok: bool,
     /// Its last process handle could not hold `/proc/<pid>` (descriptor budget spent).
     proc_short: bool,
+    /// Writes to the directories its spec is read from are watched (`SpecWatch`).
+    spec_watched: bool,
+    /// When its process handle was last due for renewal.
+    proc_checked: Option<Instant>,
 }
 
 /// How a sweep shares a short descriptor budget. Every sweep reads a container's probe (the
@@ -286,6 +296,17 @@ impl Tracked {
         }
     }
 
+    /// The directories its spec files are read from.
+    fn spec_dirs(&self, setup: Setup) -> impl Iterator<Item = &std::path::Path> {
+        let d = &self.v1;
+        let dirs = if setup == Setup::Unified {
+            [&self.unified, &None, &None, &None]
+        } else {
+            [&d.cpu, &d.cpuset, &d.memory, &d.pids]
+        };
+        dirs.into_iter().flatten().map(|d| d.path.as_path())
+    }
+
     /// Descriptors it would hold with room: every directory but cpuset's, and a process with
     /// its `net/dev`.
     fn descriptors_wanted(&self) -> usize {
@@ -358,6 +379,10 @@ pub struct Collector {
     hierarchy: Hierarchy,
     tracked: Vec<Tracked>,
     watcher: Option<Watcher>,
+    /// Writes to spec directories (`None` without inotify or `Config::watch`).
+    spec_watch: Option<crate::specwatch::SpecWatch>,
+    /// Containers whose spec directories were written since the last sweep.
+    spec_written: crate::specwatch::Written,
     last_scan: Option<Instant>,
     reader: Reader,
     net: NetReader,
@@ -391,6 +416,13 @@ impl Collector {
         let load = config
             .load
             .then(|| LoadReader::new(&config.roots.proc_root, config.load_task_budget));
+        let spec_watch = if config.watch {
+            crate::specwatch::SpecWatch::new(config.watch_limit)
+                .map_err(|e| tracing::warn!("inotify unavailable, specs read on a timer: {e}"))
+                .ok()
+        } else {
+            None
+        };
         Ok(Collector {
             net: {
                 let mut n = NetReader::new(&config.roots.proc_root);
@@ -402,6 +434,8 @@ impl Collector {
             hierarchy,
             tracked: Vec::new(),
             watcher,
+            spec_watch,
+            spec_written: Default::default(),
             last_scan: None,
             reader: Reader::new(),
             load,
@@ -492,6 +526,11 @@ impl Collector {
             l.begin_sweep();
         }
         let mut plan = self.dir_plan();
+        self.spec_written = self
+            .spec_watch
+            .as_mut()
+            .map(crate::specwatch::SpecWatch::poll)
+            .unwrap_or_default();
         let now = Instant::now();
         let mut kept = 0;
         out.containers.truncate(self.tracked.len());
@@ -662,6 +701,7 @@ impl Collector {
                     if changed.contains(&true) {
                         t.files.clear();
                         t.spec_read = None;
+                        t.spec_watched = false;
                         t.proc = None;
                         t.full.forget();
                     }
@@ -705,6 +745,8 @@ impl Collector {
                         renew_proc: false,
                         twin_ok: true,
                         proc_short: false,
+                        spec_watched: false,
+                        proc_checked: None,
                     }
                 }
             };
@@ -756,6 +798,12 @@ impl Collector {
     ) -> bool {
         let setup = self.hierarchy.setup;
         let t = &mut self.tracked[i];
+        // Watched before its spec is read, so no write after the read goes unseen.
+        if !t.spec_watched {
+            if let Some(w) = self.spec_watch.as_mut() {
+                t.spec_watched = w.watch(&t.id, t.spec_dirs(setup));
+            }
+        }
         if self.config.hold_files && !t.files.is_empty() {
             t.hold_netlink_dir_only();
         } else {
@@ -766,9 +814,17 @@ impl Collector {
         let s = &mut t.stats;
         reset(s);
 
-        let spec_due = t
-            .spec_read
-            .is_none_or(|at| now.duration_since(at) >= self.config.spec_interval);
+        let written = match &mut self.spec_written {
+            crate::specwatch::Written::None => false,
+            crate::specwatch::Written::All => true,
+            crate::specwatch::Written::Some(ids) => ids.remove(&t.id),
+        };
+        let every = if t.spec_watched {
+            self.config.watched_spec_interval
+        } else {
+            self.config.spec_interval
+        };
+        let spec_due = written || t.spec_read.is_none_or(|at| now.duration_since(at) >= every);
         // Spec files are read rarely: never held.
         r.hold_files = self.config.hold_files && !spec_due;
         let mut want = v1::Want {
@@ -911,8 +967,11 @@ impl Collector {
         let kind = t.identity.kind;
         let wants_net = self.config.network && kind != Kind::Root;
         let wants_pid = wants_net || (self.layers.is_some() && kind == Kind::Container);
-        if spec_due {
+        if t.proc_checked
+            .is_none_or(|at| now.duration_since(at) >= self.config.spec_interval)
+        {
             t.renew_proc = true;
+            t.proc_checked = Some(now);
         }
         if !wants_pid || (t.renew_proc && !unmoved) {
             t.proc = None;
@@ -958,6 +1017,8 @@ impl Collector {
             t.for_each_dir(CgDir::release);
             r.drop_files();
             t.spec_read = None;
+            // The watches were on the removed directories.
+            t.spec_watched = false;
             t.proc = None;
             t.full.forget();
         }

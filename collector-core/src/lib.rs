@@ -47,6 +47,7 @@ pub mod read;
 pub mod runtime;
 #[cfg(feature = "sinks")]
 pub mod sink;
+mod specwatch;
 pub mod stats;
 pub mod v1;
 pub mod v2;

@@ -58,7 +58,9 @@ pub struct Flags {
     /// How often to read every container, e.g. 1s, 500ms [default: 5s].
     #[arg(long = "housekeeping.interval", global = true)]
     pub interval: Option<String>,
-    /// How often limits and shares (the spec files) are re-read, e.g. 30s [default: 30s].
+    /// How often limits and shares (the spec files) are re-read where writes to them cannot be
+    /// watched (no inotify, or past its limit), e.g. 30s [default: 30s]. Watched, they are read
+    /// at the next sweep after a write and at least every 5 min.
     #[arg(long = "housekeeping.spec-interval", global = true)]
     pub spec_interval: Option<String>,
     /// How often an idle container (no CPU time, memory or task change since its last full

@@ -361,8 +361,9 @@ fn watch_limit_falls_back_to_rescans() {
     assert!(seen_later, "the periodic rescan did not find {b_id}");
 }
 
-/// Limits are re-read on the spec interval, not every sweep: a change shows once the interval
-/// has passed, and the cached value is reported in between (with no extra file reads).
+/// Without inotify (so writes are not seen; spec_updates.rs has them seen), limits are re-read
+/// on the spec interval, not every sweep: a change shows once the interval has passed, and the
+/// cached value is reported in between (with no extra file reads).
 #[test]
 fn limits_are_reread_on_the_spec_interval() {
     let cg = TestCgroup::new("ccol-spec");
@@ -375,6 +376,7 @@ fn limits_are_reread_on_the_spec_interval() {
     let mut col = Collector::new(Config {
         include: vec![cg.id.clone()],
         spec_interval: Duration::from_millis(800),
+        watch: false,
         network: false,
         load: false,
         ..Config::default()

@@ -1,0 +1,139 @@
+//! Spec changes on real cgroups (collector-core/src/specwatch.rs): a limit written to a
+//! container's control files is reported at the next sweep, without waiting for the spec
+//! interval, and an idle container is no exception.
+
+use std::process::Command;
+use std::time::Duration;
+
+use collector_core::{Collector, Config, Container, Snapshot};
+use tests::TestCgroup;
+
+/// Both spec intervals an hour: only a noticed write can bring a new spec within the test.
+fn collector(id: &str, watch: bool) -> Collector {
+    Collector::new(Config {
+        include: vec![id.to_string()],
+        watch,
+        spec_interval: Duration::from_secs(3600),
+        watched_spec_interval: Duration::from_secs(3600),
+        ..Config::default()
+    })
+    .expect("cgroup hierarchy")
+}
+
+fn find<'a>(s: &'a Snapshot, id: &str) -> &'a Container {
+    s.get(id)
+        .unwrap_or_else(|| panic!("{id} not found; errors: {:?}", s.errors))
+}
+
+fn sleeper() -> Command {
+    let mut c = Command::new("sleep");
+    c.arg("600");
+    c
+}
+
+const MIB: u64 = 1 << 20;
+
+/// Sweeps until the container reads as idle (a full read is a baseline only after 2 s of
+/// stillness).
+fn until_idle(col: &mut Collector, id: &str) {
+    for _ in 0..80 {
+        if find(&col.sweep(), id).idle {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{id} never read as idle");
+}
+
+#[test]
+fn written_limits_are_read_at_the_next_sweep() {
+    let mut cg = TestCgroup::new("ccol-spec");
+    cg.set("memory", "memory.limit_in_bytes", &(256 * MIB).to_string());
+    cg.set("pids", "pids.max", "50");
+    cg.spawn(&mut sleeper());
+    let mut col = collector(&cg.id, true);
+    let mut blind = collector(&cg.id, false);
+    for c in [&mut col, &mut blind] {
+        let s = c.sweep();
+        let spec = &find(&s, &cg.id).stats.spec;
+        assert_eq!(spec.memory_limit_bytes, Some(256 * MIB));
+        assert_eq!(spec.pids_limit, Some(50));
+        assert_eq!(spec.cpu_quota_us, None);
+    }
+    // Idle: nothing but the probe is read, and the spec interval is an hour away.
+    until_idle(&mut col, &cg.id);
+
+    // Three hierarchies written, as `docker update --memory --pids-limit --cpus` does.
+    cg.set("memory", "memory.limit_in_bytes", &(512 * MIB).to_string());
+    cg.set("pids", "pids.max", "80");
+    cg.set("cpu", "cpu.cfs_quota_us", "50000");
+    let s = col.sweep();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    let spec = &find(&s, &cg.id).stats.spec;
+    assert_eq!(spec.memory_limit_bytes, Some(512 * MIB), "memory limit");
+    assert_eq!(spec.pids_limit, Some(80), "pids limit");
+    assert_eq!(find(&s, &cg.id).stats.pids.limit, Some(80));
+    assert_eq!(spec.cpu_quota_us, Some(50_000), "CPU quota");
+
+    // Without the watch the old spec stands until the interval: what the watch brought is
+    // not something every sweep reads anyway.
+    let s = blind.sweep();
+    let old = &find(&s, &cg.id).stats.spec;
+    assert_eq!(
+        old.memory_limit_bytes,
+        Some(256 * MIB),
+        "the unwatched collector's"
+    );
+    assert_eq!(old.pids_limit, Some(50));
+
+    // Read once per write, not again while nothing is written.
+    cg.set("memory", "memory.limit_in_bytes", &(384 * MIB).to_string());
+    let s = col.sweep();
+    assert_eq!(
+        find(&s, &cg.id).stats.spec.memory_limit_bytes,
+        Some(384 * MIB)
+    );
+    cg.set("cpuset", "cpuset.cpus", "0");
+    let s = col.sweep();
+    assert_eq!(
+        find(&s, &cg.id).stats.spec.cpuset_cpus.as_deref(),
+        Some("0")
+    );
+}
+
+/// A cgroup removed and made again under the same name has new directories: the watches
+/// follow them, so a later write is still noticed.
+#[test]
+fn writes_are_noticed_after_the_cgroup_is_made_again() {
+    let mut cg = TestCgroup::new("ccol-spec-re");
+    cg.set("pids", "pids.max", "10");
+    cg.spawn(&mut sleeper());
+    let mut col = collector(&cg.id, true);
+    assert_eq!(find(&col.sweep(), &cg.id).stats.spec.pids_limit, Some(10));
+
+    cg.recreate();
+    cg.set("pids", "pids.max", "20");
+    cg.spawn(&mut sleeper());
+    // The made-again directories are found (inotify on the removal and creation) and read.
+    let mut limit = None;
+    for _ in 0..20 {
+        limit = col
+            .sweep()
+            .get(&cg.id)
+            .and_then(|c| c.stats.spec.pids_limit);
+        if limit == Some(20) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(limit, Some(20), "read from the new directories");
+    col.sweep();
+
+    cg.set("pids", "pids.max", "30");
+    let s = col.sweep();
+    assert_eq!(
+        find(&s, &cg.id).stats.spec.pids_limit,
+        Some(30),
+        "noticed on the new directory"
+    );
+}
