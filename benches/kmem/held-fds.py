@@ -6,10 +6,14 @@ does), and prints the growth of the kernel's slab (/proc/meminfo) per descriptor
   - a cgroup directory (O_DIRECTORY), as every followed cgroup directory is held;
   - a cgroup file, read once, as `--housekeeping.hold-files` holds them (the read makes the
     kernel allocate the file's seq_file page, which stays while the file is open);
-  - a process's net/dev, read once, as each container's process handle holds it.
+  - a process's net/dev, read once, as each container's process handle holds it;
+  - an inotify IN_MODIFY watch on a cgroup directory, as the spec watch keeps on each of a
+    container's spec directories (N cgroups are made for it, under the pids hierarchy where
+    there is one, and removed after; their own slab is not counted).
 Usage: sudo benches/kmem/held-fds.py [N]   (default 10000; needs N+100 open files allowed)
 The figures move with other activity on the machine: run it on a quiet one, more than once.
 """
+import ctypes
 import os
 import resource
 import sys
@@ -57,3 +61,34 @@ def net_dev_fd():
 measure(f"directory {CG}", dir_fd)
 measure(f"file {FILE}, read once", read_file_fd)
 measure("/proc/self/net/dev, read once", net_dev_fd)
+
+
+def watches():
+    libc = ctypes.CDLL(None, use_errno=True)
+    base = "/sys/fs/cgroup/pids" if os.path.isdir("/sys/fs/cgroup/pids") else "/sys/fs/cgroup"
+    top = os.path.join(base, f"ccol-kmem-{os.getpid()}")
+    os.mkdir(top)
+    dirs = [os.path.join(top, f"c{i}") for i in range(N)]
+    try:
+        for d in dirs:
+            os.mkdir(d)
+        fd = libc.inotify_init1(os.O_CLOEXEC)
+        if fd < 0:
+            raise SystemExit(f"inotify_init1: {os.strerror(ctypes.get_errno())}")
+        IN_MODIFY, IN_ONLYDIR = 0x2, 0x01000000
+        before = slab_kib()
+        for d in dirs:
+            if libc.inotify_add_watch(fd, d.encode(), IN_MODIFY | IN_ONLYDIR) < 0:
+                raise SystemExit(f"inotify_add_watch {d}: {os.strerror(ctypes.get_errno())}")
+        grown = slab_kib() - before
+        os.close(fd)
+        print(f"inotify watch on a cgroup directory: {N} watched, slab +{grown} KiB, "
+              f"{grown * 1024 / N:.0f} bytes each")
+    finally:
+        for d in dirs:
+            if os.path.isdir(d):
+                os.rmdir(d)
+        os.rmdir(top)
+
+
+watches()

@@ -825,6 +825,11 @@ impl Collector {
             self.config.spec_interval
         };
         let spec_due = written || t.spec_read.is_none_or(|at| now.duration_since(at) >= every);
+        if written {
+            // A write can change what no probe shows (a v1 max usage reset, force_empty): a
+            // full read, and a new baseline after it.
+            t.full.forget();
+        }
         // Spec files are read rarely: never held.
         r.hold_files = self.config.hold_files && !spec_due;
         let mut want = v1::Want {

@@ -10,7 +10,7 @@
 //!
 //! The watches are an inotify instance of their own, apart from discovery's (which watches one
 //! hierarchy for directories made and removed). A watch costs the kernel a mark on the
-//! directory's inode (some 100 bytes of slab), and no descriptor.
+//! directory's inode (91 bytes of slab, `benches/kmem/held-fds.py`), and no descriptor.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -87,7 +87,8 @@ fn idle_container_keeps_its_figures_and_wakes_on_activity() {
 
 /// What an idle sweep reports is the last full read's, not a fresh read: v1's max usage,
 /// reset from outside (which moves none of CPU time, memory usage or tasks), keeps its old
-/// value until the container is read in full again.
+/// value until the container is read in full again, where writes are not watched. Where
+/// they are (inotify, the default), the write itself brings a full read.
 #[test]
 fn idle_sweeps_carry_the_last_full_read() {
     let mut cg = TestCgroup::new("ccol-idlecarry");
@@ -115,8 +116,16 @@ fn idle_sweeps_carry_the_last_full_read() {
         std::thread::sleep(Duration::from_millis(20));
     }
     cg.kill(big);
-    let mut col = collector(&cg.id, Duration::from_secs(60));
+    let mut col = Collector::new(Config {
+        include: vec![cg.id.clone()],
+        idle_interval: Duration::from_secs(60),
+        watch: false,
+        ..Config::default()
+    })
+    .expect("cgroup hierarchy");
+    let mut watched = collector(&cg.id, Duration::from_secs(60));
     let quiet = until_idle(&mut col, &cg.id);
+    until_idle(&mut watched, &cg.id);
     let before = find(&quiet, &cg.id).stats.memory.max_usage_bytes.unwrap();
     assert!(before >= 16 << 20, "max usage {before}");
 
@@ -129,6 +138,12 @@ fn idle_sweeps_carry_the_last_full_read() {
         Some(before),
         "re-read on an idle sweep"
     );
+    // The watched collector saw the write: a full read.
+    let s = watched.sweep();
+    let c = find(&s, &cg.id);
+    assert!(!c.idle, "a written container is read in full");
+    let seen = c.stats.memory.max_usage_bytes.unwrap();
+    assert!(seen < 16 << 20, "the reset, seen at the next sweep: {seen}");
 
     // A collector reading every file every sweep sees the reset.
     let fresh = collector(&cg.id, Duration::ZERO).sweep();
