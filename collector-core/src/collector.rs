@@ -207,8 +207,8 @@ struct Tracked {
     twin_ok: bool,
     /// Its last process handle could not hold `/proc/<pid>` (descriptor budget spent).
     proc_short: bool,
-    /// Writes to the directories its spec is read from are watched (`SpecWatch`).
-    spec_watched: bool,
+    /// Its watches on the directories its spec is read from (`SpecWatch`), when all are.
+    spec_watches: Option<crate::specwatch::Watches>,
     /// When its process handle was last due for renewal.
     proc_checked: Option<Instant>,
 }
@@ -701,7 +701,7 @@ impl Collector {
                     if changed.contains(&true) {
                         t.files.clear();
                         t.spec_read = None;
-                        t.spec_watched = false;
+                        t.spec_watches = None;
                         t.proc = None;
                         t.full.forget();
                     }
@@ -745,7 +745,7 @@ impl Collector {
                         renew_proc: false,
                         twin_ok: true,
                         proc_short: false,
-                        spec_watched: false,
+                        spec_watches: None,
                         proc_checked: None,
                     }
                 }
@@ -799,9 +799,9 @@ impl Collector {
         let setup = self.hierarchy.setup;
         let t = &mut self.tracked[i];
         // Watched before its spec is read, so no write after the read goes unseen.
-        if !t.spec_watched {
+        if t.spec_watches.is_none() {
             if let Some(w) = self.spec_watch.as_mut() {
-                t.spec_watched = w.watch(&t.id, t.spec_dirs(setup));
+                t.spec_watches = w.watch(t.spec_dirs(setup));
             }
         }
         if self.config.hold_files && !t.files.is_empty() {
@@ -814,12 +814,11 @@ impl Collector {
         let s = &mut t.stats;
         reset(s);
 
-        let written = match &mut self.spec_written {
-            crate::specwatch::Written::None => false,
-            crate::specwatch::Written::All => true,
-            crate::specwatch::Written::Some(ids) => ids.remove(&t.id),
-        };
-        let every = if t.spec_watched {
+        let written = t
+            .spec_watches
+            .as_ref()
+            .is_some_and(|w| self.spec_written.any_of(w));
+        let every = if t.spec_watches.is_some() {
             self.config.watched_spec_interval
         } else {
             self.config.spec_interval
@@ -1023,7 +1022,7 @@ impl Collector {
             r.drop_files();
             t.spec_read = None;
             // The watches were on the removed directories.
-            t.spec_watched = false;
+            t.spec_watches = None;
             t.proc = None;
             t.full.forget();
         }

@@ -12,16 +12,21 @@
 //! hierarchy for directories made and removed). A watch costs the kernel a mark on the
 //! directory's inode (91 bytes of slab, `benches/kmem/held-fds.py`), and no descriptor.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
-/// Watches on the directories specs are read from, each for one container id.
+/// The watches of one container: one per directory its spec is read from (at most four, a
+/// hybrid host's cpu, cpuset, memory and pids). Kept by the container, so the watcher needs
+/// no map back to it.
+pub type Watches = [Option<WatchDescriptor>; 4];
+
+/// Watches on the directories specs are read from.
 pub struct SpecWatch {
     fd: Inotify,
-    by_wd: HashMap<WatchDescriptor, String>,
+    known: HashSet<WatchDescriptor>,
     /// The kernel's watch limit, or ours, was hit: containers not watched fall back to the
     /// timer.
     full: bool,
@@ -32,7 +37,7 @@ pub struct SpecWatch {
 impl std::fmt::Debug for SpecWatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SpecWatch")
-            .field("watches", &self.by_wd.len())
+            .field("watches", &self.known.len())
             .field("full", &self.full)
             .finish()
     }
@@ -44,10 +49,21 @@ pub enum Written {
     /// No write seen.
     #[default]
     None,
-    /// Writes in the directories of these containers.
-    Some(HashSet<String>),
+    /// Writes under these watches.
+    Some(HashSet<WatchDescriptor>),
     /// Events were lost: any spec may have changed.
     All,
+}
+
+impl Written {
+    /// Whether a container with these watches was written to.
+    pub fn any_of(&self, w: &Watches) -> bool {
+        match self {
+            Written::None => false,
+            Written::All => true,
+            Written::Some(set) => w.iter().flatten().any(|wd| set.contains(wd)),
+        }
+    }
 }
 
 impl SpecWatch {
@@ -55,51 +71,50 @@ impl SpecWatch {
         let fd = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
         Ok(SpecWatch {
             fd,
-            by_wd: HashMap::new(),
+            known: HashSet::new(),
             full: false,
             limit,
         })
     }
 
-    /// Watches `dirs` for writes on behalf of container `id`. False when any could not be
-    /// watched: that container's spec is then read on the timer.
-    pub fn watch<'a>(&mut self, id: &str, dirs: impl IntoIterator<Item = &'a Path>) -> bool {
-        let mut all = true;
-        for dir in dirs {
+    /// Watches `dirs` (at most four) for writes. `None` when any could not be watched: that
+    /// container's spec is then read on the timer.
+    pub fn watch<'a>(&mut self, dirs: impl IntoIterator<Item = &'a Path>) -> Option<Watches> {
+        let mut out: Watches = [None; 4];
+        for (slot, dir) in out.iter_mut().zip(dirs) {
             if self.full {
-                return false;
+                return None;
             }
-            if self.by_wd.len() >= self.limit {
+            if self.known.len() >= self.limit {
                 tracing::warn!(
-                    watches = self.by_wd.len(),
+                    watches = self.known.len(),
                     "configured inotify watch limit reached: specs of containers beyond it are read again on the spec interval"
                 );
                 self.full = true;
-                return false;
+                return None;
             }
             match self
                 .fd
                 .add_watch(dir, AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_ONLYDIR)
             {
+                // The same directory again gives the same descriptor.
                 Ok(wd) => {
-                    // The same directory again (a rescan) gives the same descriptor.
-                    if self.by_wd.get(&wd).is_none_or(|known| known != id) {
-                        self.by_wd.insert(wd, id.to_string());
-                    }
+                    self.known.insert(wd);
+                    *slot = Some(wd);
                 }
                 Err(Errno::ENOSPC) => {
                     tracing::warn!(
-                        watches = self.by_wd.len(),
+                        watches = self.known.len(),
                         "inotify watch limit reached: specs of containers beyond it are read again on the spec interval"
                     );
                     self.full = true;
-                    all = false;
+                    return None;
                 }
                 // Vanished meanwhile, or not watchable: the timer covers it.
-                Err(_) => all = false,
+                Err(_) => return None,
             }
         }
-        all
+        Some(out)
     }
 
     /// Drains pending events.
@@ -112,23 +127,18 @@ impl SpecWatch {
             for ev in events {
                 if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
                     out = Written::All;
-                    continue;
-                }
-                if ev.mask.contains(AddWatchFlags::IN_IGNORED) {
+                } else if ev.mask.contains(AddWatchFlags::IN_IGNORED) {
                     // The directory is gone and the kernel dropped its watch.
-                    self.by_wd.remove(&ev.wd);
+                    self.known.remove(&ev.wd);
                     self.full = false;
-                    continue;
-                }
-                let Some(id) = self.by_wd.get(&ev.wd) else {
-                    continue;
-                };
-                match &mut out {
-                    Written::All => {}
-                    Written::Some(ids) => {
-                        ids.insert(id.clone());
+                } else {
+                    match &mut out {
+                        Written::All => {}
+                        Written::Some(wds) => {
+                            wds.insert(ev.wd);
+                        }
+                        Written::None => out = Written::Some(HashSet::from([ev.wd])),
                     }
-                    Written::None => out = Written::Some(HashSet::from([id.clone()])),
                 }
             }
         }
@@ -137,7 +147,7 @@ impl SpecWatch {
 
     #[cfg(test)]
     pub fn watches(&self) -> usize {
-        self.by_wd.len()
+        self.known.len()
     }
 }
 
@@ -145,34 +155,35 @@ impl SpecWatch {
 mod tests {
     use super::*;
 
-    /// A write to a file in a watched directory names its container; a read does not; a
-    /// removed directory's watch is dropped.
+    /// A write to a file in a watched directory names its watch; a read does not; a removed
+    /// directory's watch is dropped; the limit is kept.
     #[test]
-    fn writes_name_their_container_and_reads_do_not() {
+    fn writes_name_their_watch_and_reads_do_not() {
         let dir = tempfile::tempdir().expect("temp dir");
         let tmp = dir.path();
-        let (a, b) = (tmp.join("a"), tmp.join("b"));
-        std::fs::create_dir_all(&a).expect("mkdir");
-        std::fs::create_dir_all(&b).expect("mkdir");
-        std::fs::write(a.join("limit"), "1").expect("write");
-        std::fs::write(b.join("limit"), "1").expect("write");
+        let (a, b, d) = (tmp.join("a"), tmp.join("b"), tmp.join("d"));
+        for x in [&a, &b, &d] {
+            std::fs::create_dir_all(x).expect("mkdir");
+            std::fs::write(x.join("limit"), "1").expect("write");
+        }
         let mut w = SpecWatch::new(3).expect("inotify");
-        assert!(w.watch("/a", [a.as_path()]));
-        assert!(w.watch("/b", [b.as_path()]));
-        assert!(!w.watch("/c", [tmp.join("missing").as_path()]));
-        let d = tmp.join("d");
-        std::fs::create_dir_all(&d).expect("mkdir");
-        assert!(!w.watch("/d", [d.as_path(), tmp]), "past the limit of 3");
+        let wa = w.watch([a.as_path()]).expect("watched");
+        let wb = w.watch([b.as_path()]).expect("watched");
+        assert!(w.watch([tmp.join("missing").as_path()]).is_none());
+        assert!(w.watch([d.as_path(), tmp]).is_none(), "past the limit of 3");
         assert_eq!(w.poll(), Written::None);
 
         std::fs::read_to_string(a.join("limit")).expect("read");
         assert_eq!(w.poll(), Written::None, "reads are not writes");
         std::fs::write(a.join("limit"), "2").expect("write");
-        assert_eq!(w.poll(), Written::Some(HashSet::from(["/a".to_string()])));
+        let seen = w.poll();
+        assert!(seen.any_of(&wa));
+        assert!(!seen.any_of(&wb));
         assert_eq!(w.poll(), Written::None, "drained");
+        assert!(Written::All.any_of(&wb));
 
         std::fs::remove_dir_all(&b).expect("rm");
-        assert_eq!(w.poll(), Written::None);
+        assert!(!w.poll().any_of(&wb));
         assert_eq!(w.watches(), 2, "the removed directory's watch is gone");
     }
 }

@@ -124,8 +124,17 @@ fn idle_sweeps_carry_the_last_full_read() {
     })
     .expect("cgroup hierarchy");
     let mut watched = collector(&cg.id, Duration::from_secs(60));
-    let quiet = until_idle(&mut col, &cg.id);
-    until_idle(&mut watched, &cg.id);
+    // Both idle in the same round, so neither has time to see the probe move before the write.
+    let mut quiet = None;
+    for _ in 0..80 {
+        let (a, b) = (col.sweep(), watched.sweep());
+        if find(&a, &cg.id).idle && find(&b, &cg.id).idle {
+            quiet = Some(a);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let quiet = quiet.expect("both collectors read the container as idle");
     let before = find(&quiet, &cg.id).stats.memory.max_usage_bytes.unwrap();
     assert!(before >= 16 << 20, "max usage {before}");
 

@@ -69,7 +69,10 @@ fn written_limits_are_read_at_the_next_sweep() {
     cg.set("cpu", "cpu.cfs_quota_us", "50000");
     let s = col.sweep();
     assert!(s.errors.is_empty(), "{:?}", s.errors);
-    assert!(!find(&s, &cg.id).idle, "a written container is read in full");
+    assert!(
+        !find(&s, &cg.id).idle,
+        "a written container is read in full"
+    );
     let spec = &find(&s, &cg.id).stats.spec;
     assert_eq!(spec.memory_limit_bytes, Some(512 * MIB), "memory limit");
     assert_eq!(spec.pids_limit, Some(80), "pids limit");
