@@ -539,7 +539,8 @@ impl Collector {
             let alive = self.read_one(i, now, out.timestamp_ms, &mut plan, &mut out.errors);
             if !alive {
                 // Stopped while we looked: gone quietly, but it is news.
-                let t = self.tracked.remove(i);
+                let mut t = self.tracked.remove(i);
+                unwatch(&mut self.spec_watch, &mut t);
                 out.events
                     .push(event(&t, EventKind::Stopped, out.timestamp_ms, 1));
                 continue;
@@ -701,7 +702,7 @@ impl Collector {
                     if changed.contains(&true) {
                         t.files.clear();
                         t.spec_read = None;
-                        t.spec_watches = None;
+                        unwatch(&mut self.spec_watch, &mut t);
                         t.proc = None;
                         t.full.forget();
                     }
@@ -751,13 +752,27 @@ impl Collector {
                 }
             };
             let mut t = t;
+            if let (Some(w), Some(old)) = (self.spec_watch.as_mut(), t.spec_watches) {
+                // Made again under the same name (new directories, so new watches): the old
+                // watches are dead, and what was read through them is stale.
+                let new = w.watch(t.spec_dirs(self.hierarchy.setup));
+                if new != Some(old) {
+                    let keep = new.unwrap_or_default();
+                    let dead = old.map(|wd| wd.filter(|wd| !keep.contains(&Some(*wd))));
+                    w.unwatch(&dead);
+                    t.spec_watches = new;
+                    t.spec_read = None;
+                    t.full.forget();
+                }
+            }
             // Announced once read and named (metadata is applied during the read).
             t.announce_start = is_new && self.scanned_once;
             self.tracked.push(t);
         }
         mark_leaves(&mut self.tracked);
         // Whatever the walk did not find again is gone.
-        for (_, t) in old {
+        for (_, mut t) in old {
+            unwatch(&mut self.spec_watch, &mut t);
             out.events
                 .push(event(&t, EventKind::Stopped, out.timestamp_ms, 1));
         }
@@ -1022,7 +1037,9 @@ impl Collector {
             r.drop_files();
             t.spec_read = None;
             // The watches were on the removed directories.
-            t.spec_watches = None;
+            if let (Some(w), Some(ws)) = (self.spec_watch.as_mut(), t.spec_watches.take()) {
+                w.unwatch(&ws);
+            }
             t.proc = None;
             t.full.forget();
         }
@@ -1037,6 +1054,13 @@ impl Collector {
         }
         r.take_errors(errors);
         true
+    }
+}
+
+/// Lets go of a container's spec watches.
+fn unwatch(sw: &mut Option<crate::specwatch::SpecWatch>, t: &mut Tracked) {
+    if let (Some(w), Some(ws)) = (sw.as_mut(), t.spec_watches.take()) {
+        w.unwatch(&ws);
     }
 }
 

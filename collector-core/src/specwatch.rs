@@ -6,7 +6,10 @@
 //! limit (`docker update`, a kubelet resize, systemd) writes the file, so a watch on each
 //! directory a spec is read from sees it. What no write announces is covered by the backstop
 //! interval (`Config::watched_spec_interval`): a v1 child's `cpuset.cpus` trimmed by the kernel
-//! when its parent's shrinks, CPU hotplug. A queue overflow marks every spec written.
+//! when its parent's shrinks, CPU hotplug. A queue overflow marks every spec written. On cgroup
+//! v2 the kernel's own notifications on a file (`memory.events`, `cgroup.events`,
+//! `pids.events`) reach the same watch: they mean activity (a limit hit, a task gone), so the
+//! full read and spec read they bring are wanted.
 //!
 //! The watches are an inotify instance of their own, apart from discovery's (which watches one
 //! hierarchy for directories made and removed). A watch costs the kernel a mark on the
@@ -43,6 +46,38 @@ impl std::fmt::Debug for SpecWatch {
     }
 }
 
+/// Files whose writes count: the spec files of v1 and v2, and those whose write changes a
+/// figure no probe shows (max usage resets, `force_empty`). Task moves (`cgroup.procs`) show in
+/// the probe; the kernel's own notifications on v2 (`memory.events`, `cgroup.events`) come
+/// with activity the probe shows too, and are many under memory pressure.
+const COUNTED: &[&str] = &[
+    "cpu.shares",
+    "cpu.cfs_quota_us",
+    "cpu.cfs_period_us",
+    "cpu.max",
+    "cpu.weight",
+    "cpuset.cpus",
+    "cpuset.mems",
+    "memory.limit_in_bytes",
+    "memory.soft_limit_in_bytes",
+    "memory.memsw.limit_in_bytes",
+    "memory.max",
+    "memory.high",
+    "memory.low",
+    "memory.swap.max",
+    "pids.max",
+    "memory.max_usage_in_bytes",
+    "memory.memsw.max_usage_in_bytes",
+    "memory.kmem.max_usage_in_bytes",
+    "memory.force_empty",
+    "memory.peak",
+    "memory.swap.peak",
+];
+
+fn counts(name: &str) -> bool {
+    COUNTED.contains(&name)
+}
+
 /// What a poll found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub enum Written {
@@ -77,13 +112,35 @@ impl SpecWatch {
         })
     }
 
-    /// Watches `dirs` (at most four) for writes. `None` when any could not be watched: that
-    /// container's spec is then read on the timer.
+    /// Watches `dirs` (at most four) for writes. `None` when any could not be watched (those
+    /// that were are let go): that container's spec is then read on the timer. The same
+    /// directory again gives the same descriptors; one made again under its name, others.
     pub fn watch<'a>(&mut self, dirs: impl IntoIterator<Item = &'a Path>) -> Option<Watches> {
         let mut out: Watches = [None; 4];
+        let ok = self.add_all(&mut out, dirs);
+        if !ok {
+            self.unwatch(&out);
+            return None;
+        }
+        Some(out)
+    }
+
+    /// Lets go of watches (a container gone, or its directories made again). cgroupfs sends
+    /// no `IN_IGNORED` when a directory is removed: without this the watches, and the removed
+    /// directories they pin, would stay as long as the instance.
+    pub fn unwatch(&mut self, w: &Watches) {
+        for wd in w.iter().flatten() {
+            if self.known.remove(wd) {
+                let _ = self.fd.rm_watch(*wd);
+                self.full = false;
+            }
+        }
+    }
+
+    fn add_all<'a>(&mut self, out: &mut Watches, dirs: impl IntoIterator<Item = &'a Path>) -> bool {
         for (slot, dir) in out.iter_mut().zip(dirs) {
             if self.full {
-                return None;
+                return false;
             }
             if self.known.len() >= self.limit {
                 tracing::warn!(
@@ -91,7 +148,7 @@ impl SpecWatch {
                     "configured inotify watch limit reached: specs of containers beyond it are read again on the spec interval"
                 );
                 self.full = true;
-                return None;
+                return false;
             }
             match self
                 .fd
@@ -108,13 +165,13 @@ impl SpecWatch {
                         "inotify watch limit reached: specs of containers beyond it are read again on the spec interval"
                     );
                     self.full = true;
-                    return None;
+                    return false;
                 }
                 // Vanished meanwhile, or not watchable: the timer covers it.
-                Err(_) => return None,
+                Err(_) => return false,
             }
         }
-        Some(out)
+        true
     }
 
     /// Drains pending events.
@@ -128,10 +185,15 @@ impl SpecWatch {
                 if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
                     out = Written::All;
                 } else if ev.mask.contains(AddWatchFlags::IN_IGNORED) {
-                    // The directory is gone and the kernel dropped its watch.
+                    // The kernel dropped the watch (`unwatch`, or a file system that says so).
                     self.known.remove(&ev.wd);
                     self.full = false;
-                } else {
+                } else if ev
+                    .name
+                    .as_deref()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(counts)
+                {
                     match &mut out {
                         Written::All => {}
                         Written::Some(wds) => {
@@ -155,8 +217,8 @@ impl SpecWatch {
 mod tests {
     use super::*;
 
-    /// A write to a file in a watched directory names its watch; a read does not; a removed
-    /// directory's watch is dropped; the limit is kept.
+    /// A write to a spec file in a watched directory names its watch; a read does not, nor a
+    /// write to another file; watches let go are gone; the limit is kept.
     #[test]
     fn writes_name_their_watch_and_reads_do_not() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -164,26 +226,34 @@ mod tests {
         let (a, b, d) = (tmp.join("a"), tmp.join("b"), tmp.join("d"));
         for x in [&a, &b, &d] {
             std::fs::create_dir_all(x).expect("mkdir");
-            std::fs::write(x.join("limit"), "1").expect("write");
+            std::fs::write(x.join("memory.max"), "1").expect("write");
         }
         let mut w = SpecWatch::new(3).expect("inotify");
         let wa = w.watch([a.as_path()]).expect("watched");
         let wb = w.watch([b.as_path()]).expect("watched");
         assert!(w.watch([tmp.join("missing").as_path()]).is_none());
         assert!(w.watch([d.as_path(), tmp]).is_none(), "past the limit of 3");
+        assert_eq!(w.watches(), 2, "the failed container's first watch let go");
         assert_eq!(w.poll(), Written::None);
 
-        std::fs::read_to_string(a.join("limit")).expect("read");
-        assert_eq!(w.poll(), Written::None, "reads are not writes");
-        std::fs::write(a.join("limit"), "2").expect("write");
+        std::fs::read_to_string(a.join("memory.max")).expect("read");
+        std::fs::write(a.join("cgroup.procs"), "1").expect("write");
+        assert_eq!(
+            w.poll(),
+            Written::None,
+            "reads and other files do not count"
+        );
+        std::fs::write(a.join("memory.max"), "2").expect("write");
         let seen = w.poll();
         assert!(seen.any_of(&wa));
         assert!(!seen.any_of(&wb));
         assert_eq!(w.poll(), Written::None, "drained");
         assert!(Written::All.any_of(&wb));
 
-        std::fs::remove_dir_all(&b).expect("rm");
-        assert!(!w.poll().any_of(&wb));
-        assert_eq!(w.watches(), 2, "the removed directory's watch is gone");
+        w.unwatch(&wb);
+        assert_eq!(w.watches(), 1);
+        std::fs::write(b.join("memory.max"), "2").expect("write");
+        assert_eq!(w.poll(), Written::None, "let go");
+        assert!(w.watch([d.as_path()]).is_some(), "room again");
     }
 }

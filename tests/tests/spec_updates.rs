@@ -97,18 +97,26 @@ fn written_limits_are_read_at_the_next_sweep() {
         find(&s, &cg.id).stats.spec.memory_limit_bytes,
         Some(384 * MIB)
     );
-    cg.set("cpuset", "cpuset.cpus", "0");
+    // A value other than the one it has (the parent's, all CPUs).
+    let one = match find(&s, &cg.id).stats.spec.cpuset_cpus.as_deref() {
+        Some("0") => "1",
+        _ => "0",
+    };
+    cg.set("cpuset", "cpuset.cpus", one);
     let s = col.sweep();
     assert_eq!(
         find(&s, &cg.id).stats.spec.cpuset_cpus.as_deref(),
-        Some("0")
+        Some(one)
     );
 }
 
 /// A cgroup removed and made again under the same name has new directories: the watches
-/// follow them, so a later write is still noticed.
+/// follow them, so a later write is still noticed. No directory descriptor is held (budget
+/// 0, process-wide: the other test here needs none), so nothing but the rescan can tell that
+/// the directories are new.
 #[test]
 fn writes_are_noticed_after_the_cgroup_is_made_again() {
+    collector_core::read::set_dir_fd_budget(0);
     let mut cg = TestCgroup::new("ccol-spec-re");
     cg.set("pids", "pids.max", "10");
     cg.spawn(&mut sleeper());
@@ -140,4 +148,70 @@ fn writes_are_noticed_after_the_cgroup_is_made_again() {
         Some(30),
         "noticed on the new directory"
     );
+}
+
+/// Inodes this process watches with the spec watch's mask (`IN_MODIFY`; fdinfo leaves out `IN_ONLYDIR`), from
+/// the fdinfo of its inotify descriptors.
+fn spec_watched_inodes() -> Vec<u64> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .flatten()
+    {
+        let is_inotify =
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("inotify"));
+        if !is_inotify {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/self/fdinfo/{}",
+            e.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        for line in info.lines().filter(|l| l.starts_with("inotify wd:")) {
+            let field = |k: &str| {
+                line.split_whitespace()
+                    .find_map(|f| f.strip_prefix(k))
+                    .and_then(|v| u64::from_str_radix(v, 16).ok())
+            };
+            if field("mask:") == Some(0x2) {
+                out.extend(field("ino:"));
+            }
+        }
+    }
+    out
+}
+
+/// cgroupfs sends no `IN_IGNORED` when a directory goes: the watches of a container that is
+/// gone are let go by the collector, not left to pin the removed directories.
+#[test]
+fn watches_are_let_go_when_the_container_goes() {
+    use std::os::unix::fs::MetadataExt;
+    let mut cg = TestCgroup::new("ccol-spec-gone");
+    cg.spawn(&mut sleeper());
+    let inos: Vec<u64> = ["cpu", "cpuset", "memory", "pids"]
+        .iter()
+        .map(|p| {
+            std::fs::metadata(cg.dir_containing(&format!("/{p}/")))
+                .expect("stat")
+                .ino()
+        })
+        .collect();
+    let mut col = collector(&cg.id, true);
+    find(&col.sweep(), &cg.id);
+    let watched = |inos: &[u64]| {
+        let w = spec_watched_inodes();
+        inos.iter().filter(|i| w.contains(i)).count()
+    };
+    assert_eq!(watched(&inos), 4, "cpu, cpuset, memory and pids watched");
+
+    let id = cg.id.clone();
+    drop(cg);
+    for _ in 0..20 {
+        if col.sweep().get(&id).is_none() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(watched(&inos), 0, "the gone container's watches let go");
 }
