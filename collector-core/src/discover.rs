@@ -10,7 +10,7 @@
 //! their changes are seen at the next periodic rescan, which runs regardless. Nothing is
 //! missed, only seen later; `Watcher::saturated` says so.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
@@ -108,7 +108,7 @@ pub fn under(id: &str, prefix: &str) -> bool {
 pub struct Watcher {
     fd: Inotify,
     by_wd: HashMap<WatchDescriptor, PathBuf>,
-    watched: HashSet<PathBuf>,
+    watched: HashMap<PathBuf, WatchDescriptor>,
     saturated: bool,
     /// Our own cap on watches, below the kernel's (each watch costs kernel memory).
     limit: usize,
@@ -130,14 +130,14 @@ impl Watcher {
         Ok(Watcher {
             fd,
             by_wd: HashMap::new(),
-            watched: HashSet::new(),
+            watched: HashMap::new(),
             saturated: false,
             limit,
         })
     }
 
     fn watch(&mut self, dir: &Path) {
-        if self.saturated || self.watched.contains(dir) {
+        if self.saturated || self.watched.contains_key(dir) {
             return;
         }
         if self.watched.len() >= self.limit {
@@ -156,7 +156,7 @@ impl Watcher {
         match self.fd.add_watch(dir, flags) {
             Ok(wd) => {
                 self.by_wd.insert(wd, dir.to_path_buf());
-                self.watched.insert(dir.to_path_buf());
+                self.watched.insert(dir.to_path_buf(), wd);
             }
             Err(nix::errno::Errno::ENOSPC) => {
                 tracing::warn!(
@@ -179,11 +179,25 @@ impl Watcher {
             }
             for ev in events {
                 if ev.mask.contains(AddWatchFlags::IN_IGNORED) {
-                    // The watched directory is gone; the kernel dropped the watch.
+                    // The kernel dropped the watch.
                     if let Some(p) = self.by_wd.remove(&ev.wd) {
                         self.watched.remove(&p);
                     }
                     self.saturated = false;
+                }
+                let gone = AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM;
+                if ev.mask.contains(AddWatchFlags::IN_ISDIR) && ev.mask.intersects(gone) {
+                    // cgroupfs sends no IN_IGNORED for a removed directory: its watch would
+                    // stay, pinning it, and one made again under the name would go unwatched.
+                    let child = ev
+                        .name
+                        .as_ref()
+                        .and_then(|n| Some(self.by_wd.get(&ev.wd)?.join(n)));
+                    if let Some(wd) = child.and_then(|c| self.watched.remove(&c)) {
+                        self.by_wd.remove(&wd);
+                        let _ = self.fd.rm_watch(wd);
+                        self.saturated = false;
+                    }
                 }
                 if ev.mask.contains(AddWatchFlags::IN_ISDIR)
                     || ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW)

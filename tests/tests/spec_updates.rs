@@ -150,9 +150,9 @@ fn writes_are_noticed_after_the_cgroup_is_made_again() {
     );
 }
 
-/// Inodes this process watches with the spec watch's mask (`IN_MODIFY`; fdinfo leaves out `IN_ONLYDIR`), from
-/// the fdinfo of its inotify descriptors.
-fn spec_watched_inodes() -> Vec<u64> {
+/// Inodes this process watches with inotify mask `mask` (fdinfo leaves out `IN_ONLYDIR`):
+/// the spec watch's is `IN_MODIFY`, discovery's `IN_CREATE | IN_DELETE | IN_MOVED_*`.
+fn watched_inodes(mask: u64) -> Vec<u64> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc/self/fd")
         .expect("/proc/self/fd")
@@ -174,7 +174,7 @@ fn spec_watched_inodes() -> Vec<u64> {
                     .find_map(|f| f.strip_prefix(k))
                     .and_then(|v| u64::from_str_radix(v, 16).ok())
             };
-            if field("mask:") == Some(0x2) {
+            if field("mask:") == Some(mask) {
                 out.extend(field("ino:"));
             }
         }
@@ -183,7 +183,8 @@ fn spec_watched_inodes() -> Vec<u64> {
 }
 
 /// cgroupfs sends no `IN_IGNORED` when a directory goes: the watches of a container that is
-/// gone are let go by the collector, not left to pin the removed directories.
+/// gone, the spec watch's and discovery's, are let go by the collector, not left to pin the
+/// removed directories.
 #[test]
 fn watches_are_let_go_when_the_container_goes() {
     use std::os::unix::fs::MetadataExt;
@@ -199,11 +200,22 @@ fn watches_are_let_go_when_the_container_goes() {
         .collect();
     let mut col = collector(&cg.id, true);
     find(&col.sweep(), &cg.id);
-    let watched = |inos: &[u64]| {
-        let w = spec_watched_inodes();
+    const SPEC: u64 = 0x2;
+    const DISCOVERY: u64 = 0x3c0;
+    let watched = |mask: u64, inos: &[u64]| {
+        let w = watched_inodes(mask);
         inos.iter().filter(|i| w.contains(i)).count()
     };
-    assert_eq!(watched(&inos), 4, "cpu, cpuset, memory and pids watched");
+    assert_eq!(
+        watched(SPEC, &inos),
+        4,
+        "cpu, cpuset, memory and pids watched"
+    );
+    assert_eq!(
+        watched(DISCOVERY, &inos),
+        1,
+        "discovery watches the memory hierarchy"
+    );
 
     let id = cg.id.clone();
     drop(cg);
@@ -213,5 +225,10 @@ fn watches_are_let_go_when_the_container_goes() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(watched(&inos), 0, "the gone container's watches let go");
+    assert_eq!(
+        watched(SPEC, &inos),
+        0,
+        "the gone container's watches let go"
+    );
+    assert_eq!(watched(DISCOVERY, &inos), 0, "discovery's too");
 }
