@@ -620,6 +620,11 @@ impl Collector {
     /// Rescans when inotify saw a change or the rescan interval passed.
     fn refresh(&mut self, out: &mut Snapshot) {
         let changed = self.watcher.as_mut().is_some_and(Watcher::poll);
+        let removed = self
+            .watcher
+            .as_mut()
+            .map(Watcher::take_removed)
+            .unwrap_or_default();
         let every = match &self.watcher {
             Some(w) if !w.saturated() => self.config.watched_rescan_interval,
             _ => self.config.rescan_interval,
@@ -752,9 +757,15 @@ impl Collector {
                 }
             };
             let mut t = t;
-            if let (Some(w), Some(old)) = (self.spec_watch.as_mut(), t.spec_watches) {
-                // Made again under the same name (new directories, so new watches): the old
-                // watches are dead, and what was read through them is stale.
+            // Removed and perhaps made again under the same name: its watches are checked
+            // (new directories give new ones). Every container's on a periodic rescan, where
+            // inotify may not have said (about 3 us a watch, so not on every event's).
+            let suspect = !changed
+                || t.spec_dirs(self.hierarchy.setup)
+                    .any(|d| removed.contains(d));
+            if let (true, Some(w), Some(old)) = (suspect, self.spec_watch.as_mut(), t.spec_watches)
+            {
+                // The old watches are dead, and what was read through them is stale.
                 let new = w.watch(t.spec_dirs(self.hierarchy.setup));
                 if new != Some(old) {
                     let keep = new.unwrap_or_default();

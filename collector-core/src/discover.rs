@@ -10,7 +10,7 @@
 //! their changes are seen at the next periodic rescan, which runs regardless. Nothing is
 //! missed, only seen later; `Watcher::saturated` says so.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
@@ -109,6 +109,8 @@ pub struct Watcher {
     fd: Inotify,
     by_wd: HashMap<WatchDescriptor, PathBuf>,
     watched: HashMap<PathBuf, WatchDescriptor>,
+    /// Directories reported removed since `take_removed`.
+    removed: HashSet<PathBuf>,
     saturated: bool,
     /// Our own cap on watches, below the kernel's (each watch costs kernel memory).
     limit: usize,
@@ -131,6 +133,7 @@ impl Watcher {
             fd,
             by_wd: HashMap::new(),
             watched: HashMap::new(),
+            removed: HashSet::new(),
             saturated: false,
             limit,
         })
@@ -193,10 +196,13 @@ impl Watcher {
                         .name
                         .as_ref()
                         .and_then(|n| Some(self.by_wd.get(&ev.wd)?.join(n)));
-                    if let Some(wd) = child.and_then(|c| self.watched.remove(&c)) {
-                        self.by_wd.remove(&wd);
-                        let _ = self.fd.rm_watch(wd);
-                        self.saturated = false;
+                    if let Some(c) = child {
+                        if let Some(wd) = self.watched.remove(&c) {
+                            self.by_wd.remove(&wd);
+                            let _ = self.fd.rm_watch(wd);
+                            self.saturated = false;
+                        }
+                        self.removed.insert(c);
                     }
                 }
                 if ev.mask.contains(AddWatchFlags::IN_ISDIR)
@@ -207,6 +213,12 @@ impl Watcher {
             }
         }
         changed
+    }
+
+    /// The directories reported removed since the last call (one may have been made again
+    /// under its name since).
+    pub fn take_removed(&mut self) -> HashSet<PathBuf> {
+        std::mem::take(&mut self.removed)
     }
 
     /// True once the watch limit was hit.
