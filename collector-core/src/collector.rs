@@ -238,6 +238,27 @@ impl DirPlan {
     }
 }
 
+/// What a directory slot of `Tracked::dirs_mut` is read for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotUse {
+    /// On every sweep (the probe): memory, pids, the cgroup2 one; cpuacct when the hybrid
+    /// twin's CPU time cannot be used.
+    Probe,
+    /// By full reads only: cpu, blkio, cpuacct.
+    Full,
+    /// For the spec only: cpuset.
+    Spec,
+}
+
+fn slot_use(i: usize, twin_ok: bool) -> SlotUse {
+    match i {
+        2 => SlotUse::Spec,
+        1 if twin_ok => SlotUse::Full,
+        0 | 4 => SlotUse::Full,
+        _ => SlotUse::Probe,
+    }
+}
+
 impl Tracked {
     /// With its files held, a container needs a directory descriptor only for the netlink
     /// load query (the cpu directory); the others would only spend the descriptor budget.
@@ -265,33 +286,24 @@ impl Tracked {
     /// the probe reads on every sweep come first; those only full reads need are held as
     /// `plan` allows, or let go to make room (see `DirPlan`).
     fn hold_dirs(&mut self, plan: &mut DirPlan) {
-        if let Some(d) = self.v1.cpuset.as_mut() {
-            d.release();
-        }
         let twin_ok = self.twin_ok;
-        let [cpu, cpuacct, _, memory, blkio, pids, unified] = self.dirs_mut();
-        // cpuacct is probed only when the hybrid twin's CPU time cannot be used.
-        let (cpuacct_probe, cpuacct_full) = if twin_ok {
-            (None, cpuacct)
-        } else {
-            (Some(cpuacct), &mut None)
-        };
-        for d in [Some(memory), Some(pids), Some(unified), cpuacct_probe]
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            d.hold();
-        }
-        for d in [cpu, cpuacct_full, blkio].into_iter().flatten() {
-            if d.is_held() {
-                if plan.to_release > 0 {
-                    d.release();
-                    plan.to_release -= 1;
+        for (i, slot) in self.dirs_mut().into_iter().enumerate() {
+            let Some(d) = slot else { continue };
+            match slot_use(i, twin_ok) {
+                SlotUse::Spec => d.release(),
+                SlotUse::Probe => d.hold(),
+                SlotUse::Full if d.is_held() => {
+                    if plan.to_release > 0 {
+                        d.release();
+                        plan.to_release -= 1;
+                    }
                 }
-            } else if plan.full_allowance > 0 {
-                d.hold();
-                plan.full_allowance -= 1;
+                SlotUse::Full => {
+                    if plan.full_allowance > 0 {
+                        d.hold();
+                        plan.full_allowance -= 1;
+                    }
+                }
             }
         }
     }
@@ -309,33 +321,28 @@ impl Tracked {
 
     /// Descriptors it would hold with room: every directory but cpuset's, and a process with
     /// its `net/dev`.
-    fn descriptors_wanted(&self) -> usize {
-        let d = &self.v1;
-        let dirs = [
-            &d.cpu,
-            &d.cpuacct,
-            &d.memory,
-            &d.blkio,
-            &d.pids,
-            &self.unified,
-        ];
-        dirs.into_iter().flatten().count() + 2
+    fn descriptors_wanted(&mut self) -> usize {
+        let twin_ok = self.twin_ok;
+        let dirs = self.dirs_mut().into_iter().enumerate();
+        dirs.filter(|(i, d)| d.is_some() && slot_use(*i, twin_ok) != SlotUse::Spec)
+            .count()
+            + 2
     }
 
     /// Descriptors its probe (read every sweep) wants and does not hold: the directories,
     /// and `/proc/<pid>` with its `net/dev` when its last handle could not be held.
-    fn probe_short(&self) -> usize {
-        let d = &self.v1;
-        let cpuacct = if self.twin_ok { &None } else { &d.cpuacct };
-        let dirs = [&d.memory, &d.pids, &self.unified, cpuacct]
-            .into_iter()
-            .flatten()
-            .filter(|d| !d.is_held())
+    fn probe_short(&mut self) -> usize {
+        let twin_ok = self.twin_ok;
+        let dirs = self.dirs_mut().into_iter().enumerate();
+        let short = dirs
+            .filter(|(i, d)| {
+                slot_use(*i, twin_ok) == SlotUse::Probe && d.as_ref().is_some_and(|d| !d.is_held())
+            })
             .count();
-        dirs + if self.proc_short { 2 } else { 0 }
+        short + if self.proc_short { 2 } else { 0 }
     }
 
-    /// Its directories, cpu and cpuacct first.
+    /// Its directories, cpu and cpuacct first (`slot_use` goes by this order).
     fn dirs_mut(&mut self) -> [&mut Option<CgDir>; 7] {
         let d = &mut self.v1;
         [
@@ -598,12 +605,16 @@ impl Collector {
     /// How this sweep shares the descriptor budget; says once when the probes cannot all be
     /// held.
     fn dir_plan(&mut self) -> DirPlan {
-        let short: usize = self.tracked.iter().map(Tracked::probe_short).sum();
+        let short: usize = self.tracked.iter_mut().map(Tracked::probe_short).sum();
         let free = crate::read::dir_fd_budget().saturating_sub(crate::read::held_dir_fds());
         let plan = DirPlan::new(short, free);
         if short > free && !self.budget_warned {
             self.budget_warned = true;
-            let wanted: usize = self.tracked.iter().map(Tracked::descriptors_wanted).sum();
+            let wanted: usize = self
+                .tracked
+                .iter_mut()
+                .map(Tracked::descriptors_wanted)
+                .sum();
             tracing::warn!(
                 "the open files limit leaves room to hold {} descriptors, and the {} \
                  containers want about {wanted}: those beyond it are read by full path, which \
