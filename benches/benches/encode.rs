@@ -1,8 +1,11 @@
 //! Encoding one snapshot for each output, beside the obvious alternative:
 //!
-//! - `prometheus/ours/N`: the exporter's /metrics body (prometheus-client, cAdvisor names), for
-//!   N = 1,000 and 10,000 containers; `prometheus/format/N`: the same families written sample
-//!   by sample with `format!` into a `String`, as a hand-rolled exporter would.
+//! - `prometheus/ours/N`: the exporter's /metrics body (its text writer, cAdvisor names), for
+//!   N = 1,000 and 10,000 containers; `prometheus/prometheus-client/N`: the same families
+//!   through `prometheus-client`'s encoder (`SnapshotCollector`); `ours-pieces` and
+//!   `ours-pieces-gzip`: as the exporter serves a scrape, in 64 KiB pieces, plain or gzipped;
+//!   `prometheus/format/N`: the same families written sample by sample with `format!` into a
+//!   `String`, as a hand-rolled exporter would.
 //! - `influx/ours/1000`: the InfluxDB sink's line protocol (escaping, sorted tags);
 //!   `influx/format/1000`: the same measurements by `format!`, without escaping.
 //! - `elastic/ours/1000`: the Elasticsearch sink's `_bulk` body (one action and one ECS
@@ -18,10 +21,15 @@ use std::sync::Arc;
 
 use collector_core::elastic::{ElasticConfig, ElasticSink};
 use collector_core::influx::{Api, InfluxConfig, InfluxSink};
-use collector_core::prometheus::{render, Format, Options};
+use collector_core::prometheus::{
+    encode, render, write_chunked, Format, Options, SnapshotCollector,
+};
 use collector_core::sink::Sink;
 use collector_core::{Collector, Config, Roots, Snapshot};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use std::io::Write;
 
 /// A snapshot of `n` containers, each a copy of the fixture's Docker container.
 fn snapshot(n: usize) -> Snapshot {
@@ -67,7 +75,7 @@ fn prometheus(c: &mut Criterion) {
     for n in [1_000, 10_000] {
         let snap = Arc::new(snapshot(n));
         let opts = Arc::new(Options::default());
-        let body = render(snap.clone(), opts.clone(), Format::PrometheusText).unwrap();
+        let body = render(&snap, &opts, Format::PrometheusText);
         eprintln!(
             "prometheus, {n} containers: {} bytes, {} samples",
             body.len(),
@@ -76,13 +84,69 @@ fn prometheus(c: &mut Criterion) {
         g.throughput(Throughput::Elements(n as u64));
         g.sample_size(10);
         g.bench_with_input(BenchmarkId::new("ours", n), &n, |b, _| {
-            b.iter(|| render(snap.clone(), opts.clone(), Format::PrometheusText).unwrap())
+            b.iter(|| render(&snap, &opts, Format::PrometheusText))
+        });
+        g.bench_with_input(BenchmarkId::new("ours-pieces", n), &n, |b, _| {
+            b.iter(|| in_pieces(&snap, &opts, false))
+        });
+        g.bench_with_input(BenchmarkId::new("ours-pieces-gzip", n), &n, |b, _| {
+            b.iter(|| in_pieces(&snap, &opts, true))
+        });
+        g.bench_with_input(BenchmarkId::new("prometheus-client", n), &n, |b, _| {
+            b.iter(|| through_client(&snap, &opts))
         });
         g.bench_with_input(BenchmarkId::new("format", n), &n, |b, _| {
             b.iter(|| prometheus_by_format(black_box(&snap)))
         });
     }
     g.finish();
+}
+
+/// What the exporter does for a scrape: the text in 64 KiB pieces, each gzipped (level 1)
+/// when asked; the pieces are dropped as they come, as once sent. Returns the bytes made.
+fn in_pieces(snap: &Snapshot, opts: &Options, gzip: bool) -> usize {
+    const PIECE: usize = 64 * 1024;
+    let mut gz = gzip.then(|| GzEncoder::new(Vec::with_capacity(PIECE), Compression::fast()));
+    let mut made = 0;
+    let mut text = String::with_capacity(PIECE + PIECE / 4);
+    let mut flush = |t: &mut String| {
+        match &mut gz {
+            Some(z) => {
+                z.write_all(t.as_bytes()).map_err(|_| std::fmt::Error)?;
+                if z.get_ref().len() >= PIECE {
+                    made += z.get_ref().len();
+                    z.get_mut().clear();
+                }
+            }
+            None => made += black_box(t.len()),
+        }
+        t.clear();
+        Ok(())
+    };
+    write_chunked(
+        &mut text,
+        snap,
+        opts,
+        Format::PrometheusText,
+        PIECE,
+        &mut flush,
+    )
+    .expect("no reader to leave");
+    flush(&mut text).expect("as above");
+    if let Some(z) = gz {
+        made += z.finish().expect("gzip into memory").len();
+    }
+    made
+}
+
+/// The same families through `prometheus-client`'s own text encoder (what the exporter served
+/// until the fifth round of PERFORMANCE.md, and what an embedder's registry gets).
+fn through_client(snap: &Arc<Snapshot>, opts: &Arc<Options>) -> String {
+    let mut reg = prometheus_client::registry::Registry::default();
+    reg.register_collector(Box::new(SnapshotCollector::new(snap.clone(), opts.clone())));
+    let mut out = String::new();
+    encode(&mut out, &reg, Format::PrometheusText).expect("encoding into a String");
+    out
 }
 
 /// The main families, one `format!` per sample, labels `id`, `name`, `image`.

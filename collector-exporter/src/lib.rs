@@ -4,6 +4,7 @@
 //!
 //! A library too, so that the integration tests run the very same entry point.
 
+pub mod body;
 pub mod config;
 pub mod listener;
 pub mod policy;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use collector_core::prometheus::{Format, Options, SnapshotCollector};
+use collector_core::prometheus::{Format, Options};
 use collector_core::sink::SinkFeeder;
 use collector_core::{Collector, Config, Roots, Snapshot};
 
@@ -175,11 +176,9 @@ fn snapshot(s: &Settings, format: SnapshotFormat) -> anyhow::Result<()> {
     match format {
         SnapshotFormat::Json => println!("{}", serde_json::to_string_pretty(&snap)?),
         SnapshotFormat::Prometheus => {
-            let mut reg = prometheus_client::registry::Registry::default();
-            reg.register_collector(Box::new(SnapshotCollector::new(Arc::new(snap), options(s))));
-            let mut out = String::new();
-            collector_core::prometheus::encode(&mut out, &reg, Format::PrometheusText)?;
-            print!("{out}");
+            let body =
+                collector_core::prometheus::render(&snap, &options(s), Format::PrometheusText);
+            print!("{body}");
         }
     }
     Ok(())
@@ -266,7 +265,6 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
         options: options(&s),
         telemetry_path: s.telemetry_path.clone(),
         interval: s.interval,
-        last_body: Default::default(),
     });
     let served = rt.block_on(listener::serve(app, s.listen_address, web));
     let _ = stop_tx.send(());

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -23,7 +21,7 @@ use crate::webconfig::WebConfig;
 /// How long a client has to send its request headers, or to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Resp = Response<Full<Bytes>>;
+type Resp = Response<server::Body>;
 
 /// Binds `addr` and serves `app` there until SIGTERM or SIGINT. With a web config, over TLS
 /// and/or behind basic auth as it says.
@@ -178,7 +176,7 @@ async fn respond(
 
 fn refusal(status: StatusCode) -> Resp {
     let body = format!("{}\n", status.canonical_reason().unwrap_or("refused"));
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(server::Body::whole(body));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

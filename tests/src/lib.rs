@@ -467,8 +467,10 @@ pub fn try_http_request(
     let chunked = headers
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    if chunked {
-        body = dechunk(&body);
+    if method == "HEAD" {
+        body.clear();
+    } else if chunked {
+        body = dechunk(&body).ok_or_else(|| bad("last chunk (the body was cut short)"))?;
     }
     Ok(HttpResponse {
         status,
@@ -477,19 +479,22 @@ pub fn try_http_request(
     })
 }
 
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
+/// The body of a chunked answer; `None` unless it ends with the zero-sized last chunk.
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
-        let size =
-            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).ok()?;
         let start = eol + 2;
-        if size == 0 || b.len() < start + size {
-            break;
+        if size == 0 {
+            return Some(out);
+        }
+        if b.len() < start + size {
+            return None;
         }
         out.extend_from_slice(&b[start..start + size]);
         b = b.get(start + size + 2..).unwrap_or(&[]);
     }
-    out
+    None
 }
 
 /// Parses the Prometheus text format into (name, labels, value) for the lines of a family.

@@ -130,6 +130,111 @@ fn openmetrics_and_gzip_when_asked() {
     }
 }
 
+/// Child cgroups made in each of a test cgroup's hierarchies; removed (before their parent,
+/// when declared after it) on drop.
+struct Children(Vec<Vec<std::path::PathBuf>>);
+
+impl Children {
+    fn under(parent: &TestCgroup, n: usize) -> Children {
+        Children(
+            (0..n)
+                .map(|i| {
+                    parent
+                        .dirs()
+                        .iter()
+                        .map(|d| {
+                            let kid = d.join(format!("c{i}"));
+                            std::fs::create_dir(&kid)
+                                .unwrap_or_else(|e| panic!("mkdir {}: {e}", kid.display()));
+                            kid
+                        })
+                        .collect()
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for d in self.0.iter().flatten() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// The series of a body (`name{labels}`), without values, for the `container_` families.
+fn container_series(body: &str) -> std::collections::BTreeSet<&str> {
+    body.lines()
+        .filter(|l| l.starts_with("container_"))
+        .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series))
+        .collect()
+}
+
+#[test]
+fn a_large_body_streams_whole_plain_or_gzipped_and_a_client_leaving_stops_it() {
+    // 120 containers: about half a megabyte of text, several of the exporter's 64 KiB pieces.
+    let parent = TestCgroup::new("ccol-big");
+    let kids = Children::under(&parent, 120);
+    let exp = Exporter::start(
+        BIN,
+        &[
+            "--housekeeping.interval",
+            "1s",
+            "--cgroups.include",
+            &parent.id,
+            "--log.level",
+            "debug",
+        ],
+    );
+    let want = |body: &str| {
+        let n = samples(body, "container_memory_usage_bytes").len();
+        n == kids.0.len() + 1
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let plain = loop {
+        let r = exp.get("/metrics");
+        let text = r.text();
+        if want(&text) || std::time::Instant::now() > deadline {
+            assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(want(&plain), "not every container in /metrics");
+    assert!(plain.len() > 4 * 64 * 1024, "only {} bytes", plain.len());
+    // The exporter's own families come after the containers', whole.
+    assert!(plain.contains("\ncollector_sweep_duration_seconds"));
+
+    let z = exp.get_with("/metrics", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(z.header("content-encoding"), Some("gzip"));
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&z.body[..])
+        .read_to_string(&mut unzipped)
+        .expect("a whole gzip stream");
+    assert_eq!(container_series(&unzipped), container_series(&plain));
+
+    // HEAD: hyper sends no body and drops it, so the writer stops at its first piece.
+    let head = tests::http_request(exp.addr, "HEAD", "/metrics", &[], b"");
+    assert_eq!(head.status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !exp
+        .log
+        .lock()
+        .unwrap()
+        .contains("/metrics: the client left")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer went on for a client that left: {}",
+            exp.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // And the next scrape is whole.
+    assert!(want(&exp.get("/metrics").text()));
+}
+
 #[test]
 fn bad_settings_exit_2_naming_the_key() {
     for (args, key) in [

@@ -10,7 +10,6 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use collector_core::fs::FsConfig;
@@ -65,12 +64,7 @@ fn host_config(include: &str) -> Config {
 }
 
 fn exposition(s: Snapshot) -> String {
-    render(
-        Arc::new(s),
-        Arc::new(Options::default()),
-        Format::PrometheusText,
-    )
-    .unwrap()
+    render(&s, &Options::default(), Format::PrometheusText)
 }
 
 /// The value of the one sample of `name` whose label set contains every `labels` pair.
