@@ -5,7 +5,7 @@
 # each holding one process in its own network namespace (`unshare -n`); every tenth burns CPU
 # under a CFS quota. Then, for each interval in $INTERVALS and each tool in $TOOLS, one after the
 # other over the same cgroups: start the tool, wait until it serves every container, then for
-# $DURATION seconds scrape /metrics every $SCRAPE_EVERY seconds (uncompressed, like curl) and
+# $DURATION seconds scrape /metrics every $SCRAPE_EVERY seconds (uncompressed unless GZIP=1) and
 # record the tool's CPU seconds (utime+stime deltas of /proc/<pid>/stat over the window), its
 # peak and final resident memory (VmHWM, VmRSS), the median and worst scrape latency, the body
 # size and the number of series. Results: a table on stdout and in $OUT/results.{tsv,md}.
@@ -18,9 +18,13 @@
 #        cadvisor-strict  cAdvisor reading every container every interval, as the exporter does
 #                         (-allow_dynamic_housekeeping=false)
 #        exporter         target/release/collector-exporter (built here unless $EXPORTER is set)
+#        exporter-b       a second exporter binary, $EXPORTER_B (another commit, for before and
+#                         after on the same workload)
 # Other knobs: BURN_QUOTA_US/BURN_PERIOD_US (default 1000/1000000: 0.1% of a core per burner),
 # CADVISOR (a binary; default: scripts/get-cadvisor.sh), OUT (default target/compare/<time>),
-# EXPORTER_ARGS (more exporter flags, e.g. --housekeeping.hold-files).
+# EXPORTER_ARGS (more exporter flags, e.g. --housekeeping.hold-files), GZIP=1 (scrape as
+# Prometheus does, with `Accept-Encoding: gzip`; body bytes are then the compressed size, and the
+# latency includes curl's decompressing).
 #
 # Everything it made is removed on exit, Ctrl-C included: tools and workload killed by pid, the
 # cgroups removed; the namespaces, made by `unshare -n`, go with their processes.
@@ -125,12 +129,18 @@ fi
 # A private copy: a rebuild during the run must not change what is measured.
 cp "$EXPORTER" "$OUT/collector-exporter"
 EXPORTER="$OUT/collector-exporter"
+if [ -n "${EXPORTER_B:-}" ]; then
+    [ -x "$EXPORTER_B" ] || die "$EXPORTER_B is not executable"
+    cp "$EXPORTER_B" "$OUT/collector-exporter-b"
+    EXPORTER_B="$OUT/collector-exporter-b"
+fi
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "commit: $(git -C "$repo" log -1 --format=%h 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD -- 2>/dev/null || echo ' (with uncommitted changes)')"
     echo "cadvisor: $("$CADVISOR" --version 2>&1 | head -n1)"
     echo "kernel: $(uname -r); cpus: $(nproc); memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
-    echo "counts: $COUNTS; intervals: $INTERVALS; window: ${DURATION}s; scrape every ${SCRAPE_EVERY}s; tools: $TOOLS"
+    echo "counts: $COUNTS; intervals: $INTERVALS; window: ${DURATION}s; scrape every ${SCRAPE_EVERY}s; tools: $TOOLS; gzip: ${GZIP:-0}"
+    [ -n "${EXPORTER_B:-}" ] && echo "exporter-b: $EXPORTER_B"
     echo "burners: every tenth cgroup, quota ${BURN_QUOTA_US}us per ${BURN_PERIOD_US}us"
 } | tee "$OUT/machine.txt" >&2
 
@@ -209,7 +219,9 @@ status_kb() { # pid key
 # Prints "ok|fail seconds bytes series" for one scrape into $2.
 scrape() { # url file
     local w code secs size
-    w=$(curl -s -m 120 -o "$2" -w '%{http_code} %{time_total} %{size_download}' "$1") || w="000 0 0"
+    local zip=()
+    [ "${GZIP:-0}" = 1 ] && zip=(-H 'Accept-Encoding: gzip' --compressed)
+    w=$(curl -s -m 120 "${zip[@]}" -o "$2" -w '%{http_code} %{time_total} %{size_download}' "$1") || w="000 0 0"
     read -r code secs size <<<"$w"
     [ "$code" = 200 ] || { echo "fail $secs $size 0"; return; }
     echo "ok $secs $size $(grep -c -v -e '^#' -e '^$' "$2" || true)"
@@ -236,9 +248,14 @@ run_tool() { # tool N interval
             -housekeeping_interval "${iv}s" -docker_only=false \
             -raw_cgroup_prefix_whitelist="/$PARENT" "${extra[@]}" >/dev/null 2>"$logf" &
         ;;
-    exporter)
+    exporter | exporter-b)
+        local bin=$EXPORTER
+        if [ "$tool" = exporter-b ]; then
+            bin=${EXPORTER_B:-}
+            [ -n "$bin" ] || die "exporter-b needs EXPORTER_B"
+        fi
         # shellcheck disable=SC2086 # EXPORTER_ARGS is a list of flags
-        "$EXPORTER" --web.listen-address "127.0.0.1:$port" --housekeeping.interval "${iv}s" \
+        "$bin" --web.listen-address "127.0.0.1:$port" --housekeeping.interval "${iv}s" \
             --cgroups.include "/$PARENT" --log.level warn ${EXPORTER_ARGS:-} >/dev/null 2>"$logf" &
         ;;
     *) die "unknown tool $tool" ;;
