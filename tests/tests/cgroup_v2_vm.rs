@@ -224,4 +224,18 @@ fn collector_reads_a_real_cgroup_v2_kernel() {
         "oom spec: {spec:#}"
     );
     assert_eq!(u(spec, "/memory_swap_limit_bytes"), 0, "oom spec: {spec:#}");
+
+    // Limits written to mem after the second sweep show at the third, a fifth of a second
+    // later: the spec watch on the cgroup2 directory (the backstop is minutes away).
+    let third = &out["third"];
+    assert_eq!(third["write_errors"], serde_json::json!([]), "{third:#}");
+    assert!(u(third, "/spec_interval_ms") >= 60_000, "{third:#}");
+    let spec = &third["mem_spec"];
+    assert_eq!(
+        u(spec, "/memory_limit_bytes"),
+        48 * MIB,
+        "mem spec: {spec:#}"
+    );
+    assert_eq!(u(spec, "/pids_limit"), 77, "mem spec: {spec:#}");
+    assert_eq!(u(spec, "/cpu_quota_us"), 30_000, "mem spec: {spec:#}");
 }
