@@ -63,13 +63,17 @@ pub fn write_point(
                 let _ = write!(out, "{v:?}");
             }
             Field::I64(v) => {
-                let _ = write!(out, "{v}i");
+                out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+                out.push(b'i');
             }
             Field::U64(v) if unsigned => {
-                let _ = write!(out, "{v}u");
+                out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+                out.push(b'u');
             }
             Field::U64(v) => {
-                let _ = write!(out, "{}i", v.min(i64::MAX as u64));
+                let v = v.min(i64::MAX as u64);
+                out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+                out.push(b'i');
             }
             Field::Bool(v) => out.extend_from_slice(if v { b"true" } else { b"false" }),
             Field::Str(s) => {
@@ -84,7 +88,8 @@ pub fn write_point(
             }
         }
     }
-    let _ = write!(out, " {timestamp_ns}");
+    out.push(b' ');
+    out.extend_from_slice(itoa::Buffer::new().format(timestamp_ns).as_bytes());
     out.push(b'\n');
     true
 }
