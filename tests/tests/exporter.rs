@@ -113,12 +113,7 @@ fn openmetrics_and_gzip_when_asked() {
     let text = om.text();
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
     assert!(text.contains("# TYPE container_cpu_usage_seconds counter"));
-    let z = exp.get_with("/metrics", &[("Accept-Encoding", "gzip")]);
-    assert_eq!(z.header("content-encoding"), Some("gzip"));
-    let mut plain = String::new();
-    flate2::read::GzDecoder::new(&z.body[..])
-        .read_to_string(&mut plain)
-        .unwrap();
+    let plain = gzipped_metrics(&exp);
     assert!(plain.contains("container_cpu_usage_seconds_total{"));
     // No explicit timestamps: every sample line is `name{labels} value`.
     for l in plain.lines().filter(|l| !l.starts_with('#')) {
@@ -161,6 +156,17 @@ impl Drop for Children {
             let _ = std::fs::remove_dir(d);
         }
     }
+}
+
+/// `/metrics` asked for with gzip: it must come gzipped, and whole.
+fn gzipped_metrics(exp: &Exporter) -> String {
+    let z = exp.get_with("/metrics", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(z.header("content-encoding"), Some("gzip"));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&z.body[..])
+        .read_to_string(&mut text)
+        .expect("a whole gzip stream");
+    text
 }
 
 /// The series of a body (`name{labels}`), without values, for the `container_` families.
@@ -206,12 +212,7 @@ fn a_large_body_streams_whole_plain_or_gzipped_and_a_client_leaving_stops_it() {
     // The exporter's own families come after the containers', whole.
     assert!(plain.contains("\ncollector_sweep_duration_seconds"));
 
-    let z = exp.get_with("/metrics", &[("Accept-Encoding", "gzip")]);
-    assert_eq!(z.header("content-encoding"), Some("gzip"));
-    let mut unzipped = String::new();
-    flate2::read::GzDecoder::new(&z.body[..])
-        .read_to_string(&mut unzipped)
-        .expect("a whole gzip stream");
+    let unzipped = gzipped_metrics(&exp);
     assert_eq!(container_series(&unzipped), container_series(&plain));
 
     // HEAD: hyper sends no body and drops it, so the writer stops at its first piece.
