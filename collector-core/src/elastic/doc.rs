@@ -6,13 +6,20 @@
 //! after the server took it) lands once: `create` answers 409 for the copy, `index` overwrites
 //! the same document.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 
-use serde_json::{json, Map, Value};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 
 use crate::collector::{Container, Snapshot};
 use crate::events::{Event, EventKind};
-use crate::stats::NetworkStatus;
+use crate::identity::Kind;
+use crate::machine::MachineStats;
+use crate::stats::{ContainerStats, NetworkStatus};
+
+mod strip;
 
 /// Where documents go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,17 +31,10 @@ pub enum Destination {
 }
 
 impl Destination {
-    fn index_for(&self, ms: u64) -> String {
+    fn index_for(&self, ms: u64) -> Cow<'_, str> {
         match self {
-            Destination::DataStream(n) => n.clone(),
-            Destination::Indices(p) => p.render(ms),
-        }
-    }
-
-    fn op(&self) -> &'static str {
-        match self {
-            Destination::DataStream(_) => "create",
-            Destination::Indices(_) => "index",
+            Destination::DataStream(n) => Cow::Borrowed(n),
+            Destination::Indices(p) => Cow::Owned(p.render(ms)),
         }
     }
 }
@@ -265,23 +265,29 @@ impl Encoder {
     /// document per container when `metrics` is set.
     pub fn encode(&mut self, snap: &Snapshot, metrics: bool, out: &mut Vec<Vec<u8>>) {
         for e in &snap.events {
-            let doc = self.event_doc(e, snap);
             let id = doc_id(&[
                 b"event",
                 e.kind.name().as_bytes(),
                 e.id.as_bytes(),
                 &e.time_ms.to_le_bytes(),
             ]);
-            self.push(out, e.time_ms, &id, &doc);
+            let time = Civil::from_unix_ms(e.time_ms).rfc3339();
+            let doc = self.event_doc(e, snap, &time);
+            self.push(out, &self.dest.index_for(e.time_ms), &id, &doc);
         }
         if !metrics {
             return;
         }
         self.generation += 1;
+        // One time, hence one index, for all the snapshot's documents.
+        let ts = snap.timestamp_ms;
+        let time = Civil::from_unix_ms(ts).rfc3339();
+        let index = self.dest.index_for(ts).into_owned();
         for c in &snap.containers {
-            let doc = self.metric_doc(c, snap);
-            let id = doc_id(&[b"metric", c.id.as_bytes(), &snap.timestamp_ms.to_le_bytes()]);
-            self.push(out, snap.timestamp_ms, &id, &doc);
+            let interval = self.interval(c, ts);
+            let doc = self.metric_doc(c, snap, &time, &interval);
+            let id = doc_id(&[b"metric", c.id.as_bytes(), &ts.to_le_bytes()]);
+            self.push(out, &index, &id, &doc);
         }
         let g = self.generation;
         self.prev.retain(|_, p| p.generation == g);
@@ -289,38 +295,45 @@ impl Encoder {
             return;
         }
         // The machine's own figures (CPU modes, filesystems, disks, pressure), one document.
-        let mut machine = serde_json::to_value(&snap.machine).unwrap_or(Value::Null);
-        strip(&mut machine);
-        let doc = json!({
-            "@timestamp": Civil::from_unix_ms(snap.timestamp_ms).rfc3339(),
-            "event": { "kind": "metric", "dataset": "machine.metrics" },
-            "host": { "name": self.host },
-            "collector": { "machine": machine },
-        });
-        let id = doc_id(&[
-            b"machine",
-            self.host.as_bytes(),
-            &snap.timestamp_ms.to_le_bytes(),
-        ]);
-        self.push(out, snap.timestamp_ms, &id, &doc);
+        let doc = Doc {
+            timestamp: &time,
+            message: None,
+            event: EcsEvent {
+                kind: "metric",
+                action: None,
+                dataset: "machine.metrics",
+            },
+            host: Host { name: &self.host },
+            container: None,
+            orchestrator: None,
+            collector: MachineFigures {
+                machine: &snap.machine,
+            },
+        };
+        let id = doc_id(&[b"machine", self.host.as_bytes(), &ts.to_le_bytes()]);
+        self.push(out, &index, &id, &doc);
     }
 
-    fn push(&self, out: &mut Vec<Vec<u8>>, ms: u64, id: &str, doc: &Value) {
-        let action = json!({ self.dest.op(): { "_index": self.dest.index_for(ms), "_id": id } });
+    fn push(&self, out: &mut Vec<Vec<u8>>, index: &str, id: &str, doc: &impl Serialize) {
+        let target = Target { index, id };
+        let action = match self.dest {
+            Destination::DataStream(_) => Action::Create(target),
+            Destination::Indices(_) => Action::Index(target),
+        };
         let mut item = Vec::with_capacity(1024);
         if serde_json::to_writer(&mut item, &action).is_err() {
             return;
         }
         item.push(b'\n');
-        if serde_json::to_writer(&mut item, doc).is_err() {
+        if strip::write(&mut item, doc).is_err() {
             return;
         }
         out.push(item);
     }
 
-    fn metric_doc(&mut self, c: &Container, snap: &Snapshot) -> Value {
+    /// The interval figures since the container's last document; remembers this one's.
+    fn interval(&mut self, c: &Container, ts: u64) -> Interval {
         let s = &c.stats;
-        let ts = snap.timestamp_ms;
         let net_now: Option<Vec<(String, u64, u64)>> = (s.network.status == NetworkStatus::Own)
             .then(|| {
                 s.network
@@ -335,18 +348,13 @@ impl Encoder {
             .map(|d| (d.major, d.minor, d.read_bytes, d.write_bytes))
             .collect();
 
-        let mut cpu_usage = None;
-        let mut ingress = None;
-        let mut egress = None;
-        let mut read = None;
-        let mut write = None;
-        let mut period_ms = None;
+        let mut iv = Interval::default();
         if let Some(p) = self.prev.get(&c.id).filter(|p| ts > p.ts_ms) {
             let dt_ms = ts - p.ts_ms;
-            period_ms = Some(dt_ms);
+            iv.period_ms = Some(dt_ms);
             if let (Some(now), Some(before)) = (s.cpu.usage_ns, p.cpu_ns) {
                 if now >= before {
-                    cpu_usage = Some((now - before) as f64 / (dt_ms as f64 * 1e6));
+                    iv.cpu_usage = Some((now - before) as f64 / (dt_ms as f64 * 1e6));
                 }
             }
             if let (Some(now), Some(before)) = (&net_now, &p.net) {
@@ -355,16 +363,16 @@ impl Encoder {
                         before.iter().find(|b| &b.0 == *name).map(f)
                     })
                 };
-                ingress = d(|i| i.1);
-                egress = d(|i| i.2);
+                iv.ingress = d(|i| i.1);
+                iv.egress = d(|i| i.2);
             }
             // A device first listed since the last document has done all its IO since then.
             if !disk_now.is_empty() {
                 let key = |d: &(u32, u32, u64, u64)| (d.0, d.1);
-                read = deltas(disk_now.iter().map(|d| (key(d), d.2)), |k| {
+                iv.read = deltas(disk_now.iter().map(|d| (key(d), d.2)), |k| {
                     p.disk.iter().find(|b| key(b) == *k).map(|b| b.2)
                 });
-                write = deltas(disk_now.iter().map(|d| (key(d), d.3)), |k| {
+                iv.write = deltas(disk_now.iter().map(|d| (key(d), d.3)), |k| {
                     p.disk.iter().find(|b| key(b) == *k).map(|b| b.3)
                 });
             }
@@ -381,7 +389,17 @@ impl Encoder {
         if prev.pod != c.meta.pod {
             prev.pod = c.meta.pod.clone();
         }
+        iv
+    }
 
+    fn metric_doc<'a>(
+        &'a self,
+        c: &'a Container,
+        snap: &Snapshot,
+        time: &'a str,
+        iv: &Interval,
+    ) -> Doc<'a, Figures<'a>> {
+        let s = &c.stats;
         // ECS: memory usage as a fraction of the limit, or of the machine when unlimited.
         let memory_usage = s.memory.usage_bytes.and_then(|u| {
             let denom = match (s.spec.memory_limit_bytes, snap.machine.memory_bytes) {
@@ -393,55 +411,52 @@ impl Encoder {
             (denom > 0).then(|| u as f64 / denom as f64)
         });
         let cores = snap.machine.cpu_cores.filter(|&n| n > 0);
-
-        let mut collector = match serde_json::to_value(s) {
-            Ok(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
-        collector.insert("cgroup".into(), json!(c.id));
-        collector.insert(
-            "kind".into(),
-            serde_json::to_value(c.identity.kind).unwrap_or(Value::Null),
-        );
-        collector.insert("pod_uid".into(), json!(c.identity.pod_uid));
-        collector.insert("qos_class".into(), json!(c.identity.qos_class));
-        collector.insert("container_name".into(), json!(c.meta.container));
-        collector.insert("period_ms".into(), json!(period_ms));
-        collector.insert(
-            "cpu_usage_normalized".into(),
-            json!(cpu_usage.zip(cores).map(|(u, n)| u / n as f64)),
-        );
-
-        let mut doc = json!({
-            "@timestamp": Civil::from_unix_ms(ts).rfc3339(),
-            "event": { "kind": "metric", "dataset": "container.metrics" },
-            "host": { "name": self.host },
-            "container": {
-                "cpu": { "usage": cpu_usage },
-                "memory": { "usage": memory_usage },
-                "network": { "ingress": { "bytes": ingress }, "egress": { "bytes": egress } },
-                "disk": { "read": { "bytes": read }, "write": { "bytes": write } },
-            },
-            "collector": Value::Object(collector),
+        let (mut container, orchestrator) = identity(Who {
+            cgroup: &c.id,
+            container_id: c.identity.container_id.as_deref(),
+            name: c.meta.name.as_deref().or(c.meta.container.as_deref()),
+            image: c.meta.image.as_deref(),
+            runtime: c.identity.runtime.map(|r| r.name()),
+            labels: Some(&c.meta.labels),
+            namespace: c.meta.namespace.as_deref(),
+            pod: c.meta.pod.as_deref(),
         });
-        identity_fields(
-            &mut doc,
-            &Who {
-                cgroup: &c.id,
-                container_id: c.identity.container_id.as_deref(),
-                name: c.meta.name.as_deref().or(c.meta.container.as_deref()),
-                image: c.meta.image.as_deref(),
-                runtime: c.identity.runtime.map(|r| r.name()),
-                labels: Some(&c.meta.labels),
-                namespace: c.meta.namespace.as_deref(),
-                pod: c.meta.pod.as_deref(),
+        container.cpu.usage = iv.cpu_usage;
+        container.memory.usage = memory_usage;
+        container.network.ingress.bytes = iv.ingress;
+        container.network.egress.bytes = iv.egress;
+        container.disk.read.bytes = iv.read;
+        container.disk.write.bytes = iv.write;
+        Doc {
+            timestamp: time,
+            message: None,
+            event: EcsEvent {
+                kind: "metric",
+                action: None,
+                dataset: "container.metrics",
             },
-        );
-        strip(&mut doc);
-        doc
+            host: Host { name: &self.host },
+            container: Some(container),
+            orchestrator,
+            collector: Figures {
+                stats: s,
+                cgroup: &c.id,
+                kind: c.identity.kind,
+                pod_uid: c.identity.pod_uid.as_deref(),
+                qos_class: c.identity.qos_class.as_deref(),
+                container_name: c.meta.container.as_deref(),
+                period_ms: iv.period_ms,
+                cpu_usage_normalized: iv.cpu_usage.zip(cores).map(|(u, n)| u / n as f64),
+            },
+        }
     }
 
-    fn event_doc(&self, e: &Event, snap: &Snapshot) -> Value {
+    fn event_doc<'a>(
+        &'a self,
+        e: &'a Event,
+        snap: &'a Snapshot,
+        time: &'a str,
+    ) -> Doc<'a, EventFigures<'a>> {
         let current = snap.get(&e.id);
         let cached = self.prev.get(&e.id);
         let namespace = current
@@ -469,28 +484,32 @@ impl Encoder {
                 other.name().replace('_', " ")
             ),
         };
-        let mut doc = json!({
-            "@timestamp": Civil::from_unix_ms(e.time_ms).rfc3339(),
-            "message": message,
-            "event": { "kind": "event", "action": e.kind.name(), "dataset": "container.events" },
-            "host": { "name": self.host },
-            "collector": { "cgroup": e.id, "event_count": e.count },
+        let (container, orchestrator) = identity(Who {
+            cgroup: &e.id,
+            container_id: e.container_id.as_deref(),
+            name,
+            image: e.image.as_deref(),
+            runtime: e.runtime.map(|r| r.name()),
+            labels: current.map(|c| &c.meta.labels),
+            namespace,
+            pod,
         });
-        identity_fields(
-            &mut doc,
-            &Who {
-                cgroup: &e.id,
-                container_id: e.container_id.as_deref(),
-                name,
-                image: e.image.as_deref(),
-                runtime: e.runtime.map(|r| r.name()),
-                labels: current.map(|c| &c.meta.labels),
-                namespace,
-                pod,
+        Doc {
+            timestamp: time,
+            message: Some(message),
+            event: EcsEvent {
+                kind: "event",
+                action: Some(e.kind.name()),
+                dataset: "container.events",
             },
-        );
-        strip(&mut doc);
-        doc
+            host: Host { name: &self.host },
+            container: Some(container),
+            orchestrator,
+            collector: EventFigures {
+                cgroup: &e.id,
+                event_count: e.count,
+            },
+        }
     }
 }
 
@@ -508,6 +527,142 @@ fn deltas<K>(
     Some(sum)
 }
 
+/// The figures ECS defines over the interval since a container's last document.
+#[derive(Default)]
+struct Interval {
+    period_ms: Option<u64>,
+    cpu_usage: Option<f64>,
+    ingress: Option<u64>,
+    egress: Option<u64>,
+    read: Option<u64>,
+    write: Option<u64>,
+}
+
+/// `{"create":{...}}` or `{"index":{...}}`.
+#[derive(Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Action<'a> {
+    Create(Target<'a>),
+    Index(Target<'a>),
+}
+
+#[derive(Serialize)]
+struct Target<'a> {
+    #[serde(rename = "_index")]
+    index: &'a str,
+    #[serde(rename = "_id")]
+    id: &'a str,
+}
+
+// The documents, written as they are built (no `Value` tree): `None` and the objects it
+// leaves empty are left out by `strip::write`.
+
+#[derive(Serialize)]
+struct Doc<'a, F> {
+    #[serde(rename = "@timestamp")]
+    timestamp: &'a str,
+    message: Option<String>,
+    event: EcsEvent,
+    host: Host<'a>,
+    container: Option<EcsContainer<'a>>,
+    orchestrator: Option<Orchestrator<'a>>,
+    collector: F,
+}
+
+#[derive(Serialize)]
+struct EcsEvent {
+    kind: &'static str,
+    action: Option<&'static str>,
+    dataset: &'static str,
+}
+
+#[derive(Serialize)]
+struct Host<'a> {
+    name: &'a str,
+}
+
+/// `container.*`: who it is and, in metric documents, its figures in ECS terms.
+#[derive(Serialize, Default)]
+struct EcsContainer<'a> {
+    id: &'a str,
+    name: Option<&'a str>,
+    runtime: Option<&'static str>,
+    image: Image<'a>,
+    labels: Option<Labels<'a>>,
+    cpu: Usage,
+    memory: Usage,
+    network: Traffic,
+    disk: DiskIo,
+}
+
+#[derive(Serialize, Default)]
+struct Image<'a> {
+    name: Option<&'a str>,
+}
+
+#[derive(Serialize, Default)]
+struct Usage {
+    usage: Option<f64>,
+}
+
+#[derive(Serialize, Default)]
+struct Bytes {
+    bytes: Option<u64>,
+}
+
+#[derive(Serialize, Default)]
+struct Traffic {
+    ingress: Bytes,
+    egress: Bytes,
+}
+
+#[derive(Serialize, Default)]
+struct DiskIo {
+    read: Bytes,
+    write: Bytes,
+}
+
+#[derive(Serialize)]
+struct Orchestrator<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    namespace: Option<&'a str>,
+    resource: Option<Resource<'a>>,
+}
+
+#[derive(Serialize)]
+struct Resource<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: &'a str,
+}
+
+/// `collector.*` of a metric document: every figure read (`ContainerStats` as the JSON API
+/// has it, less what is absent) and where it comes from.
+#[derive(Serialize)]
+struct Figures<'a> {
+    #[serde(flatten)]
+    stats: &'a ContainerStats,
+    cgroup: &'a str,
+    kind: Kind,
+    pod_uid: Option<&'a str>,
+    qos_class: Option<&'a str>,
+    container_name: Option<&'a str>,
+    period_ms: Option<u64>,
+    cpu_usage_normalized: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct EventFigures<'a> {
+    cgroup: &'a str,
+    event_count: u64,
+}
+
+#[derive(Serialize)]
+struct MachineFigures<'a> {
+    machine: &'a MachineStats,
+}
+
 struct Who<'a> {
     cgroup: &'a str,
     container_id: Option<&'a str>,
@@ -520,33 +675,21 @@ struct Who<'a> {
 }
 
 /// `container.{id,name,image.name,runtime,labels}` and `orchestrator.*`.
-fn identity_fields(doc: &mut Value, w: &Who) {
-    let Value::Object(root) = doc else { return };
-    let container = root.entry("container").or_insert_with(|| json!({}));
-    if let Value::Object(c) = container {
-        c.insert("id".into(), json!(w.container_id.unwrap_or(w.cgroup)));
-        c.insert("name".into(), json!(w.name));
-        c.insert("runtime".into(), json!(w.runtime));
-        c.insert("image".into(), json!({ "name": w.image }));
-        if let Some(labels) = w.labels {
-            let m: Map<String, Value> = labels
-                .iter()
-                .filter(|(k, _)| !k.is_empty())
-                .map(|(k, v)| (dedot(k), Value::String(v.clone())))
-                .collect();
-            c.insert("labels".into(), Value::Object(m));
-        }
-    }
-    if w.namespace.is_some() || w.pod.is_some() {
-        root.insert(
-            "orchestrator".into(),
-            json!({
-                "type": "kubernetes",
-                "namespace": w.namespace,
-                "resource": w.pod.map(|p| json!({ "type": "pod", "name": p })),
-            }),
-        );
-    }
+fn identity(w: Who<'_>) -> (EcsContainer<'_>, Option<Orchestrator<'_>>) {
+    let container = EcsContainer {
+        id: w.container_id.unwrap_or(w.cgroup),
+        name: w.name,
+        runtime: w.runtime,
+        image: Image { name: w.image },
+        labels: w.labels.map(Labels),
+        ..EcsContainer::default()
+    };
+    let orchestrator = (w.namespace.is_some() || w.pod.is_some()).then(|| Orchestrator {
+        kind: "kubernetes",
+        namespace: w.namespace,
+        resource: w.pod.map(|name| Resource { kind: "pod", name }),
+    });
+    (container, orchestrator)
 }
 
 /// Label keys with dots would become nested objects in Elasticsearch (and `a` next to `a.b`
@@ -555,20 +698,57 @@ pub fn dedot(k: &str) -> String {
     k.replace('.', "_")
 }
 
-/// Drops nulls and the objects left empty, so absent figures are absent, not null.
-fn strip(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            m.values_mut().for_each(strip);
-            m.retain(|_, v| !(v.is_null() || v.as_object().is_some_and(Map::is_empty)));
+/// `container.labels`: keys dedotted, the empty one left out. Of keys that are one once
+/// dedotted (`a.b`, `a_b`) the last in key order wins, as when a map was built from them.
+/// Labels are few: a scan for such a key costs less than a map of the dedotted ones.
+struct Labels<'a>(&'a BTreeMap<String, String>);
+
+impl Serialize for Labels<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            let later = || self.0.keys().skip(i + 1).any(|l| same_dedotted(k, l));
+            if !k.is_empty() && !later() {
+                m.serialize_entry(&Dedotted(k), v)?;
+            }
         }
-        Value::Array(a) => a.iter_mut().for_each(strip),
-        _ => {}
+        m.end()
+    }
+}
+
+fn same_dedotted(a: &str, b: &str) -> bool {
+    let undot = |c: u8| if c == b'.' { b'_' } else { c };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| undot(x) == undot(y))
+}
+
+/// `dedot` written out piece by piece, without a new string.
+struct Dedotted<'a>(&'a str);
+
+impl fmt::Display for Dedotted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, piece) in self.0.split('.').enumerate() {
+            if i > 0 {
+                f.write_str("_")?;
+            }
+            f.write_str(piece)?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Dedotted<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
 #[cfg(test)]
+mod golden;
+
+#[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
     use crate::collector::Metadata;
     use crate::identity::{Identity, Kind, Runtime};
@@ -642,7 +822,7 @@ mod tests {
         assert!(check_index_name("metrics-container-default").is_ok());
     }
 
-    fn container(id: &str, cpu_ns: u64, rx: u64, read: u64) -> Container {
+    pub(super) fn container(id: &str, cpu_ns: u64, rx: u64, read: u64) -> Container {
         let mut stats = ContainerStats::default();
         stats.cpu.usage_ns = Some(cpu_ns);
         stats.memory.usage_bytes = Some(100 << 20);
