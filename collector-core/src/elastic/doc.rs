@@ -877,7 +877,7 @@ mod tests {
         }
     }
 
-    fn snap(ts: u64, containers: Vec<Container>, events: Vec<Event>) -> Snapshot {
+    pub(super) fn snap(ts: u64, containers: Vec<Container>, events: Vec<Event>) -> Snapshot {
         let mut s = Snapshot {
             timestamp_ms: ts,
             containers,

@@ -128,16 +128,10 @@ fn empty() -> Container {
     c
 }
 
+/// The unit tests' snapshot, with the machine's other figures too.
 fn snap(ts: u64, containers: Vec<Container>, events: Vec<Event>) -> Snapshot {
-    let mut s = Snapshot {
-        timestamp_ms: ts,
-        containers,
-        events,
-        ..Default::default()
-    };
+    let mut s = super::tests::snap(ts, containers, events);
     let m = &mut s.machine;
-    m.memory_bytes = Some(1 << 30);
-    m.cpu_cores = Some(4);
     m.cpu_time = Some(CpuTime {
         user_ns: 10,
         nice_ns: 0,
