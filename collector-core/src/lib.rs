@@ -52,6 +52,9 @@ pub mod stats;
 pub mod v1;
 pub mod v2;
 
+#[cfg(test)]
+mod testutil;
+
 pub use collector::{Collector, Config, Container, Metadata, Snapshot};
 pub use error::{Error, Result};
 pub use events::{Event, EventKind};

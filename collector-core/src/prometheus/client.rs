@@ -9,7 +9,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
-use super::{container_labels, families, label_name, Kind, Options, Out, Samples, Value};
+use super::{container_labels, families, Kind, Options, Out, Samples, Value};
 use crate::collector::Snapshot;
 
 /// Encodes a snapshot's series through a `prometheus-client` registry. Cheap to make: it
@@ -29,12 +29,7 @@ impl SnapshotCollector {
 impl PromCollector for SnapshotCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), FmtError> {
         let snap = &*self.snapshot;
-        let names: Vec<String> = self
-            .options
-            .label_allowlist
-            .iter()
-            .map(|k| label_name(k))
-            .collect();
+        let names = self.options.label_names();
         let labels: Vec<Vec<(&str, &str)>> = snap
             .containers
             .iter()

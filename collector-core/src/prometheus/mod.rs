@@ -30,6 +30,13 @@ pub struct Options {
     pub label_allowlist: Vec<String>,
 }
 
+impl Options {
+    /// The exposed name of each allowed runtime label key, in order.
+    fn label_names(&self) -> Vec<String> {
+        self.label_allowlist.iter().map(|k| label_name(k)).collect()
+    }
+}
+
 /// Text formats a scrape can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

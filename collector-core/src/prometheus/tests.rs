@@ -1,28 +1,39 @@
 //! The text writer against `prometheus-client`'s encoders: the same bytes, both formats.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 
 use super::*;
-use crate::{Collector, Config, Roots};
 
 /// A real sweep of a kernel capture, plus a copy of its first container whose name, image and
 /// labels need escaping.
 fn snapshot(fixture: &str) -> Snapshot {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(fixture);
-    let mut col = Collector::new(Config {
-        roots: Roots::under(&root),
-        watch: false,
-        load: false,
-        ..Config::default()
-    })
-    .expect("the fixture tree");
-    let mut s = col.sweep();
+    let mut s = crate::testutil::fixture_collector(fixture).sweep();
     assert!(!s.containers.is_empty(), "{fixture}: no containers");
+    // The host's filesystems are not read from a capture: one of each kind, so their families
+    // are compared too (a mount point that needs escaping, a filesystem without inode counts).
+    s.machine.filesystems = vec![
+        crate::machine::Filesystem {
+            device: Some("vda1".into()),
+            source: "/dev/vda1".into(),
+            mountpoint: "/var/lib/\"odd\"".into(),
+            fstype: "ext4".into(),
+            size_bytes: 1 << 30,
+            free_bytes: 1 << 29,
+            avail_bytes: 1 << 28,
+            files: Some(65536),
+            files_free: Some(1000),
+            ..Default::default()
+        },
+        crate::machine::Filesystem {
+            source: "server:/export".into(),
+            mountpoint: "/mnt/nfs".into(),
+            fstype: "nfs4".into(),
+            size_bytes: 1 << 40,
+            ..Default::default()
+        },
+    ];
     let mut odd = s.containers[0].clone();
     odd.id.push_str("/odd");
     odd.meta.name = Some("quote\" back\\slash new\nline".into());
@@ -81,6 +92,8 @@ fn the_text_writer_writes_what_prometheus_client_writes() {
             assert!(samples > 60, "{fixture}: only {samples} samples");
             assert!(ours.contains("container_cpu_usage_seconds_total{id=\""));
             assert!(ours.contains("\nmachine_cpu_seconds_total{mode=\"user\"} "));
+            assert!(ours.contains(r#"mountpoint="/var/lib/\"odd\"""#));
+            assert!(ours.contains("machine_filesystem_files{device=\"/dev/vda1\""));
             assert!(ours.contains(r#"name="quote\" back\\slash new\nline""#));
             assert!(ours.contains(r#"container_label_app_kubernetes_io_name="web \"1\"""#));
             assert!(!ours.contains("pod=\"\""));

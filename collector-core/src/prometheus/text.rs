@@ -4,7 +4,7 @@
 
 use std::fmt::Error as FmtError;
 
-use super::{container_labels, label_name, Format, Kind, Options, Out, Samples, Value};
+use super::{container_labels, Format, Kind, Options, Out, Samples, Value};
 use crate::collector::Snapshot;
 
 /// Takes the text written so far (and should empty the `String`); an error stops the writing.
@@ -29,11 +29,7 @@ impl<'a, 'f> TextOut<'a, 'f> {
         format: Format,
         flush: Option<(usize, Flush<'f>)>,
     ) -> Self {
-        let names: Vec<String> = options
-            .label_allowlist
-            .iter()
-            .map(|k| label_name(k))
-            .collect();
+        let names = options.label_names();
         let mut labels = String::with_capacity(snap.containers.len() * 160);
         let mut ends = Vec::with_capacity(snap.containers.len());
         for c in &snap.containers {

@@ -12,11 +12,9 @@ use serde_json::Value;
 use super::tests::container;
 use super::*;
 use crate::collector::Metadata;
-use crate::fs::FsConfig;
 use crate::identity::{Identity, Kind, Runtime};
 use crate::machine::{CpuTime, Disk, Filesystem};
 use crate::stats::{ContainerStats, DeviceIo, FsStats, LoadSource, LoadStats, Psi, PsiLine};
-use crate::{Collector, Config, Roots};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -263,22 +261,7 @@ fn synthetic() -> Vec<Vec<u8>> {
 
 /// Two sweeps of a kernel capture at fixed times, counters moved in between, plus events.
 fn fixture(name: &str) -> Vec<Vec<u8>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name);
-    let mut col = Collector::new(Config {
-        roots: Roots::under(&root),
-        watch: false,
-        load: false,
-        // Both read the host's own filesystems (statvfs, overlay walks): not reproducible.
-        fs: FsConfig {
-            container_layers: false,
-            machine_filesystems: false,
-            ..FsConfig::default()
-        },
-        ..Config::default()
-    })
-    .expect("the fixture tree");
+    let mut col = crate::testutil::fixture_collector(name);
     let mut first = col.sweep();
     assert!(!first.containers.is_empty(), "{name}: no containers");
     first.timestamp_ms = T0;
