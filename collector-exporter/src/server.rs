@@ -77,7 +77,7 @@ pub async fn handle(
 
 /// The text goes to the client in pieces of about this size (gzipped, when asked, before it
 /// goes): the body of 10,000 containers is 80 MB of text, which is never held whole.
-const PIECE: usize = 64 * 1024;
+pub const PIECE: usize = 64 * 1024;
 
 /// `/metrics`: written on a blocking thread while it is sent, so the server's one runtime
 /// thread stays free for other requests and the sinks.
@@ -123,12 +123,11 @@ fn write_metrics(
     gzip: bool,
     tx: tokio::sync::mpsc::Sender<Piece>,
 ) {
-    let mut out = Pieces {
-        tx,
-        gz: gzip.then(|| {
-            flate2::write::GzEncoder::new(Vec::with_capacity(PIECE), flate2::Compression::fast())
-        }),
-    };
+    let data = tx.clone();
+    let mut out = Pieces::new(gzip, move |b| {
+        data.blocking_send(Piece::Data(b))
+            .map_err(|_| std::fmt::Error)
+    });
     let mut text = String::with_capacity(PIECE + PIECE / 4);
     let mut send = |t: &mut String| out.send(t);
     if prom::write_chunked(&mut text, snap, &app.options, format, PIECE, &mut send).is_err() {
@@ -149,19 +148,32 @@ fn write_metrics(
         tracing::error!("encoding the exporter's own metrics failed: {e}");
         return;
     }
-    if out.send(&mut text).and_then(|()| out.finish()).is_err() {
+    let sent = out.send(&mut text).and_then(|()| out.finish());
+    if sent
+        .and_then(|()| tx.blocking_send(Piece::End).map_err(|_| std::fmt::Error))
+        .is_err()
+    {
         tracing::debug!("/metrics: the client left");
     }
 }
 
-/// Where `/metrics` text goes: straight to the client, or through gzip first.
-struct Pieces {
-    tx: tokio::sync::mpsc::Sender<Piece>,
+/// Where `/metrics` text goes: to `put` in pieces as it is, or gzipped first. Public for the
+/// encode bench, which measures a scrape with it.
+pub struct Pieces<F> {
+    put: F,
     gz: Option<flate2::write::GzEncoder<Vec<u8>>>,
 }
 
-impl Pieces {
-    fn send(&mut self, text: &mut String) -> Result<(), std::fmt::Error> {
+impl<F: FnMut(Bytes) -> Result<(), std::fmt::Error>> Pieces<F> {
+    pub fn new(gzip: bool, put: F) -> Self {
+        let gz = gzip.then(|| {
+            flate2::write::GzEncoder::new(Vec::with_capacity(PIECE), flate2::Compression::fast())
+        });
+        Pieces { put, gz }
+    }
+
+    /// Takes `text` (leaving it empty): a piece goes to `put` now, or once gzip has made one.
+    pub fn send(&mut self, text: &mut String) -> Result<(), std::fmt::Error> {
         let piece = match &mut self.gz {
             None => std::mem::replace(text, String::with_capacity(PIECE + PIECE / 4)).into(),
             Some(gz) => {
@@ -176,24 +188,20 @@ impl Pieces {
         self.put(piece)
     }
 
-    fn put(&self, piece: Bytes) -> Result<(), std::fmt::Error> {
+    fn put(&mut self, piece: Bytes) -> Result<(), std::fmt::Error> {
         if piece.is_empty() {
             return Ok(());
         }
-        self.tx
-            .blocking_send(Piece::Data(piece))
-            .map_err(|_| std::fmt::Error)
+        (self.put)(piece)
     }
 
-    /// The gzip trailer, then the end.
-    fn finish(mut self) -> Result<(), std::fmt::Error> {
+    /// The rest of the gzip stream, with its trailer.
+    pub fn finish(mut self) -> Result<(), std::fmt::Error> {
         if let Some(gz) = self.gz.take() {
             let rest = gz.finish().map_err(|_| std::fmt::Error)?;
             self.put(rest.into())?;
         }
-        self.tx
-            .blocking_send(Piece::End)
-            .map_err(|_| std::fmt::Error)
+        Ok(())
     }
 }
 
