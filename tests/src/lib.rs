@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use collector_core::{Controller, Hierarchy, Roots};
+use collector_core::{Container, Controller, Hierarchy, Roots, Snapshot};
 
 pub mod osmem;
 pub mod servers;
@@ -510,4 +510,18 @@ pub fn samples<'a>(body: &'a str, name: &str) -> Vec<(&'a str, f64)> {
             Some((left, v.parse().ok()?))
         })
         .collect()
+}
+
+/// The container `id` of a snapshot; fails the test, with the sweep's errors, when it is not
+/// there.
+pub fn find<'a>(s: &'a Snapshot, id: &str) -> &'a Container {
+    s.get(id)
+        .unwrap_or_else(|| panic!("{id} not found; errors: {:?}", s.errors))
+}
+
+/// A process that only waits (`sleep 600`), to hold a cgroup busy without using CPU.
+pub fn sleeper() -> Command {
+    let mut c = Command::new("sleep");
+    c.arg("600");
+    c
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use collector_core::read::{held_dir_fds, set_dir_fd_budget};
 use collector_core::{Collector, Config};
-use tests::{NetnsPair, TestCgroup};
+use tests::{sleeper, NetnsPair, TestCgroup};
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -47,12 +47,6 @@ fn collector_holding(id: &str, hold_files: bool) -> Collector {
         ..Config::default()
     })
     .expect("cgroup hierarchy")
-}
-
-fn sleeper() -> Command {
-    let mut c = Command::new("sleep");
-    c.arg("30");
-    c
 }
 
 #[test]

@@ -5,8 +5,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use collector_core::{Collector, Config, Container, Snapshot};
-use tests::{NetnsPair, TestCgroup};
+use collector_core::{Collector, Config, Snapshot};
+use tests::{find, sleeper, NetnsPair, TestCgroup};
 
 fn collector(id: &str, idle_interval: Duration) -> Collector {
     Collector::new(Config {
@@ -16,17 +16,6 @@ fn collector(id: &str, idle_interval: Duration) -> Collector {
         ..Config::default()
     })
     .expect("cgroup hierarchy")
-}
-
-fn find<'a>(s: &'a Snapshot, id: &str) -> &'a Container {
-    s.get(id)
-        .unwrap_or_else(|| panic!("{id} not found; errors: {:?}", s.errors))
-}
-
-fn sleeper() -> Command {
-    let mut c = Command::new("sleep");
-    c.arg("600");
-    c
 }
 
 /// Sweeps until the container reads as idle (its processes may still be starting, and a full

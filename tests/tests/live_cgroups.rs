@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use collector_core::{Collector, Config, LoadSource, NetworkStatus, Setup, Snapshot};
-use tests::{NetnsPair, TestCgroup};
+use tests::{find, NetnsPair, TestCgroup};
 
 fn collector_for(id: &str) -> Collector {
     let cfg = Config {
@@ -15,11 +15,6 @@ fn collector_for(id: &str) -> Collector {
         ..Config::default()
     };
     Collector::new(cfg).expect("cgroup hierarchy")
-}
-
-fn find<'a>(s: &'a Snapshot, id: &str) -> &'a collector_core::Container {
-    s.get(id)
-        .unwrap_or_else(|| panic!("{id} not found; errors: {:?}", s.errors))
 }
 
 fn burner() -> Command {

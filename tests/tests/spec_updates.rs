@@ -2,11 +2,10 @@
 //! container's control files is reported at the next sweep, without waiting for the spec
 //! interval, and an idle container is no exception.
 
-use std::process::Command;
 use std::time::Duration;
 
-use collector_core::{Collector, Config, Container, Snapshot};
-use tests::TestCgroup;
+use collector_core::{Collector, Config};
+use tests::{find, sleeper, TestCgroup};
 
 /// Both spec intervals an hour: only a noticed write can bring a new spec within the test.
 fn collector(id: &str, watch: bool) -> Collector {
@@ -18,17 +17,6 @@ fn collector(id: &str, watch: bool) -> Collector {
         ..Config::default()
     })
     .expect("cgroup hierarchy")
-}
-
-fn find<'a>(s: &'a Snapshot, id: &str) -> &'a Container {
-    s.get(id)
-        .unwrap_or_else(|| panic!("{id} not found; errors: {:?}", s.errors))
-}
-
-fn sleeper() -> Command {
-    let mut c = Command::new("sleep");
-    c.arg("600");
-    c
 }
 
 const MIB: u64 = 1 << 20;
