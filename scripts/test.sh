@@ -1,6 +1,7 @@
 #!/bin/bash
 # The whole test suite, on a fresh machine: installs and starts what the tests need, then runs
-# every test. Idempotent; fails loudly, naming what could not be had.
+# every test, after cargo fmt --check and clippy -D warnings. Idempotent; fails loudly, naming
+# what could not be had.
 # Usage: scripts/test.sh            (as root: the tests make cgroups and network namespaces)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,4 +50,11 @@ scripts/deploy-check-deps.sh
 # The cgroup v2 kernel and its tools for the VM test (cached under target/).
 tests/vm/prepare.sh "${CARGO_TARGET_DIR:-$PWD/target}/vm-cache"
 
-cargo test --workspace --locked "$@"
+# Style and lints first: they take a minute and fail fast.
+cargo fmt --version >/dev/null 2>&1 || die "rustfmt missing: rustup component add rustfmt"
+cargo clippy --version >/dev/null 2>&1 || die "clippy missing: rustup component add clippy"
+cargo fmt --all --check || die "cargo fmt --all --check: run cargo fmt --all"
+cargo clippy --workspace --all-targets --locked -- -D warnings || die "cargo clippy found warnings"
+
+# Every test binary runs even when an earlier one fails, so one run shows every failure.
+cargo test --workspace --locked --no-fail-fast "$@"
