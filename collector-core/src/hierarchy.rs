@@ -94,7 +94,8 @@ impl Controller {
         }
     }
 
-    fn index(self) -> usize {
+    /// Its place in `ALL`.
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }

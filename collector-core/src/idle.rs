@@ -38,7 +38,7 @@
 use std::time::{Duration, Instant};
 
 use crate::load::netlink::TaskCounts;
-use crate::stats::{ContainerStats, DeviceIo, LoadSource, MemoryStats, PressureStats, Psi};
+use crate::stats::{ContainerStats, LoadSource, PressureStats, Psi};
 
 /// What a container's last full read saw, to tell later whether it has been idle since.
 #[derive(Debug, Default)]
@@ -78,11 +78,8 @@ impl Probe {
 /// The figures not re-read while idle, as last read.
 #[derive(Debug, Default)]
 struct Kept {
-    per_cpu_ns: Vec<u64>,
-    throttling: [Option<u64>; 3],
-    memory: MemoryStats,
-    blkio: Vec<DeviceIo>,
-    pressure: PressureStats,
+    /// The full read's rest (`ContainerStats::carry_rest`); its other figures stay default.
+    stats: ContainerStats,
     /// Task counts by state: none running or waiting, or the read is not kept.
     counts: TaskCounts,
     source: LoadSource,
@@ -120,14 +117,14 @@ impl FullRead {
     /// No dirty or writeback pages, whose writeback by kernel threads would move the disk
     /// counters and the memory breakdown.
     fn settled(&self) -> bool {
-        let m = &self.kept.memory;
+        let m = &self.kept.stats.memory;
         m.dirty_bytes.unwrap_or(0) == 0 && m.writeback_bytes.unwrap_or(0) == 0
     }
 
     /// Whether the PSI averages of the full read were above zero: they decay with time, so
     /// an idle sweep reads the pressure files again (`update_pressure`).
     pub fn pressure_moving(&self) -> bool {
-        let p = &self.kept.pressure;
+        let p = &self.kept.stats.pressure;
         let moving = |p: &Option<Psi>| {
             p.as_ref().is_some_and(|p| {
                 let zero =
@@ -140,13 +137,14 @@ impl FullRead {
 
     /// Keeps pressure figures read again on an idle sweep.
     pub fn update_pressure(&mut self, p: &PressureStats) {
-        self.kept.pressure.clone_from(p);
+        self.kept.stats.pressure.clone_from(p);
     }
 
     /// Remembers a full read of `s`, made at `now`, as the baseline for idle reads when it
     /// can be one: the probe known and standing still for `SETTLE` (observed), the task states
     /// known in full and none running or waiting.
-    pub fn record(&mut self, s: &ContainerStats, now: Instant) {
+    /// `throttling_in_probe` as for `ContainerStats::carry_rest`.
+    pub fn record(&mut self, s: &ContainerStats, now: Instant, throttling_in_probe: bool) {
         let quiet = s.load.filter(|l| {
             l.running == 0
                 && l.uninterruptible == 0
@@ -164,11 +162,7 @@ impl FullRead {
         self.at = Some(now);
         self.probe = probe;
         let k = &mut self.kept;
-        k.per_cpu_ns.clone_from(&s.cpu.per_cpu_ns);
-        k.throttling = [s.cpu.nr_periods, s.cpu.nr_throttled, s.cpu.throttled_ns];
-        k.memory.clone_from(&s.memory);
-        k.blkio.clone_from(&s.blkio);
-        k.pressure.clone_from(&s.pressure);
+        k.stats.carry_rest(s, throttling_in_probe);
         k.counts = TaskCounts {
             sleeping: l.sleeping,
             stopped: l.stopped,
@@ -188,27 +182,16 @@ impl FullRead {
         self.still = None;
     }
 
-    /// Fills in what an idle sweep did not read. `throttling`: whether CFS throttling is among
-    /// those (v1's `cpu.stat`; v2's comes with the probe).
-    pub fn restore(&self, s: &mut ContainerStats, throttling: bool) {
-        let k = &self.kept;
-        s.cpu.per_cpu_ns.clone_from(&k.per_cpu_ns);
-        if throttling {
-            [s.cpu.nr_periods, s.cpu.nr_throttled, s.cpu.throttled_ns] = k.throttling;
-        }
-        let usage = s.memory.usage_bytes;
-        s.memory.clone_from(&k.memory);
-        s.memory.usage_bytes = usage;
-        s.memory.working_set_bytes = crate::v2::working_set(usage, s.memory.inactive_file_bytes);
-        s.blkio.clone_from(&k.blkio);
-        s.pressure.clone_from(&k.pressure);
+    /// Fills in what an idle sweep did not read: the full read's rest, whole.
+    pub fn restore(&self, s: &mut ContainerStats, throttling_in_probe: bool) {
+        s.carry_rest(&self.kept.stats, throttling_in_probe);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{LoadStats, PsiLine};
+    use crate::stats::{DeviceIo, LoadStats, PsiLine};
 
     fn quiet(usage: u64, mem: u64) -> ContainerStats {
         let mut s = ContainerStats::default();
@@ -222,7 +205,7 @@ mod tests {
     /// A full read of `s` at `t`, its probe having stood still since well before.
     fn baseline(f: &mut FullRead, s: &ContainerStats, t: Instant) {
         f.observe(s, t - Duration::from_secs(3));
-        f.record(s, t);
+        f.record(s, t, false);
     }
 
     #[test]
@@ -241,14 +224,14 @@ mod tests {
         assert!(!f.still_idle(&quiet(100, 4096), t0, minute), "never read");
         // Not a baseline until the probe has stood still for SETTLE.
         f.observe(&full, t0 - Duration::from_secs(1));
-        f.record(&full, t0);
+        f.record(&full, t0, false);
         assert!(
             !f.still_idle(&quiet(100, 4096), t0, minute),
             "too fresh a stillness"
         );
         let t0 = t0 + Duration::from_secs(1);
         f.observe(&full, t0);
-        f.record(&full, t0);
+        f.record(&full, t0, false);
         assert_eq!(f.counts().0, TaskCounts::default());
 
         let later = t0 + Duration::from_secs(5);
@@ -295,7 +278,7 @@ mod tests {
 
         // What was not re-read comes back from the full read.
         let mut s = quiet(100, 4096);
-        f.restore(&mut s, true);
+        f.restore(&mut s, false);
         assert_eq!(s.memory.rss_bytes, Some(1000));
         assert_eq!(s.memory.usage_bytes, Some(4096));
         assert_eq!(s.memory.working_set_bytes, Some(4096));
@@ -344,7 +327,7 @@ mod tests {
         f.update_pressure(&decayed);
         assert!(!f.pressure_moving());
         let mut s = quiet(1, 1);
-        f.restore(&mut s, true);
+        f.restore(&mut s, false);
         assert_eq!(s.pressure, decayed);
 
         baseline(&mut f, &quiet(1, 1), t0);
@@ -362,11 +345,11 @@ mod tests {
         // Moved one second later: still for 1 s at the next full read, not a baseline.
         let t1 = t0 + Duration::from_secs(1);
         f.observe(&quiet(2, 1), t1);
-        f.record(&quiet(2, 1), t0 + Duration::from_secs(2));
+        f.record(&quiet(2, 1), t0 + Duration::from_secs(2), false);
         assert!(!f.still_idle(&quiet(2, 1), t0 + Duration::from_secs(3), minute));
         let t3 = t0 + Duration::from_secs(3);
         f.observe(&quiet(2, 1), t3);
-        f.record(&quiet(2, 1), t3);
+        f.record(&quiet(2, 1), t3, false);
         assert!(f.still_idle(&quiet(2, 1), t0 + Duration::from_secs(4), minute));
     }
 }

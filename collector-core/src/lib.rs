@@ -23,6 +23,7 @@
 
 pub mod collector;
 pub mod devices;
+mod dirs;
 pub mod discover;
 #[cfg(feature = "elasticsearch")]
 pub mod elastic;
@@ -49,16 +50,24 @@ pub mod runtime;
 pub mod sink;
 mod specwatch;
 pub mod stats;
-pub mod v1;
-pub mod v2;
+mod v1;
+mod v2;
 
 #[cfg(test)]
 mod testutil;
 
-pub use collector::{Collector, Config, Container, Metadata, Snapshot};
+#[cfg(all(
+    test,
+    feature = "prometheus",
+    feature = "influxdb",
+    feature = "elasticsearch"
+))]
+mod encoder_coverage;
+
+pub use collector::{Collector, Config, Container, Snapshot};
 pub use error::{Error, Result};
 pub use events::{Event, EventKind};
 pub use hierarchy::{Controller, Hierarchy, Roots, Setup};
 pub use identity::{Identity, Kind, Runtime};
-pub use metadata::MetadataProvider;
+pub use metadata::{Metadata, MetadataProvider};
 pub use stats::*;

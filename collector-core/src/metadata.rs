@@ -2,7 +2,8 @@
 //! CRI-O) keeps its own table of what it knows and answers lookups from it; the collector asks
 //! during a sweep and never waits on a runtime.
 
-use crate::collector::Metadata;
+use serde::{Deserialize, Serialize};
+
 use crate::identity::Identity;
 
 /// Answers "what is this container?" from memory. Implementations must not block: a sweep
@@ -13,4 +14,17 @@ pub trait MetadataProvider: Send + Sync + std::fmt::Debug {
 
     /// Changes whenever the provider learns something new, so the collector can look again.
     fn generation(&self) -> u64;
+}
+
+/// What a container runtime says about a container. Empty until a runtime has answered; the
+/// container is still reported by its cgroup path meanwhile.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub name: Option<String>,
+    pub image: Option<String>,
+    /// Kubernetes namespace, pod name and container name.
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub container: Option<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
 }

@@ -150,7 +150,7 @@ impl NetReader {
             }
             None => {
                 // Exited: not a sign that the cgroup vanished.
-                r.saw_missing = false;
+                r.forgive_missing();
                 out.status = NetworkStatus::NoProcess;
                 out.interfaces.clear();
                 return false;
@@ -292,7 +292,7 @@ pub fn first_pid(r: &mut Reader, dir: crate::read::Dir<'_>) -> Option<u32> {
         Ok(p) => Some(p),
         Err(_) => {
             let reason = format!("not a pid: {first:?}");
-            r.errors.push(Error::parse(r.last_path(), reason));
+            r.record(Error::parse(r.last_path(), reason));
             None
         }
     }

@@ -258,14 +258,14 @@ pub struct Reader {
     name: Vec<u8>,
     buf: String,
     /// Errors met since the last `take_errors`.
-    pub errors: Vec<Error>,
+    errors: Vec<Error>,
     /// Set when a file was absent: the cgroup may have vanished (the caller checks).
-    pub saw_missing: bool,
+    saw_missing: bool,
     /// Set when a held directory descriptor no longer found a file its path still has: the
     /// directory was removed and made again under the same name. The caller releases it.
-    pub stale_dir: bool,
+    stale_dir: bool,
     /// Keep the cgroup files read from now on open in `files` (within the budget).
-    pub hold_files: bool,
+    hold_files: bool,
     files: FileCache,
 }
 
@@ -476,6 +476,44 @@ impl Reader {
         into.append(&mut self.errors);
         self.saw_missing = false;
         self.stale_dir = false;
+    }
+
+    /// Forgets what was met reading a container that turned out to be gone.
+    pub fn discard(&mut self) {
+        self.errors.clear();
+        self.saw_missing = false;
+        self.stale_dir = false;
+    }
+
+    /// Records an error met outside a read (a file that could be read but not used).
+    pub fn record(&mut self, e: Error) {
+        self.errors.push(e);
+    }
+
+    /// Whether an error was recorded since the last `take_errors`.
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// Whether a file was absent since the last `take_errors`: the cgroup may have vanished.
+    pub fn saw_missing(&self) -> bool {
+        self.saw_missing
+    }
+
+    /// An absent file that says nothing of the cgroup (a process or thread that exited).
+    pub fn forgive_missing(&mut self) {
+        self.saw_missing = false;
+    }
+
+    /// Whether a held directory descriptor met a directory removed and made again under the
+    /// same name since the last `take_errors`: release the container's descriptors.
+    pub fn stale_dir(&self) -> bool {
+        self.stale_dir
+    }
+
+    /// Keep the cgroup files read from now on open (within the budget), or not.
+    pub fn set_hold_files(&mut self, hold: bool) {
+        self.hold_files = hold;
     }
 }
 

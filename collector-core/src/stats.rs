@@ -325,3 +325,75 @@ pub struct FsStats {
     /// ran over their time budget).
     pub backoff: u32,
 }
+
+/// Usage minus inactive file pages, floored at 0: the figure the OOM killer's view is closest to.
+pub fn working_set(usage: Option<u64>, inactive_file: Option<u64>) -> Option<u64> {
+    let usage = usage?;
+    Some(usage.saturating_sub(inactive_file.unwrap_or(0)))
+}
+
+impl ContainerStats {
+    /// Clears the figures but keeps the buffers (the spec is overwritten whole by a read of
+    /// it, or from the last one; the interfaces in place by the network read).
+    pub fn reset(&mut self) {
+        let spec = std::mem::take(&mut self.spec);
+        let mut per_cpu = std::mem::take(&mut self.cpu.per_cpu_ns);
+        per_cpu.clear();
+        let mut blkio = std::mem::take(&mut self.blkio);
+        blkio.clear();
+        let ifaces = std::mem::take(&mut self.network.interfaces);
+        *self = ContainerStats::default();
+        self.cpu.per_cpu_ns = per_cpu;
+        self.blkio = blkio;
+        self.network.interfaces = ifaces;
+        self.spec = spec;
+    }
+
+    /// Copies in `from`'s figures that a full read takes and the probe does not ("the rest"),
+    /// reusing buffers, and leaves the others: the probe's (CPU time, memory usage, tasks),
+    /// and what every sweep reads or sets on its own (load, network, spec, writable layer).
+    /// An idle sweep reports a full read's rest this way (`idle.rs`), and a full read is kept
+    /// the same way.
+    ///
+    /// The groups read only by full reads (memory but its usage, block IO, pressure) are
+    /// copied whole, so a figure added to them is carried with no change here. The groups
+    /// that mix the two are taken apart without `..`: a field added to `ContainerStats` or
+    /// `CpuStats` does not compile until it is placed.
+    ///
+    /// `throttling_in_probe`: CFS throttling came with the probe's `cpu.stat` (cgroup v2),
+    /// rather than from v1's `cpu.stat`, which only full reads take.
+    pub fn carry_rest(&mut self, from: &ContainerStats, throttling_in_probe: bool) {
+        let ContainerStats {
+            cpu,
+            memory,
+            blkio,
+            pids: _,
+            pressure,
+            network: _,
+            load: _,
+            spec: _,
+            fs: _,
+        } = self;
+        let CpuStats {
+            usage_ns: _,
+            user_ns: _,
+            system_ns: _,
+            per_cpu_ns,
+            nr_periods,
+            nr_throttled,
+            throttled_ns,
+        } = cpu;
+        per_cpu_ns.clone_from(&from.cpu.per_cpu_ns);
+        if !throttling_in_probe {
+            *nr_periods = from.cpu.nr_periods;
+            *nr_throttled = from.cpu.nr_throttled;
+            *throttled_ns = from.cpu.throttled_ns;
+        }
+        let usage = memory.usage_bytes;
+        memory.clone_from(&from.memory);
+        memory.usage_bytes = usage;
+        memory.working_set_bytes = working_set(usage, memory.inactive_file_bytes);
+        blkio.clone_from(&from.blkio);
+        pressure.clone_from(&from.pressure);
+    }
+}

@@ -1,27 +1,16 @@
 //! cgroup v1 files (Documentation/admin-guide/cgroup-v1/). Each controller has its own
 //! directory for the same cgroup; a controller that is not mounted is simply not read.
 
+use crate::dirs::CgDirs;
+use crate::hierarchy::Controller;
 use crate::parse;
-use crate::read::{CgDir, Dir, Reader};
+use crate::read::{Dir, Reader};
 use crate::stats::{ContainerStats, CpuStats, DeviceIo, MemoryStats};
-
-/// Directories of one cgroup in each v1 controller it exists in.
-#[derive(Debug, Default, Clone)]
-pub struct Dirs<P> {
-    pub cpu: Option<P>,
-    pub cpuacct: Option<P>,
-    pub cpuset: Option<P>,
-    pub memory: Option<P>,
-    pub blkio: Option<P>,
-    pub pids: Option<P>,
-}
 
 /// Which of the optional files a read takes in. Every file costs an open and a read, so the
 /// rarely changing and the rarely wanted ones are left out when they can be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Want {
-    /// Limits and shares (`Spec`): 9 files on v1, 8 on v2, which change only on an update.
-    pub spec: bool,
     /// `cpuacct.usage_percpu`.
     pub per_cpu: bool,
     /// `cpuacct.usage`: not needed when the hybrid twin's `cpu.stat` gives the usage.
@@ -30,34 +19,10 @@ pub struct Want {
     pub cpu_times: bool,
 }
 
-impl Want {
-    pub const ALL: Want = Want {
-        spec: true,
-        per_cpu: true,
-        cpu_usage: true,
-        cpu_times: true,
-    };
-}
-
-/// Reads every v1 controller's files of one cgroup into `s`. `user_hz` converts cpuacct.stat.
-pub fn read_all(r: &mut Reader, d: &Dirs<CgDir>, user_hz: u64, want: Want, s: &mut ContainerStats) {
-    read_probe(r, d, user_hz, want, s);
-    read_rest(r, d, want, s);
-    if want.spec {
-        read_spec(r, d, s);
-    }
-}
-
 /// The figures that move whenever the container does anything: CPU time, memory usage and
 /// the number of tasks.
-pub fn read_probe(
-    r: &mut Reader,
-    d: &Dirs<CgDir>,
-    user_hz: u64,
-    want: Want,
-    s: &mut ContainerStats,
-) {
-    if let Some(dir) = &d.cpuacct {
+pub fn read_probe(r: &mut Reader, d: &CgDirs, user_hz: u64, want: Want, s: &mut ContainerStats) {
+    if let Some(dir) = d.v1(Controller::Cpuacct) {
         let dir: Dir = dir.into();
         if want.cpu_usage {
             s.cpu.usage_ns = r.u64(dir, "cpuacct.usage");
@@ -72,21 +37,21 @@ pub fn read_probe(
             });
         }
     }
-    if let Some(dir) = &d.memory {
+    if let Some(dir) = d.v1(Controller::Memory) {
         s.memory.usage_bytes = r.u64(dir, "memory.usage_in_bytes");
     }
-    if let Some(dir) = &d.pids {
+    if let Some(dir) = d.v1(Controller::Pids) {
         s.pids.current = r.u64(dir, "pids.current");
     }
 }
 
 /// Everything `read_probe` does not read but the spec: figures that change only when the
 /// container does something.
-pub fn read_rest(r: &mut Reader, d: &Dirs<CgDir>, want: Want, s: &mut ContainerStats) {
-    if let (Some(dir), true) = (&d.cpuacct, want.per_cpu) {
+pub fn read_rest(r: &mut Reader, d: &CgDirs, want: Want, s: &mut ContainerStats) {
+    if let (Some(dir), true) = (d.v1(Controller::Cpuacct), want.per_cpu) {
         read_per_cpu(r, dir.into(), &mut s.cpu);
     }
-    if let Some(dir) = &d.cpu {
+    if let Some(dir) = d.v1(Controller::Cpu) {
         r.flat_keyed(dir, "cpu.stat", |k, v| match k {
             "nr_periods" => s.cpu.nr_periods = Some(v),
             "nr_throttled" => s.cpu.nr_throttled = Some(v),
@@ -94,33 +59,33 @@ pub fn read_rest(r: &mut Reader, d: &Dirs<CgDir>, want: Want, s: &mut ContainerS
             _ => {}
         });
     }
-    if let Some(dir) = &d.memory {
+    if let Some(dir) = d.v1(Controller::Memory) {
         read_memory(r, dir.into(), s);
     }
-    if let Some(dir) = &d.blkio {
+    if let Some(dir) = d.v1(Controller::Blkio) {
         read_blkio(r, dir.into(), &mut s.blkio);
     }
 }
 
 /// Limits and shares: they change only when the container is updated.
-pub fn read_spec(r: &mut Reader, d: &Dirs<CgDir>, s: &mut ContainerStats) {
-    if let Some(dir) = &d.cpu {
+pub fn read_spec(r: &mut Reader, d: &CgDirs, s: &mut ContainerStats) {
+    if let Some(dir) = d.v1(Controller::Cpu) {
         let dir: Dir = dir.into();
         s.spec.cpu_shares = r.u64(dir, "cpu.shares");
         s.spec.cpu_quota_us = r.limit(dir, "cpu.cfs_quota_us").flatten();
         s.spec.cpu_period_us = r.u64(dir, "cpu.cfs_period_us");
     }
-    if let Some(dir) = &d.cpuset {
+    if let Some(dir) = d.v1(Controller::Cpuset) {
         r.string_into(dir, "cpuset.cpus", &mut s.spec.cpuset_cpus);
         r.string_into(dir, "cpuset.mems", &mut s.spec.cpuset_mems);
     }
-    if let Some(dir) = &d.memory {
+    if let Some(dir) = d.v1(Controller::Memory) {
         let dir: Dir = dir.into();
         s.spec.memory_limit_bytes = r.limit(dir, "memory.limit_in_bytes").flatten();
         s.spec.memory_reservation_bytes = r.limit(dir, "memory.soft_limit_in_bytes").flatten();
         s.spec.memory_swap_limit_bytes = r.limit(dir, "memory.memsw.limit_in_bytes").flatten();
     }
-    if let Some(dir) = &d.pids {
+    if let Some(dir) = d.v1(Controller::Pids) {
         s.spec.pids_limit = r.limit(dir, "pids.max").flatten();
     }
 }
@@ -150,7 +115,7 @@ fn read_memory(r: &mut Reader, dir: Dir<'_>, s: &mut ContainerStats) {
             m.events.oom_kill = Some(v)
         }
     });
-    m.working_set_bytes = crate::v2::working_set(m.usage_bytes, m.inactive_file_bytes);
+    m.working_set_bytes = crate::stats::working_set(m.usage_bytes, m.inactive_file_bytes);
 }
 
 /// The hierarchical (`total_*`) keys, which include descendants as v2's figures do.

@@ -4,17 +4,6 @@
 use crate::parse;
 use crate::read::{Dir, Reader};
 use crate::stats::{ContainerStats, CpuStats, DeviceIo, MemoryStats, PressureStats};
-use crate::v1::Want;
-
-/// Reads every v2 file of one cgroup directory into `s`; the spec files only when
-/// `want.spec` (v2 has no per-CPU usage and `cpu.stat` always has user/system).
-pub fn read_all(r: &mut Reader, dir: Dir<'_>, want: Want, s: &mut ContainerStats) {
-    read_probe(r, dir, s);
-    read_rest(r, dir, s);
-    if want.spec {
-        read_spec(r, dir, s);
-    }
-}
 
 /// The figures that move whenever the container does anything: `cpu.stat` (CPU time and
 /// throttling), `memory.current` and `pids.current`.
@@ -88,13 +77,7 @@ fn read_memory(r: &mut Reader, dir: Dir<'_>, s: &mut ContainerStats) {
         _ => {}
     });
     m.swap_bytes = r.u64(dir, "memory.swap.current");
-    m.working_set_bytes = working_set(m.usage_bytes, m.inactive_file_bytes);
-}
-
-/// Usage minus inactive file pages, floored at 0: the figure the OOM killer's view is closest to.
-pub fn working_set(usage: Option<u64>, inactive_file: Option<u64>) -> Option<u64> {
-    let usage = usage?;
-    Some(usage.saturating_sub(inactive_file.unwrap_or(0)))
+    m.working_set_bytes = crate::stats::working_set(m.usage_bytes, m.inactive_file_bytes);
 }
 
 fn read_memory_stat(r: &mut Reader, dir: Dir<'_>, m: &mut MemoryStats) {

@@ -115,7 +115,7 @@ impl LoadReader {
             }
         }
         // A thread that exited between listing and reading is not a vanished container.
-        r.saw_missing = false;
+        r.forgive_missing();
         Some((c, source))
     }
 }

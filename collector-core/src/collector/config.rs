@@ -1,0 +1,94 @@
+//! What to collect and where from.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hierarchy::Roots;
+
+/// What to collect and where from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub roots: Roots,
+    /// Only cgroups under these prefixes (all when empty).
+    pub include: Vec<String>,
+    /// Never cgroups under these prefixes.
+    pub exclude: Vec<String>,
+    /// Follow only the machine (`/`), runtime containers and Kubernetes pods; skip raw cgroups
+    /// and systemd units (cAdvisor's `docker_only`).
+    pub runtime_only: bool,
+    /// Standalone containerd's namespaces (`/<namespace>/<id>` cgroups).
+    pub containerd_namespaces: Vec<String>,
+    /// Full rescan of the hierarchies at least this often when inotify is off or past its
+    /// watch limit (new cgroups are then found by rescans only).
+    pub rescan_interval: Duration,
+    /// The same while inotify follows every directory of the watched hierarchy. The rescan is
+    /// then a backstop for cgroups made in an unwatched v1 hierarchy alone (a systemd unit
+    /// with only some controllers on); a walk of every hierarchy costs about 50 us per cgroup.
+    pub watched_rescan_interval: Duration,
+    /// Limits and shares (the spec files) are re-read this often, and when a container is
+    /// new; between, the last values are reported. They change only on an update.
+    pub spec_interval: Duration,
+    /// The same while inotify watches the directories a container's spec is read from: a
+    /// write to any file in them (an update) has the spec read at the next sweep, and this
+    /// backstop covers what no write announces (a v1 cpuset trimmed by its parent's, CPU
+    /// hotplug). See `specwatch.rs`.
+    pub watched_spec_interval: Duration,
+    /// A container that has done nothing since its last full read (no CPU time, no change in
+    /// memory usage or tasks, none running or blocked; see `idle.rs`) has only those figures
+    /// and its network counters read; the rest, which cannot have changed, are reported as
+    /// last read, and read again at least this often. Zero reads every file of
+    /// every container on every sweep.
+    pub idle_interval: Duration,
+    /// Keep the files read on every sweep open and read them with `pread` (no path lookup,
+    /// open or close: about half the CPU per container). Each held file keeps a page of
+    /// kernel memory (charged to this process's memory cgroup): some 60 KiB per container.
+    /// Off by default. Held descriptors stay within `RLIMIT_NOFILE` less a reserve.
+    pub hold_files: bool,
+    /// Read per-CPU usage (v1 `cpuacct.usage_percpu`), one more file per container. Off by
+    /// default, as the kubelet runs cAdvisor: such series grow with cores times containers.
+    pub per_cpu: bool,
+    /// Use inotify to notice new and removed cgroups between rescans.
+    pub watch: bool,
+    /// At most this many inotify watches (one per cgroup directory per hierarchy).
+    pub watch_limit: usize,
+    pub network: bool,
+    /// Interfaces left out of the network figures, by name prefix. The default is cAdvisor's
+    /// list: a namespace's loopback and host-side bridge and veth ends, which would add eight
+    /// series per container and say nothing about its traffic.
+    pub network_ignore: Vec<String>,
+    pub load: bool,
+    /// At most this many `/proc/<tid>/stat` reads per sweep for load (procfs fallback only).
+    pub load_task_budget: usize,
+    /// Writable-layer usage of containers and the machine's filesystems.
+    pub fs: crate::fs::FsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            roots: Roots::default(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            runtime_only: false,
+            containerd_namespaces: vec!["k8s.io".into(), "moby".into(), "default".into()],
+            rescan_interval: Duration::from_secs(30),
+            watched_rescan_interval: Duration::from_secs(300),
+            spec_interval: Duration::from_secs(30),
+            watched_spec_interval: Duration::from_secs(300),
+            idle_interval: Duration::from_secs(60),
+            per_cpu: false,
+            hold_files: false,
+            watch: true,
+            watch_limit: 65_536,
+            network: true,
+            network_ignore: ["lo", "veth", "docker", "nerdctl"]
+                .map(String::from)
+                .to_vec(),
+            load: true,
+            load_task_budget: 20_000,
+            fs: crate::fs::FsConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! The collector: keeps the list of cgroups current (`scan.rs`) and reads them all in one
+//! sweep (`container.rs`, phase by phase).
+
+mod config;
+mod container;
+mod scan;
+mod snapshot;
+mod tracked;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::devices::DeviceNames;
+use crate::dirs::DirPlan;
+use crate::discover::Watcher;
+use crate::error::Result;
+use crate::events::EventKind;
+use crate::hierarchy::Hierarchy;
+use crate::load::LoadReader;
+use crate::metadata::MetadataProvider;
+use crate::network::NetReader;
+use crate::read::Reader;
+use container::Sweep;
+use tracked::Tracked;
+
+pub use crate::metadata::Metadata;
+pub use config::Config;
+pub use snapshot::{Container, Snapshot};
+
+/// Finds containers and reads them. Not `Sync`: one sweep at a time; share the snapshots.
+#[derive(Debug)]
+pub struct Collector {
+    config: Config,
+    hierarchy: Hierarchy,
+    tracked: Vec<Tracked>,
+    watcher: Option<Watcher>,
+    /// Writes to spec directories (`None` without inotify or `Config::watch`).
+    spec_watch: Option<crate::specwatch::SpecWatch>,
+    last_scan: Option<Instant>,
+    reader: Reader,
+    net: NetReader,
+    load: Option<LoadReader>,
+    devices: DeviceNames,
+    user_hz: u64,
+    metadata: Option<std::sync::Arc<dyn MetadataProvider>>,
+    /// Whether the first scan is done (containers found by it are not "started" news).
+    scanned_once: bool,
+    /// Walk again at the next sweep (a new cgroup may have been found half made).
+    recheck: bool,
+    /// Said that the descriptor budget is too small for every container's probe.
+    budget_warned: bool,
+    machine: crate::machine::MachineReader,
+    /// Writable layers and their background walkers (`None` when `fs.container_layers` is off).
+    layers: Option<crate::fs::Layers>,
+}
+
+impl Collector {
+    /// Detects the hierarchy under the configured roots. Fails only when there is none.
+    pub fn new(config: Config) -> Result<Collector> {
+        let hierarchy = Hierarchy::detect(&config.roots)?;
+        let watcher = if config.watch {
+            Watcher::new(config.watch_limit)
+                .map_err(|e| tracing::warn!("inotify unavailable, periodic rescans only: {e}"))
+                .ok()
+        } else {
+            None
+        };
+        let load = config
+            .load
+            .then(|| LoadReader::new(&config.roots.proc_root, config.load_task_budget));
+        let spec_watch = if config.watch {
+            crate::specwatch::SpecWatch::new(config.watch_limit)
+                .map_err(|e| tracing::warn!("inotify unavailable, specs read on a timer: {e}"))
+                .ok()
+        } else {
+            None
+        };
+        Ok(Collector {
+            net: {
+                let mut n = NetReader::new(&config.roots.proc_root);
+                n.ignore = config.network_ignore.clone();
+                n
+            },
+            devices: DeviceNames::new(config.roots.sys_root.clone()),
+            user_hz: user_hz(),
+            hierarchy,
+            tracked: Vec::new(),
+            watcher,
+            spec_watch,
+            last_scan: None,
+            reader: Reader::new(),
+            load,
+            metadata: None,
+            scanned_once: false,
+            recheck: false,
+            budget_warned: false,
+            machine: crate::machine::MachineReader::new(user_hz()),
+            layers: config
+                .fs
+                .container_layers
+                .then(|| crate::fs::Layers::new(&config.roots.proc_root, &config.fs)),
+            config,
+        })
+    }
+
+    pub fn hierarchy(&self) -> &Hierarchy {
+        &self.hierarchy
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether discovery has hit the inotify watch limit (rescans still find everything).
+    pub fn watch_saturated(&self) -> bool {
+        self.watcher.as_ref().is_some_and(Watcher::saturated)
+    }
+
+    /// Where names, images and labels come from. Looked up during sweeps, never waited on.
+    pub fn set_metadata_provider(&mut self, p: std::sync::Arc<dyn MetadataProvider>) {
+        self.metadata = Some(p);
+    }
+
+    /// Waits (up to `timeout`) until the writable layers found by the sweeps so far have been
+    /// walked once, so that a one-shot snapshot taken next has their figures. True when all
+    /// have (or layers are off). Sweeps never wait; this is for printing one snapshot.
+    pub fn settle_fs(&self, timeout: Duration) -> bool {
+        self.layers.as_ref().is_none_or(|l| l.settle(timeout))
+    }
+
+    /// Forces a full rescan at the next sweep.
+    pub fn rescan_soon(&mut self) {
+        self.last_scan = None;
+    }
+
+    /// The cgroup ids currently followed.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.tracked.iter().map(|t| t.id.as_str())
+    }
+
+    /// Reads every container once.
+    pub fn sweep(&mut self) -> Snapshot {
+        let mut s = Snapshot::default();
+        self.sweep_into(&mut s);
+        s
+    }
+
+    /// Reads every container once into `out`, reusing its buffers.
+    pub fn sweep_into(&mut self, out: &mut Snapshot) {
+        let started = Instant::now();
+        out.timestamp_ms = unix_ms(SystemTime::now());
+        out.setup = Some(self.hierarchy.setup);
+        out.errors.clear();
+        out.events.clear();
+        self.refresh(out);
+        self.machine.read(
+            &self.config.roots,
+            &self.config.fs,
+            &mut self.devices,
+            &mut out.errors,
+            &mut out.machine,
+        );
+        if let Some(l) = self.layers.as_mut() {
+            l.begin_sweep(out.machine.filesystems.iter().map(|f| crate::fs::Backing {
+                major: f.major,
+                minor: f.minor,
+                size_bytes: f.size_bytes,
+                avail_bytes: f.avail_bytes,
+                files: f.files,
+                files_free: f.files_free,
+            }));
+        }
+        self.reader.take_errors(&mut out.errors);
+        self.net.begin_sweep();
+        if let Some(l) = self.load.as_mut() {
+            l.begin_sweep();
+        }
+        let plan = self.dir_plan();
+        let spec_written = self
+            .spec_watch
+            .as_mut()
+            .map(crate::specwatch::SpecWatch::poll)
+            .unwrap_or_default();
+        let mut sweep = Sweep {
+            config: &self.config,
+            setup: self.hierarchy.setup,
+            user_hz: self.user_hz,
+            reader: &mut self.reader,
+            net: &mut self.net,
+            load: self.load.as_mut(),
+            devices: &mut self.devices,
+            layers: self.layers.as_mut(),
+            spec_watch: self.spec_watch.as_mut(),
+            spec_written,
+            plan,
+            now: Instant::now(),
+            now_ms: out.timestamp_ms,
+        };
+        let mut kept = 0;
+        out.containers.truncate(self.tracked.len());
+        let mut i = 0;
+        while i < self.tracked.len() {
+            let alive = sweep.read(&mut self.tracked[i], &mut out.errors);
+            if !alive {
+                // Stopped while we looked: gone quietly, but it is news.
+                let mut t = self.tracked.remove(i);
+                t.unwatch(sweep.spec_watch.as_deref_mut());
+                out.events
+                    .push(t.event(EventKind::Stopped, out.timestamp_ms, 1));
+                continue;
+            }
+            let t = &mut self.tracked[i];
+            apply_metadata(self.metadata.as_deref(), t);
+            if t.announce_start {
+                t.announce_start = false;
+                out.events
+                    .push(t.event(EventKind::Started, out.timestamp_ms, 1));
+            }
+            let kills = t.stats.memory.events.oom_kill;
+            if let (Some(now), Some(before)) = (kills, t.last_oom_kills) {
+                if now > before {
+                    out.events
+                        .push(t.event(EventKind::OomKill, out.timestamp_ms, now - before));
+                }
+            }
+            if kills.is_some() {
+                t.last_oom_kills = kills;
+            }
+            // The figures move into the snapshot; the snapshot's old ones come back as this
+            // container's buffers, cleared by `reset` at its next read. No deep copy.
+            let t = &mut self.tracked[i];
+            if kept < out.containers.len() {
+                let c = &mut out.containers[kept];
+                c.id.clone_from(&t.id);
+                c.identity.clone_from(&t.identity);
+                c.first_seen_ms = t.first_seen_ms;
+                c.created_ms = t.created_ms;
+                c.idle = t.activity.idle;
+                c.meta.clone_from(&t.meta);
+                std::mem::swap(&mut c.stats, &mut t.stats);
+            } else {
+                out.containers.push(Container {
+                    id: t.id.clone(),
+                    identity: t.identity.clone(),
+                    first_seen_ms: t.first_seen_ms,
+                    created_ms: t.created_ms,
+                    idle: t.activity.idle,
+                    meta: t.meta.clone(),
+                    stats: std::mem::take(&mut t.stats),
+                });
+            }
+            kept += 1;
+            i += 1;
+        }
+        out.containers.truncate(kept);
+        if let Some(l) = self.layers.as_mut() {
+            l.end_sweep();
+        }
+        out.duration_us = started.elapsed().as_micros() as u64;
+    }
+
+    /// How this sweep shares the descriptor budget; says once when the probes cannot all be
+    /// held.
+    fn dir_plan(&mut self) -> DirPlan {
+        let short: usize = self.tracked.iter().map(Tracked::probe_short).sum();
+        let free = crate::read::dir_fd_budget().saturating_sub(crate::read::held_dir_fds());
+        let plan = DirPlan::new(short, free);
+        if short > free && !self.budget_warned {
+            self.budget_warned = true;
+            let wanted: usize = self.tracked.iter().map(Tracked::descriptors_wanted).sum();
+            tracing::warn!(
+                "the open files limit leaves room to hold {} descriptors, and the {} \
+                 containers want about {wanted}: those beyond it are read by full path, which \
+                 costs about twice the CPU; raise RLIMIT_NOFILE (LimitNOFILE=, ulimit -n) to \
+                 {} or more",
+                crate::read::dir_fd_budget(),
+                self.tracked.len(),
+                wanted + (wanted / 7).max(1024)
+            );
+        }
+        plan
+    }
+}
+
+/// Fills a container's metadata from the provider when unknown or when the provider learnt
+/// something since the last look.
+fn apply_metadata(provider: Option<&dyn MetadataProvider>, t: &mut Tracked) {
+    let Some(p) = provider else { return };
+    let generation = p.generation();
+    if t.meta_generation == Some(generation) {
+        return;
+    }
+    t.meta_generation = Some(generation);
+    if let Some(m) = p.lookup(&t.identity, &t.id) {
+        t.meta = m;
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// USER_HZ, the unit of `cpuacct.stat`.
+fn user_hz() -> u64 {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(v)) if v > 0 => v as u64,
+        _ => 100,
+    }
+}
+
+#[cfg(test)]
+mod tests;

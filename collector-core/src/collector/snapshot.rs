@@ -1,0 +1,59 @@
+//! What a sweep returns.
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::events::Event;
+use crate::hierarchy::Setup;
+use crate::identity::Identity;
+use crate::metadata::Metadata;
+use crate::stats::ContainerStats;
+
+/// One container in a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Container {
+    /// The cgroup path, as cAdvisor's `id` label (`/docker/<id>`, `/` for the machine).
+    pub id: String,
+    #[serde(flatten)]
+    pub identity: Identity,
+    /// When this collector first saw it (Unix milliseconds).
+    pub first_seen_ms: u64,
+    /// When its cgroup directory was made (its ctime, Unix milliseconds), where known.
+    pub created_ms: Option<u64>,
+    /// Read as idle in this sweep: only CPU, memory usage, tasks and network were read;
+    /// the other figures are those of its last full read (`Config::idle_interval`).
+    pub idle: bool,
+    /// Names, image and labels from the container runtime, where known.
+    pub meta: Metadata,
+    pub stats: ContainerStats,
+}
+
+/// One sweep's result: everything that could be read, and what could not.
+#[derive(Debug, Default, Serialize)]
+pub struct Snapshot {
+    /// When the sweep started (Unix milliseconds).
+    pub timestamp_ms: u64,
+    pub setup: Option<Setup>,
+    pub containers: Vec<Container>,
+    pub machine: crate::machine::MachineStats,
+    /// Lifecycle events noticed in this sweep.
+    pub events: Vec<Event>,
+    /// Errors met in the sweep; the containers they concern are still in `containers` with
+    /// the fields that could be read.
+    #[serde(serialize_with = "errors_as_text")]
+    pub errors: Vec<Error>,
+    pub duration_us: u64,
+}
+
+fn errors_as_text<S: serde::Serializer>(
+    errs: &[Error],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_seq(errs.iter().map(|e| e.to_string()))
+}
+
+impl Snapshot {
+    pub fn get(&self, id: &str) -> Option<&Container> {
+        self.containers.iter().find(|c| c.id == id)
+    }
+}

@@ -1,0 +1,103 @@
+//! An idle sweep reports every figure of the last full read that it did not read itself, by
+//! structure: checked over every field that the kernel captures fill.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use super::container::Sweep;
+use super::Collector;
+use crate::dirs::DirPlan;
+use crate::stats::ContainerStats;
+use crate::testutil::{every_field, filled, fixture_collector};
+
+const CAPTURES: [&str; 2] = ["cgroup-v1-hybrid-docker", "cgroup-v2-kubepods"];
+
+impl Collector {
+    /// Each followed cgroup's figures as an idle sweep reads them itself: the probe alone.
+    fn probe_only(&mut self) -> Vec<ContainerStats> {
+        let mut sweep = Sweep {
+            config: &self.config,
+            setup: self.hierarchy.setup,
+            user_hz: self.user_hz,
+            reader: &mut self.reader,
+            net: &mut self.net,
+            load: self.load.as_mut(),
+            devices: &mut self.devices,
+            layers: self.layers.as_mut(),
+            spec_watch: self.spec_watch.as_mut(),
+            spec_written: Default::default(),
+            plan: DirPlan::new(0, 0),
+            now: Instant::now(),
+            now_ms: 0,
+        };
+        let mut out = Vec::new();
+        for t in &mut self.tracked {
+            sweep.probe(t);
+            out.push(t.stats.clone());
+        }
+        out
+    }
+}
+
+/// Each capture's containers read in full (per-CPU usage included), and by the probe alone.
+fn reads(capture: &str) -> Vec<(String, ContainerStats, ContainerStats)> {
+    let mut c = fixture_collector(capture);
+    c.config.per_cpu = true;
+    let full = c.sweep();
+    let probes = c.probe_only();
+    assert_eq!(full.containers.len(), probes.len());
+    full.containers
+        .into_iter()
+        .zip(probes)
+        .map(|(c, p)| (c.id, c.stats, p))
+        .collect()
+}
+
+#[test]
+fn an_idle_sweep_carries_every_figure_of_the_full_read() {
+    for capture in CAPTURES {
+        let unified = capture.contains("v2");
+        let reads = reads(capture);
+        assert!(
+            reads.len() > 1,
+            "{capture}: too few containers to say anything"
+        );
+        for (id, full, probe) in reads {
+            let mut idle = probe;
+            idle.carry_rest(&full, unified);
+            // What every sweep sets on its own, whether idle or not.
+            idle.network.clone_from(&full.network);
+            idle.load = full.load;
+            idle.spec.assign(&full.spec);
+            idle.pids.limit = full.pids.limit;
+            idle.fs.clone_from(&full.fs);
+            assert_eq!(idle, full, "{capture} {id}");
+        }
+    }
+}
+
+/// Every figure of the groups a full read takes is filled by one capture or the other, so
+/// the test above compares every one: a figure added to the readers and to `ContainerStats`
+/// is covered as soon as a capture has its file, and one no capture has fails here.
+#[test]
+fn the_captures_fill_every_figure_of_the_full_read() {
+    let mut seen = BTreeSet::new();
+    for capture in CAPTURES {
+        for (_, full, _) in reads(capture) {
+            let v = serde_json::to_value(&full).expect("stats serialize");
+            filled(&v, String::new(), &mut seen);
+        }
+    }
+    let all = every_field();
+    assert!(all.len() > 40, "the type's fields: {all:?}");
+    let missing: Vec<_> = all
+        .iter()
+        .filter(|p| !OWN_PHASES.iter().any(|g| p.starts_with(g)))
+        .filter(|p| !seen.contains(*p))
+        .collect();
+    assert!(missing.is_empty(), "no capture fills {missing:?}");
+}
+
+/// The groups every sweep sets by phases of its own, idle or not (the test above copies
+/// them): tasks and their limit, load, network, spec, writable layer.
+const OWN_PHASES: [&str; 5] = [".pids.", ".load.", ".network.", ".spec.", ".fs."];
