@@ -1,7 +1,8 @@
 #!/bin/bash
-# A private dockerd for tests, in a directory of its own: no bridge, no iptables, its own data
-# root, exec root, pidfile and socket (the recipe in ../shared/RECIPES.md). Idempotent: `start`
-# on a directory whose dockerd already answers just prints its socket again.
+# A private dockerd for tests, in a directory of its own: its own data root, exec root, pidfile
+# and socket under DIR, and no network set-up on the host (`--bridge=none`, no iptables, no IP
+# masquerading), so it neither touches nor meets the host's own Docker. Idempotent: `start` on
+# a directory whose dockerd already answers just prints its socket again.
 #
 # Usage:
 #   scripts/docker-test-env.sh start DIR         start (or find) dockerd; prints unix://DIR/docker.sock

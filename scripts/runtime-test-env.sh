@@ -1,7 +1,8 @@
 #!/bin/bash
-# Private container runtimes for tests, each in a directory of its own (the recipes in
-# ../shared/RECIPES.md): Docker (through scripts/docker-test-env.sh), standalone containerd,
-# and Podman's Docker-compatible API service. No bridge network anywhere: containers are run
+# Private container runtimes for tests, each with its state, pidfile and socket in a directory
+# of its own: Docker (through scripts/docker-test-env.sh), standalone containerd (its own root,
+# state and sockets, the CRI plugin disabled) and Podman's Docker-compatible API service
+# (`podman system service`, its storage under DIR). No bridge network anywhere: containers are run
 # with `--network none` (Docker, Podman) or without a network (ctr). Idempotent: `*-start` on a
 # directory whose daemon already answers just prints its socket again; `*-stop` stops only the
 # daemon whose pid its own pidfile names, and what that daemon left under DIR.

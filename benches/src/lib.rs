@@ -418,8 +418,8 @@ pub fn cgroups_rs_read(hier: Box<dyn cgroups_rs::fs::Hierarchy>, rel: &str) -> u
     acc
 }
 
-/// The kernel's floor for the two files of DESIGN.md's measurement (`cpuacct.usage` and
-/// `memory.stat`) of every cgroup of a set, read three ways into one reused buffer.
+/// The kernel's floor: two files of every cgroup of a set (`cpuacct.usage` and `memory.stat`,
+/// a cgroup's CPU and memory at their barest), read four ways into reused buffers.
 pub struct Floor {
     paths: Vec<PathBuf>,
     cpaths: Vec<CString>,

@@ -1,8 +1,8 @@
-//! Runtime metadata against real daemons started by the tests (scripts/runtime-test-env.sh,
-//! the recipes in ../shared/RECIPES.md; no bridge network): Docker, standalone containerd and
-//! Podman name their containers in `Container.meta`; Kubernetes labels give pod, namespace and
-//! container; a container that stops leaves a `Stopped` event with its name, and one that the
-//! OOM killer hits an `OomKill` event with its name.
+//! Runtime metadata against real daemons started by the tests (scripts/runtime-test-env.sh:
+//! each daemon with its own state directory, pidfile and socket, no bridge network): Docker,
+//! standalone containerd and Podman name their containers in `Container.meta`; Kubernetes
+//! labels give pod, namespace and container; a container that stops leaves a `Stopped` event
+//! with its name, and one that the OOM killer hits an `OomKill` event with its name.
 //!
 //! Needs root and docker.io, containerd, podman, busybox-static (`scripts/test.sh` installs
 //! them).

@@ -1,4 +1,4 @@
-//! Exponential back-off with full jitter, and `Retry-After`.
+//! Exponential back-off with equal jitter (half the delay fixed, half random), and `Retry-After`.
 
 use std::time::Duration;
 
