@@ -6,12 +6,14 @@
 
 pub mod body;
 pub mod config;
+pub mod error;
 pub mod listener;
 pub mod policy;
 pub mod selfmetrics;
 pub mod server;
 pub mod sinks;
 pub mod state;
+pub mod value;
 pub mod webconfig;
 
 use std::process::ExitCode;
@@ -20,7 +22,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Parser;
+use clap::FromArgMatches;
 use collector_core::prometheus::{Format, Options};
 use collector_core::sink::SinkFeeder;
 use collector_core::{Collector, Config, Roots, Snapshot};
@@ -31,7 +33,10 @@ use state::Latest;
 
 /// The whole program: parse the command line, then serve or print a snapshot.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&config::command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let settings = match Settings::resolve(&cli.flags) {
         Ok(s) => s,
         Err(e) => {

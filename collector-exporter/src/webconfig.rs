@@ -29,7 +29,6 @@
 //! The file is read once, at start; changing it (or the certificates) takes a restart.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,6 +41,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use serde::Deserialize;
+
+use crate::error::{one_line, Error, Result};
 
 /// What the file asks for, checked and ready to use.
 pub struct WebConfig {
@@ -64,40 +65,15 @@ pub enum ClientAuth {
     RequireAndVerify,
 }
 
-/// A bad web config file: which key, and why. Never carries a password or a key.
-#[derive(Debug, PartialEq, Eq)]
-pub struct WebConfigError {
-    pub path: PathBuf,
-    /// The key in the file, dotted (`tls_server_config.cert_file`); empty when the file as a
-    /// whole is unreadable or not YAML of the right shape (the reason then names the key).
-    pub key: String,
-    pub reason: String,
+/// Where errors come from: a bad key (`key` dotted, `tls_server_config.cert_file`; empty when
+/// the file as a whole is unreadable or not YAML of the right shape, the reason then naming
+/// the key), never with a password or a key in the reason.
+fn bad(key: &str, reason: impl Into<String>) -> Error {
+    Error::new(key, reason)
 }
 
-impl fmt::Display for WebConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid web.config.file {}: ", self.path.display())?;
-        if !self.key.is_empty() {
-            write!(f, "{}: ", self.key)?;
-        }
-        f.write_str(&self.reason)
-    }
-}
-
-impl std::error::Error for WebConfigError {}
-
-/// A problem found while checking the file, before the path is attached.
-struct Bad {
-    key: String,
-    reason: String,
-}
-
-fn bad(key: &str, reason: impl Into<String>) -> Bad {
-    Bad {
-        key: key.to_string(),
-        reason: reason.into(),
-    }
-}
+/// The setting naming this file, said before its keys.
+const SETTING: &str = "web.config.file";
 
 // The file's shape. Every key is optional; an empty string counts as not given, as in Go.
 
@@ -149,18 +125,14 @@ struct RawRateLimit {
 
 impl WebConfig {
     /// Reads and checks the file; relative file names in it are taken from its directory.
-    pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-        let with_path = |b: Bad| WebConfigError {
-            path: path.to_path_buf(),
-            key: b.key,
-            reason: b.reason,
-        };
+    pub fn load(path: &Path) -> Result<WebConfig> {
+        let with_path = |e: Error| e.in_file(SETTING, path);
         let text = std::fs::read_to_string(path).map_err(|e| with_path(bad("", e.to_string())))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         Self::parse(&text, dir).map_err(with_path)
     }
 
-    fn parse(text: &str, dir: &Path) -> Result<WebConfig, Bad> {
+    fn parse(text: &str, dir: &Path) -> Result<WebConfig> {
         let raw = serde_norway::from_str::<Option<RawFile>>(text)
             .map_err(|e| bad("", one_line(&e.to_string())))?
             .unwrap_or_default();
@@ -212,10 +184,6 @@ impl WebConfig {
     }
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 fn nonempty<T: AsRef<std::ffi::OsStr>>(v: Option<T>) -> Option<T> {
     v.filter(|s| !s.as_ref().is_empty())
 }
@@ -235,7 +203,7 @@ fn pem_source(
     inline_key: &str,
     file_key: &str,
     dir: &Path,
-) -> Result<Option<(Vec<u8>, String)>, Bad> {
+) -> Result<Option<(Vec<u8>, String)>> {
     match (nonempty(inline), nonempty(file)) {
         (Some(_), Some(_)) => Err(bad(
             &key_of(file_key),
@@ -269,7 +237,7 @@ fn pem_reason(e: &rustls::pki_types::pem::Error, what: &str) -> String {
     }
 }
 
-fn certificates(pem: &[u8], key: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, Bad> {
+fn certificates(pem: &[u8], key: &str, what: &str) -> Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(key, pem_reason(&e, what)))?;
@@ -279,7 +247,7 @@ fn certificates(pem: &[u8], key: &str, what: &str) -> Result<Vec<CertificateDer<
     Ok(certs)
 }
 
-fn version(v: Option<String>, key: &str) -> Result<Option<u8>, Bad> {
+fn version(v: Option<String>, key: &str) -> Result<Option<u8>> {
     match nonempty(v).as_deref() {
         None => Ok(None),
         Some("TLS12") => Ok(Some(2)),
@@ -302,7 +270,7 @@ const GO_TLS13_SUITES: [&str; 3] = [
     "TLS_CHACHA20_POLY1305_SHA256",
 ];
 
-fn tls_config(t: RawTls, dir: &Path) -> Result<(Option<Arc<ServerConfig>>, ClientAuth), Bad> {
+fn tls_config(t: RawTls, dir: &Path) -> Result<(Option<Arc<ServerConfig>>, ClientAuth)> {
     let auth_type = nonempty(t.client_auth_type);
     let enabled = [&t.cert, &t.key, &t.client_ca]
         .iter()
@@ -509,7 +477,7 @@ const EXTRA_HEADERS: [(&str, &[&str]); 5] = [
     ("Content-Security-Policy", &[]),
 ];
 
-fn extra_headers(h: BTreeMap<String, String>) -> Result<Vec<(HeaderName, HeaderValue)>, Bad> {
+fn extra_headers(h: BTreeMap<String, String>) -> Result<Vec<(HeaderName, HeaderValue)>> {
     let mut out = Vec::new();
     for (name, value) in h {
         let key = format!("http_server_config.headers.{name}");
@@ -547,10 +515,10 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    fn from_raw(r: RawRateLimit) -> Result<Option<RateLimiter>, Bad> {
+    fn from_raw(r: RawRateLimit) -> Result<Option<RateLimiter>> {
         let interval = match nonempty(r.interval) {
             None => return Ok(None),
-            Some(text) => crate::config::parse_duration(&text)
+            Some(text) => crate::value::parse_duration(&text)
                 .map_err(|reason| bad("rate_limit.interval", reason))?,
         };
         if interval.is_zero() {
@@ -612,7 +580,7 @@ pub struct BasicAuth {
 }
 
 impl BasicAuth {
-    fn new(users: BTreeMap<String, serde_norway::Value>) -> Result<BasicAuth, Bad> {
+    fn new(users: BTreeMap<String, serde_norway::Value>) -> Result<BasicAuth> {
         let mut out = Vec::with_capacity(users.len());
         let mut costliest: Option<(u32, &str)> = None;
         for (user, value) in users {
@@ -768,7 +736,7 @@ fn bcrypt_cost(hash: &str) -> Option<u32> {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<WebConfig, Bad> {
+    fn parse(text: &str) -> Result<WebConfig> {
         WebConfig::parse(text, Path::new("/nonexistent"))
     }
 
