@@ -1,16 +1,216 @@
 //! Settings from built-in defaults, an optional TOML file and flags, in that order of
 //! precedence (a flag wins over the file, the file over the default).
 //!
-//! The file's keys are the flags' names without the leading dashes, so
-//! `--web.listen-address` is `web.listen-address = "..."` (a TOML dotted key).
+//! Each setting is declared once, in `settings!` below: its flag, its key in the file, its
+//! default and its help. The file's keys are the flags' names without the leading dashes,
+//! so `--web.listen-address` is `web.listen-address = "..."` (a TOML dotted key).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde::Deserialize;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use collector_core::runtime::{ContainerdConfig, CrioConfig, EngineConfig};
+
+use crate::error::{one_line, Error, Result};
+use crate::value::{format_duration, parse_duration, parse_listen};
+
+/// Declares the settings: for each, a field of [`Given`] (the flag, from `long`; its key in
+/// the file, the same unless `in file` says otherwise; its help, from the doc comment) and
+/// its default, an expression over `$d` ([`Defaults`]); without one, the setting is off
+/// unless given.
+macro_rules! settings {
+    (
+        defaults from $d:ident;
+        $(
+            $(#[$attr:meta])*
+            $field:ident: $ty:ty = $flag:literal $(in file $key:literal)? $(, default $default:expr)?;
+        )*
+    ) => {
+        /// Each setting where it was given (on the command line, or in the file); `None` when
+        /// not given there.
+        #[derive(Debug, Default, Clone, Args)]
+        pub struct Given {
+            $(
+                $(#[$attr])*
+                #[arg(long = $flag, global = true)]
+                pub $field: Option<$ty>,
+            )*
+        }
+
+        /// Every setting after precedence; those with a default are always there.
+        #[derive(Debug)]
+        struct Chosen {
+            $( $field: settings!(@chosen $ty $(, $default)?), )*
+        }
+
+        impl Given {
+            /// Each setting's key in the file.
+            const KEYS: &[&str] = &[ $( settings!(@key $flag $(, $key)?), )* ];
+
+            /// The settings in a file, from its dotted keys; unknown keys are refused.
+            fn from_keys(mut keys: std::collections::BTreeMap<String, toml::Value>) -> Result<Given, String> {
+                let given = Given {
+                    $( $field: take(&mut keys, settings!(@key $flag $(, $key)?))?, )*
+                };
+                match keys.into_keys().next() {
+                    Some(k) if is_section(&k) => Err(format!("{k:?} must be a table of settings")),
+                    Some(k) => Err(format!("unknown key {k:?}")),
+                    None => Ok(given),
+                }
+            }
+
+            /// These over `file`, over the defaults.
+            fn over(self, file: Given, $d: &Defaults) -> Chosen {
+                Chosen {
+                    $( $field: settings!(@pick self.$field.or(file.$field) $(, $default)?), )*
+                }
+            }
+
+            /// (flag id, default) for `--help`.
+            fn shown_defaults($d: &Defaults) -> Vec<(&'static str, String)> {
+                let mut out: Vec<(&'static str, String)> = Vec::new();
+                $( settings!(@show out, $field: $ty $(, $default)?); )*
+                out
+            }
+        }
+    };
+    (@chosen $ty:ty) => { Option<$ty> };
+    (@chosen $ty:ty, $default:expr) => { $ty };
+    (@key $flag:literal) => { $flag };
+    (@key $flag:literal, $key:literal) => { $key };
+    (@pick $v:expr) => { $v };
+    (@pick $v:expr, $default:expr) => { $v.unwrap_or_else(|| $default) };
+    (@show $out:ident, $field:ident: $ty:ty) => {};
+    (@show $out:ident, $field:ident: $ty:ty, $default:expr) => {
+        let default: $ty = $default;
+        if let Some(s) = default.shown() {
+            $out.push((stringify!($field), s));
+        }
+    };
+}
+
+/// Where defaults come from: collector-core's own wherever it has one, so none is written
+/// twice.
+struct Defaults {
+    core: collector_core::Config,
+    exposition: collector_core::prometheus::Options,
+}
+
+impl Defaults {
+    fn new() -> Defaults {
+        Defaults {
+            core: collector_core::Config::default(),
+            exposition: collector_core::prometheus::Options::default(),
+        }
+    }
+}
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9338";
+
+settings! {
+    defaults from d;
+    /// Address to listen on.
+    listen_address: String = "web.listen-address", default DEFAULT_LISTEN.into();
+    /// Path under which to expose metrics.
+    telemetry_path: String = "web.telemetry-path", default "/metrics".into();
+    /// YAML file enabling TLS and/or basic auth, as for Prometheus exporters [default: none].
+    web_config: PathBuf = "web.config.file" in file "web.config-file";
+    /// How often to read every container, e.g. 1s, 500ms.
+    interval: String = "housekeeping.interval", default "5s".into();
+    /// How often limits and shares (the spec files) are re-read where writes to them cannot be
+    /// watched (no inotify, or past its limit), e.g. 30s. Watched, they are read at the next
+    /// sweep after a write and at least every 5 min.
+    spec_interval: String = "housekeeping.spec-interval",
+        default format_duration(d.core.spec_interval);
+    /// How often an idle container (no CPU time, memory or task change since its last full
+    /// read) has all its files read; between, only CPU, memory usage, tasks and network
+    /// counters are. 0s reads everything every time.
+    idle_interval: String = "housekeeping.idle-interval",
+        default format_duration(d.core.idle_interval);
+    /// Keep each container's cgroup files open between sweeps: about half the CPU, for some
+    /// 60 KiB of kernel memory per container.
+    #[arg(num_args = 0, default_missing_value = "true")]
+    hold_files: bool = "housekeeping.hold-files", default d.core.hold_files;
+    /// Where the host's /proc is mounted.
+    procfs: PathBuf = "path.procfs", default d.core.roots.proc_root.clone();
+    /// Where the host's /sys is mounted.
+    sysfs: PathBuf = "path.sysfs", default d.core.roots.sys_root.clone();
+    /// Where the host's / is mounted, for containers' writable layers.
+    rootfs: PathBuf = "path.rootfs", default d.core.fs.rootfs.clone();
+    /// How often each container's writable layer is measured, e.g. 1m.
+    fs_interval: String = "fs.interval", default format_duration(d.core.fs.interval);
+    /// Only cgroups under this prefix (repeatable) [default: all].
+    include: Vec<String> = "cgroups.include", default d.core.include.clone();
+    /// Never cgroups under this prefix (repeatable).
+    exclude: Vec<String> = "cgroups.exclude", default d.core.exclude.clone();
+    /// Report only containers made by a runtime (and the machine), not raw cgroups.
+    #[arg(num_args = 0, default_missing_value = "true")]
+    runtime_only: bool = "containers.runtime-only", default d.core.runtime_only;
+    /// Read and serve per-CPU usage (container_cpu_usage_seconds_total{cpu="cpu00"}, ...),
+    /// one series per CPU per container; when off, cpu="total" only.
+    #[arg(num_args = 0, default_missing_value = "true")]
+    per_cpu: bool = "containers.per-cpu", default d.core.per_cpu;
+    /// Runtime label exposed as container_label_<key> (repeatable) [default: none].
+    label_allowlist: Vec<String> = "containers.label-allowlist",
+        default d.exposition.label_allowlist.clone();
+    /// TOML file of allowed images and names; containers outside it are reported.
+    policy_file: PathBuf = "containers.policy-file";
+    /// Docker Engine API socket, or `off`.
+    docker_socket: String = "runtime.docker-socket", default EngineConfig::DOCKER_SOCKET.into();
+    /// Podman's Docker-compatible API socket, or `off` [default: off].
+    podman_socket: String = "runtime.podman-socket";
+    /// containerd's API socket, or `off`.
+    containerd_socket: String = "runtime.containerd-socket",
+        default ContainerdConfig::SOCKET.into();
+    /// CRI-O's socket, or `off`.
+    crio_socket: String = "runtime.crio-socket", default CrioConfig::SOCKET.into();
+    /// error, warn, info, debug or trace.
+    log_level: String = "log.level", default "info".into();
+    /// human or json.
+    log_format: String = "log.format", default "human".into();
+}
+
+/// A default as `--help` shows it, if it says anything.
+trait Shown {
+    fn shown(&self) -> Option<String>;
+}
+
+impl Shown for String {
+    fn shown(&self) -> Option<String> {
+        Some(self.clone())
+    }
+}
+
+impl Shown for PathBuf {
+    fn shown(&self) -> Option<String> {
+        Some(self.display().to_string())
+    }
+}
+
+impl Shown for bool {
+    fn shown(&self) -> Option<String> {
+        Some(if *self { "on" } else { "off" }.into())
+    }
+}
+
+impl Shown for Vec<String> {
+    fn shown(&self) -> Option<String> {
+        (!self.is_empty()).then(|| self.join(", "))
+    }
+}
+
+/// The value under `key`, typed, or `None` when the file does not have it.
+fn take<T: serde::de::DeserializeOwned>(
+    keys: &mut std::collections::BTreeMap<String, toml::Value>,
+    key: &str,
+) -> std::result::Result<Option<T>, String> {
+    keys.remove(key)
+        .map(|v| {
+            v.try_into()
+                .map_err(|e: toml::de::Error| format!("{key}: {}", one_line(e.message())))
+        })
+        .transpose()
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,6 +223,18 @@ pub struct Cli {
     pub flags: Flags,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// The command line, with each setting's default in its help.
+pub fn command() -> clap::Command {
+    let shown = Given::shown_defaults(&Defaults::new());
+    Cli::command().mut_args(|a| match shown.iter().find(|(id, _)| a.get_id() == *id) {
+        Some((_, d)) => {
+            let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            a.help(format!("{help} [default: {d}]"))
+        }
+        None => a,
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,189 +252,72 @@ pub enum SnapshotFormat {
     Prometheus,
 }
 
-/// Every flag is optional here so that "not given" can fall back to the file.
+/// The command line's settings: the file's name, and every setting the file can hold.
 #[derive(Debug, Default, Args)]
 pub struct Flags {
     /// TOML configuration file (optional; every flag can be set there).
     #[arg(long = "config.file", global = true)]
     pub config_file: Option<PathBuf>,
-    /// Address to listen on [default: 0.0.0.0:9338].
-    #[arg(long = "web.listen-address", global = true)]
-    pub listen_address: Option<String>,
-    /// Path under which to expose metrics [default: /metrics].
-    #[arg(long = "web.telemetry-path", global = true)]
-    pub telemetry_path: Option<String>,
-    /// YAML file enabling TLS and/or basic auth, as for Prometheus exporters [default: none].
-    #[arg(long = "web.config.file", global = true)]
-    pub web_config: Option<PathBuf>,
-    /// How often to read every container, e.g. 1s, 500ms [default: 5s].
-    #[arg(long = "housekeeping.interval", global = true)]
-    pub interval: Option<String>,
-    /// How often limits and shares (the spec files) are re-read where writes to them cannot be
-    /// watched (no inotify, or past its limit), e.g. 30s [default: 30s]. Watched, they are read
-    /// at the next sweep after a write and at least every 5 min.
-    #[arg(long = "housekeeping.spec-interval", global = true)]
-    pub spec_interval: Option<String>,
-    /// How often an idle container (no CPU time, memory or task change since its last full
-    /// read) has all its files read; between, only CPU, memory usage, tasks and network
-    /// counters are. 0s reads everything every time [default: 60s].
-    #[arg(long = "housekeeping.idle-interval", global = true)]
-    pub idle_interval: Option<String>,
-    /// Keep each container's cgroup files open between sweeps: about half the CPU, for some
-    /// 60 KiB of kernel memory per container [default: off].
-    #[arg(long = "housekeeping.hold-files", global = true)]
-    pub hold_files: bool,
-    /// Where the host's /proc is mounted [default: /proc].
-    #[arg(long = "path.procfs", global = true)]
-    pub procfs: Option<PathBuf>,
-    /// Where the host's /sys is mounted [default: /sys].
-    #[arg(long = "path.sysfs", global = true)]
-    pub sysfs: Option<PathBuf>,
-    /// Where the host's / is mounted, for containers' writable layers [default: /].
-    #[arg(long = "path.rootfs", global = true)]
-    pub rootfs: Option<PathBuf>,
-    /// How often each container's writable layer is measured, e.g. 1m [default: 1m].
-    #[arg(long = "fs.interval", global = true)]
-    pub fs_interval: Option<String>,
-    /// Only cgroups under this prefix (repeatable) [default: all].
-    #[arg(long = "cgroups.include", global = true)]
-    pub include: Vec<String>,
-    /// Never cgroups under this prefix (repeatable).
-    #[arg(long = "cgroups.exclude", global = true)]
-    pub exclude: Vec<String>,
-    /// Report only containers made by a runtime (and the machine), not raw cgroups.
-    #[arg(long = "containers.runtime-only", global = true)]
-    pub runtime_only: bool,
-    /// Read and serve per-CPU usage (container_cpu_usage_seconds_total{cpu="cpu00"}, ...),
-    /// one series per CPU per container [default: off, cpu="total" only].
-    #[arg(long = "containers.per-cpu", global = true)]
-    pub per_cpu: bool,
-    /// Runtime label exposed as container_label_<key> (repeatable) [default: none].
-    #[arg(long = "containers.label-allowlist", global = true)]
-    pub label_allowlist: Vec<String>,
-    /// TOML file of allowed images and names; containers outside it are reported.
-    #[arg(long = "containers.policy-file", global = true)]
-    pub policy_file: Option<PathBuf>,
-    /// Docker Engine API socket, or `off` [default: /var/run/docker.sock].
-    #[arg(long = "runtime.docker-socket", global = true)]
-    pub docker_socket: Option<String>,
-    /// Podman's Docker-compatible API socket, or `off` [default: off].
-    #[arg(long = "runtime.podman-socket", global = true)]
-    pub podman_socket: Option<String>,
-    /// containerd's API socket, or `off` [default: /run/containerd/containerd.sock].
-    #[arg(long = "runtime.containerd-socket", global = true)]
-    pub containerd_socket: Option<String>,
-    /// CRI-O's socket, or `off` [default: /var/run/crio/crio.sock].
-    #[arg(long = "runtime.crio-socket", global = true)]
-    pub crio_socket: Option<String>,
-    /// error, warn, info, debug or trace [default: info].
-    #[arg(long = "log.level", global = true)]
-    pub log_level: Option<String>,
-    /// human or json [default: human].
-    #[arg(long = "log.format", global = true)]
-    pub log_format: Option<String>,
+    #[command(flatten)]
+    pub given: Given,
 }
 
-/// The file's shape. Unknown keys are refused, so a typo is caught, not ignored.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct File {
-    #[serde(default)]
-    pub web: FileWeb,
-    #[serde(default)]
-    pub housekeeping: FileHousekeeping,
-    #[serde(default)]
-    pub path: FilePath,
-    #[serde(default)]
-    pub cgroups: FileCgroups,
-    #[serde(default)]
-    pub containers: FileContainers,
-    #[serde(default)]
-    pub log: FileLog,
-    #[serde(default)]
-    pub runtime: FileRuntime,
-    #[serde(default)]
-    pub fs: FileFs,
-    /// `[[sinks]]`, parsed by `crate::sinks`.
-    #[serde(default)]
-    pub sinks: Vec<toml::Table>,
+/// What a config file holds: settings, and the `[[sinks]]` tables for `crate::sinks`.
+#[derive(Default)]
+struct File {
+    given: Given,
+    sinks: Vec<toml::Table>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileWeb {
-    #[serde(rename = "listen-address")]
-    pub listen_address: Option<String>,
-    #[serde(rename = "telemetry-path")]
-    pub telemetry_path: Option<String>,
-    #[serde(rename = "config-file")]
-    pub config_file: Option<PathBuf>,
+impl File {
+    fn load(path: &Path) -> Result<File> {
+        let bad =
+            |reason: String| Error::new("config.file", format!("{}: {reason}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| bad(one_line(&e.to_string())))?;
+        let sinks = match table.remove("sinks") {
+            None => Vec::new(),
+            Some(v) => v
+                .try_into()
+                .map_err(|e: toml::de::Error| bad(format!("sinks: {}", one_line(e.message()))))?,
+        };
+        let mut keys = std::collections::BTreeMap::new();
+        dotted("", table, &mut keys);
+        let given = Given::from_keys(keys).map_err(bad)?;
+        Ok(File { given, sinks })
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileHousekeeping {
-    pub interval: Option<String>,
-    #[serde(rename = "spec-interval")]
-    pub spec_interval: Option<String>,
-    #[serde(rename = "idle-interval")]
-    pub idle_interval: Option<String>,
-    #[serde(rename = "hold-files")]
-    pub hold_files: Option<bool>,
+/// Whether settings are under `key` (`web` for `web.listen-address`).
+fn is_section(key: &str) -> bool {
+    Given::KEYS.iter().any(|k| {
+        k.strip_prefix(key)
+            .is_some_and(|rest| rest.starts_with('.'))
+    })
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilePath {
-    pub procfs: Option<PathBuf>,
-    pub sysfs: Option<PathBuf>,
-    pub rootfs: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileFs {
-    pub interval: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileCgroups {
-    pub include: Option<Vec<String>>,
-    pub exclude: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileContainers {
-    #[serde(rename = "runtime-only")]
-    pub runtime_only: Option<bool>,
-    #[serde(rename = "per-cpu")]
-    pub per_cpu: Option<bool>,
-    #[serde(rename = "label-allowlist")]
-    pub label_allowlist: Option<Vec<String>>,
-    #[serde(rename = "policy-file")]
-    pub policy_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileRuntime {
-    #[serde(rename = "docker-socket")]
-    pub docker_socket: Option<String>,
-    #[serde(rename = "podman-socket")]
-    pub podman_socket: Option<String>,
-    #[serde(rename = "containerd-socket")]
-    pub containerd_socket: Option<String>,
-    #[serde(rename = "crio-socket")]
-    pub crio_socket: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileLog {
-    pub level: Option<String>,
-    pub format: Option<String>,
+/// `[web]` / `listen-address = ...` and `web.listen-address = ...` alike, as dotted keys.
+/// A table is gone into only where settings are under it, so a table given for a setting
+/// is refused by its type, and an unknown one by its name.
+fn dotted(
+    prefix: &str,
+    table: toml::Table,
+    out: &mut std::collections::BTreeMap<String, toml::Value>,
+) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) if is_section(&key) => dotted(&key, t, out),
+            v => {
+                out.insert(key, v);
+            }
+        }
+    }
 }
 
 /// The settings in force.
@@ -256,291 +351,146 @@ pub struct Settings {
     pub crio_socket: Option<PathBuf>,
 }
 
-/// A bad setting: which key, and why.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    pub key: String,
-    pub reason: String,
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "invalid {}: {}", self.key, self.reason)
-    }
-}
-
-/// A duration setting (`text`, else `default`) of at most an hour.
-fn duration_up_to_1h(
-    key: &str,
-    text: Option<String>,
-    default: &str,
-) -> Result<Duration, ConfigError> {
-    let text = text.unwrap_or_else(|| default.into());
-    let d = parse_duration(&text).map_err(|r| bad(key, r))?;
+/// A duration setting of at most an hour.
+fn duration_up_to_1h(key: &str, text: &str) -> Result<Duration> {
+    let d = parse_duration(text).map_err(|r| Error::new(key, r))?;
     if d > Duration::from_secs(3600) {
-        return Err(bad(key, format!("{text:?} is over 1h")));
+        return Err(Error::new(key, format!("{text:?} is over 1h")));
     }
     Ok(d)
 }
 
-fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.to_string(),
-        reason: reason.into(),
+/// A runtime's socket, or `None` when switched off (`off`, empty, or no default).
+fn socket(given: Option<String>) -> Option<PathBuf> {
+    match given.as_deref() {
+        None | Some("off") | Some("") => None,
+        Some(p) => Some(PathBuf::from(p)),
     }
 }
 
 impl Settings {
     /// Merges flags over the file over the defaults, and checks every value.
-    pub fn resolve(flags: &Flags) -> Result<Settings, ConfigError> {
+    pub fn resolve(flags: &Flags) -> Result<Settings> {
         let file = match &flags.config_file {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| bad("config.file", format!("{}: {e}", p.display())))?;
-                toml::from_str::<File>(&text).map_err(|e| {
-                    bad(
-                        "config.file",
-                        format!("{}: {}", p.display(), one_line(&e.to_string())),
-                    )
-                })?
-            }
+            Some(p) => File::load(p)?,
             None => File::default(),
         };
-        let listen = flags
-            .listen_address
-            .clone()
-            .or(file.web.listen_address)
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-        let listen_address = parse_listen(&listen).map_err(|r| bad("web.listen-address", r))?;
-        let telemetry_path = flags
-            .telemetry_path
-            .clone()
-            .or(file.web.telemetry_path)
-            .unwrap_or_else(|| "/metrics".into());
+        let v = flags.given.clone().over(file.given, &Defaults::new());
+        let listen_address =
+            parse_listen(&v.listen_address).map_err(|r| Error::new("web.listen-address", r))?;
+        let telemetry_path = v.telemetry_path;
         if !telemetry_path.starts_with('/')
             || telemetry_path.starts_with("/api/")
             || telemetry_path == "/healthz"
         {
-            return Err(bad(
+            return Err(Error::new(
                 "web.telemetry-path",
                 format!(
                     "{telemetry_path:?} must start with / and not clash with /healthz or /api/"
                 ),
             ));
         }
-        let web_config = flags.web_config.clone().or(file.web.config_file);
-        let interval_text = flags
-            .interval
-            .clone()
-            .or(file.housekeeping.interval)
-            .unwrap_or_else(|| "5s".into());
         let interval =
-            parse_duration(&interval_text).map_err(|r| bad("housekeeping.interval", r))?;
+            parse_duration(&v.interval).map_err(|r| Error::new("housekeeping.interval", r))?;
         if interval < Duration::from_millis(100) || interval > Duration::from_secs(3600) {
-            return Err(bad(
+            return Err(Error::new(
                 "housekeeping.interval",
-                format!("{interval_text:?} is outside 100ms..1h"),
+                format!("{:?} is outside 100ms..1h", v.interval),
             ));
         }
-        let spec_interval = duration_up_to_1h(
-            "housekeeping.spec-interval",
-            flags
-                .spec_interval
-                .clone()
-                .or(file.housekeeping.spec_interval),
-            "30s",
-        )?;
-        let idle_interval = duration_up_to_1h(
-            "housekeeping.idle-interval",
-            flags
-                .idle_interval
-                .clone()
-                .or(file.housekeeping.idle_interval),
-            "60s",
-        )?;
-        let procfs = flags
-            .procfs
-            .clone()
-            .or(file.path.procfs)
-            .unwrap_or_else(|| "/proc".into());
-        let sysfs = flags
-            .sysfs
-            .clone()
-            .or(file.path.sysfs)
-            .unwrap_or_else(|| "/sys".into());
-        let rootfs = flags
-            .rootfs
-            .clone()
-            .or(file.path.rootfs)
-            .unwrap_or_else(|| "/".into());
-        let fs_text = flags
-            .fs_interval
-            .clone()
-            .or(file.fs.interval)
-            .unwrap_or_else(|| "1m".into());
-        let fs_interval = parse_duration(&fs_text).map_err(|r| bad("fs.interval", r))?;
+        let spec_interval = duration_up_to_1h("housekeeping.spec-interval", &v.spec_interval)?;
+        let idle_interval = duration_up_to_1h("housekeeping.idle-interval", &v.idle_interval)?;
+        let fs_interval =
+            parse_duration(&v.fs_interval).map_err(|r| Error::new("fs.interval", r))?;
         if fs_interval < Duration::from_secs(1) {
-            return Err(bad("fs.interval", format!("{fs_text:?} is under 1s")));
+            return Err(Error::new(
+                "fs.interval",
+                format!("{:?} is under 1s", v.fs_interval),
+            ));
         }
         for (key, p) in [
-            ("path.procfs", &procfs),
-            ("path.sysfs", &sysfs),
-            ("path.rootfs", &rootfs),
+            ("path.procfs", &v.procfs),
+            ("path.sysfs", &v.sysfs),
+            ("path.rootfs", &v.rootfs),
         ] {
             if !p.is_dir() {
-                return Err(bad(key, format!("{} is not a directory", p.display())));
+                return Err(Error::new(
+                    key,
+                    format!("{} is not a directory", p.display()),
+                ));
             }
         }
-        let pick = |flag: &Vec<String>, file: Option<Vec<String>>| {
-            if flag.is_empty() {
-                file.unwrap_or_default()
-            } else {
-                flag.clone()
-            }
-        };
-        let include = pick(&flags.include, file.cgroups.include);
-        let exclude = pick(&flags.exclude, file.cgroups.exclude);
-        for (key, list) in [("cgroups.include", &include), ("cgroups.exclude", &exclude)] {
+        for (key, list) in [
+            ("cgroups.include", &v.include),
+            ("cgroups.exclude", &v.exclude),
+        ] {
             if let Some(p) = list.iter().find(|p| !p.starts_with('/')) {
-                return Err(bad(
+                return Err(Error::new(
                     key,
                     format!("{p:?} must be a cgroup path starting with /"),
                 ));
             }
         }
-        let label_allowlist = pick(&flags.label_allowlist, file.containers.label_allowlist);
-        if let Some(k) = label_allowlist.iter().find(|k| k.is_empty()) {
-            return Err(bad(
+        if let Some(k) = v.label_allowlist.iter().find(|k| k.is_empty()) {
+            return Err(Error::new(
                 "containers.label-allowlist",
                 format!("{k:?}: empty label key"),
             ));
         }
-        let level_text = flags
-            .log_level
-            .clone()
-            .or(file.log.level)
-            .unwrap_or_else(|| "info".into());
-        let log_level = level_text.parse::<tracing::Level>().map_err(|_| {
-            bad(
+        let log_level = v.log_level.parse::<tracing::Level>().map_err(|_| {
+            Error::new(
                 "log.level",
-                format!("{level_text:?} is not one of error, warn, info, debug, trace"),
+                format!(
+                    "{:?} is not one of error, warn, info, debug, trace",
+                    v.log_level
+                ),
             )
         })?;
-        let format_text = flags
-            .log_format
-            .clone()
-            .or(file.log.format)
-            .unwrap_or_else(|| "human".into());
-        let log_json = match format_text.as_str() {
+        let log_json = match v.log_format.as_str() {
             "human" => false,
             "json" => true,
-            other => return Err(bad("log.format", format!("{other:?} is not human or json"))),
+            other => {
+                return Err(Error::new(
+                    "log.format",
+                    format!("{other:?} is not human or json"),
+                ))
+            }
         };
         let sinks = crate::sinks::parse(&file.sinks)?;
-        let policy = match flags.policy_file.clone().or(file.containers.policy_file) {
+        let policy = match &v.policy_file {
             Some(p) => Some(
-                crate::policy::Policy::load(&p).map_err(|r| bad("containers.policy-file", r))?,
+                crate::policy::Policy::load(p)
+                    .map_err(|r| Error::new("containers.policy-file", r))?,
             ),
             None => None,
         };
-        let socket = |flag: &Option<String>, file: Option<String>, default: Option<&str>| match flag
-            .clone()
-            .or(file)
-            .as_deref()
-            .or(default)
-        {
-            None | Some("off") | Some("") => None,
-            Some(p) => Some(PathBuf::from(p)),
-        };
-        let docker_socket = socket(
-            &flags.docker_socket,
-            file.runtime.docker_socket,
-            Some("/var/run/docker.sock"),
-        );
-        let podman_socket = socket(&flags.podman_socket, file.runtime.podman_socket, None);
-        let containerd_socket = socket(
-            &flags.containerd_socket,
-            file.runtime.containerd_socket,
-            Some("/run/containerd/containerd.sock"),
-        );
-        let crio_socket = socket(
-            &flags.crio_socket,
-            file.runtime.crio_socket,
-            Some("/var/run/crio/crio.sock"),
-        );
         Ok(Settings {
             listen_address,
             telemetry_path,
-            web_config,
+            web_config: v.web_config,
             interval,
             spec_interval,
             idle_interval,
-            hold_files: flags.hold_files || file.housekeeping.hold_files.unwrap_or(false),
-            procfs,
-            sysfs,
-            include,
-            exclude,
-            runtime_only: flags.runtime_only || file.containers.runtime_only.unwrap_or(false),
-            per_cpu: flags.per_cpu || file.containers.per_cpu.unwrap_or(false),
-            label_allowlist,
+            hold_files: v.hold_files,
+            procfs: v.procfs,
+            sysfs: v.sysfs,
+            include: v.include,
+            exclude: v.exclude,
+            runtime_only: v.runtime_only,
+            per_cpu: v.per_cpu,
+            label_allowlist: v.label_allowlist,
             log_level,
             log_json,
             sinks,
             policy,
-            rootfs,
+            rootfs: v.rootfs,
             fs_interval,
-            docker_socket,
-            podman_socket,
-            containerd_socket,
-            crio_socket,
+            docker_socket: socket(Some(v.docker_socket)),
+            podman_socket: socket(v.podman_socket),
+            containerd_socket: socket(Some(v.containerd_socket)),
+            crio_socket: socket(Some(v.crio_socket)),
         })
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// `host:port`, `:port` (all interfaces) or `[v6]:port`.
-pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
-    let full = if s.starts_with(':') {
-        format!("0.0.0.0{s}")
-    } else {
-        s.to_string()
-    };
-    full.parse()
-        .map_err(|_| format!("{s:?} is not host:port (e.g. 0.0.0.0:9338, 127.0.0.1:9338, :9338)"))
-}
-
-/// `500ms`, `1s`, `2m`, `1h`, or combinations like `1m30s`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let err = || format!("{s:?} is not a duration like 500ms, 10s, 1m30s");
-    let mut total = Duration::ZERO;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err(err());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
-        if digits == 0 {
-            return Err(err());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let d = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.saturating_mul(60)),
-            "h" => Duration::from_secs(n.saturating_mul(3600)),
-            _ => return Err(err()),
-        };
-        total = total.saturating_add(d);
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
 }
 
 #[cfg(test)]
@@ -577,10 +527,10 @@ mod tests {
         assert_eq!(s.spec_interval, Duration::from_secs(30), "the default");
         assert_eq!(s.idle_interval, Duration::from_secs(60), "the default");
         assert_eq!(s.include, vec!["/docker".to_string()]);
-        f.interval = Some("750ms".into());
-        f.spec_interval = Some("5s".into());
-        f.idle_interval = Some("0s".into());
-        f.include = vec!["/kubepods".into()];
+        f.given.interval = Some("750ms".into());
+        f.given.spec_interval = Some("5s".into());
+        f.given.idle_interval = Some("0s".into());
+        f.given.include = Some(vec!["/kubepods".into()]);
         let s = Settings::resolve(&f).unwrap();
         assert_eq!(s.interval, Duration::from_millis(750));
         assert_eq!(s.spec_interval, Duration::from_secs(5));
@@ -598,7 +548,7 @@ mod tests {
         f.config_file = Some(p);
         let s = Settings::resolve(&f).unwrap();
         assert_eq!(s.web_config, Some(PathBuf::from("/etc/web.yml")));
-        f.web_config = Some("/tmp/w.yml".into());
+        f.given.web_config = Some("/tmp/w.yml".into());
         let s = Settings::resolve(&f).unwrap();
         assert_eq!(s.web_config, Some(PathBuf::from("/tmp/w.yml")));
     }
@@ -608,48 +558,51 @@ mod tests {
         type Case = (Box<dyn Fn(&mut Flags)>, &'static str);
         let cases: Vec<Case> = vec![
             (
-                Box::new(|f| f.interval = Some("soon".into())),
+                Box::new(|f| f.given.interval = Some("soon".into())),
                 "housekeeping.interval",
             ),
             (
-                Box::new(|f| f.interval = Some("10ms".into())),
+                Box::new(|f| f.given.interval = Some("10ms".into())),
                 "housekeeping.interval",
             ),
             (
-                Box::new(|f| f.spec_interval = Some("2h".into())),
+                Box::new(|f| f.given.spec_interval = Some("2h".into())),
                 "housekeeping.spec-interval",
             ),
             (
-                Box::new(|f| f.spec_interval = Some("often".into())),
+                Box::new(|f| f.given.spec_interval = Some("often".into())),
                 "housekeeping.spec-interval",
             ),
             (
-                Box::new(|f| f.idle_interval = Some("2h".into())),
+                Box::new(|f| f.given.idle_interval = Some("2h".into())),
                 "housekeeping.idle-interval",
             ),
             (
-                Box::new(|f| f.idle_interval = Some("-1s".into())),
+                Box::new(|f| f.given.idle_interval = Some("-1s".into())),
                 "housekeeping.idle-interval",
             ),
             (
-                Box::new(|f| f.listen_address = Some("nowhere".into())),
+                Box::new(|f| f.given.listen_address = Some("nowhere".into())),
                 "web.listen-address",
             ),
             (
-                Box::new(|f| f.telemetry_path = Some("metrics".into())),
+                Box::new(|f| f.given.telemetry_path = Some("metrics".into())),
                 "web.telemetry-path",
             ),
             (
-                Box::new(|f| f.procfs = Some("/nonexistent".into())),
+                Box::new(|f| f.given.procfs = Some("/nonexistent".into())),
                 "path.procfs",
             ),
             (
-                Box::new(|f| f.include = vec!["docker".into()]),
+                Box::new(|f| f.given.include = Some(vec!["docker".into()])),
                 "cgroups.include",
             ),
-            (Box::new(|f| f.log_level = Some("loud".into())), "log.level"),
             (
-                Box::new(|f| f.log_format = Some("xml".into())),
+                Box::new(|f| f.given.log_level = Some("loud".into())),
+                "log.level",
+            ),
+            (
+                Box::new(|f| f.given.log_format = Some("xml".into())),
                 "log.format",
             ),
         ];
@@ -675,13 +628,24 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        for bad in ["", "s", "1", "1x", "-1s", "1.5s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
+    fn file_shapes_and_help_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let mut f = flags();
+        f.config_file = Some(p.clone());
+        std::fs::write(&p, "[housekeeping]\nhold-files = true\n[web]\n").unwrap();
+        assert!(Settings::resolve(&f).unwrap().hold_files);
+        for text in [
+            "web = 3\n",
+            "[nope]\n",
+            "housekeeping.hold-files = \"yes\"\n",
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = Settings::resolve(&f).unwrap_err();
+            assert_eq!(e.key, "config.file", "{text}: {e}");
         }
-        assert_eq!(parse_listen(":9"), Ok("0.0.0.0:9".parse().unwrap()));
-        assert!(parse_listen("[::1]:9").is_ok());
+        let help = command().render_long_help().to_string();
+        let spec = format_duration(collector_core::Config::default().spec_interval);
+        assert!(help.contains(&format!("[default: {spec}]")), "{help}");
     }
 }

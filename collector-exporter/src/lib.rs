@@ -6,12 +6,14 @@
 
 pub mod body;
 pub mod config;
+pub mod error;
 pub mod listener;
 pub mod policy;
 pub mod selfmetrics;
 pub mod server;
 pub mod sinks;
 pub mod state;
+pub mod value;
 pub mod webconfig;
 
 use std::process::ExitCode;
@@ -20,7 +22,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Parser;
+use clap::FromArgMatches;
 use collector_core::prometheus::{Format, Options};
 use collector_core::sink::SinkFeeder;
 use collector_core::{Collector, Config, Roots, Snapshot};
@@ -31,7 +33,10 @@ use state::Latest;
 
 /// The whole program: parse the command line, then serve or print a snapshot.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&config::command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let settings = match Settings::resolve(&cli.flags) {
         Ok(s) => s,
         Err(e) => {
@@ -75,38 +80,21 @@ pub fn run() -> ExitCode {
 /// CAP_SYS_RESOURCE) both limits go up to the kernel's `fs.nr_open`; else the soft one to the
 /// hard one, as Go programs (cAdvisor among them) do at start.
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    use nix::sys::resource::{getrlimit, rlim_t, setrlimit, Resource};
     let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
         .ok()
-        .and_then(|s| s.trim().parse::<libc::rlim_t>().ok())
+        .and_then(|s| s.trim().parse::<rlim_t>().ok())
         .unwrap_or(0)
         .min(1 << 20);
-    // SAFETY: plain syscalls on local structs.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return;
-        }
-        let before = lim.rlim_cur;
-        if nr_open > lim.rlim_max {
-            let up = libc::rlimit {
-                rlim_cur: nr_open,
-                rlim_max: nr_open,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &up) == 0 {
-                tracing::debug!("open files limit raised from {before} to {nr_open}");
-                return;
-            }
-        }
-        if lim.rlim_cur >= lim.rlim_max {
-            return;
-        }
-        lim.rlim_cur = lim.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
-            tracing::debug!("open files limit raised from {before} to {}", lim.rlim_max);
-        }
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if nr_open > hard && setrlimit(Resource::RLIMIT_NOFILE, nr_open, nr_open).is_ok() {
+        tracing::debug!("open files limit raised from {soft} to {nr_open}");
+        return;
+    }
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        tracing::debug!("open files limit raised from {soft} to {hard}");
     }
 }
 

@@ -13,6 +13,8 @@ use std::path::Path;
 use collector_core::{Container, Kind};
 use serde::Deserialize;
 
+use crate::error::one_line;
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
@@ -25,13 +27,8 @@ pub struct Policy {
 impl Policy {
     pub fn load(path: &Path) -> Result<Policy, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let p: Policy = toml::from_str(&text).map_err(|e| {
-            format!(
-                "{}: {}",
-                path.display(),
-                e.message().split_whitespace().collect::<Vec<_>>().join(" ")
-            )
-        })?;
+        let p: Policy = toml::from_str(&text)
+            .map_err(|e| format!("{}: {}", path.display(), one_line(e.message())))?;
         if let Some(bad) = p
             .allowed_images
             .iter()

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use collector_core::sink::SinkStats;
+use nix::unistd::SysconfVar;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -149,8 +150,8 @@ fn process() -> Option<Process> {
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_ascii_whitespace().collect();
     let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
-    let ticks = sysconf(libc::_SC_CLK_TCK)?;
-    let page = sysconf(libc::_SC_PAGESIZE)?;
+    let ticks = sysconf(SysconfVar::CLK_TCK)?;
+    let page = sysconf(SysconfVar::PAGE_SIZE)?;
     // Indices relative to field 3: utime 14, stime 15, starttime 22, vsize 23, rss 24.
     let cpu_seconds = (num(11)? + num(12)?) / ticks;
     let start_time = boot_time()? + num(19)? / ticks;
@@ -184,9 +185,8 @@ fn open_fds() -> Option<f64> {
     Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as f64)
 }
 
-fn sysconf(name: libc::c_int) -> Option<f64> {
-    // SAFETY: sysconf has no preconditions.
-    let v = unsafe { libc::sysconf(name) };
+fn sysconf(var: SysconfVar) -> Option<f64> {
+    let v = nix::unistd::sysconf(var).ok()??;
     (v > 0).then_some(v as f64)
 }
 

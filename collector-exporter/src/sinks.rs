@@ -14,7 +14,8 @@ use collector_core::influx::{Api, InfluxConfig, InfluxSink, Secret};
 use collector_core::sink::{RunnerConfig, SinkHandle, SinkRunner, SinkStats};
 use serde::Deserialize;
 
-use crate::config::{parse_duration, ConfigError};
+use crate::error::{one_line, Error, Result};
+use crate::value::parse_duration;
 
 /// A sink as configured, checked and ready to start.
 #[derive(Debug, Clone)]
@@ -114,14 +115,12 @@ const COMMON_KEYS: &[&str] = &[
 ];
 
 /// Parses `[[sinks]]` tables. Errors name the key as `sinks[N].key`.
-pub fn parse(tables: &[toml::Table]) -> Result<Vec<SinkSpec>, ConfigError> {
+pub fn parse(tables: &[toml::Table]) -> Result<Vec<SinkSpec>> {
     let mut out = Vec::new();
     for (i, t) in tables.iter().enumerate() {
-        let at = |k: &str| format!("sinks[{i}].{k}");
-        let bad = |k: &str, r: String| ConfigError {
-            key: at(k),
-            reason: r,
-        };
+        let bad = |k: &str, r: String| Error::new(format!("sinks[{i}].{k}"), r);
+        // The checks below name the key within the sink.
+        let within = |e: Error| bad(&e.key, e.reason);
         let kind = t
             .get("type")
             .and_then(|v| v.as_str())
@@ -142,20 +141,20 @@ pub fn parse(tables: &[toml::Table]) -> Result<Vec<SinkSpec>, ConfigError> {
         let common: Common = common_t
             .try_into()
             .map_err(|e: toml::de::Error| bad("", one_line(e.message())))?;
-        let runner = runner_config(&common, &kind, i).map_err(|(k, r)| bad(k, r))?;
+        let runner = runner_config(&common, &kind, i).map_err(within)?;
         let name = runner.name.clone();
         let spec = match kind.as_str() {
             "influxdb" => {
                 let f: InfluxFile = rest
                     .try_into()
                     .map_err(|e: toml::de::Error| bad("", one_line(e.message())))?;
-                SinkKind::Influx(influx(&common, f).map_err(|(k, r)| bad(k, r))?)
+                SinkKind::Influx(influx(&common, f).map_err(within)?)
             }
             "elasticsearch" => {
                 let f: ElasticFile = rest
                     .try_into()
                     .map_err(|e: toml::de::Error| bad("", one_line(e.message())))?;
-                SinkKind::Elastic(elastic_config(&common, f).map_err(|(k, r)| bad(k, r))?)
+                SinkKind::Elastic(elastic_config(&common, f).map_err(within)?)
             }
             other => {
                 return Err(bad(
@@ -176,38 +175,32 @@ pub fn parse(tables: &[toml::Table]) -> Result<Vec<SinkSpec>, ConfigError> {
     Ok(out)
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-type KeyErr = (&'static str, String);
-
-fn runner_config(c: &Common, kind: &str, i: usize) -> Result<RunnerConfig, KeyErr> {
+fn runner_config(c: &Common, kind: &str, i: usize) -> Result<RunnerConfig> {
     let mut r = RunnerConfig {
         name: c.name.clone().unwrap_or_else(|| format!("{kind}-{i}")),
         ..RunnerConfig::default()
     };
-    let dur = |key: &'static str, v: &Option<String>| -> Result<Option<Duration>, KeyErr> {
+    let dur = |key: &'static str, v: &Option<String>| -> Result<Option<Duration>> {
         v.as_deref()
             .map(parse_duration)
             .transpose()
-            .map_err(|e| (key, e))
+            .map_err(|e| Error::new(key, e))
     };
     if let Some(d) = dur("interval", &c.interval)? {
         if d < Duration::from_millis(100) {
-            return Err(("interval", "must be at least 100ms".into()));
+            return Err(Error::new("interval", "must be at least 100ms"));
         }
         r.interval = d;
     }
     if let Some(d) = dur("timeout", &c.timeout)? {
         if d.is_zero() {
-            return Err(("timeout", "must be more than 0".into()));
+            return Err(Error::new("timeout", "must be more than 0"));
         }
         r.timeout = d;
     }
     if let Some(n) = c.batch_size {
         if n == 0 {
-            return Err(("batch_size", "must be at least 1".into()));
+            return Err(Error::new("batch_size", "must be at least 1"));
         }
         r.batch_items = n;
     }
@@ -220,7 +213,7 @@ fn runner_config(c: &Common, kind: &str, i: usize) -> Result<RunnerConfig, KeyEr
     r.spool_dir = c.spool_dir.clone();
     if let Some(n) = c.spool_max_bytes {
         if n < 1 << 20 {
-            return Err(("spool_max_bytes", "must be at least 1 MiB".into()));
+            return Err(Error::new("spool_max_bytes", "must be at least 1 MiB"));
         }
         r.spool_bytes = n;
     }
@@ -233,24 +226,24 @@ fn secret(
     inline: &Option<String>,
     env: &Option<String>,
     file: &Option<PathBuf>,
-) -> Result<Option<Secret>, KeyErr> {
+) -> Result<Option<Secret>> {
     match (inline, env, file) {
         (None, None, None) => Ok(None),
         (Some(v), None, None) => Ok(Some(Secret(v.clone()))),
         (None, Some(var), None) => std::env::var(var)
             .map(|v| Some(Secret(v)))
-            .map_err(|_| (key, format!("environment variable {var:?} is not set"))),
+            .map_err(|_| Error::new(key, format!("environment variable {var:?} is not set"))),
         (None, None, Some(p)) => std::fs::read_to_string(p)
             .map(|v| Some(Secret(v.strip_suffix('\n').unwrap_or(&v).to_string())))
-            .map_err(|e| (key, format!("reading {}: {e}", p.display()))),
-        _ => Err((
+            .map_err(|e| Error::new(key, format!("reading {}: {e}", p.display()))),
+        _ => Err(Error::new(
             key,
             format!("give only one of {key}, {key}_env, {key}_file"),
         )),
     }
 }
 
-fn influx(c: &Common, f: InfluxFile) -> Result<InfluxConfig, KeyErr> {
+fn influx(c: &Common, f: InfluxFile) -> Result<InfluxConfig> {
     let api = match (&f.database, &f.org, &f.bucket) {
         (Some(db), None, None) => Api::V1 {
             database: db.clone(),
@@ -261,15 +254,14 @@ fn influx(c: &Common, f: InfluxFile) -> Result<InfluxConfig, KeyErr> {
         (None, Some(org), Some(bucket)) => Api::V2 {
             org: org.clone(),
             bucket: bucket.clone(),
-            token: secret("token", &f.token, &f.token_env, &f.token_file)?.ok_or((
-                "token",
-                "the v2 API needs token, token_env or token_file".to_string(),
-            ))?,
+            token: secret("token", &f.token, &f.token_env, &f.token_file)?.ok_or_else(|| {
+                Error::new("token", "the v2 API needs token, token_env or token_file")
+            })?,
         },
         _ => {
-            return Err((
+            return Err(Error::new(
                 "database",
-                "give `database` (v1 API) or both `org` and `bucket` (v2 API)".into(),
+                "give `database` (v1 API) or both `org` and `bucket` (v2 API)",
             ))
         }
     };
@@ -279,17 +271,19 @@ fn influx(c: &Common, f: InfluxFile) -> Result<InfluxConfig, KeyErr> {
     cfg.gzip = c.gzip.unwrap_or(true);
     cfg.ca_file = c.ca_file.clone();
     if let Some(t) = &c.timeout {
-        cfg.timeout = parse_duration(t).map_err(|e| ("timeout", e))?;
+        cfg.timeout = parse_duration(t).map_err(|e| Error::new("timeout", e))?;
     }
     // Fail at start, not at the first push: bad URL, unreadable CA.
-    InfluxSink::new(cfg.clone()).map_err(|e| ("url", e.to_string()))?;
+    InfluxSink::new(cfg.clone()).map_err(|e| Error::new("url", e.to_string()))?;
     Ok(cfg)
 }
 
-fn elastic_config(c: &Common, f: ElasticFile) -> Result<ElasticConfig, KeyErr> {
+fn elastic_config(c: &Common, f: ElasticFile) -> Result<ElasticConfig> {
     let mut cfg = ElasticConfig::new(c.url.clone());
     cfg.target = match (f.data_stream, f.index) {
-        (Some(_), Some(_)) => return Err(("index", "give data_stream or index, not both".into())),
+        (Some(_), Some(_)) => {
+            return Err(Error::new("index", "give data_stream or index, not both"))
+        }
         (Some(ds), None) => elastic::Target::DataStream(ds),
         (None, Some(pattern)) => elastic::Target::Indices(pattern),
         (None, None) => cfg.target,
@@ -303,11 +297,11 @@ fn elastic_config(c: &Common, f: ElasticFile) -> Result<ElasticConfig, KeyErr> {
             password: elastic::Secret(password.map(|p| p.0).unwrap_or_default()),
         },
         (None, None, Some(k)) => elastic::Auth::ApiKey(elastic::Secret(k.0)),
-        (None, Some(_), None) => return Err(("username", "a password needs a username".into())),
+        (None, Some(_), None) => return Err(Error::new("username", "a password needs a username")),
         _ => {
-            return Err((
+            return Err(Error::new(
                 "api_key",
-                "give username/password or api_key, not both".into(),
+                "give username/password or api_key, not both",
             ))
         }
     };
@@ -327,9 +321,9 @@ fn elastic_config(c: &Common, f: ElasticFile) -> Result<ElasticConfig, KeyErr> {
     cfg.gzip = c.gzip.unwrap_or(true);
     cfg.ca_file = c.ca_file.clone();
     if let Some(t) = &c.timeout {
-        cfg.timeout = parse_duration(t).map_err(|e| ("timeout", e))?;
+        cfg.timeout = parse_duration(t).map_err(|e| Error::new("timeout", e))?;
     }
-    ElasticSink::new(cfg.clone()).map_err(|e| ("url", e.to_string()))?;
+    ElasticSink::new(cfg.clone()).map_err(|e| Error::new("url", e.to_string()))?;
     Ok(cfg)
 }
 
