@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-/// Doubles from `base` up to `max`; each wait is drawn uniformly below the current ceiling,
-/// so many exporters that lost the same server do not come back in step.
+/// Doubles from `base` up to `max`; each wait is drawn uniformly between half the current
+/// ceiling and the ceiling, so many exporters that lost the same server do not come back in
+/// step, and none comes back at once.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     base: Duration,
