@@ -16,7 +16,10 @@ use crate::collector::Snapshot;
 use crate::sink::retry::parse_retry_after;
 use crate::sink::{Outcome, Sink};
 
-use crate::sink::common::{base64, hostname};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
+use crate::sink::common::hostname;
 pub use crate::sink::common::{Secret, SetupError};
 
 /// Which write API, with its credentials.
@@ -97,7 +100,7 @@ impl InfluxSink {
                 }
                 let auth = username.as_ref().map(|user| {
                     let pass = password.as_ref().map(|p| p.0.as_str()).unwrap_or("");
-                    format!("Basic {}", base64(&format!("{user}:{pass}")))
+                    format!("Basic {}", BASE64.encode(format!("{user}:{pass}")))
                 });
                 (u, auth)
             }
