@@ -48,9 +48,10 @@ impl Error {
 /// True for the errors a cgroup or process that just went away produces.
 /// Such a container stopped; that is not an error worth reporting.
 pub fn is_vanished(e: &io::Error) -> bool {
+    use nix::errno::Errno;
     matches!(
-        e.raw_os_error(),
-        Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ESRCH)
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::ENOENT | Errno::ENODEV | Errno::ESRCH)
     )
 }
 

@@ -218,18 +218,24 @@ impl ProcHandle {
     /// one is used within the sweep that made it only). Any entry of an exited process's
     /// directory is gone; `cgroup` is one every process has (and captures keep).
     pub fn alive(&self) -> bool {
+        use nix::fcntl::AtFlags;
+        use nix::unistd::{faccessat, AccessFlags};
         use std::os::fd::AsRawFd;
         match self.dir.fd() {
-            // SAFETY: a NUL-terminated literal and a descriptor we hold.
-            Some(fd) => unsafe {
-                libc::faccessat(fd.as_raw_fd(), c"cgroup".as_ptr(), libc::F_OK, 0) == 0
-            },
+            Some(fd) => faccessat(
+                Some(fd.as_raw_fd()),
+                c"cgroup",
+                AccessFlags::F_OK,
+                AtFlags::empty(),
+            )
+            .is_ok(),
             None => true,
         }
     }
 }
 
-/// `readlinkat(dir, "ns/net")`.
+/// `readlinkat(dir, "ns/net")`. Raw libc: nix's readlinkat allocates a PATH_MAX buffer per
+/// call, and this runs for every process handle made.
 fn ns_link_at(dir: std::os::fd::BorrowedFd<'_>) -> Option<String> {
     use std::os::fd::AsRawFd;
     let mut buf = [0u8; 64];
@@ -248,12 +254,11 @@ fn ns_link_at(dir: std::os::fd::BorrowedFd<'_>) -> Option<String> {
 
 /// `fstatat(dir, "net/dev")`'s inode.
 fn net_dev_ino_at(dir: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
+    use nix::fcntl::AtFlags;
     use std::os::fd::AsRawFd;
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `st` is written by the kernel on success and read only then.
-    let rc = unsafe { libc::fstatat(dir.as_raw_fd(), c"net/dev".as_ptr(), st.as_mut_ptr(), 0) };
-    // SAFETY: rc == 0 means the kernel filled `st`.
-    (rc == 0).then(|| unsafe { st.assume_init() }.st_ino)
+    nix::sys::stat::fstatat(Some(dir.as_raw_fd()), c"net/dev", AtFlags::empty())
+        .ok()
+        .map(|st| st.st_ino)
 }
 
 /// A network namespace: its inode number from the `ns/net` link, or the inode of `net/dev`

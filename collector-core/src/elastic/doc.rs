@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -94,16 +95,17 @@ impl IndexPattern {
 
     /// The index name for a time (Unix milliseconds, UTC).
     pub fn render(&self, ms: u64) -> String {
-        let t = Civil::from_unix_ms(ms);
+        // The fields are fixed columns of the RFC 3339 form (four-digit years).
+        let t = rfc3339(ms);
         let mut out = String::new();
         for p in &self.pieces {
-            match p {
-                Piece::Lit(s) => out.push_str(s),
-                Piece::Year => out.push_str(&format!("{:04}", t.year)),
-                Piece::Month => out.push_str(&format!("{:02}", t.month)),
-                Piece::Day => out.push_str(&format!("{:02}", t.day)),
-                Piece::Hour => out.push_str(&format!("{:02}", t.hour)),
-            }
+            out.push_str(match p {
+                Piece::Lit(s) => s,
+                Piece::Year => &t[0..4],
+                Piece::Month => &t[5..7],
+                Piece::Day => &t[8..10],
+                Piece::Hour => &t[11..13],
+            });
         }
         out
     }
@@ -157,52 +159,13 @@ pub fn check_index_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A UTC calendar time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Civil {
-    pub year: i64,
-    pub month: u32,
-    pub day: u32,
-    pub hour: u32,
-    pub minute: u32,
-    pub second: u32,
-    pub milli: u32,
-}
-
-impl Civil {
-    pub fn from_unix_ms(ms: u64) -> Civil {
-        let secs = ms / 1000;
-        let days = (secs / 86_400) as i64;
-        let rem = secs % 86_400;
-        // Days since 1970-01-01 to a proleptic Gregorian date, counting in 400-year eras
-        // that start on 1 March (so the leap day is the last day of an era's year).
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        Civil {
-            year,
-            month,
-            day,
-            hour: (rem / 3600) as u32,
-            minute: (rem % 3600 / 60) as u32,
-            second: (rem % 60) as u32,
-            milli: (ms % 1000) as u32,
-        }
-    }
-
-    /// `2024-02-29T23:59:59.123Z`.
-    pub fn rfc3339(&self) -> String {
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            self.year, self.month, self.day, self.hour, self.minute, self.second, self.milli
-        )
-    }
+/// `2024-02-29T23:59:59.123Z` for Unix milliseconds (UTC). A time past year 9999 (only a
+/// clock set millennia ahead gives one) is written as that year's last millisecond, since
+/// RFC 3339 has four-digit years and humantime refuses more.
+fn rfc3339(ms: u64) -> String {
+    const LAST_MS: u64 = 253_402_300_800_000 - 1;
+    let t = UNIX_EPOCH + Duration::from_millis(ms.min(LAST_MS));
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 /// 128-bit FNV-1a, as 32 hex digits: a stable document id, not a secret.
@@ -271,7 +234,7 @@ impl Encoder {
                 e.id.as_bytes(),
                 &e.time_ms.to_le_bytes(),
             ]);
-            let time = Civil::from_unix_ms(e.time_ms).rfc3339();
+            let time = rfc3339(e.time_ms);
             let doc = self.event_doc(e, snap, &time);
             self.push(out, &self.dest.index_for(e.time_ms), &id, &doc);
         }
@@ -281,7 +244,7 @@ impl Encoder {
         self.generation += 1;
         // One time, hence one index, for all the snapshot's documents.
         let ts = snap.timestamp_ms;
-        let time = Civil::from_unix_ms(ts).rfc3339();
+        let time = rfc3339(ts);
         let index = self.dest.index_for(ts).into_owned();
         for c in &snap.containers {
             let interval = self.interval(c, ts);
@@ -756,26 +719,14 @@ mod tests {
 
     #[test]
     fn calendar_dates() {
-        let c = Civil::from_unix_ms(0);
-        assert_eq!(c.rfc3339(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         // 2024-02-29T23:59:59.123Z: a leap day.
-        assert_eq!(
-            Civil::from_unix_ms(1_709_251_199_123).rfc3339(),
-            "2024-02-29T23:59:59.123Z"
-        );
-        assert_eq!(
-            Civil::from_unix_ms(1_709_251_200_000).rfc3339(),
-            "2024-03-01T00:00:00.000Z"
-        );
+        assert_eq!(rfc3339(1_709_251_199_123), "2024-02-29T23:59:59.123Z");
+        assert_eq!(rfc3339(1_709_251_200_000), "2024-03-01T00:00:00.000Z");
         // 2000-12-31 (a leap year divisible by 400) and 2100-03-01 (not a leap year).
-        assert_eq!(
-            Civil::from_unix_ms(978_220_800_000).rfc3339(),
-            "2000-12-31T00:00:00.000Z"
-        );
-        assert_eq!(
-            Civil::from_unix_ms(4_107_542_400_000).rfc3339(),
-            "2100-03-01T00:00:00.000Z"
-        );
+        assert_eq!(rfc3339(978_220_800_000), "2000-12-31T00:00:00.000Z");
+        assert_eq!(rfc3339(4_107_542_400_000), "2100-03-01T00:00:00.000Z");
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59.999Z");
         // Every day of 1970..2100 against a naive day count.
         let mut days = 0u64;
         for y in 1970..2100i64 {
@@ -796,8 +747,8 @@ mod tests {
             ];
             for (m, len) in lens.iter().enumerate() {
                 for d in 1..=*len {
-                    let c = Civil::from_unix_ms(days * 86_400_000 + 3_600_000 * 13);
-                    assert_eq!((c.year, c.month, c.day, c.hour), (y, m as u32 + 1, d, 13));
+                    let t = rfc3339(days * 86_400_000 + 3_600_000 * 13);
+                    assert_eq!(t[..13], format!("{y:04}-{:02}-{d:02}T13", m + 1));
                     days += 1;
                 }
             }
@@ -812,6 +763,7 @@ mod tests {
         assert_eq!(p.prefix(), "container-metrics-");
         let p = IndexPattern::parse("m-%Y%m%d%H-100%%").unwrap();
         assert_eq!(p.render(1_709_251_199_123), "m-2024022923-100%");
+        assert_eq!(p.render(u64::MAX), "m-9999123123-100%");
         assert_eq!(p.wildcard(), "m-*-100%");
         assert_eq!(IndexPattern::parse("static").unwrap().wildcard(), "static");
         assert!(IndexPattern::parse("x-%j").is_err());

@@ -34,8 +34,9 @@ pub const DEFAULT_DATA_STREAM: &str = "metrics-container-default";
 /// The default pattern of dated indices.
 pub const DEFAULT_INDEX_PATTERN: &str = "container-metrics-%Y.%m.%d";
 
-use crate::sink::common::base64;
 pub use crate::sink::common::{hostname, Secret, SetupError};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 
 /// How to authenticate.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -213,9 +214,9 @@ impl ElasticSink {
             Auth::None => None,
             Auth::Basic { username, password } => Some(format!(
                 "Basic {}",
-                base64(&format!("{username}:{}", password.0))
+                BASE64.encode(format!("{username}:{}", password.0))
             )),
-            Auth::ApiKey(k) if k.0.contains(':') => Some(format!("ApiKey {}", base64(&k.0))),
+            Auth::ApiKey(k) if k.0.contains(':') => Some(format!("ApiKey {}", BASE64.encode(&k.0))),
             Auth::ApiKey(k) => Some(format!("ApiKey {}", k.0.trim())),
         };
         let client = crate::sink::common::client(cfg.timeout, cfg.ca_file.as_deref())?;
@@ -482,9 +483,12 @@ mod tests {
 
     #[test]
     fn auth_headers() {
-        assert_eq!(base64("elastic:changeme"), "ZWxhc3RpYzpjaGFuZ2VtZQ==");
-        assert_eq!(base64("ab"), "YWI=");
-        assert_eq!(base64(""), "");
+        assert_eq!(
+            BASE64.encode("elastic:changeme"),
+            "ZWxhc3RpYzpjaGFuZ2VtZQ=="
+        );
+        assert_eq!(BASE64.encode("ab"), "YWI=");
+        assert_eq!(BASE64.encode(""), "");
         let mut c = ElasticConfig::new("http://127.0.0.1:9200/");
         c.auth = Auth::Basic {
             username: "elastic".into(),

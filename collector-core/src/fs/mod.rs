@@ -14,7 +14,7 @@ pub mod walker;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -347,14 +347,16 @@ impl HostMounts {
 
 /// Whether procfs flags a change of the mount table since the last look.
 fn changed(f: &File) -> bool {
-    let mut p = libc::pollfd {
-        fd: f.as_raw_fd(),
-        events: libc::POLLPRI,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for a descriptor we own, zero timeout.
-    let n = unsafe { libc::poll(&mut p, 1, 0) };
-    n != 0 && (n < 0 || p.revents & (libc::POLLERR | libc::POLLPRI) != 0)
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLPRI)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(0) => false,
+        // Flags nix does not know (`None`) count as a change: reading again is safe.
+        Ok(_) => fds[0]
+            .revents()
+            .is_none_or(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLPRI)),
+        Err(_) => true,
+    }
 }
 
 #[cfg(test)]

@@ -361,9 +361,10 @@ fn measure(
 /// Walkers yield to everything else: nice 10 and the lowest best-effort IO priority, for this
 /// thread only (Linux applies both per thread).
 fn lower_priority() {
+    let tid = nix::unistd::gettid().as_raw();
+    // nix wraps neither setpriority nor ioprio_set.
     // SAFETY: plain syscalls on the calling thread's own id.
     unsafe {
-        let tid = libc::gettid();
         libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
         const IOPRIO_WHO_PROCESS: libc::c_long = 1;
         const IOPRIO_CLASS_BE: libc::c_long = 2;

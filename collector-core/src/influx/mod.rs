@@ -16,7 +16,11 @@ use crate::collector::Snapshot;
 use crate::sink::retry::parse_retry_after;
 use crate::sink::{Outcome, Sink};
 
-use crate::sink::common::{base64, hostname};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::sink::common::hostname;
 pub use crate::sink::common::{Secret, SetupError};
 
 /// Which write API, with its credentials.
@@ -97,7 +101,7 @@ impl InfluxSink {
                 }
                 let auth = username.as_ref().map(|user| {
                     let pass = password.as_ref().map(|p| p.0.as_str()).unwrap_or("");
-                    format!("Basic {}", base64(&format!("{user}:{pass}")))
+                    format!("Basic {}", BASE64.encode(format!("{user}:{pass}")))
                 });
                 (u, auth)
             }
@@ -209,15 +213,16 @@ fn redact(url: &str) -> String {
     url.split('?').next().unwrap_or(url).to_string()
 }
 
+/// Everything but RFC 3986's unreserved characters (ASCII letters, digits, `-`, `_`, `.`,
+/// `~`) is escaped, non-ASCII bytes included.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 fn query_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 #[cfg(test)]
@@ -227,6 +232,7 @@ mod tests {
     #[test]
     fn base64_and_escapes() {
         assert_eq!(query_escape("my db/rp"), "my%20db%2Frp");
+        assert_eq!(query_escape("aZ09-_.~%&=+é"), "aZ09-_.~%25%26%3D%2B%C3%A9");
     }
 
     #[test]

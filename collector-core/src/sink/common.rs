@@ -1,5 +1,5 @@
-//! What the HTTP sinks share: secrets that never print, set-up errors, basic-auth encoding,
-//! the host name, and building a client that trusts an extra CA.
+//! What the HTTP sinks share: secrets that never print, set-up errors, the host name, and
+//! building a client that trusts an extra CA.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -33,26 +33,6 @@ pub enum SetupError {
     },
     #[error("building the HTTP client: {0}")]
     Client(String),
-}
-
-/// Standard base64 with padding (for `Authorization: Basic` and API keys).
-pub fn base64(s: &str) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(s.len().div_ceil(3) * 4);
-    for chunk in s.as_bytes().chunks(3) {
-        let mut n = 0u32;
-        for (i, &b) in chunk.iter().enumerate() {
-            n |= u32::from(b) << (16 - 8 * i);
-        }
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 0x3f) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// This machine's name, for the `host` tag and `host.name`.
@@ -90,10 +70,13 @@ mod tests {
 
     #[test]
     fn base64_and_secrets() {
-        assert_eq!(base64("user:pass"), "dXNlcjpwYXNz");
-        assert_eq!(base64("a"), "YQ==");
-        assert_eq!(base64("ab"), "YWI=");
-        assert_eq!(base64(""), "");
+        // The engine the sinks use for `Authorization`: standard alphabet, padded.
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine as _;
+        assert_eq!(STANDARD.encode("user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(STANDARD.encode("a"), "YQ==");
+        assert_eq!(STANDARD.encode("ab"), "YWI=");
+        assert_eq!(STANDARD.encode(""), "");
         assert_eq!(format!("{:?}", Secret("hunter2".into())), "\"***\"");
     }
 }
