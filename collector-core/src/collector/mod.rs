@@ -19,6 +19,7 @@ use crate::load::LoadReader;
 use crate::metadata::MetadataProvider;
 use crate::network::NetReader;
 use crate::read::Reader;
+use crate::specwatch::Written;
 use container::Sweep;
 use tracked::Tracked;
 
@@ -180,36 +181,25 @@ impl Collector {
             .as_mut()
             .map(crate::specwatch::SpecWatch::poll)
             .unwrap_or_default();
-        let mut sweep = Sweep {
-            config: &self.config,
-            setup: self.hierarchy.setup,
-            user_hz: self.user_hz,
-            reader: &mut self.reader,
-            net: &mut self.net,
-            load: self.load.as_mut(),
-            devices: &mut self.devices,
-            layers: self.layers.as_mut(),
-            spec_watch: self.spec_watch.as_mut(),
-            spec_written,
-            plan,
-            now: Instant::now(),
-            now_ms: out.timestamp_ms,
-        };
+        // The list is taken out while the sweep borrows the rest of the collector.
+        let mut tracked = std::mem::take(&mut self.tracked);
+        let metadata = self.metadata.clone();
+        let mut sweep = self.sweeper(plan, spec_written, out.timestamp_ms);
         let mut kept = 0;
-        out.containers.truncate(self.tracked.len());
+        out.containers.truncate(tracked.len());
         let mut i = 0;
-        while i < self.tracked.len() {
-            let alive = sweep.read(&mut self.tracked[i], &mut out.errors);
+        while i < tracked.len() {
+            let alive = sweep.read(&mut tracked[i], &mut out.errors);
             if !alive {
                 // Stopped while we looked: gone quietly, but it is news.
-                let mut t = self.tracked.remove(i);
+                let mut t = tracked.remove(i);
                 t.unwatch(sweep.spec_watch.as_deref_mut());
                 out.events
                     .push(t.event(EventKind::Stopped, out.timestamp_ms, 1));
                 continue;
             }
-            let t = &mut self.tracked[i];
-            apply_metadata(self.metadata.as_deref(), t);
+            let t = &mut tracked[i];
+            apply_metadata(metadata.as_deref(), t);
             if t.announce_start {
                 t.announce_start = false;
                 out.events
@@ -227,7 +217,7 @@ impl Collector {
             }
             // The figures move into the snapshot; the snapshot's old ones come back as this
             // container's buffers, cleared by `reset` at its next read. No deep copy.
-            let t = &mut self.tracked[i];
+            let t = &mut tracked[i];
             if kept < out.containers.len() {
                 let c = &mut out.containers[kept];
                 c.id.clone_from(&t.id);
@@ -252,10 +242,30 @@ impl Collector {
             i += 1;
         }
         out.containers.truncate(kept);
+        self.tracked = tracked;
         if let Some(l) = self.layers.as_mut() {
             l.end_sweep();
         }
         out.duration_us = started.elapsed().as_micros() as u64;
+    }
+
+    /// What the phases of a container's read borrow for one sweep.
+    fn sweeper(&mut self, plan: DirPlan, spec_written: Written, now_ms: u64) -> Sweep<'_> {
+        Sweep {
+            config: &self.config,
+            setup: self.hierarchy.setup,
+            user_hz: self.user_hz,
+            reader: &mut self.reader,
+            net: &mut self.net,
+            load: self.load.as_mut(),
+            devices: &mut self.devices,
+            layers: self.layers.as_mut(),
+            spec_watch: self.spec_watch.as_mut(),
+            spec_written,
+            plan,
+            now: Instant::now(),
+            now_ms,
+        }
     }
 
     /// How this sweep shares the descriptor budget; says once when the probes cannot all be

@@ -1,40 +1,25 @@
 //! An idle sweep reports every figure of the last full read that it did not read itself, by
 //! structure: checked over every field that the kernel captures fill.
 
-use std::collections::BTreeSet;
-use std::time::Instant;
-
-use super::container::Sweep;
 use super::Collector;
 use crate::dirs::DirPlan;
 use crate::stats::ContainerStats;
 use crate::testutil::{every_field, filled, fixture_collector};
+use std::collections::BTreeSet;
 
 const CAPTURES: [&str; 2] = ["cgroup-v1-hybrid-docker", "cgroup-v2-kubepods"];
 
 impl Collector {
     /// Each followed cgroup's figures as an idle sweep reads them itself: the probe alone.
     fn probe_only(&mut self) -> Vec<ContainerStats> {
-        let mut sweep = Sweep {
-            config: &self.config,
-            setup: self.hierarchy.setup,
-            user_hz: self.user_hz,
-            reader: &mut self.reader,
-            net: &mut self.net,
-            load: self.load.as_mut(),
-            devices: &mut self.devices,
-            layers: self.layers.as_mut(),
-            spec_watch: self.spec_watch.as_mut(),
-            spec_written: Default::default(),
-            plan: DirPlan::new(0, 0),
-            now: Instant::now(),
-            now_ms: 0,
-        };
+        let mut tracked = std::mem::take(&mut self.tracked);
+        let mut sweep = self.sweeper(DirPlan::new(0, 0), Default::default(), 0);
         let mut out = Vec::new();
-        for t in &mut self.tracked {
+        for t in &mut tracked {
             sweep.probe(t);
             out.push(t.stats.clone());
         }
+        self.tracked = tracked;
         out
     }
 }
