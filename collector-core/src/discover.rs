@@ -225,10 +225,6 @@ impl Watcher {
     pub fn saturated(&self) -> bool {
         self.saturated
     }
-
-    pub fn watches(&self) -> usize {
-        self.watched.len()
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
-//! Errors carry the path they came from, so an operator can go and look at the file.
+//! The crate's one error type. Errors carry the path or the setting they came from, so an
+//! operator can go and look.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// What went wrong while reading one file or directory.
+/// What went wrong reading a file or directory, or setting something up.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be read (permissions, I/O error, ...).
@@ -19,6 +20,24 @@ pub enum Error {
     /// No cgroup hierarchy could be found under the given roots.
     #[error("no cgroup hierarchy found: {0}")]
     NoHierarchy(String),
+    /// A setting that cannot be used: a sink's URL, index, database or bucket name.
+    #[error("invalid {what} {value:?}: {reason}")]
+    Invalid {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// A file a setting names could not be read (a CA bundle).
+    #[error("reading {what} {path}: {source}")]
+    ReadSetting {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The HTTP client of a sink could not be built.
+    #[error("building the HTTP client: {0}")]
+    Client(String),
 }
 
 impl Error {
@@ -39,8 +58,10 @@ impl Error {
     /// The path the error is about, when it has one.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            Error::Read { path, .. } | Error::Parse { path, .. } => Some(path),
-            Error::NoHierarchy(_) => None,
+            Error::Read { path, .. }
+            | Error::Parse { path, .. }
+            | Error::ReadSetting { path, .. } => Some(path),
+            Error::NoHierarchy(_) | Error::Invalid { .. } | Error::Client(_) => None,
         }
     }
 }

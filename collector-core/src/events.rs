@@ -1,12 +1,13 @@
 //! Lifecycle events the collector notices between sweeps: a container appearing, going, or
-//! losing a process to the OOM killer. Each snapshot carries the events of its own sweep.
+//! losing a process to the OOM killer. Each snapshot carries the events of its own sweep, and
+//! the program that embeds the collector may add its own (`EventKind::Raised`) for the sinks to
+//! carry with them.
 
-use serde::{Deserialize, Serialize};
+use serde::{Serialize, Serializer};
 
 use crate::identity::Runtime;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
     /// First seen after the collector's first scan (those present at start are not news).
     Started,
@@ -14,8 +15,9 @@ pub enum EventKind {
     Stopped,
     /// The OOM killer killed `count` of its processes since the last sweep.
     OomKill,
-    /// It runs outside the configured policy (an image or name not allowed); raised once.
-    PolicyViolation,
+    /// Raised by the program embedding the collector, named in snake_case (the exporter's
+    /// `policy_violation`).
+    Raised(&'static str),
 }
 
 impl EventKind {
@@ -24,12 +26,19 @@ impl EventKind {
             EventKind::Started => "started",
             EventKind::Stopped => "stopped",
             EventKind::OomKill => "oom_kill",
-            EventKind::PolicyViolation => "policy_violation",
+            EventKind::Raised(name) => name,
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Written as its name, as the sinks and the JSON API show it.
+impl Serialize for EventKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
     /// When the sweep that noticed it started (Unix milliseconds).
     pub time_ms: u64,

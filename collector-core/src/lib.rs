@@ -21,10 +21,9 @@
 //! Every root is injectable through [`Roots`], so the collector runs on fixture trees and
 //! inside a container with the host's `/proc` and `/sys` mounted elsewhere.
 
+// What an embedder uses.
 pub mod collector;
-pub mod devices;
-mod dirs;
-pub mod discover;
+pub mod descriptors;
 #[cfg(feature = "elasticsearch")]
 pub mod elastic;
 pub mod error;
@@ -32,24 +31,32 @@ pub mod events;
 pub mod fs;
 pub mod hierarchy;
 pub mod identity;
-mod idle;
 #[cfg(feature = "influxdb")]
 pub mod influx;
-pub mod load;
 pub mod machine;
 pub mod metadata;
-pub mod mountinfo;
-pub mod network;
-pub mod parse;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
-pub mod read;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 #[cfg(feature = "sinks")]
 pub mod sink;
-mod specwatch;
 pub mod stats;
+
+// The kernel's text formats: pure functions over `&str`, public for the fuzz targets and the
+// parse bench.
+pub mod mountinfo;
+pub mod parse;
+
+// How the figures are read.
+mod devices;
+mod dirs;
+mod discover;
+mod idle;
+mod load;
+mod network;
+mod read;
+mod specwatch;
 mod v1;
 mod v2;
 

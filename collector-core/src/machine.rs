@@ -171,7 +171,7 @@ fn meminfo(text: &str, out: &mut MachineStats) {
 /// Reads the machine figures each sweep, keeping what rarely changes (CPU topology, the mount
 /// table) until the kernel says it changed.
 #[derive(Debug)]
-pub struct MachineReader {
+pub(crate) struct MachineReader {
     user_hz: u64,
     /// Files are read through it: absent ones (an older kernel, PSI off) quietly, the rest
     /// with errors naming their paths.
@@ -185,7 +185,7 @@ pub struct MachineReader {
 
 /// CPU counts from the topology.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Topology {
+pub(crate) struct Topology {
     pub logical: Option<u64>,
     pub physical_cores: Option<u64>,
     pub sockets: Option<u64>,
@@ -373,7 +373,7 @@ impl MachineReader {
 }
 
 /// The number of CPUs in a kernel CPU list such as `0-3,8,10-11`.
-pub fn cpu_list_len(text: &str) -> Result<u64, String> {
+pub(crate) fn cpu_list_len(text: &str) -> Result<u64, String> {
     let mut n = 0u64;
     for part in text.trim().split(',').filter(|p| !p.is_empty()) {
         let (a, b) = match part.split_once('-') {
@@ -392,7 +392,7 @@ pub fn cpu_list_len(text: &str) -> Result<u64, String> {
 }
 
 /// The CPUs of a kernel CPU list. Lists naming more than 65,536 CPUs are refused.
-pub fn cpu_list(text: &str) -> Result<Vec<u32>, Reason> {
+pub(crate) fn cpu_list(text: &str) -> Result<Vec<u32>, Reason> {
     const MAX: u64 = 1 << 16;
     let n = cpu_list_len(text)?;
     if n > MAX {
@@ -411,7 +411,7 @@ pub fn cpu_list(text: &str) -> Result<Vec<u32>, Reason> {
 
 /// Logical CPUs, physical cores and sockets from `/proc/cpuinfo`. Without `physical id` rows
 /// (some architectures and hypervisors) only the logical count is known.
-pub fn cpuinfo_topology(text: &str) -> Topology {
+pub(crate) fn cpuinfo_topology(text: &str) -> Topology {
     let mut logical = 0u64;
     let mut cores = BTreeSet::new();
     let mut sockets = BTreeSet::new();
@@ -452,7 +452,7 @@ pub fn cpuinfo_topology(text: &str) -> Topology {
 /// The `cpu` row of `/proc/stat`, in USER_HZ ticks: user nice system idle, then iowait irq
 /// softirq steal where the kernel has them (guest time is already inside user and nice).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CpuTicks {
+pub(crate) struct CpuTicks {
     pub user: u64,
     pub nice: u64,
     pub system: u64,
@@ -483,7 +483,7 @@ impl CpuTicks {
 }
 
 /// Finds the aggregate `cpu ` row of `/proc/stat`.
-pub fn proc_stat_cpu(text: &str) -> Result<CpuTicks, Reason> {
+pub(crate) fn proc_stat_cpu(text: &str) -> Result<CpuTicks, Reason> {
     for (n, line) in text.lines().enumerate() {
         let mut it = line.split_ascii_whitespace();
         if it.next() != Some("cpu") {
@@ -525,7 +525,7 @@ pub fn proc_stat_cpu(text: &str) -> Result<CpuTicks, Reason> {
 /// `/proc/diskstats` (Documentation/admin-guide/iostats.rst): `major minor name` and 11
 /// counters, 15 since 4.18 (discards), 17 since 5.5 (flushes). Fills `out` (reusing the name
 /// buffers); a row with fewer than 11 counters or a non-number is skipped and reported.
-pub fn diskstats(text: &str, out: &mut Vec<Disk>) -> Result<(), Reason> {
+pub(crate) fn diskstats(text: &str, out: &mut Vec<Disk>) -> Result<(), Reason> {
     let mut used = 0;
     let mut first_err = None;
     for (n, line) in text.lines().enumerate() {

@@ -67,10 +67,6 @@ impl CgDir {
         CgDir { path, fd: None }
     }
 
-    pub fn as_path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn is_held(&self) -> bool {
         self.fd.is_some()
     }
@@ -219,10 +215,6 @@ impl FileCache {
     pub fn clear(&mut self) {
         self.files.clear();
         self.next = 0;
-    }
-
-    pub fn len(&self) -> usize {
-        self.files.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -580,9 +572,4 @@ fn take_budget() -> bool {
         return false;
     }
     true
-}
-
-/// Whether an I/O error means "gone" rather than "broken".
-pub fn vanished(e: &io::Error) -> bool {
-    is_vanished(e)
 }

@@ -354,7 +354,7 @@ fn check_policy(
                 tracing::warn!(id = %c.id, name = ?c.meta.name, image = ?c.meta.image, "policy violation: {reason}");
                 new_events.push(collector_core::Event {
                     time_ms: snap.timestamp_ms,
-                    kind: collector_core::EventKind::PolicyViolation,
+                    kind: policy::VIOLATION,
                     id: c.id.clone(),
                     container_id: c.identity.container_id.clone(),
                     runtime: c.identity.runtime,

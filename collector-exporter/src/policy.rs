@@ -10,10 +10,13 @@
 
 use std::path::Path;
 
-use collector_core::{Container, Kind};
+use collector_core::{Container, EventKind, Kind};
 use serde::Deserialize;
 
 use crate::error::one_line;
+
+/// The event a container outside the policy raises, once.
+pub const VIOLATION: EventKind = EventKind::Raised("policy_violation");
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

@@ -85,7 +85,7 @@ impl Collector for SelfCollector {
             &mut enc,
             "collector_held_descriptors",
             "Descriptors held open on cgroup directories, processes, their net/dev and (with hold-files) cgroup files.",
-            collector_core::read::held_dir_fds() as f64,
+            collector_core::descriptors::held() as f64,
         )?;
         gauge(&mut enc, "collector_inotify_watch_limit_reached", "1 when the inotify watch limit was hit: new cgroups are then found by the periodic rescan.", s.watch_saturated.load(Ordering::Relaxed) as f64)?;
         self.encode_sinks(&mut enc)?;

@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use collector_core::read::{held_dir_fds, set_dir_fd_budget};
+use collector_core::descriptors::{held as held_dir_fds, set_budget};
 use collector_core::{Collector, Config};
 use tests::{sleeper, NetnsPair, TestCgroup};
 
@@ -17,7 +17,7 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// `RLIMIT_NOFILE`, which may be as low as 1,024 (a budget of 0) where CI runs.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    set_dir_fd_budget(AMPLE);
+    set_budget(Some(AMPLE));
     guard
 }
 
@@ -96,10 +96,10 @@ fn held_directories_follow_removal_recreation_and_the_budget() {
     // No budget: nothing new is held, and every figure is still read by path.
     drop(col);
     assert_eq!(held_dir_fds(), before, "dropping the collector closes them");
-    set_dir_fd_budget(before);
+    set_budget(Some(before));
     let mut col = collector(&cg.id);
     let s = col.sweep();
-    set_dir_fd_budget(AMPLE);
+    set_budget(Some(AMPLE));
     assert_eq!(held_dir_fds(), before);
     let c = s.get(&cg.id).expect("found by path");
     assert_eq!(c.stats.pids.current, Some(2));
@@ -316,7 +316,7 @@ fn a_short_budget_holds_every_containers_probe_first() {
     assert_eq!(two, 12, "six directories each");
 
     // Exactly what is held now: two more containers need room.
-    set_dir_fd_budget(before + two);
+    set_budget(Some(before + two));
     cgs[2].recreate();
     cgs[3].recreate();
     cgs[2].spawn(&mut sleeper());
@@ -325,7 +325,7 @@ fn a_short_budget_holds_every_containers_probe_first() {
     let s = col.sweep();
     // A second sweep: what the first let go late in its loop is taken now.
     let s2 = col.sweep();
-    set_dir_fd_budget(AMPLE);
+    set_budget(Some(AMPLE));
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert!(s2.errors.is_empty(), "{:?}", s2.errors);
     for part in probe {

@@ -104,7 +104,7 @@ fn written_limits_are_read_at_the_next_sweep() {
 /// the directories are new.
 #[test]
 fn writes_are_noticed_after_the_cgroup_is_made_again() {
-    collector_core::read::set_dir_fd_budget(0);
+    collector_core::descriptors::set_budget(Some(0));
     let mut cg = TestCgroup::new("ccol-spec-re");
     cg.set("pids", "pids.max", "10");
     cg.spawn(&mut sleeper());

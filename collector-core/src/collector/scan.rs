@@ -1,7 +1,7 @@
 //! Keeping the list of followed cgroups current: a walk of the hierarchies when inotify saw a
 //! change or a rescan is due, keeping the state of those found again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -10,27 +10,24 @@ use super::{unix_ms, Collector, Snapshot};
 use crate::dirs::{CgDirs, Slot, PREFERENCE};
 use crate::discover::{self, Watcher};
 use crate::events::EventKind;
-use crate::hierarchy::{Mount, Setup};
+use crate::hierarchy::{Hierarchy, Mount, Setup};
 use crate::identity::{self, Kind};
+use crate::specwatch::SpecWatch;
+
+/// What inotify said since the last sweep.
+struct Changes {
+    /// A directory was made or removed in the watched hierarchy.
+    seen: bool,
+    /// The directories it saw removed.
+    removed: HashSet<PathBuf>,
+}
 
 impl Collector {
     /// Rescans when inotify saw a change or the rescan interval passed.
     pub(super) fn refresh(&mut self, out: &mut Snapshot) {
-        let changed = self.watcher.as_mut().is_some_and(Watcher::poll);
-        let removed = self
-            .watcher
-            .as_mut()
-            .map(Watcher::take_removed)
-            .unwrap_or_default();
-        let every = match &self.watcher {
-            Some(w) if !w.saturated() => self.config.watched_rescan_interval,
-            _ => self.config.rescan_interval,
-        };
-        let due = self.last_scan.is_none_or(|t| t.elapsed() >= every);
-        if !(changed || due || self.recheck) {
+        let Some(changes) = self.rescan_due() else {
             return;
-        }
-        self.last_scan = Some(Instant::now());
+        };
         let mounts: Vec<&Mount> = self.hierarchy.mounts();
         let filter = discover::prefix_filter(&self.config.include, &self.config.exclude);
         let watch_index = self.watched_mount(&mounts);
@@ -42,7 +39,6 @@ impl Collector {
             &mut out.errors,
         );
         let now_ms = unix_ms(SystemTime::now());
-        let setup = self.hierarchy.setup;
 
         // Keep the state of those still present, in the walk's (sorted) order.
         let mut old: HashMap<String, Tracked> =
@@ -57,23 +53,7 @@ impl Collector {
                     .is_some_and(|&pb| pb & !bits != 0)
         });
         for (id, bits) in found {
-            // The directory of this cgroup in a slot's hierarchy, when the walk found it there.
-            let dir_in = |slot: Slot| -> Option<PathBuf> {
-                let m = match slot {
-                    Slot::V1(c) => self.hierarchy.v1(c),
-                    Slot::Unified => self.hierarchy.unified.as_ref(),
-                }?;
-                let i = mounts.iter().position(|x| x.path == m.path)?;
-                (bits & (1 << i.min(31)) != 0)
-                    .then(|| m.dir_of(&id))
-                    .flatten()
-            };
-            if self.config.runtime_only && !old.contains_key(&id) {
-                let kind = identity::classify(&id, &self.config.containerd_namespaces).kind;
-                if !matches!(kind, Kind::Root | Kind::Container | Kind::Pod) {
-                    continue;
-                }
-            }
+            let dir_in = |slot: Slot| dir_in(&self.hierarchy, &mounts, &id, bits, slot);
             let (mut t, is_new) = match old.remove(&id) {
                 Some(mut t) => {
                     // Held descriptors stay with the paths they were opened on.
@@ -83,6 +63,7 @@ impl Collector {
                     }
                     (t, false)
                 }
+                None if self.config.runtime_only && !self.runtime_kind(&id) => continue,
                 None => {
                     let dirs = CgDirs::new(dir_in);
                     let identity = identity::classify(&id, &self.config.containerd_namespaces);
@@ -90,23 +71,12 @@ impl Collector {
                     (Tracked::new(id, identity, dirs, now_ms, created), true)
                 }
             };
-            // Removed and perhaps made again under the same name: its watches are checked
-            // (new directories give new ones). Every container's on a periodic rescan, where
-            // inotify may not have said (about 3 us a watch, so not on every event's).
-            let suspect = !changed || t.dirs.spec_dirs(setup).any(|d| removed.contains(d));
-            if let (true, Some(w), Some(old)) = (suspect, self.spec_watch.as_mut(), t.spec.watches)
-            {
-                // The old watches are dead, and what was read through them is stale.
-                let new = w.watch(t.dirs.spec_dirs(setup));
-                if new != Some(old) {
-                    let keep = new.unwrap_or_default();
-                    let dead = old.map(|wd| wd.filter(|wd| !keep.contains(&Some(*wd))));
-                    w.unwatch(&dead);
-                    t.spec.watches = new;
-                    t.spec.read_at = None;
-                    t.activity.full.forget();
-                }
-            }
+            check_spec_watches(
+                self.spec_watch.as_mut(),
+                self.hierarchy.setup,
+                &mut t,
+                &changes,
+            );
             // Announced once read and named (metadata is applied during the read).
             t.announce_start = is_new && self.scanned_once;
             self.tracked.push(t);
@@ -120,6 +90,33 @@ impl Collector {
         }
         self.scanned_once = true;
         self.devices.retry_unknown();
+    }
+
+    /// What inotify saw, when a rescan is due: it saw a change, the rescan interval passed, or
+    /// the last walk may have caught a cgroup half made.
+    fn rescan_due(&mut self) -> Option<Changes> {
+        let seen = self.watcher.as_mut().is_some_and(Watcher::poll);
+        let removed = self
+            .watcher
+            .as_mut()
+            .map(Watcher::take_removed)
+            .unwrap_or_default();
+        let every = match &self.watcher {
+            Some(w) if !w.saturated() => self.config.watched_rescan_interval,
+            _ => self.config.rescan_interval,
+        };
+        let due = self.last_scan.is_none_or(|t| t.elapsed() >= every);
+        if !(seen || due || self.recheck) {
+            return None;
+        }
+        self.last_scan = Some(Instant::now());
+        Some(Changes { seen, removed })
+    }
+
+    /// Whether `id` is the machine, a runtime's container or a pod (`Config::runtime_only`).
+    fn runtime_kind(&self, id: &str) -> bool {
+        let kind = identity::classify(id, &self.config.containerd_namespaces).kind;
+        matches!(kind, Kind::Root | Kind::Container | Kind::Pod)
     }
 
     /// The hierarchy inotify watches: cgroup2 on unified hosts, else the first mounted v1
@@ -143,4 +140,42 @@ fn created_ms(dir: Option<&Path>) -> Option<u64> {
     let m = std::fs::metadata(dir?).ok()?;
     let ms = m.ctime().checked_mul(1000)? + m.ctime_nsec() / 1_000_000;
     u64::try_from(ms).ok()
+}
+
+/// The directory of cgroup `id` in a slot's hierarchy, when the walk found it there (`bits`:
+/// the mounts it was found in).
+fn dir_in(h: &Hierarchy, mounts: &[&Mount], id: &str, bits: u32, slot: Slot) -> Option<PathBuf> {
+    let m = match slot {
+        Slot::V1(c) => h.v1(c),
+        Slot::Unified => h.unified.as_ref(),
+    }?;
+    let i = mounts.iter().position(|x| x.path == m.path)?;
+    (bits & (1 << i.min(31)) != 0)
+        .then(|| m.dir_of(id))
+        .flatten()
+}
+
+/// A container's directories removed and perhaps made again under the same name: its watches
+/// are checked (new directories give new ones). Every container's on a periodic rescan, where
+/// inotify may not have said (about 3 us a watch, so not on every event's).
+fn check_spec_watches(
+    spec_watch: Option<&mut SpecWatch>,
+    setup: Setup,
+    t: &mut Tracked,
+    changes: &Changes,
+) {
+    let suspect = !changes.seen || t.dirs.spec_dirs(setup).any(|d| changes.removed.contains(d));
+    let (true, Some(w), Some(old)) = (suspect, spec_watch, t.spec.watches) else {
+        return;
+    };
+    // The old watches are dead, and what was read through them is stale.
+    let new = w.watch(t.dirs.spec_dirs(setup));
+    if new != Some(old) {
+        let keep = new.unwrap_or_default();
+        let dead = old.map(|wd| wd.filter(|wd| !keep.contains(&Some(*wd))));
+        w.unwatch(&dead);
+        t.spec.watches = new;
+        t.spec.read_at = None;
+        t.activity.full.forget();
+    }
 }

@@ -34,7 +34,8 @@ pub const DEFAULT_DATA_STREAM: &str = "metrics-container-default";
 /// The default pattern of dated indices.
 pub const DEFAULT_INDEX_PATTERN: &str = "container-metrics-%Y.%m.%d";
 
-pub use crate::sink::common::{hostname, Secret, SetupError};
+pub use crate::sink::common::{hostname, Secret};
+use crate::Error;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
@@ -152,23 +153,25 @@ impl fmt::Debug for ElasticSink {
 }
 
 impl ElasticSink {
-    pub fn new(cfg: ElasticConfig) -> Result<Self, SetupError> {
+    pub fn new(cfg: ElasticConfig) -> Result<Self, Error> {
         let base = cfg.url.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(SetupError::Url {
-                url: cfg.url.clone(),
+            return Err(Error::Invalid {
+                what: "url",
+                value: cfg.url.clone(),
                 reason: "must start with http:// or https://".into(),
             });
         }
         if base.contains(['?', '#']) {
-            return Err(SetupError::Url {
-                url: cfg.url.clone(),
+            return Err(Error::Invalid {
+                what: "url",
+                value: cfg.url.clone(),
                 reason: "must not hold a query or fragment".into(),
             });
         }
-        let name_err = |what: &'static str, name: &str, reason: String| SetupError::Name {
+        let name_err = |what: &'static str, name: &str, reason: String| Error::Invalid {
             what,
-            name: name.to_string(),
+            value: name.to_string(),
             reason,
         };
         let (dest, patterns, default_name) = match &cfg.target {
@@ -548,7 +551,7 @@ mod tests {
         c.target = Target::Indices("Bad-%Y".into());
         assert!(matches!(
             ElasticSink::new(c.clone()),
-            Err(SetupError::Name { .. })
+            Err(Error::Invalid { .. })
         ));
         c.target = Target::DataStream("a,b".into());
         assert!(ElasticSink::new(c.clone()).is_err());
@@ -559,7 +562,10 @@ mod tests {
         assert!(ElasticSink::new(ElasticConfig::new("http://es:9200/?x=1")).is_err());
         let mut c = ElasticConfig::new("http://es:9200");
         c.ca_file = Some("/nonexistent/ca.pem".into());
-        assert!(matches!(ElasticSink::new(c), Err(SetupError::Ca { .. })));
+        assert!(matches!(
+            ElasticSink::new(c),
+            Err(Error::ReadSetting { .. })
+        ));
     }
 
     #[test]

@@ -7,9 +7,9 @@
 //! directory; it never walks anything itself.
 
 pub mod overlay;
-pub mod statfs;
-pub mod walk;
-pub mod walker;
+pub(crate) mod statfs;
+mod walk;
+mod walker;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -105,7 +105,7 @@ impl FsConfig {
 
 /// A filesystem's figures this sweep, by device numbers: fresher than the walk's own `statvfs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backing {
+pub(crate) struct Backing {
     pub major: u32,
     pub minor: u32,
     pub size_bytes: u64,
@@ -124,7 +124,7 @@ struct Layer {
 /// The sweep's side of layer measurement: which container has which upper directory, and
 /// the walker that measures them.
 #[derive(Debug)]
-pub struct Layers {
+pub(crate) struct Layers {
     proc_root: PathBuf,
     rootfs: PathBuf,
     /// How often to look again at a container whose root mount gave no layer yet.
@@ -246,6 +246,7 @@ impl Layers {
         self.walker.settle(timeout)
     }
 
+    #[cfg(test)]
     /// Layers being measured.
     pub fn measured(&self) -> usize {
         self.walker.len()
@@ -280,7 +281,7 @@ fn find_upper(proc_root: &Path, rootfs: &Path, pid: u32, buf: &mut String) -> Op
 /// The host's mount table, read from `<proc_root>/1/mountinfo` (else `self`), and read again
 /// only when the kernel says it changed (procfs signals a mount table change to `poll`).
 #[derive(Debug, Default)]
-pub struct HostMounts {
+pub(crate) struct HostMounts {
     file: Option<(File, PathBuf, bool)>,
     entries: Vec<MountEntry>,
     buf: String,

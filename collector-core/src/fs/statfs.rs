@@ -225,6 +225,7 @@ impl TimedStatfs {
         out
     }
 
+    #[cfg(test)]
     /// Paths skipped because a call on them has not returned.
     pub fn stuck(&self) -> Vec<PathBuf> {
         lock(&self.stuck).iter().cloned().collect()

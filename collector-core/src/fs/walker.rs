@@ -111,6 +111,7 @@ impl Walker {
         }
     }
 
+    #[cfg(test)]
     /// Asks for `dir` to be measured from now on (no-op when it already is).
     pub fn want(&mut self, dir: &Path) {
         self.get(dir);
@@ -150,6 +151,7 @@ impl Walker {
         None
     }
 
+    #[cfg(test)]
     /// The last finished measurement of `dir`.
     pub fn latest(&self, dir: &Path) -> Option<Measured> {
         let st = self.shared.lock();
@@ -180,11 +182,13 @@ impl Walker {
         }
     }
 
+    #[cfg(test)]
     /// The directories being measured.
     pub fn len(&self) -> usize {
         self.shared.lock().entries.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -21,7 +21,8 @@ use base64::Engine as _;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::sink::common::hostname;
-pub use crate::sink::common::{Secret, SetupError};
+pub use crate::sink::common::Secret;
+use crate::Error;
 
 /// Which write API, with its credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,11 +80,12 @@ pub struct InfluxSink {
 }
 
 impl InfluxSink {
-    pub fn new(cfg: InfluxConfig) -> Result<Self, SetupError> {
+    pub fn new(cfg: InfluxConfig) -> Result<Self, Error> {
         let base = cfg.url.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(SetupError::Url {
-                url: cfg.url.clone(),
+            return Err(Error::Invalid {
+                what: "url",
+                value: cfg.url.clone(),
                 reason: "must start with http:// or https://".into(),
             });
         }

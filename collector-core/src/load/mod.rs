@@ -55,10 +55,6 @@ impl LoadReader {
         }
     }
 
-    pub fn has_netlink(&self) -> bool {
-        self.socket.is_some()
-    }
-
     pub fn begin_sweep(&mut self) {
         self.budget_left = self.budget_per_sweep;
     }

@@ -2,7 +2,6 @@
 //! building a client that trusts an extra CA.
 
 use std::fmt;
-use std::path::PathBuf;
 
 /// A secret that never shows in logs or `Debug` output.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -12,27 +11,6 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("\"***\"")
     }
-}
-
-/// Why a sink could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    #[error("invalid url {url:?}: {reason}")]
-    Url { url: String, reason: String },
-    #[error("invalid {what} {name:?}: {reason}")]
-    Name {
-        what: &'static str,
-        name: String,
-        reason: String,
-    },
-    #[error("reading CA file {path}: {source}")]
-    Ca {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("building the HTTP client: {0}")]
-    Client(String),
 }
 
 /// This machine's name, for the `host` tag and `host.name`.
@@ -48,20 +26,21 @@ pub fn hostname() -> String {
 pub fn client(
     timeout: std::time::Duration,
     ca_file: Option<&std::path::Path>,
-) -> Result<reqwest::Client, SetupError> {
+) -> Result<reqwest::Client, crate::Error> {
     let mut builder = reqwest::Client::builder().timeout(timeout);
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|source| SetupError::Ca {
+        let pem = std::fs::read(path).map_err(|source| crate::Error::ReadSetting {
+            what: "CA file",
             path: path.to_path_buf(),
             source,
         })?;
-        let cert =
-            reqwest::Certificate::from_pem(&pem).map_err(|e| SetupError::Client(e.to_string()))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| crate::Error::Client(e.to_string()))?;
         builder = builder.add_root_certificate(cert);
     }
     builder
         .build()
-        .map_err(|e| SetupError::Client(e.to_string()))
+        .map_err(|e| crate::Error::Client(e.to_string()))
 }
 
 #[cfg(test)]

@@ -225,7 +225,12 @@ fn synthetic() -> Vec<Vec<u8>> {
             vec![
                 event(EventKind::OomKill, "/kubepods/pod1/c0ffee", T0 + 20_000, 2),
                 event(EventKind::Stopped, "/odd/\"quoted\"", T0 + 20_000, 1),
-                event(EventKind::PolicyViolation, "/kubepods/pod1/c0ffee", T0, 1),
+                event(
+                    EventKind::Raised("policy_violation"),
+                    "/kubepods/pod1/c0ffee",
+                    T0,
+                    1,
+                ),
             ],
         ),
         true,
