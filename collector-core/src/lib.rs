@@ -55,6 +55,7 @@ mod discover;
 mod idle;
 mod load;
 mod network;
+mod processes;
 mod read;
 mod specwatch;
 mod v1;

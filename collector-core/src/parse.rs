@@ -76,6 +76,23 @@ pub fn u64_list(content: &str, out: &mut Vec<u64>) -> Result<(), Reason> {
     Ok(())
 }
 
+/// The soft limit on open files in `/proc/<pid>/limits` (`Max open files  1024  4096  files`);
+/// `None` when unlimited.
+pub fn max_open_files(content: &str) -> Result<Option<u64>, Reason> {
+    let row = content
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .ok_or_else(|| "no \"Max open files\" row".to_string())?;
+    match row.split_ascii_whitespace().next() {
+        Some("unlimited") => Ok(None),
+        Some(w) => w
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| format!("not a limit: {:?}", truncate(w))),
+        None => Err("an empty \"Max open files\" row".into()),
+    }
+}
+
 /// v2 `cpu.max`: `$QUOTA $PERIOD`, quota may be `max`. Returns (quota, period).
 pub fn cpu_max(content: &str) -> Result<(Option<u64>, u64), Reason> {
     let mut it = content.split_ascii_whitespace();

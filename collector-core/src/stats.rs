@@ -11,6 +11,9 @@ pub struct ContainerStats {
     pub memory: MemoryStats,
     pub blkio: Vec<DeviceIo>,
     pub pids: PidsStats,
+    /// Its processes and what they hold open (cAdvisor's process group).
+    #[serde(default)]
+    pub processes: ProcessStats,
     pub pressure: PressureStats,
     pub network: NetworkStats,
     pub load: Option<LoadStats>,
@@ -102,6 +105,23 @@ pub struct PidsStats {
     pub current: Option<u64>,
     /// `None` when unlimited (`max`).
     pub limit: Option<u64>,
+}
+
+/// A container's processes and the descriptors they hold, read by full reads on the process
+/// interval (`Config::process_interval`): a walk of every process's descriptors costs a
+/// system call per descriptor.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessStats {
+    /// Processes in the cgroup itself (`cgroup.procs`; threads are `pids.current`).
+    pub count: Option<u64>,
+    /// Descriptors open in them (`/proc/<pid>/fd`).
+    pub fds: Option<u64>,
+    /// Those of them that are sockets.
+    pub sockets: Option<u64>,
+    /// The soft open-files limit of its first process (`/proc/<pid>/limits`), as cAdvisor's
+    /// `container_ulimits_soft{ulimit="max_open_files"}` takes the container's root process;
+    /// `None` when unlimited.
+    pub max_open_files: Option<u64>,
 }
 
 /// Pressure stall information for the three resources.
@@ -355,7 +375,7 @@ impl ContainerStats {
     /// An idle sweep reports a full read's rest this way (`idle.rs`), and a full read is kept
     /// the same way.
     ///
-    /// The groups read only by full reads (memory but its usage, block IO, pressure) are
+    /// The groups read only by full reads (memory but its usage, block IO, processes, pressure) are
     /// copied whole, so a figure added to them is carried with no change here. The groups
     /// that mix the two are taken apart without `..`: a field added to `ContainerStats` or
     /// `CpuStats` does not compile until it is placed.
@@ -368,6 +388,7 @@ impl ContainerStats {
             memory,
             blkio,
             pids: _,
+            processes,
             pressure,
             network: _,
             load: _,
@@ -394,6 +415,7 @@ impl ContainerStats {
         memory.usage_bytes = usage;
         memory.working_set_bytes = working_set(usage, memory.inactive_file_bytes);
         blkio.clone_from(&from.blkio);
+        processes.clone_from(&from.processes);
         pressure.clone_from(&from.pressure);
     }
 }

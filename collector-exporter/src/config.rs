@@ -150,6 +150,15 @@ settings! {
     /// one series per CPU per container; when off, cpu="total" only.
     #[arg(num_args = 0, default_missing_value = "true")]
     per_cpu: bool = "containers.per-cpu", default d.core.per_cpu;
+    /// Read each container's processes, open descriptors and sockets, and its open-files
+    /// limit (container_processes, container_file_descriptors, container_sockets,
+    /// container_ulimits_soft); `--containers.processes=false` turns it off.
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    processes: bool = "containers.processes", default d.core.processes;
+    /// How often a container's process group is read at most (a system call per open
+    /// descriptor), e.g. 10s; an idle container's is carried over.
+    process_interval: String = "containers.process-interval",
+        default format_duration(d.core.process_interval);
     /// Runtime label exposed as container_label_<key> (repeatable) [default: none].
     label_allowlist: Vec<String> = "containers.label-allowlist",
         default d.exposition.label_allowlist.clone();
@@ -336,6 +345,8 @@ pub struct Settings {
     pub exclude: Vec<String>,
     pub runtime_only: bool,
     pub per_cpu: bool,
+    pub processes: bool,
+    pub process_interval: Duration,
     pub label_allowlist: Vec<String>,
     pub log_level: tracing::Level,
     pub log_json: bool,
@@ -400,6 +411,8 @@ impl Settings {
         }
         let spec_interval = duration_up_to_1h("housekeeping.spec-interval", &v.spec_interval)?;
         let idle_interval = duration_up_to_1h("housekeeping.idle-interval", &v.idle_interval)?;
+        let process_interval =
+            duration_up_to_1h("containers.process-interval", &v.process_interval)?;
         let fs_interval =
             parse_duration(&v.fs_interval).map_err(|r| Error::new("fs.interval", r))?;
         if fs_interval < Duration::from_secs(1) {
@@ -478,6 +491,8 @@ impl Settings {
             exclude: v.exclude,
             runtime_only: v.runtime_only,
             per_cpu: v.per_cpu,
+            processes: v.processes,
+            process_interval,
             label_allowlist: v.label_allowlist,
             log_level,
             log_json,

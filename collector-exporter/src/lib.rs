@@ -132,6 +132,8 @@ fn core_config(s: &Settings) -> Config {
         exclude: s.exclude.clone(),
         runtime_only: s.runtime_only,
         per_cpu: s.per_cpu,
+        processes: s.processes,
+        process_interval: s.process_interval,
         spec_interval: s.spec_interval,
         idle_interval: s.idle_interval,
         hold_files: s.hold_files,

@@ -59,6 +59,12 @@ pub struct Config {
     /// series per container and say nothing about its traffic.
     pub network_ignore: Vec<String>,
     pub load: bool,
+    /// Read each container's processes, the descriptors and sockets they hold, and its
+    /// open-files limit (cAdvisor's process group). A walk of the descriptors costs a system
+    /// call each, so full reads take it at most every `process_interval` (an idle container's
+    /// are carried over like its other figures); the machine's own cgroup is left out.
+    pub processes: bool,
+    pub process_interval: Duration,
     /// At most this many `/proc/<tid>/stat` reads per sweep for load (procfs fallback only).
     pub load_task_budget: usize,
     /// Writable-layer usage of containers and the machine's filesystems.
@@ -87,6 +93,8 @@ impl Default for Config {
                 .map(String::from)
                 .to_vec(),
             load: true,
+            processes: true,
+            process_interval: Duration::from_secs(10),
             load_task_budget: 20_000,
             fs: crate::fs::FsConfig::default(),
         }

@@ -21,6 +21,7 @@ use crate::hierarchy::{Controller, Setup};
 use crate::identity::Kind;
 use crate::load::{self, LoadReader};
 use crate::network::{self, NetReader};
+use crate::processes::ProcessReader;
 use crate::read::{CgDir, Dir, Reader};
 use crate::specwatch::{SpecWatch, Written};
 use crate::stats::Spec;
@@ -35,6 +36,7 @@ pub(super) struct Sweep<'a> {
     pub reader: &'a mut Reader,
     pub net: &'a mut NetReader,
     pub load: Option<&'a mut LoadReader>,
+    pub processes: Option<&'a mut ProcessReader>,
     pub devices: &'a mut DeviceNames,
     pub layers: Option<&'a mut crate::fs::Layers>,
     pub spec_watch: Option<&'a mut SpecWatch>,
@@ -238,6 +240,8 @@ impl Sweep<'_> {
                 d.device = self.devices.name(d.major, d.minor).map(str::to_string);
             }
         }
+        self.read_process_group(t);
+        let (r, s) = (&mut *self.reader, &mut t.stats);
         // A read with errors or a stale directory is no baseline for later ones.
         if !r.has_errors() && !r.stale_dir() {
             let in_probe = self.throttling_in_probe();
@@ -245,6 +249,27 @@ impl Sweep<'_> {
         } else {
             t.activity.full.forget();
         }
+    }
+
+    /// The process group, on the process interval; the last one between.
+    fn read_process_group(&mut self, t: &mut Tracked) {
+        let Some(reader) = self.processes.as_deref_mut() else {
+            return;
+        };
+        if t.identity.kind == Kind::Root {
+            return;
+        }
+        let g = &mut t.process_group;
+        let every = self.config.process_interval;
+        if g.read_at
+            .is_none_or(|at| self.now.duration_since(at) >= every)
+        {
+            if let Some(dir) = t.dirs.procs_dir(self.setup) {
+                reader.read(self.reader, dir.into(), &mut g.last);
+                g.read_at = Some(self.now);
+            }
+        }
+        t.stats.processes.clone_from(&g.last);
     }
 
     fn read_spec(&mut self, t: &mut Tracked, spec_due: bool) {

@@ -40,6 +40,7 @@ pub struct Collector {
     reader: Reader,
     net: NetReader,
     load: Option<LoadReader>,
+    processes: Option<crate::processes::ProcessReader>,
     devices: DeviceNames,
     user_hz: u64,
     metadata: Option<std::sync::Arc<dyn MetadataProvider>>,
@@ -90,6 +91,9 @@ impl Collector {
             last_scan: None,
             reader: Reader::new(),
             load,
+            processes: config
+                .processes
+                .then(|| crate::processes::ProcessReader::new(&config.roots.proc_root)),
             metadata: None,
             scanned_once: false,
             recheck: false,
@@ -258,6 +262,7 @@ impl Collector {
             reader: &mut self.reader,
             net: &mut self.net,
             load: self.load.as_mut(),
+            processes: self.processes.as_mut(),
             devices: &mut self.devices,
             layers: self.layers.as_mut(),
             spec_watch: self.spec_watch.as_mut(),

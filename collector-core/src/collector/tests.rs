@@ -84,5 +84,30 @@ fn the_captures_fill_every_figure_of_the_full_read() {
 }
 
 /// The groups every sweep sets by phases of its own, idle or not (the test above copies
-/// them): tasks and their limit, load, network, spec, writable layer.
-const OWN_PHASES: [&str; 5] = [".pids.", ".load.", ".network.", ".spec.", ".fs."];
+/// them): tasks and their limit, load, network, spec, writable layer. And the process group,
+/// which comes from the processes' `/proc` directories that the captures do not hold: the
+/// test below carries it.
+const OWN_PHASES: [&str; 6] = [
+    ".pids.",
+    ".load.",
+    ".network.",
+    ".spec.",
+    ".fs.",
+    ".processes.",
+];
+
+#[test]
+fn an_idle_sweep_carries_the_process_group() {
+    let full = ContainerStats {
+        processes: crate::stats::ProcessStats {
+            count: Some(3),
+            fds: Some(40),
+            sockets: Some(5),
+            max_open_files: Some(1024),
+        },
+        ..ContainerStats::default()
+    };
+    let mut idle = ContainerStats::default();
+    idle.carry_rest(&full, false);
+    assert_eq!(idle.processes, full.processes);
+}

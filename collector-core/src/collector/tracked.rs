@@ -11,7 +11,7 @@ use crate::metadata::Metadata;
 use crate::network::ProcHandle;
 use crate::read::FileCache;
 use crate::specwatch::{SpecWatch, Watches};
-use crate::stats::{ContainerStats, LoadStats, Spec};
+use crate::stats::{ContainerStats, LoadStats, ProcessStats, Spec};
 
 #[derive(Debug)]
 pub(super) struct Tracked {
@@ -34,6 +34,7 @@ pub(super) struct Tracked {
     /// Reused between sweeps so the steady state does not reallocate.
     pub stats: ContainerStats,
     pub spec: SpecState,
+    pub process_group: ProcessGroup,
     pub activity: Activity,
     pub proc: ProcState,
 }
@@ -45,6 +46,13 @@ pub(super) struct SpecState {
     pub read_at: Option<Instant>,
     /// Its watches on the directories its spec is read from (`SpecWatch`), when all are.
     pub watches: Option<Watches>,
+}
+
+/// Its process group as last read, and when (`Config::process_interval`).
+#[derive(Debug, Default)]
+pub(super) struct ProcessGroup {
+    pub last: ProcessStats,
+    pub read_at: Option<Instant>,
 }
 
 /// What tells an idle sweep from a full one, and the load averages carried between sweeps.
@@ -93,6 +101,7 @@ impl Tracked {
             files: FileCache::default(),
             stats: ContainerStats::default(),
             spec: SpecState::default(),
+            process_group: ProcessGroup::default(),
             activity: Activity {
                 leaf: true,
                 ..Activity::default()

@@ -123,6 +123,11 @@ pub fn fields() -> Vec<(String, &'static str)> {
     );
     add("collector.blkio.", &["device"], KEYWORD);
     add("collector.pids.", &["current", "limit"], LONG);
+    add(
+        "collector.processes.",
+        &["count", "fds", "sockets", "max_open_files"],
+        LONG,
+    );
     for res in ["cpu", "memory", "io"] {
         for line in ["some", "full"] {
             let p = format!("collector.pressure.{res}.{line}.");

@@ -114,6 +114,10 @@ fn container_points(
             s.load.map(|l| Field::U64(l.uninterruptible)),
         ),
         ("stopped", s.load.map(|l| Field::U64(l.stopped))),
+        ("processes", u(s.processes.count)),
+        ("file_descriptors", u(s.processes.fds)),
+        ("sockets", u(s.processes.sockets)),
+        ("max_open_files", u(s.processes.max_open_files)),
     ]);
     emit("container_tasks", &mut base.clone(), &tasks);
 

@@ -199,3 +199,17 @@ proptest! {
         prop_assert_eq!(got, pairs);
     }
 }
+
+#[test]
+fn max_open_files_soft_limit() {
+    let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+        Max cpu time              unlimited            unlimited            seconds   \n\
+        Max open files            1024                 524288               files     \n\
+        Max locked memory         8388608              8388608              bytes     \n";
+    assert_eq!(max_open_files(text), Ok(Some(1024)));
+    let unlimited = text.replace("1024 ", "unlimited ");
+    assert_eq!(max_open_files(&unlimited), Ok(None));
+    assert!(max_open_files("Max cpu time unlimited unlimited seconds\n").is_err());
+    assert!(max_open_files("Max open files\n").is_err());
+    assert!(max_open_files("Max open files  x1  2 files\n").is_err());
+}

@@ -237,6 +237,34 @@ pub(super) fn write(out: &mut dyn Out, snap: &Snapshot) -> Result {
         G,
         |c| f(c.stats.pids.limit),
     )?;
+    fam.simple(
+        "container_processes",
+        "Number of processes running inside the container.",
+        G,
+        |c| f(c.stats.processes.count),
+    )?;
+    fam.simple(
+        "container_file_descriptors",
+        "Number of open file descriptors for the container.",
+        G,
+        |c| f(c.stats.processes.fds),
+    )?;
+    fam.simple(
+        "container_sockets",
+        "Number of open sockets for the container.",
+        G,
+        |c| f(c.stats.processes.sockets),
+    )?;
+    fam.multi(
+        "container_ulimits_soft",
+        "Soft ulimit values for the container's first process (absent when unlimited).",
+        G,
+        |c, out| {
+            if let Some(v) = c.stats.processes.max_open_files {
+                out.push((Some(("ulimit", "max_open_files")), Int(v)));
+            }
+        },
+    )?;
 
     let some = |x: Option<Psi>| x.map(|x| Float(x.some.total_us as f64 / 1e6));
     let full = |x: Option<Psi>| {

@@ -1,0 +1,190 @@
+//! A container's processes and the descriptors they hold (cAdvisor's process group): the pids
+//! in `cgroup.procs`, a walk of each one's `/proc/<pid>/fd`, and the first one's open-files
+//! limit. Nothing forks; no name or pid is kept.
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::path::PathBuf;
+
+use nix::dir::Dir as DirStream;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use crate::parse;
+use crate::read::{Dir, Reader};
+use crate::stats::ProcessStats;
+
+/// Reads the process group, reusing its buffers.
+#[derive(Debug)]
+pub(crate) struct ProcessReader {
+    proc_root: PathBuf,
+    pids: Vec<u64>,
+    path: PathBuf,
+}
+
+/// What one process's descriptor walk found.
+enum Walk {
+    Counted {
+        fds: u64,
+        sockets: u64,
+    },
+    /// It exited meanwhile: it counts for nothing.
+    Gone,
+    /// Its descriptors cannot be listed (no rights over it): the totals are unknown.
+    Unreadable,
+}
+
+impl ProcessReader {
+    pub fn new(proc_root: &std::path::Path) -> ProcessReader {
+        ProcessReader {
+            proc_root: proc_root.to_path_buf(),
+            pids: Vec::new(),
+            path: PathBuf::new(),
+        }
+    }
+
+    /// Fills `out` for the cgroup whose processes `procs_dir` lists.
+    pub fn read(&mut self, r: &mut Reader, procs_dir: Dir<'_>, out: &mut ProcessStats) {
+        *out = ProcessStats::default();
+        let Some(()) = r.parsed(procs_dir, "cgroup.procs", |t| {
+            parse::u64_list(t, &mut self.pids)
+        }) else {
+            return;
+        };
+        out.count = Some(self.pids.len() as u64);
+        let (mut fds, mut sockets, mut known) = (0u64, 0u64, true);
+        for i in 0..self.pids.len() {
+            let pid = self.pids[i];
+            match self.walk(pid) {
+                Walk::Counted { fds: f, sockets: s } => {
+                    fds += f;
+                    sockets += s;
+                }
+                Walk::Gone => {}
+                Walk::Unreadable => known = false,
+            }
+            if out.max_open_files.is_none() {
+                self.set_path(pid, None);
+                let dir = std::mem::take(&mut self.path);
+                if let Some(limit) = r.parsed(Dir::from(dir.as_path()), "limits", |t| {
+                    parse::max_open_files(t)
+                }) {
+                    out.max_open_files = limit;
+                }
+                self.path = dir;
+            }
+        }
+        // A process that exited between the listing and its files is not a vanished cgroup.
+        r.forgive_missing();
+        if known {
+            (out.fds, out.sockets) = (Some(fds), Some(sockets));
+        }
+    }
+
+    fn set_path(&mut self, pid: u64, sub: Option<&str>) {
+        self.path.clear();
+        self.path.push(&self.proc_root);
+        self.path.push(itoa::Buffer::new().format(pid));
+        if let Some(sub) = sub {
+            self.path.push(sub);
+        }
+    }
+
+    /// Counts a process's descriptors, and those that are sockets.
+    fn walk(&mut self, pid: u64) -> Walk {
+        self.set_path(pid, Some("fd"));
+        let mut dir = match DirStream::open(
+            self.path.as_path(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(d) => d,
+            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ESRCH) => return Walk::Gone,
+            Err(_) => return Walk::Unreadable,
+        };
+        // SAFETY: the descriptor stays open while `dir` lives, which outlasts `fd`'s uses.
+        let fd = unsafe { BorrowedFd::borrow_raw(dir.as_raw_fd()) };
+        let (mut fds, mut sockets) = (0, 0);
+        for entry in dir.iter() {
+            let Ok(entry) = entry else {
+                // The process exited part way: what was counted is not its whole.
+                return Walk::Gone;
+            };
+            let name = entry.file_name();
+            if name.to_bytes().starts_with(b".") {
+                continue;
+            }
+            fds += 1;
+            if is_socket(fd, name) {
+                sockets += 1;
+            }
+        }
+        Walk::Counted { fds, sockets }
+    }
+}
+
+/// Whether the descriptor link `name` in the `fd` directory `dir` points at a socket
+/// (`socket:[inode]`). libc rather than nix: nix's `readlinkat` allocates a buffer for every
+/// call, and this runs once per descriptor of every process walked.
+fn is_socket(dir: BorrowedFd<'_>, name: &CStr) -> bool {
+    const PREFIX: &[u8] = b"socket:";
+    let mut buf = [0u8; 16];
+    // SAFETY: `name` is NUL-terminated, `buf` is writable for its length, and readlinkat
+    // writes at most that many bytes; the result is checked before use.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    usize::try_from(n).is_ok_and(|n| buf[..n.min(buf.len())].starts_with(PREFIX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, UdpSocket};
+
+    /// This test process, read as a container of one. Other tests of this binary run beside
+    /// this one and open descriptors too, so only what this one holds is asserted; the exact
+    /// counts are in the integration tests, with a process of their own.
+    #[test]
+    fn counts_this_process_descriptors_and_sockets() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        std::fs::write(
+            dir.path().join("cgroup.procs"),
+            format!("{}\n", std::process::id()),
+        )
+        .expect("a pid list");
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("a listener");
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("a udp socket");
+        let file = std::fs::File::open("/proc/self/status").expect("a file");
+        let mut reader = ProcessReader::new(std::path::Path::new("/proc"));
+        let mut r = Reader::new();
+        let mut out = ProcessStats::default();
+        reader.read(&mut r, Dir::from(dir.path()), &mut out);
+        assert!(!r.has_errors(), "{r:?}");
+        assert_eq!(out.count, Some(1));
+        let (fds, sockets) = (out.fds.expect("fds"), out.sockets.expect("sockets"));
+        assert!(sockets >= 2, "{sockets} sockets");
+        assert!(fds > sockets, "{fds} descriptors, {sockets} sockets");
+        assert!(out.max_open_files.is_some_and(|n| n > 0));
+        drop((tcp, udp, file));
+    }
+
+    #[test]
+    fn a_pid_that_is_gone_counts_for_nothing() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        // Above the kernel's pid_max (4,194,304 at most): no such process.
+        std::fs::write(dir.path().join("cgroup.procs"), "4194305\n").expect("a pid list");
+        let mut reader = ProcessReader::new(std::path::Path::new("/proc"));
+        let mut r = Reader::new();
+        let mut out = ProcessStats::default();
+        reader.read(&mut r, Dir::from(dir.path()), &mut out);
+        assert_eq!(out.count, Some(1));
+        assert_eq!((out.fds, out.sockets), (Some(0), Some(0)));
+        assert!(!r.saw_missing());
+    }
+}
