@@ -39,6 +39,7 @@ pub mod metadata;
 pub mod prometheus;
 #[cfg(feature = "runtime")]
 pub mod runtime;
+pub mod security;
 #[cfg(feature = "sinks")]
 pub mod sink;
 pub mod stats;

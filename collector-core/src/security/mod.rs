@@ -1,0 +1,4 @@
+//! What runs inside containers and whom it talks to: the signals security monitoring needs.
+
+pub mod judge;
+pub mod sockets;
