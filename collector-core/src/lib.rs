@@ -46,6 +46,7 @@ pub mod prometheus;
 pub mod read;
 #[cfg(feature = "runtime")]
 pub mod runtime;
+pub mod security;
 #[cfg(feature = "sinks")]
 pub mod sink;
 mod specwatch;
