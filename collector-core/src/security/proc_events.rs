@@ -11,14 +11,17 @@
 //! and from then on sends one datagram per event: `nlmsghdr` + `cn_msg` + `struct
 //! proc_event` (`include/uapi/linux/{netlink,connector,cn_proc}.h`), in host byte order.
 //!
-//! What it takes (kernel 6.x, `drivers/connector/cn_proc.c`, `net/netlink/af_netlink.c`):
+//! What it takes (`drivers/connector/{connector,cn_proc}.c`, `net/netlink/af_netlink.c`):
 //! - the host's network namespace: the connector's kernel socket exists only there, so
 //!   elsewhere the subscription is refused (`ECONNREFUSED`); a DaemonSet needs
 //!   `hostNetwork: true`;
-//! - `CAP_NET_ADMIN` in the host's user namespace to join the group (`EPERM` otherwise);
 //! - the initial PID and user namespaces: the kernel silently ignores subscriptions from
 //!   anywhere else, which [`ProcEvents::open`] notices as a missing acknowledgement; a
-//!   DaemonSet needs `hostPID: true`.
+//!   DaemonSet needs `hostPID: true` and no user namespace (`hostUsers` left true);
+//! - on older kernels, `CAP_NET_ADMIN` in the host's user namespace (`EPERM` at `bind` or
+//!   in the acknowledgement). Since the connector's filtering rework (6.6, as far as we
+//!   know) any user may subscribe: on 6.18 uid 65534 without capabilities does. Setting
+//!   the receive buffer beyond `rmem_max` still takes `CAP_NET_ADMIN`.
 //!
 //! PIDs in events are those of the initial PID namespace, the ones the host's `/proc`
 //! shows. Threads count: a new thread is a `Fork` whose `child_pid` differs from its
@@ -133,10 +136,10 @@ impl ProcEvents {
     /// polling.
     ///
     /// The error's kind tells the cases apart: [`io::ErrorKind::PermissionDenied`] without
-    /// `CAP_NET_ADMIN`, [`io::ErrorKind::ConnectionRefused`] outside the host's network
-    /// namespace, [`io::ErrorKind::TimedOut`] when the kernel ignored the subscription (not
-    /// in the initial PID or user namespace), [`io::ErrorKind::Unsupported`] without the
-    /// connector. Events that arrive before this returns are not kept.
+    /// `CAP_NET_ADMIN` (older kernels), [`io::ErrorKind::ConnectionRefused`] outside the
+    /// host's network namespace, [`io::ErrorKind::TimedOut`] when the kernel ignored the
+    /// subscription (not in the initial PID or user namespace), [`io::ErrorKind::Unsupported`]
+    /// without the connector. Events that arrive before this returns are not kept.
     pub fn open() -> io::Result<ProcEvents> {
         // SAFETY: plain syscall; the result is checked before use.
         let raw = unsafe {
@@ -159,8 +162,8 @@ impl ProcEvents {
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
 
-        // FORCE passes rmem_max and needs CAP_NET_ADMIN, which joining the group needs
-        // anyway; the plain option is the fallback, capped at rmem_max.
+        // FORCE passes rmem_max and needs CAP_NET_ADMIN; the plain option is the fallback,
+        // capped at rmem_max.
         if socket::setsockopt(&fd, sockopt::RcvBufForce, &RCVBUF_BYTES).is_err() {
             let _ = socket::setsockopt(&fd, sockopt::RcvBuf, &RCVBUF_BYTES);
         }
@@ -170,8 +173,8 @@ impl ProcEvents {
             io::Error::new(
                 e.kind(),
                 format!(
-                    "joining the process events group needs CAP_NET_ADMIN in the host's \
-                     user namespace: {e}"
+                    "joining the process events group (this kernel asks for CAP_NET_ADMIN \
+                     in the host's user namespace): {e}"
                 ),
             )
         })?;
@@ -218,6 +221,8 @@ impl ProcEvents {
                     }
                 }
                 Ok(None) => {}
+                // Not from the kernel, or cut short: not our answer.
+                Err(e) if e.raw_os_error() == Some(libc::EPROTO) => continue,
                 // Our acknowledgement may be among what overflowed; asking again is
                 // harmless (the kernel counts a socket's subscription once).
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
@@ -733,8 +738,8 @@ mod tests {
         match ProcEvents::open() {
             Ok(p) => p,
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => panic!(
-                "this test needs root (CAP_NET_ADMIN in the host's namespaces) to subscribe \
-                 to process events: {e}"
+                "this test needs root (older kernels ask for CAP_NET_ADMIN) to subscribe to \
+                 process events: {e}"
             ),
             Err(e) => panic!("ProcEvents::open: {e}"),
         }
