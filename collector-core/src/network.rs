@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use crate::error::Error;
 use crate::parse;
 use crate::read::{CgDir, HeldFd, Reader};
-use crate::stats::{NetworkStats, NetworkStatus};
+use crate::security::sockets;
+use crate::stats::{NetworkStats, NetworkStatus, SocketStats};
 
 /// Reads network figures for the processes of the cgroups it is asked about, remembering each
 /// namespace read during a sweep so that containers sharing one (a pod) cost one read.
@@ -30,6 +31,8 @@ pub struct NetReader {
     seen: Vec<NetworkStats>,
     seen_len: usize,
     seen_index: std::collections::HashMap<NsId, usize>,
+    /// Socket states read during the current sweep, by namespace.
+    seen_sockets: std::collections::HashMap<NsId, SocketStats>,
     /// Interfaces whose names start with one of these are left out.
     pub ignore: Vec<String>,
 }
@@ -45,6 +48,7 @@ impl NetReader {
             seen: Vec::new(),
             seen_len: 0,
             seen_index: std::collections::HashMap::new(),
+            seen_sockets: std::collections::HashMap::new(),
             ignore: Vec::new(),
         }
     }
@@ -58,6 +62,7 @@ impl NetReader {
     pub fn begin_sweep(&mut self) {
         self.seen_len = 0;
         self.seen_index.clear();
+        self.seen_sockets.clear();
         self.set_pid_dir(1);
         self.host_ns = ns_link(&self.pid_dir);
         self.host_ino = net_dev_ino(&self.pid_dir);
@@ -165,6 +170,53 @@ impl NetReader {
             self.seen_len += 1;
         }
         true
+    }
+}
+
+impl NetReader {
+    /// The TCP and UDP sockets of `h`'s network namespace by state: its `net/tcp`, `tcp6`,
+    /// `udp` and `udp6`, read once per namespace per sweep. Nothing for a container without
+    /// a process or in the host's namespace (those would be the host's sockets).
+    pub fn read_sockets(&mut self, h: Option<&ProcHandle>, r: &mut Reader, out: &mut SocketStats) {
+        *out = SocketStats::default();
+        let Some(h) = h.filter(|h| !h.in_host) else {
+            return;
+        };
+        if let Some(seen) = h.ns.and_then(|ns| self.seen_sockets.get(&ns)) {
+            out.clone_from(seen);
+            return;
+        }
+        let dir = (&h.dir).into();
+        let mut table = |name: &str, count: &mut dyn FnMut(&str) -> Result<(), parse::Reason>| {
+            // No fallback to the path: after an exit, /proc/<pid> may be another process.
+            let text = r.read_in(dir, name, false)?;
+            let res = count(text);
+            if let Err(reason) = res {
+                r.parse_error(reason);
+            }
+            Some(())
+        };
+        let mut tcp = crate::stats::TcpCounts::default();
+        if table("net/tcp", &mut |t| sockets::count_tcp(t, &mut tcp)).is_some() {
+            out.tcp = Some(tcp);
+        }
+        let mut tcp6 = crate::stats::TcpCounts::default();
+        if table("net/tcp6", &mut |t| sockets::count_tcp(t, &mut tcp6)).is_some() {
+            out.tcp6 = Some(tcp6);
+        }
+        let mut udp = crate::stats::UdpCounts::default();
+        if table("net/udp", &mut |t| sockets::count_udp(t, &mut udp)).is_some() {
+            out.udp = Some(udp);
+        }
+        let mut udp6 = crate::stats::UdpCounts::default();
+        if table("net/udp6", &mut |t| sockets::count_udp(t, &mut udp6)).is_some() {
+            out.udp6 = Some(udp6);
+        }
+        // A table gone with its process is not a vanished cgroup.
+        r.forgive_missing();
+        if let Some(ns) = h.ns {
+            self.seen_sockets.insert(ns, out.clone());
+        }
     }
 }
 

@@ -14,6 +14,9 @@ pub struct ContainerStats {
     /// Its processes and what they hold open (cAdvisor's process group).
     #[serde(default)]
     pub processes: ProcessStats,
+    /// Its network namespace's TCP and UDP sockets by state.
+    #[serde(default)]
+    pub sockets: SocketStats,
     pub pressure: PressureStats,
     pub network: NetworkStats,
     pub load: Option<LoadStats>,
@@ -122,6 +125,48 @@ pub struct ProcessStats {
     /// `container_ulimits_soft{ulimit="max_open_files"}` takes the container's root process;
     /// `None` when unlimited.
     pub max_open_files: Option<u64>,
+}
+
+/// The TCP and UDP sockets of the container's network namespace by state: cAdvisor's tcp and
+/// udp groups (`container_network_tcp_usage_total{tcp_state}` and the like). Read by full
+/// reads, once per namespace per sweep; `None` where the table could not be read, and all
+/// `None` for a container in the host's namespace (whose sockets are the host's).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketStats {
+    pub tcp: Option<TcpCounts>,
+    pub tcp6: Option<TcpCounts>,
+    pub udp: Option<UdpCounts>,
+    pub udp6: Option<UdpCounts>,
+}
+
+/// Counts of a `tcp` or `tcp6` table, by state, as cAdvisor's `TcpStat`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpCounts {
+    pub established: u64,
+    pub syn_sent: u64,
+    pub syn_recv: u64,
+    pub fin_wait1: u64,
+    pub fin_wait2: u64,
+    pub time_wait: u64,
+    pub close: u64,
+    pub close_wait: u64,
+    pub last_ack: u64,
+    pub listen: u64,
+    pub closing: u64,
+}
+
+/// Counts of a `udp` or `udp6` table, as cAdvisor's `UdpStat`.
+///
+/// `listen` counts every UDP socket (UDP has no listening state; cAdvisor counts all rows).
+/// The queues are bytes, summed over the sockets. cAdvisor reads the `tx_queue:rx_queue`
+/// column as `rx:tx`; these are the kernel's columns, so `rx_queued` here is cAdvisor's
+/// `txqueued` and the other way round.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UdpCounts {
+    pub listen: u64,
+    pub dropped: u64,
+    pub rx_queued: u64,
+    pub tx_queued: u64,
 }
 
 /// Pressure stall information for the three resources.
@@ -375,7 +420,8 @@ impl ContainerStats {
     /// An idle sweep reports a full read's rest this way (`idle.rs`), and a full read is kept
     /// the same way.
     ///
-    /// The groups read only by full reads (memory but its usage, block IO, processes, pressure) are
+    /// The groups read only by full reads (memory but its usage, block IO, processes, socket
+    /// states, pressure) are
     /// copied whole, so a figure added to them is carried with no change here. The groups
     /// that mix the two are taken apart without `..`: a field added to `ContainerStats` or
     /// `CpuStats` does not compile until it is placed.
@@ -389,6 +435,7 @@ impl ContainerStats {
             blkio,
             pids: _,
             processes,
+            sockets,
             pressure,
             network: _,
             load: _,
@@ -416,6 +463,7 @@ impl ContainerStats {
         memory.working_set_bytes = working_set(usage, memory.inactive_file_bytes);
         blkio.clone_from(&from.blkio);
         processes.clone_from(&from.processes);
+        sockets.clone_from(&from.sockets);
         pressure.clone_from(&from.pressure);
     }
 }

@@ -159,6 +159,11 @@ settings! {
     /// descriptor), e.g. 10s; an idle container's is carried over.
     process_interval: String = "containers.process-interval",
         default format_duration(d.core.process_interval);
+    /// Count each container's network namespace's TCP and UDP sockets by state
+    /// (container_network_tcp_usage_total{tcp_state}, ...); `--containers.socket-states=false`
+    /// turns it off.
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    socket_states: bool = "containers.socket-states", default d.core.socket_states;
     /// Runtime label exposed as container_label_<key> (repeatable) [default: none].
     label_allowlist: Vec<String> = "containers.label-allowlist",
         default d.exposition.label_allowlist.clone();
@@ -347,6 +352,7 @@ pub struct Settings {
     pub per_cpu: bool,
     pub processes: bool,
     pub process_interval: Duration,
+    pub socket_states: bool,
     pub label_allowlist: Vec<String>,
     pub log_level: tracing::Level,
     pub log_json: bool,
@@ -493,6 +499,7 @@ impl Settings {
             per_cpu: v.per_cpu,
             processes: v.processes,
             process_interval,
+            socket_states: v.socket_states,
             label_allowlist: v.label_allowlist,
             log_level,
             log_json,

@@ -134,6 +134,7 @@ fn core_config(s: &Settings) -> Config {
         per_cpu: s.per_cpu,
         processes: s.processes,
         process_interval: s.process_interval,
+        socket_states: s.socket_states,
         spec_interval: s.spec_interval,
         idle_interval: s.idle_interval,
         hold_files: s.hold_files,

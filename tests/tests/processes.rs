@@ -19,11 +19,16 @@ fn collector(id: &str) -> Collector {
 /// `hold_fds` with its stdio on /dev/null: 3 descriptors, then `files` files, `tcp` listeners
 /// and `udp` sockets; its soft open-files limit set to `nofile`. Waits until it is ready.
 fn spawn_holder(cg: &mut TestCgroup, nofile: u64, files: u32, tcp: u32, udp: u32) -> u32 {
+    let cmd = Command::new(env!("CARGO_BIN_EXE_hold_fds"));
+    spawn_ready(cg, cmd, [nofile, files.into(), tcp.into(), udp.into(), 0])
+}
+
+/// Runs `cmd` (hold_fds, or a wrapper that execs it) with a ready file and `args`.
+fn spawn_ready(cg: &mut TestCgroup, mut cmd: Command, args: [u64; 5]) -> u32 {
     let dir = tempfile::tempdir().expect("a temp dir");
     let ready = dir.path().join("ready");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hold_fds"));
     cmd.arg(&ready)
-        .args([nofile, files.into(), tcp.into(), udp.into()].map(|n: u64| n.to_string()))
+        .args(args.map(|n| n.to_string()))
         .stderr(Stdio::null());
     let pid = cg.spawn(&mut cmd);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -82,6 +87,56 @@ fn the_exposition_has_cadvisors_process_families() {
     assert!(line("container_sockets{").ends_with(" 1"));
     let ulimit = line("container_ulimits_soft{");
     assert!(ulimit.contains("ulimit=\"max_open_files\"") && ulimit.ends_with(" 4321"));
+}
+
+/// The TCP and UDP tables of the container's own network namespace, by state: two listeners,
+/// one connection to the first (an established pair), one UDP socket, nothing over IPv6.
+#[test]
+fn socket_states_of_the_containers_namespace() {
+    require_root();
+    let ns = tests::NetnsPair::create();
+    let mut cg = TestCgroup::new("ccol-socks");
+    let cmd = tests::NetnsPair::exec(&ns.a, env!("CARGO_BIN_EXE_hold_fds"), &[]);
+    spawn_ready(&mut cg, cmd, [1000, 0, 2, 1, 1]);
+    let mut col = collector(&cg.id);
+    let snap = col.sweep();
+    let s = &find(&snap, &cg.id).stats.sockets;
+    let tcp = s.tcp.clone().expect("net/tcp read");
+    assert_eq!((tcp.listen, tcp.established), (2, 2), "{tcp:?}");
+    assert_eq!(tcp.time_wait + tcp.syn_sent + tcp.close_wait, 0, "{tcp:?}");
+    let udp = s.udp.clone().expect("net/udp read");
+    assert_eq!(udp.listen, 1, "{udp:?}");
+    assert_eq!(s.tcp6.clone().map(|t| t.listen + t.established), Some(0));
+    assert_eq!(s.udp6.clone().map(|u| u.listen), Some(0));
+
+    let text = collector_core::prometheus::render(
+        &snap,
+        &Default::default(),
+        collector_core::prometheus::Format::PrometheusText,
+    );
+    let listen = text
+        .lines()
+        .find(|l| {
+            l.starts_with("container_network_tcp_usage_total{")
+                && l.contains(&format!("id=\"{}\"", cg.id))
+                && l.contains("tcp_state=\"listen\"")
+        })
+        .expect("the listen series");
+    assert!(listen.ends_with(" 2"), "{listen}");
+}
+
+/// A container in the host's network namespace gets no socket states: they would be the
+/// host's.
+#[test]
+fn no_socket_states_in_the_hosts_namespace() {
+    require_root();
+    let mut cg = TestCgroup::new("ccol-sockh");
+    spawn_holder(&mut cg, 1000, 0, 1, 0);
+    let s = find(&collector(&cg.id).sweep(), &cg.id)
+        .stats
+        .sockets
+        .clone();
+    assert_eq!(s, Default::default());
 }
 
 /// With the process group off nothing is read.

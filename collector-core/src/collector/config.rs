@@ -65,6 +65,9 @@ pub struct Config {
     /// are carried over like its other figures); the machine's own cgroup is left out.
     pub processes: bool,
     pub process_interval: Duration,
+    /// Count the TCP and UDP sockets of each container's network namespace by state (cAdvisor's
+    /// tcp and udp groups): four tables read by full reads, once per namespace per sweep.
+    pub socket_states: bool,
     /// At most this many `/proc/<tid>/stat` reads per sweep for load (procfs fallback only).
     pub load_task_budget: usize,
     /// Writable-layer usage of containers and the machine's filesystems.
@@ -95,6 +98,7 @@ impl Default for Config {
             load: true,
             processes: true,
             process_interval: Duration::from_secs(10),
+            socket_states: true,
             load_task_budget: 20_000,
             fs: crate::fs::FsConfig::default(),
         }

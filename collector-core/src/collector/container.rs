@@ -7,8 +7,10 @@
 //! 5. `read_load`: task counts and their averages (the full read's when idle);
 //! 6. `read_rest` or, when idle, `carry_rest`: everything else the full read takes;
 //! 7. `read_spec`: the limits, or the last ones;
-//! 8. `read_process`: a process of it, for its network counters and writable layer;
-//! 9. `finish`: gone or made again, held files handed back, errors taken.
+//! 8. `read_process`: a process of it, for its network counters, socket states (full reads)
+//!    and writable layer;
+//! 9. `remember`: a full read without errors is the baseline for idle sweeps;
+//! 10. `finish`: gone or made again, held files handed back, errors taken.
 
 use std::time::Instant;
 
@@ -62,6 +64,9 @@ impl Sweep<'_> {
         }
         self.read_spec(t, spec_due);
         self.read_process(t, idle, unmoved);
+        if !idle {
+            self.remember(t);
+        }
         self.finish(t, idle, errors)
     }
 
@@ -241,11 +246,14 @@ impl Sweep<'_> {
             }
         }
         self.read_process_group(t);
-        let (r, s) = (&mut *self.reader, &mut t.stats);
-        // A read with errors or a stale directory is no baseline for later ones.
+    }
+
+    /// A full read is the baseline for idle sweeps, unless it met errors or a stale directory.
+    fn remember(&mut self, t: &mut Tracked) {
+        let r = &*self.reader;
         if !r.has_errors() && !r.stale_dir() {
             let in_probe = self.throttling_in_probe();
-            t.activity.full.record(s, self.now, in_probe);
+            t.activity.full.record(&t.stats, self.now, in_probe);
         } else {
             t.activity.full.forget();
         }
@@ -331,6 +339,10 @@ impl Sweep<'_> {
             p.handle = renew(self.net, self.reader);
             self.net
                 .read(p.handle.as_mut(), self.reader, &mut s.network, false);
+        }
+        if wants_net && !idle && self.config.socket_states {
+            self.net
+                .read_sockets(p.handle.as_ref(), self.reader, &mut s.sockets);
         }
         if let Some(layers) = self.layers.as_deref_mut() {
             // The network read may have skipped the process (a shared or the host's

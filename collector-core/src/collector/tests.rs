@@ -84,20 +84,21 @@ fn the_captures_fill_every_figure_of_the_full_read() {
 }
 
 /// The groups every sweep sets by phases of its own, idle or not (the test above copies
-/// them): tasks and their limit, load, network, spec, writable layer. And the process group,
-/// which comes from the processes' `/proc` directories that the captures do not hold: the
-/// test below carries it.
-const OWN_PHASES: [&str; 6] = [
+/// them): tasks and their limit, load, network, spec, writable layer. And the process group and
+/// socket states, which come from the processes' `/proc` directories that the captures do not
+/// hold: the test below carries them.
+const OWN_PHASES: [&str; 7] = [
     ".pids.",
     ".load.",
     ".network.",
     ".spec.",
     ".fs.",
     ".processes.",
+    ".sockets.",
 ];
 
 #[test]
-fn an_idle_sweep_carries_the_process_group() {
+fn an_idle_sweep_carries_the_process_group_and_socket_states() {
     let full = ContainerStats {
         processes: crate::stats::ProcessStats {
             count: Some(3),
@@ -105,9 +106,22 @@ fn an_idle_sweep_carries_the_process_group() {
             sockets: Some(5),
             max_open_files: Some(1024),
         },
+        sockets: crate::stats::SocketStats {
+            tcp: Some(crate::stats::TcpCounts {
+                established: 2,
+                listen: 1,
+                ..Default::default()
+            }),
+            udp6: Some(crate::stats::UdpCounts {
+                listen: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
         ..ContainerStats::default()
     };
     let mut idle = ContainerStats::default();
     idle.carry_rest(&full, false);
     assert_eq!(idle.processes, full.processes);
+    assert_eq!(idle.sockets, full.sockets);
 }

@@ -123,6 +123,32 @@ pub fn fields() -> Vec<(String, &'static str)> {
     );
     add("collector.blkio.", &["device"], KEYWORD);
     add("collector.pids.", &["current", "limit"], LONG);
+    for proto in ["tcp", "tcp6"] {
+        add(
+            &format!("collector.sockets.{proto}."),
+            &[
+                "established",
+                "syn_sent",
+                "syn_recv",
+                "fin_wait1",
+                "fin_wait2",
+                "time_wait",
+                "close",
+                "close_wait",
+                "last_ack",
+                "listen",
+                "closing",
+            ],
+            LONG,
+        );
+    }
+    for proto in ["udp", "udp6"] {
+        add(
+            &format!("collector.sockets.{proto}."),
+            &["listen", "dropped", "rx_queued", "tx_queued"],
+            LONG,
+        );
+    }
     add(
         "collector.processes.",
         &["count", "fds", "sockets", "max_open_files"],

@@ -173,6 +173,21 @@ fn container_points(
             emit("container_network", &mut tags, &f);
         }
     }
+    let so = &s.sockets;
+    for (protocol, t) in [("tcp", &so.tcp), ("tcp6", &so.tcp6)] {
+        if let Some(t) = t {
+            let mut tags = with_tag(&base, "protocol", protocol);
+            let f: Vec<_> = t.labeled().map(|(k, v)| (k, Field::U64(v))).collect();
+            emit("container_sockets", &mut tags, &f);
+        }
+    }
+    for (protocol, u) in [("udp", &so.udp), ("udp6", &so.udp6)] {
+        if let Some(u) = u {
+            let mut tags = with_tag(&base, "protocol", protocol);
+            let f = u.labeled().map(|(k, v)| (k, Field::U64(v)));
+            emit("container_sockets", &mut tags, &f);
+        }
+    }
     if let Some(fs) = &s.fs {
         let device = match &fs.device {
             Some(n) => format!("/dev/{n}"),

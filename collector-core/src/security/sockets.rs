@@ -12,10 +12,9 @@ use std::io::Read;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::Error;
 use crate::parse::Reason;
+pub use crate::stats::{TcpCounts, UdpCounts};
 
 /// A TCP state, numbered as the kernel's `include/net/tcp_states.h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,22 +96,6 @@ impl SocketRow {
     }
 }
 
-/// Counts of a `tcp` or `tcp6` table, by state, as cAdvisor's `TcpStat`.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TcpCounts {
-    pub established: u64,
-    pub syn_sent: u64,
-    pub syn_recv: u64,
-    pub fin_wait1: u64,
-    pub fin_wait2: u64,
-    pub time_wait: u64,
-    pub close: u64,
-    pub close_wait: u64,
-    pub last_ack: u64,
-    pub listen: u64,
-    pub closing: u64,
-}
-
 impl TcpCounts {
     pub fn add(&mut self, state: TcpState) {
         *self.get_mut(state) += 1;
@@ -172,20 +155,6 @@ pub const TCP_STATES: [TcpState; 11] = [
     TcpState::Listen,
     TcpState::Closing,
 ];
-
-/// Counts of a `udp` or `udp6` table, as cAdvisor's `UdpStat`.
-///
-/// `listen` counts every UDP socket (UDP has no listening state; cAdvisor counts all rows).
-/// The queues are bytes, summed over the sockets. cAdvisor reads the `tx_queue:rx_queue`
-/// column as `rx:tx`; these are the kernel's columns, so `rx_queued` here is cAdvisor's
-/// `txqueued` and the other way round.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UdpCounts {
-    pub listen: u64,
-    pub dropped: u64,
-    pub rx_queued: u64,
-    pub tx_queued: u64,
-}
 
 impl UdpCounts {
     /// `(udp_state label, value)` as in `container_network_udp_usage_total`.

@@ -1,9 +1,11 @@
 //! Test workload: sets its soft open-files limit, opens files, TCP listeners and UDP sockets
 //! on loopback as its arguments say, writes the ready file it is given, then sleeps until
 //! killed. Descriptors it inherited beyond stdio (a test harness's jobserver pipes) are closed
-//! first, so the test knows every one it holds. Usage: hold_fds READY_FILE NOFILE FILES TCP UDP
+//! first, so the test knows every one it holds. With CONNECT, it also makes that many
+//! connections to its first listener (each an established pair in the namespace's table).
+//! Usage: hold_fds READY_FILE NOFILE FILES TCP UDP [CONNECT]
 
-use std::net::{TcpListener, UdpSocket};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 
 fn arg(i: usize) -> u64 {
     std::env::args()
@@ -19,6 +21,11 @@ fn main() {
     assert_eq!(rc, 0, "close_range: {}", std::io::Error::last_os_error());
     let ready = std::env::args().nth(1).expect("READY_FILE");
     let (nofile, files, tcp, udp) = (arg(2), arg(3), arg(4), arg(5));
+    let connect = if std::env::args().count() > 6 {
+        arg(6)
+    } else {
+        0
+    };
     let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .expect("getrlimit");
     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, nofile, hard)
@@ -29,10 +36,15 @@ fn main() {
             std::fs::File::open("/proc/self/status").expect("a file"),
         ));
     }
+    let mut first = None;
     for _ in 0..tcp {
-        held.push(Box::new(
-            TcpListener::bind("127.0.0.1:0").expect("a listener"),
-        ));
+        let l = TcpListener::bind("127.0.0.1:0").expect("a listener");
+        first.get_or_insert(l.local_addr().expect("its address"));
+        held.push(Box::new(l));
+    }
+    for _ in 0..connect {
+        let to = first.expect("CONNECT needs a TCP listener");
+        held.push(Box::new(TcpStream::connect(to).expect("a connection")));
     }
     for _ in 0..udp {
         held.push(Box::new(
