@@ -19,10 +19,12 @@
 #                         (-allow_dynamic_housekeeping=false)
 #        exporter         target/release/collector-exporter (built here unless $EXPORTER is set)
 #        exporter-b       a second exporter binary, $EXPORTER_B (another commit, for before and
-#                         after on the same workload)
+#                         after on the same workload), or the same one with $EXPORTER_B_ARGS
+#                         (a setting on and off)
 # Other knobs: BURN_QUOTA_US/BURN_PERIOD_US (default 1000/1000000: 0.1% of a core per burner),
 # CADVISOR (a binary; default: scripts/get-cadvisor.sh), OUT (default target/compare/<time>),
-# EXPORTER_ARGS (more exporter flags, e.g. --housekeeping.hold-files), GZIP=1 (scrape as
+# EXPORTER_ARGS (more exporter flags, e.g. --housekeeping.hold-files), CADVISOR_ARGS (more
+# cAdvisor flags, e.g. -disable_metrics=... to turn its process, tcp and udp groups on), GZIP=1 (scrape as
 # Prometheus does, with `Accept-Encoding: gzip`; body bytes are then the compressed size, and the
 # latency includes curl's decompressing).
 #
@@ -141,6 +143,9 @@ fi
     echo "kernel: $(uname -r); cpus: $(nproc); memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
     echo "counts: $COUNTS; intervals: $INTERVALS; window: ${DURATION}s; scrape every ${SCRAPE_EVERY}s; tools: $TOOLS; gzip: ${GZIP:-0}"
     [ -n "${EXPORTER_B:-}" ] && echo "exporter-b: $EXPORTER_B"
+    [ -n "${EXPORTER_ARGS:-}" ] && echo "exporter args: $EXPORTER_ARGS"
+    [ -n "${EXPORTER_B_ARGS:-}" ] && echo "exporter-b args: $EXPORTER_B_ARGS"
+    [ -n "${CADVISOR_ARGS:-}" ] && echo "cadvisor args: $CADVISOR_ARGS"
     echo "burners: every tenth cgroup, quota ${BURN_QUOTA_US}us per ${BURN_PERIOD_US}us"
 } | tee "$OUT/machine.txt" >&2
 
@@ -246,17 +251,19 @@ run_tool() { # tool N interval
         [ "$tool" = cadvisor-strict ] && extra+=(-allow_dynamic_housekeeping=false)
         "$CADVISOR" -listen_ip 127.0.0.1 -port "$port" -logtostderr \
             -housekeeping_interval "${iv}s" -docker_only=false \
-            -raw_cgroup_prefix_whitelist="/$PARENT" "${extra[@]}" >/dev/null 2>"$logf" &
+            -raw_cgroup_prefix_whitelist="/$PARENT" "${extra[@]}" ${CADVISOR_ARGS:-} \
+            >/dev/null 2>"$logf" &
         ;;
     exporter | exporter-b)
-        local bin=$EXPORTER
+        local bin=$EXPORTER args=${EXPORTER_ARGS:-}
         if [ "$tool" = exporter-b ]; then
-            bin=${EXPORTER_B:-}
-            [ -n "$bin" ] || die "exporter-b needs EXPORTER_B"
+            bin=${EXPORTER_B:-$EXPORTER}
+            args="$args ${EXPORTER_B_ARGS:-}"
+            [ -n "${EXPORTER_B:-}${EXPORTER_B_ARGS:-}" ] || die "exporter-b needs EXPORTER_B or EXPORTER_B_ARGS"
         fi
-        # shellcheck disable=SC2086 # EXPORTER_ARGS is a list of flags
+        # shellcheck disable=SC2086 # the args are lists of flags
         "$bin" --web.listen-address "127.0.0.1:$port" --housekeeping.interval "${iv}s" \
-            --cgroups.include "/$PARENT" --log.level warn ${EXPORTER_ARGS:-} >/dev/null 2>"$logf" &
+            --cgroups.include "/$PARENT" --log.level warn $args >/dev/null 2>"$logf" &
         ;;
     *) die "unknown tool $tool" ;;
     esac

@@ -11,6 +11,7 @@ fn collector(id: &str) -> Collector {
     Collector::new(Config {
         include: vec![id.to_string()],
         process_interval: Duration::ZERO,
+        socket_states: true,
         ..Config::default()
     })
     .expect("cgroup hierarchy")

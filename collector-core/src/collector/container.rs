@@ -341,8 +341,18 @@ impl Sweep<'_> {
                 .read(p.handle.as_mut(), self.reader, &mut s.network, false);
         }
         if wants_net && !idle && self.config.socket_states {
-            self.net
-                .read_sockets(p.handle.as_ref(), self.reader, &mut s.sockets);
+            // Each table read walks the kernel's whole socket hash (every namespace's):
+            // on the process interval, the last ones between.
+            let g = &mut t.process_group;
+            let every = self.config.process_interval;
+            if g.sockets_at
+                .is_none_or(|at| self.now.duration_since(at) >= every)
+            {
+                self.net
+                    .read_sockets(p.handle.as_ref(), self.reader, &mut g.sockets);
+                g.sockets_at = Some(self.now);
+            }
+            s.sockets.clone_from(&g.sockets);
         }
         if let Some(layers) = self.layers.as_deref_mut() {
             // The network read may have skipped the process (a shared or the host's

@@ -11,7 +11,7 @@ use crate::metadata::Metadata;
 use crate::network::ProcHandle;
 use crate::read::FileCache;
 use crate::specwatch::{SpecWatch, Watches};
-use crate::stats::{ContainerStats, LoadStats, ProcessStats, Spec};
+use crate::stats::{ContainerStats, LoadStats, ProcessStats, SocketStats, Spec};
 
 #[derive(Debug)]
 pub(super) struct Tracked {
@@ -48,11 +48,13 @@ pub(super) struct SpecState {
     pub watches: Option<Watches>,
 }
 
-/// Its process group as last read, and when (`Config::process_interval`).
+/// Its process group and socket states as last read, and when (`Config::process_interval`).
 #[derive(Debug, Default)]
 pub(super) struct ProcessGroup {
     pub last: ProcessStats,
     pub read_at: Option<Instant>,
+    pub sockets: SocketStats,
+    pub sockets_at: Option<Instant>,
 }
 
 /// What tells an idle sweep from a full one, and the load averages carried between sweeps.
