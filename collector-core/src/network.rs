@@ -187,37 +187,33 @@ impl NetReader {
             return;
         }
         let dir = (&h.dir).into();
-        let mut table = |name: &str, count: &mut dyn FnMut(&str) -> Result<(), parse::Reason>| {
-            // No fallback to the path: after an exit, /proc/<pid> may be another process.
-            let text = r.read_in(dir, name, false)?;
-            let res = count(text);
-            if let Err(reason) = res {
-                r.parse_error(reason);
-            }
-            Some(())
-        };
-        let mut tcp = crate::stats::TcpCounts::default();
-        if table("net/tcp", &mut |t| sockets::count_tcp(t, &mut tcp)).is_some() {
-            out.tcp = Some(tcp);
-        }
-        let mut tcp6 = crate::stats::TcpCounts::default();
-        if table("net/tcp6", &mut |t| sockets::count_tcp(t, &mut tcp6)).is_some() {
-            out.tcp6 = Some(tcp6);
-        }
-        let mut udp = crate::stats::UdpCounts::default();
-        if table("net/udp", &mut |t| sockets::count_udp(t, &mut udp)).is_some() {
-            out.udp = Some(udp);
-        }
-        let mut udp6 = crate::stats::UdpCounts::default();
-        if table("net/udp6", &mut |t| sockets::count_udp(t, &mut udp6)).is_some() {
-            out.udp6 = Some(udp6);
-        }
+        out.tcp = table_counts(r, dir, "net/tcp", sockets::count_tcp);
+        out.tcp6 = table_counts(r, dir, "net/tcp6", sockets::count_tcp);
+        out.udp = table_counts(r, dir, "net/udp", sockets::count_udp);
+        out.udp6 = table_counts(r, dir, "net/udp6", sockets::count_udp);
         // A table gone with its process is not a vanished cgroup.
         r.forgive_missing();
         if let Some(ns) = h.ns {
             self.seen_sockets.insert(ns, out.clone());
         }
     }
+}
+
+/// A socket table's counts, `None` when it cannot be read; a bad row is recorded, the
+/// good ones counted.
+fn table_counts<C: Default>(
+    r: &mut Reader,
+    dir: crate::read::Dir<'_>,
+    name: &str,
+    count: fn(&str, &mut C) -> Result<(), parse::Reason>,
+) -> Option<C> {
+    // No fallback to the path: after an exit, /proc/<pid> may be another process.
+    let text = r.read_in(dir, name, false)?;
+    let mut c = C::default();
+    if let Err(reason) = count(text, &mut c) {
+        r.parse_error(reason);
+    }
+    Some(c)
 }
 
 /// A process of a container, followed across sweeps for its network figures.
