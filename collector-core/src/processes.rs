@@ -53,6 +53,8 @@ impl ProcessReader {
         };
         out.count = Some(self.pids.len() as u64);
         let (mut fds, mut sockets, mut known) = (0u64, 0u64, true);
+        // The first process whose limits could be read (one gone meanwhile is passed over).
+        let mut limit_read = false;
         for i in 0..self.pids.len() {
             let pid = self.pids[i];
             match self.walk(pid) {
@@ -63,13 +65,14 @@ impl ProcessReader {
                 Walk::Gone => {}
                 Walk::Unreadable => known = false,
             }
-            if out.max_open_files.is_none() {
+            if !limit_read {
                 self.set_path(pid, None);
                 let dir = std::mem::take(&mut self.path);
                 if let Some(limit) = r.parsed(Dir::from(dir.as_path()), "limits", |t| {
                     parse::max_open_files(t)
                 }) {
                     out.max_open_files = limit;
+                    limit_read = true;
                 }
                 self.path = dir;
             }
@@ -172,6 +175,27 @@ mod tests {
         assert!(fds > sockets, "{fds} descriptors, {sockets} sockets");
         assert!(out.max_open_files.is_some_and(|n| n > 0));
         drop((tcp, udp, file));
+    }
+
+    /// The limit is the first process's even when it is unlimited: a later one's is not taken.
+    #[test]
+    fn the_limit_is_the_first_process() {
+        let root = tempfile::tempdir().expect("a temp dir");
+        let row = |soft: &str| format!("Max open files  {soft}  4096  files\n");
+        for (pid, soft) in [("7", "unlimited"), ("8", "1024")] {
+            std::fs::create_dir_all(root.path().join(pid).join("fd")).expect("a fd dir");
+            std::fs::write(root.path().join(pid).join("limits"), row(soft)).expect("limits");
+        }
+        std::fs::write(root.path().join("cgroup.procs"), "7\n8\n").expect("a pid list");
+        let mut reader = ProcessReader::new(root.path());
+        let mut r = Reader::new();
+        let mut out = ProcessStats::default();
+        reader.read(&mut r, Dir::from(root.path()), &mut out);
+        assert_eq!(out.count, Some(2));
+        assert_eq!(out.max_open_files, None, "{out:?}");
+        std::fs::write(root.path().join("7").join("limits"), row("512")).expect("limits");
+        reader.read(&mut r, Dir::from(root.path()), &mut out);
+        assert_eq!(out.max_open_files, Some(512));
     }
 
     #[test]
