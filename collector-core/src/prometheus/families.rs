@@ -237,39 +237,41 @@ pub(super) fn write(out: &mut dyn Out, snap: &Snapshot) -> Result {
         G,
         |c| f(c.stats.pids.limit),
     )?;
-    let tcp = |t: Option<&crate::stats::TcpCounts>, out: &mut Vec<Sample>| {
-        for (state, v) in t.into_iter().flat_map(|t| t.labeled()) {
-            out.push((Some(("tcp_state", state)), Int(v)));
+    // One series per state, labelled `tcp_state` or `udp_state`.
+    fn states<I>(label: &'static str, counts: Option<I>, out: &mut Vec<Sample>)
+    where
+        I: IntoIterator<Item = (&'static str, u64)>,
+    {
+        for (state, v) in counts.into_iter().flatten() {
+            out.push((Some((label, state)), Int(v)));
         }
-    };
-    let udp = |u: Option<&crate::stats::UdpCounts>, out: &mut Vec<Sample>| {
-        for (state, v) in u.into_iter().flat_map(|u| u.labeled()) {
-            out.push((Some(("udp_state", state)), Int(v)));
-        }
-    };
+    }
+    fn so(c: &Container) -> &crate::stats::SocketStats {
+        &c.stats.sockets
+    }
     fam.multi(
         "container_network_tcp_usage_total",
         "TCP sockets of the container's network namespace, by state.",
         G,
-        |c, out| tcp(c.stats.sockets.tcp.as_ref(), out),
+        |c, out| states("tcp_state", so(c).tcp.as_ref().map(|t| t.labeled()), out),
     )?;
     fam.multi(
         "container_network_tcp6_usage_total",
         "TCP over IPv6 sockets of the container's network namespace, by state.",
         G,
-        |c, out| tcp(c.stats.sockets.tcp6.as_ref(), out),
+        |c, out| states("tcp_state", so(c).tcp6.as_ref().map(|t| t.labeled()), out),
     )?;
     fam.multi(
         "container_network_udp_usage_total",
         "UDP sockets of the container's network namespace (listen), their drops and queued bytes.",
         G,
-        |c, out| udp(c.stats.sockets.udp.as_ref(), out),
+        |c, out| states("udp_state", so(c).udp.as_ref().map(|u| u.labeled()), out),
     )?;
     fam.multi(
         "container_network_udp6_usage_total",
         "UDP over IPv6 sockets of the container's network namespace, their drops and queued bytes.",
         G,
-        |c, out| udp(c.stats.sockets.udp6.as_ref(), out),
+        |c, out| states("udp_state", so(c).udp6.as_ref().map(|u| u.labeled()), out),
     )?;
     fam.simple(
         "container_processes",
