@@ -177,7 +177,7 @@ fn container_points(
     for (protocol, t) in [("tcp", &so.tcp), ("tcp6", &so.tcp6)] {
         if let Some(t) = t {
             let mut tags = with_tag(&base, "protocol", protocol);
-            let f: Vec<_> = t.labeled().map(|(k, v)| (k, Field::U64(v))).collect();
+            let f = t.labeled().map(|(k, v)| (k, Field::U64(v)));
             emit("container_sockets", &mut tags, &f);
         }
     }

@@ -8,11 +8,8 @@
 //! hand-written fixtures below are little-endian (x86, arm64) rows. Ports are already in
 //! host order.
 
-use std::io::Read;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::path::Path;
 
-use crate::error::Error;
 use crate::parse::Reason;
 pub use crate::stats::{TcpCounts, UdpCounts};
 
@@ -136,8 +133,8 @@ impl TcpCounts {
     }
 
     /// `(tcp_state label, count)` in cAdvisor's order.
-    pub fn labeled(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        TCP_STATES.iter().map(|&s| (s.label(), self.get(s)))
+    pub fn labeled(&self) -> [(&'static str, u64); 11] {
+        TCP_STATES.map(|s| (s.label(), self.get(s)))
     }
 }
 
@@ -216,26 +213,6 @@ pub fn listeners(text: &str) -> impl Iterator<Item = SocketAddr> + '_ {
         .filter_map(|l| parse_row(l).ok())
         .filter(|r| r.state == TcpState::Listen as u8)
         .map(|r| r.local)
-}
-
-/// Tables past this size are cut; a namespace with this many sockets (about 200 000) is
-/// already a finding of its own.
-pub const MAX_TABLE_BYTES: u64 = 32 << 20;
-
-/// Reads a socket table such as `/proc/<pid>/net/tcp` into `out`, reusing `buf` for its text.
-/// On a parse error `out` still holds the good rows.
-pub fn read_table(path: &Path, buf: &mut String, out: &mut Vec<SocketRow>) -> crate::Result<()> {
-    buf.clear();
-    out.clear();
-    let file = std::fs::File::open(path).map_err(|e| Error::read(path, e))?;
-    file.take(MAX_TABLE_BYTES)
-        .read_to_string(buf)
-        .map_err(|e| Error::read(path, e))?;
-    let parsed = parse_table_into(buf, out);
-    if buf.len() as u64 >= MAX_TABLE_BYTES {
-        return Err(Error::parse(path, "table cut at MAX_TABLE_BYTES"));
-    }
-    parsed.map_err(|r| Error::parse(path, r))
 }
 
 /// The lines after the header, blank lines left out.
@@ -448,9 +425,9 @@ mod tests {
         );
         let mut c = TcpCounts::default();
         count_tcp(&text, &mut c).unwrap();
-        let got: Vec<_> = c.labeled().filter(|&(_, n)| n > 0).collect();
+        let got: Vec<_> = c.labeled().into_iter().filter(|&(_, n)| n > 0).collect();
         assert_eq!(got, [("established", 1), ("synsent", 1), ("listen", 2)]);
-        let labels: Vec<_> = c.labeled().map(|(l, _)| l).collect();
+        let labels: Vec<_> = c.labeled().into_iter().map(|(l, _)| l).collect();
         assert_eq!(
             labels,
             [
@@ -559,9 +536,10 @@ mod tests {
         use std::os::fd::AsRawFd;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let server = listener.local_addr().unwrap();
-        let path = Path::new("/proc/self/net/tcp");
-        let (mut buf, mut rows) = (String::new(), Vec::new());
-        read_table(path, &mut buf, &mut rows).unwrap();
+        let table = || std::fs::read_to_string("/proc/self/net/tcp").unwrap();
+        let mut rows = Vec::new();
+        let mut buf = table();
+        parse_table_into(&buf, &mut rows).unwrap();
         let l = rows
             .iter()
             .find(|r| r.local == server && r.tcp_state() == Some(TcpState::Listen))
@@ -572,7 +550,8 @@ mod tests {
         let client = std::net::TcpStream::connect(server).unwrap();
         let (accepted, _) = listener.accept().unwrap();
         let caddr = client.local_addr().unwrap();
-        read_table(path, &mut buf, &mut rows).unwrap();
+        buf = table();
+        parse_table_into(&buf, &mut rows).unwrap();
         let est = |local, remote| {
             rows.iter()
                 .find(|r| r.local == local && r.remote == remote)
@@ -584,13 +563,6 @@ mod tests {
         let mut c = TcpCounts::default();
         count_tcp(&buf, &mut c).unwrap();
         assert!(c.established >= 2 && c.listen >= 1, "{c:?}");
-    }
-
-    #[test]
-    fn read_table_missing_file() {
-        let (mut buf, mut rows) = (String::new(), Vec::new());
-        let err = read_table(Path::new("/nonexistent/net/tcp"), &mut buf, &mut rows);
-        assert!(matches!(err, Err(Error::Read { .. })));
     }
 
     proptest! {

@@ -1,5 +1,5 @@
-//! What the HTTP sinks share: secrets that never print, set-up errors, the host name, and
-//! building a client that trusts an extra CA.
+//! What the HTTP sinks share: secrets that never print, the host name, and building a client
+//! that trusts an extra CA.
 
 use std::fmt;
 
