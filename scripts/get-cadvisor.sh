@@ -20,19 +20,25 @@ mkdir -p "$dest"
 exec 9>"$dest.lock"
 flock -w 600 9 || die "timed out waiting for another download into $dest"
 if [ ! -x "$bin" ]; then
-    # The mirror: deb822 sources (Debian 12's default) first, then the one-line format.
-    mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-    [ -n "$mirror" ] || mirror=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+    # Debian's own mirror: debian.sources (deb822, Debian 12's default) first, then any other
+    # source file; in the one-line format the URL is the first field with a scheme (an option
+    # such as [signed-by=...] may come before it).
+    url='{for (i = 2; i <= NF; i++) if ($i ~ /^[a-z+]+:\/\//) {print $i; exit}}'
+    mirror=$(awk "/^URIs:/ $url" /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    [ -n "$mirror" ] || mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null \
+        | awk "/^URIs:.*\/debian\/?\$/ $url" || true)
+    [ -n "$mirror" ] || mirror=$(awk "/^deb .*\/debian\/? / $url" /etc/apt/sources.list 2>/dev/null || true)
     [ -n "$mirror" ] || die "no Debian mirror named in /etc/apt/sources.list{,.d/*.sources}"
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
     mkdir -p "$tmp/lists/partial"
     echo "deb $mirror bullseye main" >"$tmp/sources.list"
     opts=(-o Dir::Etc::sourcelist="$tmp/sources.list" -o Dir::Etc::sourceparts=-
-          -o Dir::State::Lists="$tmp/lists" -o DPkg::Lock::Timeout=300 -o Acquire::Retries=3)
-    apt-get "${opts[@]}" update >/dev/null 2>&1 \
+          -o Dir::State::Lists="$tmp/lists" -o DPkg::Lock::Timeout=300 -o Acquire::Retries=3
+          -o APT::Sandbox::User=root)
+    apt-get "${opts[@]}" update >/dev/null \
         || die "apt-get update from $mirror bullseye failed (mirror unreachable?)"
-    (cd "$tmp" && apt-get "${opts[@]}" download cadvisor >/dev/null 2>&1) \
+    (cd "$tmp" && apt-get "${opts[@]}" download cadvisor >/dev/null) \
         || die "apt-get download cadvisor (bullseye) from $mirror failed"
     deb=$(ls "$tmp"/cadvisor_*.deb 2>/dev/null | head -n1)
     [ -n "$deb" ] || die "no cadvisor .deb after the download"

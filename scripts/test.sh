@@ -51,6 +51,7 @@ scripts/deploy-check-deps.sh
 tests/vm/prepare.sh "${CARGO_TARGET_DIR:-$PWD/target}/vm-cache"
 
 # Style and lints first: they take a minute and fail fast.
+command -v cargo >/dev/null || die "no Rust toolchain (cargo) on PATH: install it with rustup"
 cargo fmt --version >/dev/null 2>&1 || die "rustfmt missing: rustup component add rustfmt"
 cargo clippy --version >/dev/null 2>&1 || die "clippy missing: rustup component add clippy"
 cargo fmt --all --check || die "cargo fmt --all --check: run cargo fmt --all"

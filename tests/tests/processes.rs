@@ -56,12 +56,14 @@ fn processes_descriptors_sockets_and_the_open_files_limit() {
     assert_eq!(p.sockets, Some(3), "{p:?}");
     assert_eq!(p.max_open_files, Some(777), "{p:?}");
 
-    // A second process holding its stdio only: three more descriptors, no socket.
-    spawn_holder(&mut cg, 777, 0, 0, 0);
+    // A second process holding its stdio only: three more descriptors, no socket; its own
+    // open-files limit is not the container's (the first process's is).
+    spawn_holder(&mut cg, 888, 0, 0, 0);
     let p = processes(&col.sweep(), &cg.id);
     assert_eq!(p.count, Some(2), "{p:?}");
     assert_eq!(p.fds, Some(11 + 3), "{p:?}");
     assert_eq!(p.sockets, Some(3), "{p:?}");
+    assert_eq!(p.max_open_files, Some(777), "{p:?}");
 }
 
 /// Served under cAdvisor's names, with no pid, name or address as a label.
@@ -88,6 +90,12 @@ fn the_exposition_has_cadvisors_process_families() {
     assert!(line("container_sockets{").ends_with(" 1"));
     let ulimit = line("container_ulimits_soft{");
     assert!(ulimit.contains("ulimit=\"max_open_files\"") && ulimit.ends_with(" 4321"));
+    for l in text
+        .lines()
+        .filter(|l| l.contains(&format!("id=\"{}\"", cg.id)))
+    {
+        assert!(!l.contains("pid=") && !l.contains("comm="), "{l}");
+    }
 }
 
 /// The TCP and UDP tables of the container's own network namespace, by state: two listeners,

@@ -407,10 +407,14 @@ mod tests {
         port == 8080
     }
 
-    fn judge_with(p: &Process<'_>, upper: bool) -> Vec<FindingKind> {
+    fn judge_rules(p: &Process<'_>, rules: &Rules, upper: bool) -> Vec<FindingKind> {
         let mut out = Vec::new();
-        judge_process(p, &Rules::default(), upper, &conn_of, &listening, &mut out);
+        judge_process(p, rules, upper, &conn_of, &listening, &mut out);
         out
+    }
+
+    fn judge_with(p: &Process<'_>, upper: bool) -> Vec<FindingKind> {
+        judge_rules(p, &Rules::default(), upper)
     }
 
     fn judge(p: &Process<'_>) -> Vec<FindingKind> {
@@ -448,17 +452,13 @@ mod tests {
         );
         let mut rules = Rules::empty();
         rules.cmdline_patterns.push("-o pool".into());
-        let mut out = Vec::new();
         let p = proc("svc", "/app/svc", b"svc\0-o\0pool.example:443\0");
-        judge_process(&p, &rules, false, &conn_of, &listening, &mut out);
-        assert_eq!(out, [FindingKind::MinerProcess]);
+        assert_eq!(judge_rules(&p, &rules, false), [FindingKind::MinerProcess]);
         // comm cut at 15 bytes.
         let mut rules = Rules::empty();
         rules.miner_names.push("averylongminername".into());
-        let mut out = Vec::new();
         let p = proc("averylongminern", "", b"");
-        judge_process(&p, &rules, false, &conn_of, &listening, &mut out);
-        assert_eq!(out, [FindingKind::MinerProcess]);
+        assert_eq!(judge_rules(&p, &rules, false), [FindingKind::MinerProcess]);
     }
 
     #[test]
@@ -477,16 +477,7 @@ mod tests {
         let mut rules = Rules::empty();
         rules.miner_names.push(String::new());
         rules.cmdline_patterns.push(String::new());
-        let mut out = Vec::new();
-        judge_process(
-            &proc("", "", b""),
-            &rules,
-            false,
-            &conn_of,
-            &listening,
-            &mut out,
-        );
-        assert!(out.is_empty());
+        assert!(judge_rules(&proc("", "", b""), &rules, false).is_empty());
     }
 
     #[test]

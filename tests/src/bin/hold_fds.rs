@@ -1,9 +1,9 @@
 //! Test workload: sets its soft open-files limit, opens files, TCP listeners and UDP sockets
 //! on loopback as its arguments say, writes the ready file it is given, then sleeps until
 //! killed. Descriptors it inherited beyond stdio (a test harness's jobserver pipes) are closed
-//! first, so the test knows every one it holds. With CONNECT, it also makes that many
-//! connections to its first listener (each an established pair in the namespace's table).
-//! Usage: hold_fds READY_FILE NOFILE FILES TCP UDP [CONNECT]
+//! first, so the test knows every one it holds. It also makes CONNECT connections to its
+//! first listener (each an established pair in the namespace's table).
+//! Usage: hold_fds READY_FILE NOFILE FILES TCP UDP CONNECT
 
 use std::net::{TcpListener, TcpStream, UdpSocket};
 
@@ -11,7 +11,7 @@ fn arg(i: usize) -> u64 {
     std::env::args()
         .nth(i)
         .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("argument {i}: READY_FILE NOFILE FILES TCP UDP"))
+        .unwrap_or_else(|| panic!("argument {i}: READY_FILE NOFILE FILES TCP UDP CONNECT"))
 }
 
 fn main() {
@@ -21,11 +21,7 @@ fn main() {
     assert_eq!(rc, 0, "close_range: {}", std::io::Error::last_os_error());
     let ready = std::env::args().nth(1).expect("READY_FILE");
     let (nofile, files, tcp, udp) = (arg(2), arg(3), arg(4), arg(5));
-    let connect = if std::env::args().count() > 6 {
-        arg(6)
-    } else {
-        0
-    };
+    let connect = arg(6);
     let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .expect("getrlimit");
     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, nofile, hard)
