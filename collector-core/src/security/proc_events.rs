@@ -27,7 +27,6 @@
 //! shows. Threads count: a new thread is a `Fork` whose `child_pid` differs from its
 //! `child_tgid`, and each thread has its own `Exit`.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::mem;
@@ -116,16 +115,12 @@ pub struct Drain {
 pub struct ProcEvents {
     fd: OwnedFd,
     buf: Box<[u8]>,
-    /// Decoded beyond a drain's `max`; handed out first by the next drain.
-    held: VecDeque<ProcEvent>,
-    scratch: Vec<ProcEvent>,
 }
 
 impl fmt::Debug for ProcEvents {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcEvents")
             .field("fd", &self.fd.as_raw_fd())
-            .field("held", &self.held.len())
             .finish()
     }
 }
@@ -182,8 +177,6 @@ impl ProcEvents {
         let mut events = ProcEvents {
             fd,
             buf: vec![0u8; RECV_BUF_LEN].into_boxed_slice(),
-            held: VecDeque::new(),
-            scratch: Vec::new(),
         };
         events.listen()?;
         Ok(events)
@@ -248,22 +241,14 @@ impl ProcEvents {
         }
     }
 
-    /// Takes what arrived since the last call, at most `max` events (the rest stay queued
-    /// in the socket), without blocking; appends to `out`.
-    ///
-    /// A drain that returns `max` events may have left more behind, some of them decoded
-    /// and held here where polling the descriptor does not see them: call it again before
-    /// waiting for readability. Skipped kinds of event do not count towards `max`, but a
-    /// drain reads at most `2 * max + 16` datagrams, so a flood of them cannot keep it busy.
+    /// Takes what arrived since the last call, without blocking, and appends it to `out`:
+    /// datagrams are read until `max` events came (the rest stay queued in the socket, where
+    /// polling sees them). The kernel sends one event a datagram; one carrying several would
+    /// have them all taken, past `max`. Skipped kinds of event do not count towards `max`,
+    /// but a drain reads at most `2 * max + 16` datagrams, so a flood of them cannot keep it
+    /// busy.
     pub fn drain(&mut self, out: &mut Vec<ProcEvent>, max: usize) -> Drain {
         let mut d = Drain::default();
-        while d.events < max {
-            let Some(e) = self.held.pop_front() else {
-                break;
-            };
-            out.push(e);
-            d.events += 1;
-        }
         let mut reads = 0usize;
         let read_cap = max.saturating_mul(2).saturating_add(16);
         while d.events < max && reads < read_cap {
@@ -288,19 +273,12 @@ impl ProcEvents {
                 d.malformed += 1;
                 continue;
             };
-            self.scratch.clear();
-            if let Err(why) = parse(datagram, &mut self.scratch) {
+            let before = out.len();
+            if let Err(why) = parse(datagram, out) {
                 tracing::debug!(why, len = n, "malformed process event datagram");
                 d.malformed += 1;
             }
-            for e in self.scratch.drain(..) {
-                if d.events < max {
-                    out.push(e);
-                    d.events += 1;
-                } else {
-                    self.held.push_back(e);
-                }
-            }
+            d.events += out.len() - before;
         }
         d
     }
