@@ -153,7 +153,7 @@ settings! {
     /// Read each container's processes, open descriptors and sockets, and its open-files
     /// limit (container_processes, container_file_descriptors, container_sockets,
     /// container_ulimits_soft); `--containers.processes=false` turns it off.
-    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     processes: bool = "containers.processes", default d.core.processes;
     /// How often a container's process group is read at most (a system call per open
     /// descriptor), e.g. 10s; an idle container's is carried over.
@@ -163,7 +163,7 @@ settings! {
     /// (container_network_tcp_usage_total{tcp_state}, ...), on the process interval. Each
     /// table read walks the kernel's whole socket hash: 4-6% of a core more at 1,000
     /// containers of which 100 are busy (docs/PERFORMANCE.md).
-    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     socket_states: bool = "containers.socket-states", default d.core.socket_states;
     /// Runtime label exposed as container_label_<key> (repeatable) [default: none].
     label_allowlist: Vec<String> = "containers.label-allowlist",
@@ -609,6 +609,14 @@ mod tests {
                 "web.listen-address",
             ),
             (
+                Box::new(|f| f.given.process_interval = Some("2h".into())),
+                "containers.process-interval",
+            ),
+            (
+                Box::new(|f| f.given.process_interval = Some("0".into())),
+                "containers.process-interval",
+            ),
+            (
                 Box::new(|f| f.given.telemetry_path = Some("metrics".into())),
                 "web.telemetry-path",
             ),
@@ -658,6 +666,15 @@ mod tests {
         f.config_file = Some(p.clone());
         std::fs::write(&p, "[housekeeping]\nhold-files = true\n[web]\n").unwrap();
         assert!(Settings::resolve(&f).unwrap().hold_files);
+        let text =
+            "[containers]\nprocesses = false\nsocket-states = true\nprocess-interval = \"3s\"\n";
+        std::fs::write(&p, text).unwrap();
+        let s = Settings::resolve(&f).unwrap();
+        assert!(!s.processes && s.socket_states);
+        assert_eq!(s.process_interval, Duration::from_secs(3));
+        let core = crate::core_config(&s);
+        assert!(!core.processes && core.socket_states);
+        assert_eq!(core.process_interval, Duration::from_secs(3));
         for text in [
             "web = 3\n",
             "[nope]\n",

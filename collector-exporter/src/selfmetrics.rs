@@ -156,14 +156,10 @@ fn process() -> Option<Process> {
     let cpu_seconds = (num(11)? + num(12)?) / ticks;
     let start_time = boot_time()? + num(19)? / ticks;
     let open_fds = open_fds()?;
-    let max_fds = std::fs::read_to_string("/proc/self/limits")
+    // The soft limit, as /proc/self/limits shows it, without reading that file every scrape.
+    let max_fds = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .ok()
-        .and_then(|l| {
-            l.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_ascii_whitespace().nth(3))
-                .and_then(|v| v.parse::<f64>().ok())
-        });
+        .map(|(soft, _)| soft as f64);
     Some(Process {
         cpu_seconds,
         resident_bytes: num(21)? * page,

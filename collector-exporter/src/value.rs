@@ -15,19 +15,28 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{s:?} is not host:port (e.g. 0.0.0.0:9338, 127.0.0.1:9338, :9338)"))
 }
 
-/// `500ms`, `1s`, `2m`, `1h`, or combinations like `1m30s` (and humantime's other units).
-/// Whole numbers only: `1.5s` is refused, as it always was.
+/// `500ms`, `1s`, `2m`, `1h`, or combinations like `1m30s`: whole numbers, each with one of
+/// those units, no space between. humantime takes more (days, weeks, microseconds, spaces, a
+/// bare `0`); the settings take what they always took.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let err = || format!("{s:?} is not a duration like 500ms, 10s, 1m30s");
-    if s.contains('.') {
+    let t = s.trim();
+    let units_ok = t
+        .split(|c: char| c.is_ascii_digit())
+        .filter(|u| !u.is_empty())
+        .all(|u| matches!(u, "ms" | "s" | "m" | "h"));
+    let shape_ok = t.starts_with(|c: char| c.is_ascii_digit())
+        && t.ends_with(|c: char| c.is_ascii_alphabetic());
+    if !(units_ok && shape_ok) {
         return Err(err());
     }
-    humantime::parse_duration(s.trim()).map_err(|_| err())
+    humantime::parse_duration(t).map_err(|_| err())
 }
 
 /// A duration as `parse_duration` reads it back, for defaults shown in `--help`.
 pub fn format_duration(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
+    // humantime writes `1m 30s`; the settings take `1m30s`.
+    humantime::format_duration(d).to_string().replace(' ', "")
 }
 
 #[cfg(test)]
@@ -38,7 +47,9 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        for bad in ["", "s", "1", "1x", "-1s", "1.5s"] {
+        for bad in [
+            "", "s", "1", "0", "1x", "-1s", "1.5s", "1 s", "1h 30m", "2d", "1w", "5us", "s5",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_listen(":9"), Ok("0.0.0.0:9".parse().unwrap()));
