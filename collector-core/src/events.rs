@@ -1,11 +1,12 @@
-//! Lifecycle events the collector notices between sweeps: a container appearing, going, or
-//! losing a process to the OOM killer. Each snapshot carries the events of its own sweep, and
+//! Events the collector notices between sweeps: a container appearing, going, losing a
+//! process to the OOM killer, or a security finding in it. Each snapshot carries the events of its own sweep, and
 //! the program that embeds the collector may add its own (`EventKind::Raised`) for the sinks to
 //! carry with them.
 
 use serde::{Serialize, Serializer};
 
 use crate::identity::Runtime;
+use crate::security::{Finding, FindingKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
@@ -15,6 +16,9 @@ pub enum EventKind {
     Stopped,
     /// The OOM killer killed `count` of its processes since the last sweep.
     OomKill,
+    /// A security finding (`Event::finding` says what and in which process), named as its
+    /// kind (`miner_process`, ...).
+    Finding(FindingKind),
     /// Raised by the program embedding the collector, named in snake_case (the exporter's
     /// `policy_violation`).
     Raised(&'static str),
@@ -26,6 +30,7 @@ impl EventKind {
             EventKind::Started => "started",
             EventKind::Stopped => "stopped",
             EventKind::OomKill => "oom_kill",
+            EventKind::Finding(kind) => kind.name(),
             EventKind::Raised(name) => name,
         }
     }
@@ -51,4 +56,14 @@ pub struct Event {
     pub image: Option<String>,
     /// How many times it happened (OOM kills since the last sweep; 1 otherwise).
     pub count: u64,
+    /// What a `Finding` event found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finding: Option<Box<Finding>>,
+}
+
+impl EventKind {
+    /// Whether it is a security finding (an alert, to the sinks that tell).
+    pub fn is_finding(self) -> bool {
+        matches!(self, EventKind::Finding(_))
+    }
 }

@@ -73,7 +73,9 @@ mod testutil;
 ))]
 mod encoder_coverage;
 
-pub use collector::{Collector, Config, Container, Snapshot};
+pub use collector::{
+    Collector, Config, Container, ExecSource, SecurityConfig, SecurityCounters, Snapshot,
+};
 pub use error::{Error, Result};
 pub use events::{Event, EventKind};
 pub use hierarchy::{Controller, Hierarchy, Roots, Setup};

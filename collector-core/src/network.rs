@@ -199,6 +199,22 @@ impl NetReader {
     }
 }
 
+/// The rows of the TCP tables of the handle's network namespace (the host's, for a container
+/// in it: the caller keeps the rows of its own sockets).
+pub fn tcp_rows(h: &ProcHandle, r: &mut Reader, out: &mut Vec<sockets::SocketRow>) {
+    out.clear();
+    let dir: crate::read::Dir<'_> = (&h.dir).into();
+    for table in ["net/tcp", "net/tcp6"] {
+        let Some(text) = r.read_in(dir, table, false) else {
+            continue;
+        };
+        if let Err(reason) = sockets::parse_table_into(text, out) {
+            r.parse_error(reason);
+        }
+    }
+    r.forgive_missing();
+}
+
 /// A socket table's counts, `None` when it cannot be read; a bad row is recorded, the
 /// good ones counted.
 fn table_counts<C: Default>(

@@ -20,6 +20,9 @@ pub(crate) struct ProcessReader {
     proc_root: PathBuf,
     pids: Vec<u64>,
     path: PathBuf,
+    /// The socket inodes met by the last read, sorted, when asked for (`collect_inodes`).
+    inodes: Vec<u64>,
+    collect_inodes: bool,
 }
 
 /// What one process's descriptor walk found.
@@ -40,12 +43,32 @@ impl ProcessReader {
             proc_root: proc_root.to_path_buf(),
             pids: Vec::new(),
             path: PathBuf::new(),
+            inodes: Vec::new(),
+            collect_inodes: false,
         }
+    }
+
+    /// Also keep the inode of every socket met (for the security signals).
+    pub fn collect_inodes(&mut self, on: bool) {
+        self.collect_inodes = on;
+    }
+
+    /// The pids the last read listed.
+    pub fn pids(&self) -> &[u64] {
+        &self.pids
+    }
+
+    /// The socket inodes the last read met, sorted and without repeats (a socket shared by
+    /// processes counts once); empty unless `collect_inodes`.
+    pub fn inodes(&self) -> &[u64] {
+        &self.inodes
     }
 
     /// Fills `out` for the cgroup whose processes `procs_dir` lists.
     pub fn read(&mut self, r: &mut Reader, procs_dir: Dir<'_>, out: &mut ProcessStats) {
         *out = ProcessStats::default();
+        self.inodes.clear();
+        self.pids.clear();
         let Some(()) = r.parsed(procs_dir, "cgroup.procs", |t| {
             parse::u64_list(t, &mut self.pids)
         }) else {
@@ -79,6 +102,8 @@ impl ProcessReader {
         }
         // A process that exited between the listing and its files is not a vanished cgroup.
         r.forgive_missing();
+        self.inodes.sort_unstable();
+        self.inodes.dedup();
         if known {
             (out.fds, out.sockets) = (Some(fds), Some(sockets));
         }
@@ -118,20 +143,25 @@ impl ProcessReader {
                 continue;
             }
             fds += 1;
-            if is_socket(fd, name) {
+            if let Some(inode) = socket_inode(fd, name) {
                 sockets += 1;
+                if self.collect_inodes {
+                    self.inodes.push(inode);
+                }
             }
         }
         Walk::Counted { fds, sockets }
     }
 }
 
-/// Whether the descriptor link `name` in the `fd` directory `dir` points at a socket
-/// (`socket:[inode]`). libc rather than nix: nix's `readlinkat` allocates a buffer for every
-/// call, and this runs once per descriptor of every process walked.
-fn is_socket(dir: BorrowedFd<'_>, name: &CStr) -> bool {
-    const PREFIX: &[u8] = b"socket:";
-    let mut buf = [0u8; 16];
+/// The inode of the socket the descriptor link `name` in the `fd` directory `dir` points at
+/// (`socket:[inode]`; 0 if the number cannot be read), `None` for any other descriptor.
+/// libc rather than nix: nix's `readlinkat` allocates a buffer for every call, and this runs
+/// once per descriptor of every process walked.
+fn socket_inode(dir: BorrowedFd<'_>, name: &CStr) -> Option<u64> {
+    const PREFIX: &[u8] = b"socket:[";
+    // `socket:[` and up to 20 digits and `]`.
+    let mut buf = [0u8; 32];
     // SAFETY: `name` is NUL-terminated, `buf` is writable for its length, and readlinkat
     // writes at most that many bytes; the result is checked before use.
     let n = unsafe {
@@ -142,7 +172,15 @@ fn is_socket(dir: BorrowedFd<'_>, name: &CStr) -> bool {
             buf.len(),
         )
     };
-    usize::try_from(n).is_ok_and(|n| buf[..n.min(buf.len())].starts_with(PREFIX))
+    let link = &buf[..usize::try_from(n).ok()?.min(buf.len())];
+    let digits = link.strip_prefix(PREFIX)?;
+    let digits = digits.strip_suffix(b"]").unwrap_or(&[]);
+    Some(
+        std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0),
+    )
 }
 
 #[cfg(test)]

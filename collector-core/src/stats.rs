@@ -17,6 +17,9 @@ pub struct ContainerStats {
     /// Its network namespace's TCP and UDP sockets by state.
     #[serde(default)]
     pub sockets: SocketStats,
+    /// What the security signals saw in it since the collector started following it.
+    #[serde(default)]
+    pub security: SecurityStats,
     pub pressure: PressureStats,
     pub network: NetworkStats,
     pub load: Option<LoadStats>,
@@ -125,6 +128,29 @@ pub struct ProcessStats {
     /// `container_ulimits_soft{ulimit="max_open_files"}` takes the container's root process;
     /// `None` when unlimited.
     pub max_open_files: Option<u64>,
+}
+
+/// Counters of the security signals (`Config::security`), kept from the first sweep that
+/// followed the container; `None` when the signals are off and for the machine's own cgroup.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityStats {
+    /// Programs started in it: each exec the kernel's process events reported, plus each
+    /// process found new in `cgroup.procs` that no event announced (those started before
+    /// the collector, or all of them where the events are not available).
+    pub processes_started: Option<u64>,
+    pub findings: Option<FindingCounts>,
+}
+
+/// Findings by kind (`container_security_findings_total{kind}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingCounts {
+    pub miner_process: u64,
+    pub miner_port_connection: u64,
+    pub reverse_shell: u64,
+    pub exec_from_writable_layer: u64,
+    pub fileless_exec: u64,
+    pub new_listener: u64,
+    pub unexpected_process: u64,
 }
 
 /// The TCP and UDP sockets of the container's network namespace by state: cAdvisor's tcp and
@@ -436,6 +462,7 @@ impl ContainerStats {
             pids: _,
             processes,
             sockets,
+            security: _,
             pressure,
             network: _,
             load: _,

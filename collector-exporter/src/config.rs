@@ -165,6 +165,28 @@ settings! {
     /// containers of which 100 are busy (docs/PERFORMANCE.md).
     #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     socket_states: bool = "containers.socket-states", default d.core.socket_states;
+    /// Judge what runs in containers and whom it talks to: new processes against the miner
+    /// and shell rules and the policy, long-lived sockets against the pool ports and the
+    /// container's own listening ports (container_security_findings_total{kind},
+    /// container_processes_started_total, finding events). Rides on the process group;
+    /// `--security.enabled=false` turns it off.
+    #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    security: bool = "security.enabled", default d.core.security.enabled;
+    /// Follow every exec as it happens through the kernel's process events (root or
+    /// CAP_NET_ADMIN, host PID and network namespaces); without them, new processes are found
+    /// on the process interval and those shorter than it are missed.
+    #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    exec_events: bool = "security.exec-events", default d.core.security.exec_events;
+    /// Listening ports a container opens within this long of first being seen are its own;
+    /// later ones are new_listener findings, e.g. 2m.
+    listener_learning: String = "security.listener-learning",
+        default format_duration(d.core.security.listener_learning);
+    /// More process names taken for miners (repeatable), beside the built-in list.
+    extra_miner_names: Vec<String> = "security.extra-miner-names", default Vec::new();
+    /// More command-line substrings taken for miners (repeatable), e.g. a pool's domain.
+    extra_cmdline_patterns: Vec<String> = "security.extra-cmdline-patterns", default Vec::new();
+    /// More remote TCP ports taken for mining pools (repeatable).
+    extra_pool_ports: Vec<u16> = "security.extra-pool-ports", default Vec::new();
     /// Runtime label exposed as container_label_<key> (repeatable) [default: none].
     label_allowlist: Vec<String> = "containers.label-allowlist",
         default d.exposition.label_allowlist.clone();
@@ -205,6 +227,17 @@ impl Shown for PathBuf {
 impl Shown for bool {
     fn shown(&self) -> Option<String> {
         Some(if *self { "on" } else { "off" }.into())
+    }
+}
+
+impl Shown for Vec<u16> {
+    fn shown(&self) -> Option<String> {
+        (!self.is_empty()).then(|| {
+            self.iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
     }
 }
 
@@ -354,6 +387,7 @@ pub struct Settings {
     pub processes: bool,
     pub process_interval: Duration,
     pub socket_states: bool,
+    pub security: collector_core::SecurityConfig,
     pub label_allowlist: Vec<String>,
     pub log_level: tracing::Level,
     pub log_json: bool,
@@ -477,6 +511,33 @@ impl Settings {
             }
         };
         let sinks = crate::sinks::parse(&file.sinks)?;
+        let mut security = collector_core::SecurityConfig {
+            enabled: v.security,
+            exec_events: v.exec_events,
+            listener_learning: duration_up_to_1h(
+                "security.listener-learning",
+                &v.listener_learning,
+            )?,
+            ..collector_core::SecurityConfig::default()
+        };
+        let extra = collector_core::security::Rules {
+            miner_names: v.extra_miner_names,
+            cmdline_patterns: v.extra_cmdline_patterns,
+            pool_ports: v.extra_pool_ports,
+            shells: Vec::new(),
+        };
+        for (key, list) in [
+            ("security.extra-miner-names", &extra.miner_names),
+            ("security.extra-cmdline-patterns", &extra.cmdline_patterns),
+        ] {
+            if let Some(bad) = list.iter().find(|x| x.trim().is_empty()) {
+                return Err(Error::new(
+                    key,
+                    format!("{bad:?}: an empty name or pattern would match everything"),
+                ));
+            }
+        }
+        security.rules.extend(extra);
         let policy = match &v.policy_file {
             Some(p) => Some(
                 crate::policy::Policy::load(p)
@@ -501,6 +562,7 @@ impl Settings {
             processes: v.processes,
             process_interval,
             socket_states: v.socket_states,
+            security,
             label_allowlist: v.label_allowlist,
             log_level,
             log_json,

@@ -135,6 +135,14 @@ fn core_config(s: &Settings) -> Config {
         processes: s.processes,
         process_interval: s.process_interval,
         socket_states: s.socket_states,
+        security: collector_core::SecurityConfig {
+            policy: s
+                .policy
+                .as_ref()
+                .map(crate::policy::Policy::processes)
+                .unwrap_or_default(),
+            ..s.security.clone()
+        },
         spec_interval: s.spec_interval,
         idle_interval: s.idle_interval,
         hold_files: s.hold_files,
@@ -320,6 +328,11 @@ fn sweep_loop(
         stats
             .watch_saturated
             .store(collector.watch_saturated() as u64, Ordering::Relaxed);
+        *stats
+            .security
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((collector.exec_source(), collector.security_counters()));
         let previous = latest.get();
         if let Some(p) = &policy {
             check_policy(p, &mut snap, &mut flagged, &violations);
@@ -364,6 +377,7 @@ fn check_policy(
                     name: c.meta.name.clone(),
                     image: c.meta.image.clone(),
                     count: 1,
+                    finding: None,
                 });
             }
             now.push(state::Violation {

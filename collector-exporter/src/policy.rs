@@ -1,15 +1,25 @@
-//! An optional policy: which images and names may run. A running container outside it is
-//! reported (`container_policy_violation`) and raises one event when first seen.
+//! An optional policy: which images and names may run, and what each image may run and
+//! listen on. A running container outside the first is reported
+//! (`container_policy_violation`) and raises one event when first seen; a process or a
+//! listening port outside the second is a security finding (`unexpected_process`,
+//! `new_listener`), judged by the core (`collector_core::security::policy`).
 //!
 //! ```toml
 //! allowed_images = ["registry.example.com/*", "busybox:1.36"]
 //! allowed_names = ["web-*", "db-?"]
+//!
+//! [[image]]
+//! image = "registry.example.com/web:*"
+//! allowed_processes = ["nginx", "/docker-entrypoint.sh", "sh"]
+//! allowed_listen_ports = [80, 443]
 //! ```
 //! Patterns are globs: `*` any run of characters, `?` one. An empty or absent list allows
 //! everything. Only containers a runtime has named are judged (raw cgroups have no image).
 
 use std::path::Path;
 
+use collector_core::security::policy::glob;
+use collector_core::security::{ImagePolicy, ProcessPolicy};
 use collector_core::{Container, EventKind, Kind};
 use serde::Deserialize;
 
@@ -25,6 +35,9 @@ pub struct Policy {
     pub allowed_images: Vec<String>,
     #[serde(default)]
     pub allowed_names: Vec<String>,
+    /// What each image may run and listen on (`[[image]]` tables).
+    #[serde(default)]
+    pub image: Vec<ImagePolicy>,
 }
 
 impl Policy {
@@ -36,11 +49,20 @@ impl Policy {
             .allowed_images
             .iter()
             .chain(&p.allowed_names)
+            .map(String::as_str)
             .find(|g| g.is_empty())
+            .or(p.processes().empty_pattern())
         {
             return Err(format!("{}: empty pattern {bad:?}", path.display()));
         }
         Ok(p)
+    }
+
+    /// The per-image part, for the core's security signals.
+    pub fn processes(&self) -> ProcessPolicy {
+        ProcessPolicy {
+            images: self.image.clone(),
+        }
     }
 
     /// Why a container breaks the policy, if it does.
@@ -61,41 +83,32 @@ impl Policy {
     }
 }
 
-/// `*` and `?` globbing, iterative with one backtrack point (linear in practice).
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn globs() {
-        assert!(glob("registry.example.com/*", "registry.example.com/app:1"));
-        assert!(glob("busybox:1.3?", "busybox:1.36"));
-        assert!(!glob("busybox:1.3?", "busybox:1.360"));
-        assert!(glob("*", ""));
-        assert!(glob("a*b*c", "aXXbYYc"));
-        assert!(!glob("a*b*c", "aXXbYY"));
-        assert!(!glob("web-*", "db-1"));
+    fn images_and_processes_in_one_file() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("policy.toml");
+        std::fs::write(
+            &path,
+            "allowed_images = [\"nginx:*\"]\n[[image]]\nimage = \"nginx:*\"\nallowed_processes = [\"nginx\"]\nallowed_listen_ports = [80]\n",
+        )
+        .expect("a policy file");
+        let p = Policy::load(&path).expect("loads");
+        assert_eq!(p.allowed_images, ["nginx:*"]);
+        let img = p.processes();
+        let img = img.for_image("nginx:1.25").expect("nginx's entry");
+        assert_eq!(img.allowed_listen_ports, [80]);
+        std::fs::write(
+            &path,
+            "[[image]]\nimage = \"x\"\nallowed_processes = [\"\"]\n",
+        )
+        .expect("a policy file");
+        let e = Policy::load(&path).expect_err("an empty glob");
+        assert!(e.contains("empty pattern"), "{e}");
+        std::fs::write(&path, "[[image]]\nimage = \"x\"\nports = [1]\n").expect("a policy file");
+        assert!(Policy::load(&path).is_err());
     }
 }

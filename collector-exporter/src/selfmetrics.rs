@@ -20,6 +20,10 @@ pub struct SweepStats {
     pub containers: AtomicU64,
     pub idle_containers: AtomicU64,
     pub watch_saturated: AtomicU64,
+    /// Where new processes are learnt from and the security signals' own counters, as of
+    /// the last sweep.
+    pub security:
+        std::sync::Mutex<Option<(collector_core::ExecSource, collector_core::SecurityCounters)>>,
 }
 
 #[derive(Debug)]
@@ -89,6 +93,7 @@ impl Collector for SelfCollector {
         )?;
         gauge(&mut enc, "collector_inotify_watch_limit_reached", "1 when the inotify watch limit was hit: new cgroups are then found by the periodic rescan.", s.watch_saturated.load(Ordering::Relaxed) as f64)?;
         self.encode_sinks(&mut enc)?;
+        self.encode_security(&mut enc)?;
         self.encode_events_and_runtimes(&mut enc)?;
         if let Some(p) = process() {
             counter(
@@ -265,6 +270,38 @@ impl SelfCollector {
 }
 
 impl SelfCollector {
+    fn encode_security(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some((source, c)) = *self
+            .stats
+            .security
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        else {
+            return Ok(());
+        };
+        let me = enc.encode_descriptor(
+            "collector_security_exec_source",
+            "1 for where new processes are learnt from: process_events (every exec, as it happens), polling (the walks on the process interval, which miss shorter processes) or off.",
+            None,
+            MetricType::Gauge,
+        )?;
+        let mut me = me;
+        ConstGauge::new(1.0).encode(me.encode_family(&[("source", source.name())].as_slice())?)?;
+        for (name, help, v) in [
+            ("collector_security_execs", "Exec events received from the kernel.", c.execs),
+            ("collector_security_execs_examined", "Execs whose process was looked at and judged.", c.examined),
+            ("collector_security_execs_rate_limited", "Execs not looked at: over their container's rate (counted as started only).", c.rate_limited),
+            ("collector_security_execs_gone", "Execs whose process had exited before it could be looked at.", c.gone),
+            ("collector_security_execs_dropped", "Exec records dropped: the queue to the sweeps was full, or their cgroup was never followed.", c.dropped),
+            ("collector_security_event_overruns", "Times the kernel's process event queue overflowed and events were lost.", c.overruns),
+            ("collector_security_findings_unreported", "Findings counted but not made events (over the per-container limit of a sweep).", c.unreported),
+        ] {
+            let me = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(v as f64).encode(me)?;
+        }
+        Ok(())
+    }
+
     fn encode_events_and_runtimes(
         &self,
         enc: &mut DescriptorEncoder,

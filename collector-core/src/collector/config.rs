@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::hierarchy::Roots;
+use crate::security::{ProcessPolicy, Rules};
 
 /// What to collect and where from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +75,50 @@ pub struct Config {
     pub load_task_budget: usize,
     /// Writable-layer usage of containers and the machine's filesystems.
     pub fs: crate::fs::FsConfig,
+    /// What runs in containers and whom it talks to: findings and the processes started.
+    pub security: SecurityConfig,
+}
+
+/// The security signals (`security/`): each container's new processes judged against
+/// `rules` and `policy`, and its long-lived sockets against the pool ports and its own
+/// listening ports. Needs `processes` (they ride on its walk of `cgroup.procs` and the
+/// descriptors).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecurityConfig {
+    pub enabled: bool,
+    /// Follow every exec as it happens through the kernel's process events, where this
+    /// process may subscribe (root or CAP_NET_ADMIN, the host's network and PID
+    /// namespaces); elsewhere new processes are found by the walks on the process
+    /// interval, which miss those shorter than it.
+    pub exec_events: bool,
+    /// At most this many execs a second looked at per container; beyond, they are counted
+    /// as started only.
+    pub exec_rate: u32,
+    /// The miner names, command-line patterns, pool ports and shells looked for.
+    pub rules: Rules,
+    /// The programs and listening ports expected per image.
+    pub policy: ProcessPolicy,
+    /// Listening ports a container opens within this long of first being seen are its own;
+    /// one opened later is a `new_listener` finding. The first look at a container's sockets
+    /// always is its own.
+    pub listener_learning: Duration,
+    /// At most this many finding events per container per sweep; all are counted.
+    pub events_per_sweep: usize,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            enabled: true,
+            exec_events: true,
+            exec_rate: 50,
+            rules: Rules::default(),
+            policy: ProcessPolicy::default(),
+            listener_learning: Duration::from_secs(120),
+            events_per_sweep: 16,
+        }
+    }
 }
 
 impl Default for Config {
@@ -103,6 +148,7 @@ impl Default for Config {
             socket_states: false,
             load_task_budget: 20_000,
             fs: crate::fs::FsConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }

@@ -19,12 +19,15 @@ use super::Config;
 use crate::devices::DeviceNames;
 use crate::dirs::DirPlan;
 use crate::error::Error;
+use crate::events::{Event, EventKind};
 use crate::hierarchy::{Controller, Setup};
 use crate::identity::Kind;
 use crate::load::{self, LoadReader};
 use crate::network::{self, NetReader};
 use crate::processes::ProcessReader;
 use crate::read::{CgDir, Dir, Reader};
+use crate::security::inspect::Examiner;
+use crate::security::sockets::SocketRow;
 use crate::specwatch::{SpecWatch, Written};
 use crate::stats::Spec;
 use crate::{v1, v2};
@@ -47,6 +50,12 @@ pub(super) struct Sweep<'a> {
     pub plan: DirPlan,
     pub now: Instant,
     pub now_ms: u64,
+    /// Judges new processes, when the security signals are on.
+    pub examiner: Option<&'a Examiner>,
+    /// Reused for the socket tables' rows.
+    pub tcp_rows: &'a mut Vec<SocketRow>,
+    /// Findings counted in this sweep but not made events (`events_per_sweep`).
+    pub unreported: u64,
 }
 
 impl Sweep<'_> {
@@ -59,6 +68,10 @@ impl Sweep<'_> {
         self.read_load(t, idle);
         if idle {
             self.carry_rest(t);
+            // Sockets met by the last walk wait for a second one to be judged, idle or not.
+            if t.signals.sockets_pending() {
+                self.read_process_group(t);
+            }
         } else {
             self.read_rest(t, want);
         }
@@ -275,6 +288,13 @@ impl Sweep<'_> {
             if let Some(dir) = t.dirs.procs_dir(self.setup) {
                 reader.read(self.reader, dir.into(), &mut g.last);
                 g.read_at = Some(self.now);
+                if let Some(ex) = self.examiner {
+                    t.signals
+                        .poll(reader.pids(), &self.config.roots.proc_root, ex);
+                    g.tables_due = t.signals.tables_due(reader.inodes());
+                    g.inodes.clear();
+                    g.inodes.extend_from_slice(reader.inodes());
+                }
             }
         }
         t.stats.processes.clone_from(&g.last);
@@ -354,6 +374,27 @@ impl Sweep<'_> {
             }
             s.sockets.clone_from(&g.sockets);
         }
+        if t.process_group.tables_due {
+            t.process_group.tables_due = false;
+            if let Some(h) = p.handle.as_ref() {
+                network::tcp_rows(h, self.reader, self.tcp_rows);
+                let sec = &self.config.security;
+                let policy = t
+                    .meta
+                    .image
+                    .as_deref()
+                    .and_then(|i| sec.policy.for_image(i));
+                let age_ms = self.now_ms.saturating_sub(t.first_seen_ms);
+                let learning = u128::from(age_ms) < sec.listener_learning.as_millis();
+                t.signals.judge_tables(
+                    self.tcp_rows,
+                    &t.process_group.inodes,
+                    &sec.rules,
+                    policy,
+                    learning,
+                );
+            }
+        }
         if let Some(layers) = self.layers.as_deref_mut() {
             // The network read may have skipped the process (a shared or the host's
             // namespace): make sure it is still there before its mounts are looked at.
@@ -370,6 +411,42 @@ impl Sweep<'_> {
             // sweep, so the handle ends with this one.
             p.handle = None;
         }
+    }
+
+    /// Judges its processes against its image's policy once the image is known, makes its
+    /// new findings events (up to `events_per_sweep`) and reports its counters.
+    pub fn findings_to_events(&mut self, t: &mut Tracked, events: &mut Vec<Event>) {
+        if t.identity.kind == Kind::Root {
+            return;
+        }
+        let sec = &self.config.security;
+        let image = t.meta.image.as_deref();
+        let policy = image.and_then(|i| sec.policy.for_image(i));
+        // Only a runtime's containers have an image to wait for.
+        let known = image.is_some() || t.identity.kind != Kind::Container;
+        t.signals.judge_policy(known, policy);
+        let fresh: Vec<_> = t.signals.take_fresh().collect();
+        for (n, f) in fresh.into_iter().enumerate() {
+            tracing::warn!(
+                id = %t.id,
+                name = ?t.meta.name,
+                image = ?t.meta.image,
+                pid = ?f.process.as_ref().map(|p| p.pid),
+                exe = ?f.process.as_ref().map(|p| p.exe.as_str()),
+                remote = ?f.remote,
+                local = ?f.local,
+                "security finding: {}",
+                f.kind
+            );
+            if n >= sec.events_per_sweep {
+                self.unreported += 1;
+                continue;
+            }
+            let mut e = t.event(EventKind::Finding(f.kind), self.now_ms, 1);
+            e.finding = Some(Box::new(f));
+            events.push(e);
+        }
+        t.stats.security = t.signals.stats();
     }
 
     /// Whether it is still there; lets go of what a directory made again invalidates, hands

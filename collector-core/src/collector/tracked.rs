@@ -37,6 +37,7 @@ pub(super) struct Tracked {
     pub process_group: ProcessGroup,
     pub activity: Activity,
     pub proc: ProcState,
+    pub signals: super::signals::Signals,
 }
 
 /// Its spec as last read, and the watches that say when to read it again.
@@ -55,6 +56,10 @@ pub(super) struct ProcessGroup {
     pub read_at: Option<Instant>,
     pub sockets: SocketStats,
     pub sockets_at: Option<Instant>,
+    /// The socket inodes of its last walk, sorted (security signals).
+    pub inodes: Vec<u64>,
+    /// Its sockets are due to be judged against the socket tables at this sweep.
+    pub tables_due: bool,
 }
 
 /// What tells an idle sweep from a full one, and the load averages carried between sweeps.
@@ -109,6 +114,7 @@ impl Tracked {
                 ..Activity::default()
             },
             proc: ProcState::default(),
+            signals: super::signals::Signals::default(),
         }
     }
 
@@ -150,6 +156,7 @@ impl Tracked {
             name: self.meta.name.clone(),
             image: self.meta.image.clone(),
             count,
+            finding: None,
         }
     }
 }

@@ -263,12 +263,18 @@ impl Encoder {
             message: None,
             event: EcsEvent {
                 kind: "metric",
+                category: None,
                 action: None,
                 dataset: "machine.metrics",
             },
             host: Host { name: &self.host },
             container: None,
             orchestrator: None,
+            process: None,
+            user: None,
+            source: None,
+            destination: None,
+            rule: None,
             collector: MachineFigures {
                 machine: &snap.machine,
             },
@@ -395,12 +401,18 @@ impl Encoder {
             message: None,
             event: EcsEvent {
                 kind: "metric",
+                category: None,
                 action: None,
                 dataset: "container.metrics",
             },
             host: Host { name: &self.host },
             container: Some(container),
             orchestrator,
+            process: None,
+            user: None,
+            source: None,
+            destination: None,
+            rule: None,
             collector: Figures {
                 stats: s,
                 cgroup: &c.id,
@@ -440,6 +452,28 @@ impl Encoder {
                 name.unwrap_or(&e.id),
                 e.count
             ),
+            EventKind::Finding(kind) => {
+                let f = e.finding.as_deref();
+                let what = f
+                    .and_then(|f| f.process.as_ref())
+                    .map(|p| {
+                        format!(
+                            " (pid {} {})",
+                            p.pid,
+                            if p.exe.is_empty() { &p.comm } else { &p.exe }
+                        )
+                    })
+                    .or_else(|| {
+                        f.and_then(|f| f.remote.or(f.local))
+                            .map(|a| format!(" ({a})"))
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "container {}: security finding {}{what}",
+                    name.unwrap_or(&e.id),
+                    kind.name()
+                )
+            }
             // Kinds added later read as their name.
             other => format!(
                 "container {}: {}",
@@ -457,17 +491,45 @@ impl Encoder {
             namespace,
             pod,
         });
+        let finding = e.finding.as_deref();
+        let process = finding.and_then(|f| f.process.as_ref());
         Doc {
             timestamp: time,
             message: Some(message),
             event: EcsEvent {
-                kind: "event",
+                kind: if e.kind.is_finding() {
+                    "alert"
+                } else {
+                    "event"
+                },
+                category: finding.map(|f| {
+                    if f.process.is_some() {
+                        "process"
+                    } else {
+                        "network"
+                    }
+                }),
                 action: Some(e.kind.name()),
                 dataset: "container.events",
             },
             host: Host { name: &self.host },
             container: Some(container),
             orchestrator,
+            process: process.map(|p| EcsProcess {
+                pid: p.pid,
+                parent: Parent { pid: p.ppid },
+                name: &p.comm,
+                executable: (!p.exe.is_empty()).then_some(p.exe.as_str()),
+                command_line: (!p.cmdline.is_empty()).then_some(p.cmdline.as_str()),
+            }),
+            user: process.map(|p| EcsUser {
+                id: p.uid.to_string(),
+            }),
+            source: finding.and_then(|f| Endpoint::of(f.local)),
+            destination: finding.and_then(|f| Endpoint::of(f.remote)),
+            rule: finding.map(|f| Rule {
+                name: f.kind.name(),
+            }),
             collector: EventFigures {
                 cgroup: &e.id,
                 event_count: e.count,
@@ -529,12 +591,59 @@ struct Doc<'a, F> {
     host: Host<'a>,
     container: Option<EcsContainer<'a>>,
     orchestrator: Option<Orchestrator<'a>>,
+    /// A finding's process, its user and its connection's ends.
+    process: Option<EcsProcess<'a>>,
+    user: Option<EcsUser>,
+    source: Option<Endpoint>,
+    destination: Option<Endpoint>,
+    rule: Option<Rule>,
     collector: F,
+}
+
+#[derive(Serialize)]
+struct EcsProcess<'a> {
+    pid: u32,
+    parent: Parent,
+    name: &'a str,
+    executable: Option<&'a str>,
+    command_line: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Parent {
+    pid: u32,
+}
+
+#[derive(Serialize)]
+struct EcsUser {
+    id: String,
+}
+
+#[derive(Serialize)]
+struct Endpoint {
+    ip: String,
+    port: u16,
+}
+
+#[derive(Serialize)]
+struct Rule {
+    name: &'static str,
+}
+
+impl Endpoint {
+    fn of(a: Option<std::net::SocketAddr>) -> Option<Endpoint> {
+        a.map(|a| Endpoint {
+            ip: a.ip().to_string(),
+            port: a.port(),
+        })
+    }
 }
 
 #[derive(Serialize)]
 struct EcsEvent {
     kind: &'static str,
+    /// For a finding: `process` or `network`.
+    category: Option<&'static str>,
     action: Option<&'static str>,
     dataset: &'static str,
 }
@@ -1007,6 +1116,7 @@ mod tests {
             name: Some("web".into()),
             image: Some("nginx:1.25".into()),
             count,
+            finding: None,
         };
         out.clear();
         // Stopped: gone from the snapshot, the namespace and pod come from what was seen.

@@ -9,7 +9,7 @@
 use serde_json::{json, Map, Value};
 
 /// Bumped whenever the mappings change; stored as the template's `version`.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Who installed a template, in its `_meta`.
 pub const MANAGED_BY: &str = "container-collector";
@@ -17,6 +17,7 @@ pub const MANAGED_BY: &str = "container-collector";
 const KEYWORD: &str = "keyword";
 const LONG: &str = "long";
 const DOUBLE: &str = "double";
+const IP: &str = "ip";
 /// ECS fractions (`container.cpu.usage`, `container.memory.usage`): three decimals.
 const FRACTION: &str = "scaled_float";
 
@@ -31,9 +32,31 @@ pub fn fields() -> Vec<(String, &'static str)> {
     // ECS.
     add(
         "",
-        &["event.kind", "event.action", "event.dataset", "host.name"],
+        &[
+            "event.kind",
+            "event.category",
+            "event.action",
+            "event.dataset",
+            "host.name",
+            "process.name",
+            "process.executable",
+            "process.command_line",
+            "user.id",
+            "rule.name",
+        ],
         KEYWORD,
     );
+    add(
+        "",
+        &[
+            "process.pid",
+            "process.parent.pid",
+            "source.port",
+            "destination.port",
+        ],
+        LONG,
+    );
+    add("", &["source.ip", "destination.ip"], IP);
     add(
         "container.",
         &["id", "name", "runtime", "image.name"],
@@ -152,6 +175,12 @@ pub fn fields() -> Vec<(String, &'static str)> {
     add(
         "collector.processes.",
         &["count", "fds", "sockets", "max_open_files"],
+        LONG,
+    );
+    add("collector.security.", &["processes_started"], LONG);
+    add(
+        "collector.security.findings.",
+        &crate::security::FindingKind::ALL.map(|k| k.name()),
         LONG,
     );
     for res in ["cpu", "memory", "io"] {
@@ -444,6 +473,7 @@ mod tests {
             name: None,
             image: None,
             count: 1,
+            finding: None,
         });
         e.encode(&snap, true, &mut items);
         let mut seen = std::collections::BTreeSet::new();

@@ -118,8 +118,13 @@ fn container_points(
         ("file_descriptors", u(s.processes.fds)),
         ("sockets", u(s.processes.sockets)),
         ("max_open_files", u(s.processes.max_open_files)),
+        ("processes_started", u(s.security.processes_started)),
     ]);
     emit("container_tasks", &mut base.clone(), &tasks);
+    if let Some(findings) = &s.security.findings {
+        let f = findings.labeled().map(|(k, v)| (k, Field::U64(v)));
+        emit("container_security_findings", &mut base.clone(), &f);
+    }
 
     let mut pressure = Vec::new();
     for (res, psi) in [

@@ -301,6 +301,24 @@ pub(super) fn write(out: &mut dyn Out, snap: &Snapshot) -> Result {
             }
         },
     )?;
+    fam.simple(
+        "container_processes_started",
+        "Programs started in the container since the collector began following it (execs, and processes found new).",
+        C,
+        |c| f(c.stats.security.processes_started),
+    )?;
+    fam.multi(
+        "container_security_findings",
+        "Security findings in the container since the collector began following it, by kind.",
+        C,
+        |c, out| {
+            states(
+                "kind",
+                c.stats.security.findings.as_ref().map(|x| x.labeled()),
+                out,
+            )
+        },
+    )?;
 
     let some = |x: Option<Psi>| x.map(|x| Float(x.some.total_us as f64 / 1e6));
     let full = |x: Option<Psi>| {

@@ -1,7 +1,21 @@
 //! What runs inside containers and whom it talks to: the signals security monitoring needs.
-//! The building blocks so far: the kernel's socket tables (`sockets`), the judgements of a
-//! process or a connection (`judge`), and exec events as they happen (`proc_events`).
+//!
+//! - `sockets`: the kernel's TCP and UDP tables, parsed and counted by state;
+//! - `judge`: the rules that judge a process or a connection, pure;
+//! - `inspect`: a process read from `/proc` and judged against them;
+//! - `proc_events` and `exec_watch`: every exec as it happens, through the kernel's process
+//!   events connector, looked at on a thread of its own;
+//! - `policy`: which programs and listening ports an image is expected to have;
+//! - `finding`: a finding as the events carry it.
 
+pub mod exec_watch;
+pub mod finding;
+pub mod inspect;
 pub mod judge;
+pub mod policy;
 pub mod proc_events;
 pub mod sockets;
+
+pub use finding::{Finding, ProcessRef};
+pub use judge::{FindingKind, Rules};
+pub use policy::{ImagePolicy, ProcessPolicy};

@@ -171,10 +171,9 @@ pub fn parse_table(text: &str, mut f: impl FnMut(&SocketRow)) -> Result<(), Reas
     each_row(text, |row, _, _| f(row))
 }
 
-/// As [`parse_table`], into `out` (cleared first; rows are `Copy`, so a reused `Vec` does not
-/// allocate once it is large enough).
+/// As [`parse_table`], appended to `out` (so `tcp` and `tcp6` go into one list; rows are
+/// `Copy`, so a reused `Vec` does not allocate once it is large enough).
 pub fn parse_table_into(text: &str, out: &mut Vec<SocketRow>) -> Result<(), Reason> {
-    out.clear();
     parse_table(text, |r| out.push(*r))
 }
 
@@ -551,6 +550,7 @@ mod tests {
         let (accepted, _) = listener.accept().unwrap();
         let caddr = client.local_addr().unwrap();
         buf = table();
+        rows.clear();
         parse_table_into(&buf, &mut rows).unwrap();
         let est = |local, remote| {
             rows.iter()

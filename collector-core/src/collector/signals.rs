@@ -1,0 +1,341 @@
+//! A container's security signals between sweeps: the processes already looked at, the
+//! sockets already judged, its own listening ports, what it has been found doing, and the
+//! findings waiting to become events.
+//!
+//! Socket tables are read only for sockets that lived through two walks of the container's
+//! descriptors without being judged: each read walks the kernel's whole socket hash, and a
+//! server's short-lived connections would otherwise have every table read on every interval.
+//! A pool connection, a reverse shell or a new listener lives longer than that.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::Path;
+
+use crate::security::exec_watch::ExecRecord;
+use crate::security::inspect::{read_facts, Examiner};
+use crate::security::judge::{judge_connection, Conn};
+use crate::security::sockets::{SocketRow, TcpState};
+use crate::security::{Finding, FindingKind, ImagePolicy, ProcessRef, Rules};
+use crate::stats::{FindingCounts, SecurityStats};
+
+/// Each finding is reported once per container and key; past this many keys, every one is.
+const REPORTED_MAX: usize = 256;
+/// Processes kept for the policy while the container's image is not yet known.
+const BACKLOG_MAX: usize = 64;
+/// New processes looked at in one poll (a fork bomb's are counted, not all looked at).
+const POLL_MAX: usize = 256;
+/// Findings kept for events between sweeps; all are counted.
+const FRESH_MAX: usize = 256;
+
+#[derive(Debug, Default)]
+pub(super) struct Signals {
+    counts: FindingCounts,
+    started: u64,
+    /// Pids at the last look, sorted.
+    pids: Vec<u32>,
+    /// Socket inodes at the last walk, sorted.
+    inodes_prev: Vec<u64>,
+    /// Socket inodes whose rows were judged at the last table read, sorted.
+    inodes_judged: Vec<u64>,
+    /// Its own listening ports: those of its first table read and of its learning window.
+    listeners: Vec<u16>,
+    baseline_taken: bool,
+    reported: Vec<(FindingKind, u64)>,
+    /// Processes looked at before its image was known, with how they were seen.
+    backlog: Vec<(ProcessRef, &'static str)>,
+    /// Findings not yet made events.
+    fresh: Vec<Finding>,
+    /// Findings counted but dropped from the events (`FRESH_MAX`).
+    pub unreported: u64,
+}
+
+impl Signals {
+    pub fn stats(&self) -> SecurityStats {
+        SecurityStats {
+            processes_started: Some(self.started),
+            findings: Some(self.counts.clone()),
+        }
+    }
+
+    /// An exec the process events reported.
+    pub fn note_exec(&mut self, rec: ExecRecord) {
+        self.started += 1;
+        if let Err(at) = self.pids.binary_search(&rec.pid) {
+            self.pids.insert(at, rec.pid);
+        }
+        for f in rec.findings {
+            let key = process_key(f.process.as_ref());
+            self.report(f, key);
+        }
+        if let Some(p) = rec.process {
+            self.hold_for_policy(p, "exec");
+        }
+    }
+
+    /// The processes a walk listed: those not seen before are counted as started and looked
+    /// at.
+    pub fn poll(&mut self, pids: &[u64], proc_root: &Path, examiner: &Examiner) {
+        let mut looked = 0;
+        let mut found = Vec::new();
+        for &pid in pids {
+            let Ok(pid) = u32::try_from(pid) else {
+                continue;
+            };
+            if self.pids.binary_search(&pid).is_ok() {
+                continue;
+            }
+            self.started += 1;
+            if looked >= POLL_MAX {
+                continue;
+            }
+            looked += 1;
+            let Some(facts) = read_facts(proc_root, pid) else {
+                continue;
+            };
+            examiner.examine(&facts, "poll", &mut found);
+            for f in found.drain(..) {
+                let key = process_key(f.process.as_ref());
+                self.report(f, key);
+            }
+            self.hold_for_policy(facts.process, "poll");
+        }
+        self.pids.clear();
+        self.pids
+            .extend(pids.iter().filter_map(|&p| u32::try_from(p).ok()));
+        self.pids.sort_unstable();
+    }
+
+    fn hold_for_policy(&mut self, p: ProcessRef, source: &'static str) {
+        if self.backlog.len() < BACKLOG_MAX {
+            self.backlog.push((p, source));
+        }
+    }
+
+    /// Judges the processes held so far against the image's policy. While the image is not
+    /// known they wait (bounded); without a policy for it they are let go.
+    pub fn judge_policy(&mut self, image_known: bool, policy: Option<&ImagePolicy>) {
+        if !image_known || self.backlog.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.backlog);
+        let Some(policy) = policy else {
+            return;
+        };
+        for (p, source) in held {
+            if !policy.allows_process(&p.comm, &p.exe) {
+                let key = process_key(Some(&p));
+                let f = Finding {
+                    kind: FindingKind::UnexpectedProcess,
+                    source,
+                    process: Some(p),
+                    local: None,
+                    remote: None,
+                };
+                self.report(f, key);
+            }
+        }
+    }
+
+    /// Whether the socket tables are due: a socket seen at the last walk too has not been
+    /// judged. Remembers this walk's sockets for the next.
+    pub fn tables_due(&mut self, inodes: &[u64]) -> bool {
+        let due = inodes.iter().any(|i| {
+            self.inodes_prev.binary_search(i).is_ok()
+                && self.inodes_judged.binary_search(i).is_err()
+        });
+        self.inodes_prev.clear();
+        self.inodes_prev.extend_from_slice(inodes);
+        due
+    }
+
+    /// Whether the last walk met sockets not yet judged: the next walk (due even when the
+    /// container is idle) tells whether they lived long enough to be.
+    pub fn sockets_pending(&self) -> bool {
+        self.inodes_prev
+            .iter()
+            .any(|i| self.inodes_judged.binary_search(i).is_err())
+    }
+
+    /// Judges the rows of its own sockets (`inodes`, sorted). `learning`: its listening ports
+    /// are still its own (the first read always is).
+    pub fn judge_tables(
+        &mut self,
+        rows: &[SocketRow],
+        inodes: &[u64],
+        rules: &Rules,
+        policy: Option<&ImagePolicy>,
+        learning: bool,
+    ) {
+        let listening = |port: u16| {
+            rows.iter()
+                .any(|r| r.tcp_state() == Some(TcpState::Listen) && r.local.port() == port)
+        };
+        let own = |r: &&SocketRow| r.inode != 0 && inodes.binary_search(&r.inode).is_ok();
+        let learn = learning || !self.baseline_taken;
+        for row in rows.iter().filter(own) {
+            let conn = Conn::tcp(row);
+            if conn.tcp_state == Some(TcpState::Listen) {
+                let port = row.local.port();
+                let refused = policy.is_some_and(|p| p.limits_ports() && !p.allows_port(port));
+                let known = self.listeners.binary_search(&port);
+                if let Err(at) = known {
+                    self.listeners.insert(at, port);
+                }
+                if refused || (known.is_err() && !learn) {
+                    self.report(
+                        network_finding(FindingKind::NewListener, &conn),
+                        u64::from(port),
+                    );
+                }
+                continue;
+            }
+            if let Some(kind) = judge_connection(&conn, rules, &listening) {
+                let key = hash(&conn.remote);
+                self.report(network_finding(kind, &conn), key);
+            }
+        }
+        self.baseline_taken = true;
+        self.inodes_judged.clear();
+        self.inodes_judged.extend_from_slice(inodes);
+    }
+
+    /// Counts a finding and keeps it for an event, once per kind and key.
+    fn report(&mut self, f: Finding, key: u64) {
+        if self.reported.contains(&(f.kind, key)) {
+            return;
+        }
+        if self.reported.len() < REPORTED_MAX {
+            self.reported.push((f.kind, key));
+        }
+        self.counts.add(f.kind);
+        if self.fresh.len() < FRESH_MAX {
+            self.fresh.push(f);
+        } else {
+            self.unreported += 1;
+        }
+    }
+
+    /// The findings not yet made events.
+    pub fn take_fresh(&mut self) -> std::vec::Drain<'_, Finding> {
+        self.fresh.drain(..)
+    }
+}
+
+fn network_finding(kind: FindingKind, conn: &Conn) -> Finding {
+    Finding {
+        kind,
+        source: "socket_table",
+        process: None,
+        local: Some(conn.local),
+        remote: (kind != FindingKind::NewListener).then_some(conn.remote),
+    }
+}
+
+/// A process finding's key: the same program found again (a restart, a forked child) is
+/// the same finding.
+fn process_key(p: Option<&ProcessRef>) -> u64 {
+    p.map_or(0, |p| hash(&(&p.exe, &p.comm)))
+}
+
+fn hash(v: &impl Hash) -> u64 {
+    let mut h = DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::security::sockets::parse_table_into;
+
+    const TABLE: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 100 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1F91 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 101 1 0000000000000000 100 0 0 10 0
+   2: 0100007F:A000 0100007F:0D05 01 00000000:00000000 00:00000000 00000000     0        0 102 1 0000000000000000 20 4 30 10 -1
+";
+
+    fn rows() -> Vec<SocketRow> {
+        let mut rows = Vec::new();
+        parse_table_into(TABLE, &mut rows).expect("the table");
+        rows
+    }
+
+    #[test]
+    fn a_socket_is_judged_once_it_lived_through_two_walks() {
+        let mut s = Signals::default();
+        assert!(!s.tables_due(&[100, 102]));
+        assert!(s.sockets_pending());
+        assert!(s.tables_due(&[100, 102]));
+        s.judge_tables(&rows(), &[100, 102], &Rules::default(), None, false);
+        assert!(!s.sockets_pending());
+        assert!(!s.tables_due(&[100, 102]));
+        // A short-lived socket (gone by the next walk) never makes the tables due.
+        assert!(!s.tables_due(&[100, 102, 200]));
+        assert!(!s.tables_due(&[100, 102, 201]));
+    }
+
+    #[test]
+    fn the_first_read_is_the_baseline_and_pool_ports_are_found() {
+        let mut s = Signals::default();
+        // Only 8080 is its own at first; 3333 (0x0D05) is an outgoing connection.
+        s.judge_tables(&rows(), &[100, 102], &Rules::default(), None, false);
+        let kinds: Vec<_> = s.take_fresh().map(|f| f.kind).collect();
+        assert_eq!(kinds, [FindingKind::MinerPortConnection]);
+        // 8081 opened later: a new listener, reported once.
+        s.judge_tables(&rows(), &[100, 101, 102], &Rules::default(), None, false);
+        s.judge_tables(&rows(), &[100, 101, 102], &Rules::default(), None, false);
+        let fresh: Vec<_> = s.take_fresh().collect();
+        assert_eq!(fresh.len(), 1, "{fresh:?}");
+        assert_eq!(fresh[0].kind, FindingKind::NewListener);
+        assert_eq!(fresh[0].local.map(|a| a.port()), Some(8081));
+        assert_eq!(s.counts.new_listener, 1);
+        assert_eq!(s.counts.miner_port_connection, 1);
+    }
+
+    #[test]
+    fn listeners_opened_while_learning_are_its_own() {
+        let mut s = Signals::default();
+        s.judge_tables(&rows(), &[100], &Rules::default(), None, true);
+        s.judge_tables(&rows(), &[100, 101], &Rules::default(), None, true);
+        s.judge_tables(&rows(), &[100, 101], &Rules::default(), None, false);
+        assert_eq!(s.take_fresh().count(), 0);
+    }
+
+    #[test]
+    fn a_policy_refuses_ports_from_the_first_read() {
+        let policy = ImagePolicy {
+            image: "*".into(),
+            allowed_processes: vec![],
+            allowed_listen_ports: vec![8080],
+        };
+        let mut s = Signals::default();
+        s.judge_tables(&rows(), &[100, 101], &Rules::default(), Some(&policy), true);
+        let fresh: Vec<_> = s.take_fresh().collect();
+        assert_eq!(fresh.len(), 1, "{fresh:?}");
+        assert_eq!(fresh[0].local.map(|a| a.port()), Some(8081));
+    }
+
+    #[test]
+    fn processes_wait_for_the_image_then_meet_the_policy() {
+        let policy = ImagePolicy {
+            image: "*".into(),
+            allowed_processes: vec!["nginx".into()],
+            allowed_listen_ports: vec![],
+        };
+        let proc = |comm: &str| ProcessRef {
+            comm: comm.into(),
+            exe: format!("/usr/bin/{comm}"),
+            ..ProcessRef::default()
+        };
+        let mut s = Signals::default();
+        s.hold_for_policy(proc("nginx"), "poll");
+        s.hold_for_policy(proc("curl"), "exec");
+        s.judge_policy(false, Some(&policy));
+        assert_eq!(s.take_fresh().count(), 0);
+        s.judge_policy(true, Some(&policy));
+        let fresh: Vec<_> = s.take_fresh().collect();
+        assert_eq!(fresh.len(), 1);
+        assert_eq!(fresh[0].kind, FindingKind::UnexpectedProcess);
+        assert_eq!(fresh[0].source, "exec");
+        assert_eq!(s.stats().findings.map(|c| c.unexpected_process), Some(1));
+    }
+}

@@ -1,0 +1,234 @@
+//! A thread that follows every exec on the host through the kernel's process events
+//! (`proc_events`), looks at each new program at once (so one that exits within a
+//! millisecond is still seen) and hands what it found to the sweeps through a bounded queue.
+//!
+//! Bounds: each container gets at most `per_container_per_sec` looks a second (an exec
+//! beyond is still counted as started, not looked at); the queue holds `QUEUE` records and
+//! drops beyond (counted); a drain takes at most `DRAIN_MAX` events before polling again.
+
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::finding::Finding;
+use super::inspect::{cgroup_path, read_facts, Examiner};
+use super::proc_events::{ProcEvent, ProcEvents};
+use crate::hierarchy::Setup;
+
+const QUEUE: usize = 8192;
+const DRAIN_MAX: usize = 512;
+/// How often the thread looks at its stop flag while no event comes.
+const TICK: Duration = Duration::from_millis(200);
+/// Rate-limit windows are forgotten past this many containers (a churn of short-lived ones).
+const WINDOWS_MAX: usize = 4096;
+
+/// One exec, attributed to the cgroup its process was in.
+#[derive(Debug)]
+pub struct ExecRecord {
+    pub time_ms: u64,
+    pub pid: u32,
+    pub cgroup: String,
+    pub findings: Vec<Finding>,
+    /// The process as looked at, for what the sweep decides (a policy's
+    /// `unexpected_process`); `None` when it was not (gone, or over its container's rate).
+    pub process: Option<super::finding::ProcessRef>,
+}
+
+/// What the watch has done since it started.
+#[derive(Debug, Default)]
+pub struct ExecCounters {
+    /// Exec events received.
+    pub execs: AtomicU64,
+    /// Execs whose process was looked at and judged.
+    pub examined: AtomicU64,
+    /// Execs not looked at: over their container's rate.
+    pub rate_limited: AtomicU64,
+    /// Execs whose process was gone before its cgroup could be read.
+    pub gone: AtomicU64,
+    /// Records dropped because the queue was full (sweeps not keeping up).
+    pub dropped: AtomicU64,
+    /// Times the kernel's queue overflowed and events were lost.
+    pub overruns: AtomicU64,
+}
+
+/// The running watch; stopped and joined on drop.
+#[derive(Debug)]
+pub struct ExecWatch {
+    rx: Receiver<ExecRecord>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    counters: Arc<ExecCounters>,
+}
+
+/// What the thread needs.
+pub struct WatchConfig {
+    pub proc_root: PathBuf,
+    pub setup: Setup,
+    pub examiner: Examiner,
+    pub per_container_per_sec: u32,
+}
+
+impl ExecWatch {
+    /// Subscribes to the process events and starts the thread; the error says why the
+    /// events are not available (the caller falls back to polling).
+    pub fn start(cfg: WatchConfig) -> std::io::Result<ExecWatch> {
+        let events = ProcEvents::open()?;
+        let (tx, rx) = sync_channel(QUEUE);
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(ExecCounters::default());
+        let thread = std::thread::Builder::new()
+            .name("exec-watch".into())
+            .spawn({
+                let (stop, counters) = (stop.clone(), counters.clone());
+                move || run(events, cfg, tx, &stop, &counters)
+            })?;
+        Ok(ExecWatch {
+            rx,
+            stop,
+            thread: Some(thread),
+            counters,
+        })
+    }
+
+    /// Takes every record queued since the last call.
+    pub fn take(&self, out: &mut Vec<ExecRecord>) {
+        out.extend(self.rx.try_iter());
+    }
+
+    pub fn counters(&self) -> &ExecCounters {
+        &self.counters
+    }
+}
+
+impl Drop for ExecWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    mut events: ProcEvents,
+    cfg: WatchConfig,
+    tx: SyncSender<ExecRecord>,
+    stop: &AtomicBool,
+    counters: &ExecCounters,
+) {
+    let mut batch = Vec::with_capacity(DRAIN_MAX);
+    let mut windows: HashMap<String, (Instant, u32)> = HashMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        let ready = {
+            let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLIN)];
+            let tick = PollTimeout::try_from(TICK).unwrap_or(PollTimeout::NONE);
+            poll(&mut fds, tick).unwrap_or(0)
+        };
+        if ready == 0 {
+            continue;
+        }
+        batch.clear();
+        let d = events.drain(&mut batch, DRAIN_MAX);
+        if d.lost {
+            counters.overruns.fetch_add(1, Ordering::Relaxed);
+        }
+        for e in &batch {
+            let ProcEvent::Exec { tgid, .. } = *e else {
+                continue;
+            };
+            counters.execs.fetch_add(1, Ordering::Relaxed);
+            let Some(rec) = look(&cfg, tgid, &mut windows, counters) else {
+                continue;
+            };
+            match tx.try_send(rec) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                // The collector is gone.
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+}
+
+/// Reads the exec'd process's cgroup and, within its container's rate, its facts.
+fn look(
+    cfg: &WatchConfig,
+    pid: u32,
+    windows: &mut HashMap<String, (Instant, u32)>,
+    counters: &ExecCounters,
+) -> Option<ExecRecord> {
+    let time_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let file = cfg
+        .proc_root
+        .join(itoa::Buffer::new().format(pid))
+        .join("cgroup");
+    let Ok(text) = std::fs::read_to_string(file) else {
+        counters.gone.fetch_add(1, Ordering::Relaxed);
+        return None;
+    };
+    let Some(cgroup) = cgroup_path(&text, cfg.setup) else {
+        counters.gone.fetch_add(1, Ordering::Relaxed);
+        return None;
+    };
+    let mut rec = ExecRecord {
+        time_ms,
+        pid,
+        cgroup: cgroup.to_owned(),
+        findings: Vec::new(),
+        process: None,
+    };
+    if !within_rate(windows, cgroup, cfg.per_container_per_sec) {
+        counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+        return Some(rec);
+    }
+    let Some(facts) = read_facts(&cfg.proc_root, pid) else {
+        counters.gone.fetch_add(1, Ordering::Relaxed);
+        return Some(rec);
+    };
+    counters.examined.fetch_add(1, Ordering::Relaxed);
+    cfg.examiner.examine(&facts, "exec", &mut rec.findings);
+    rec.process = Some(facts.process);
+    Some(rec)
+}
+
+/// A one-second window per cgroup: true while it has had fewer than `max` looks in it.
+fn within_rate(windows: &mut HashMap<String, (Instant, u32)>, cgroup: &str, max: u32) -> bool {
+    let now = Instant::now();
+    if windows.len() >= WINDOWS_MAX && !windows.contains_key(cgroup) {
+        windows.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(1));
+    }
+    if let Some((start, n)) = windows.get_mut(cgroup) {
+        if now.duration_since(*start) >= Duration::from_secs(1) {
+            (*start, *n) = (now, 0);
+        }
+        *n += 1;
+        return *n <= max;
+    }
+    windows.insert(cgroup.to_owned(), (now, 1));
+    max >= 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_is_per_container_and_per_second() {
+        let mut w = HashMap::new();
+        assert!((0..3).all(|_| within_rate(&mut w, "/a", 3)));
+        assert!(!within_rate(&mut w, "/a", 3));
+        assert!(within_rate(&mut w, "/b", 3));
+        assert!(!within_rate(&mut w, "/c", 0));
+    }
+}
