@@ -4,7 +4,7 @@
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::dir::Dir as DirStream;
 use nix::fcntl::OFlag;
@@ -23,7 +23,7 @@ pub(crate) struct ProcessReader {
 }
 
 /// What one process's descriptor walk found.
-enum Walk {
+pub(crate) enum Walk {
     Counted {
         fds: u64,
         sockets: u64,
@@ -35,7 +35,7 @@ enum Walk {
 }
 
 impl ProcessReader {
-    pub fn new(proc_root: &std::path::Path) -> ProcessReader {
+    pub fn new(proc_root: &Path) -> ProcessReader {
         ProcessReader {
             proc_root: proc_root.to_path_buf(),
             pids: Vec::new(),
@@ -96,34 +96,39 @@ impl ProcessReader {
     /// Counts a process's descriptors, and those that are sockets.
     fn walk(&mut self, pid: u64) -> Walk {
         self.set_path(pid, Some("fd"));
-        let mut dir = match DirStream::open(
-            self.path.as_path(),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(d) => d,
-            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ESRCH) => return Walk::Gone,
-            Err(_) => return Walk::Unreadable,
-        };
-        // SAFETY: the descriptor stays open while `dir` lives, which outlasts `fd`'s uses.
-        let fd = unsafe { BorrowedFd::borrow_raw(dir.as_raw_fd()) };
-        let (mut fds, mut sockets) = (0, 0);
-        for entry in dir.iter() {
-            let Ok(entry) = entry else {
-                // The process exited part way: what was counted is not its whole.
-                return Walk::Gone;
-            };
-            let name = entry.file_name();
-            if name.to_bytes().starts_with(b".") {
-                continue;
-            }
-            fds += 1;
-            if is_socket(fd, name) {
-                sockets += 1;
-            }
-        }
-        Walk::Counted { fds, sockets }
+        walk_fds(&self.path)
     }
+}
+
+/// Counts the descriptors in a process's `fd` directory, and those that are sockets.
+pub(crate) fn walk_fds(fd_dir: &Path) -> Walk {
+    let mut dir = match DirStream::open(
+        fd_dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(d) => d,
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ESRCH) => return Walk::Gone,
+        Err(_) => return Walk::Unreadable,
+    };
+    // SAFETY: the descriptor stays open while `dir` lives, which outlasts `fd`'s uses.
+    let fd = unsafe { BorrowedFd::borrow_raw(dir.as_raw_fd()) };
+    let (mut fds, mut sockets) = (0, 0);
+    for entry in dir.iter() {
+        let Ok(entry) = entry else {
+            // The process exited part way: what was counted is not its whole.
+            return Walk::Gone;
+        };
+        let name = entry.file_name();
+        if name.to_bytes().starts_with(b".") {
+            continue;
+        }
+        fds += 1;
+        if is_socket(fd, name) {
+            sockets += 1;
+        }
+    }
+    Walk::Counted { fds, sockets }
 }
 
 /// Whether the descriptor link `name` in the `fd` directory `dir` points at a socket
