@@ -300,6 +300,78 @@ pub fn task_state(content: &str) -> Option<u8> {
     after.split_ascii_whitespace().next()?.bytes().next()
 }
 
+/// The fields of `/proc/<pid>/stat` a process listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PidStat<'a> {
+    /// Between the first `(` and the last `)`: it may hold spaces and parentheses.
+    pub comm: &'a str,
+    pub state: u8,
+    pub ppid: u32,
+    /// In clock ticks.
+    pub utime: u64,
+    pub stime: u64,
+    pub threads: u64,
+    /// Clock ticks after boot.
+    pub start_ticks: u64,
+    pub rss_pages: u64,
+}
+
+/// `/proc/<pid>/stat`: `pid (comm) state ppid ...`; the fields are counted from the last `)`.
+pub fn pid_stat(content: &str) -> Result<PidStat<'_>, Reason> {
+    let bad = |what: &str| format!("{what}: {:?}", truncate(content.trim_end()));
+    let open = content.find('(').ok_or_else(|| bad("no `(`"))?;
+    let close = content.rfind(')').ok_or_else(|| bad("no `)`"))?;
+    if close < open {
+        return Err(bad("`)` before `(`"));
+    }
+    let comm = &content[open + 1..close];
+    // Fields 3 (state) to 24 (rss): indexes 0 to 21 after the `)`.
+    let mut f = [""; 22];
+    let mut words = content[close + 1..].split_ascii_whitespace();
+    for slot in &mut f {
+        *slot = words.next().ok_or_else(|| bad("fewer than 24 fields"))?;
+    }
+    let num = |i: usize| {
+        f[i].parse::<u64>()
+            .map_err(|_| bad("a field is not a number"))
+    };
+    let state = match f[0].as_bytes() {
+        [s] => *s,
+        _ => return Err(bad("the state is not one letter")),
+    };
+    Ok(PidStat {
+        comm,
+        state,
+        ppid: f[1].parse().map_err(|_| bad("bad ppid"))?,
+        utime: num(11)?,
+        stime: num(12)?,
+        threads: num(17)?,
+        start_ticks: num(19)?,
+        rss_pages: num(21)?,
+    })
+}
+
+/// The effective uid in `/proc/<pid>/status` (`Uid:  real  effective  saved  fs`), the one
+/// `ps -o user` shows.
+pub fn status_euid(content: &str) -> Result<u32, Reason> {
+    let row = content
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .ok_or_else(|| "no \"Uid:\" row".to_string())?;
+    let w = row.split_ascii_whitespace().nth(1).unwrap_or("");
+    w.parse()
+        .map_err(|_| format!("not an effective uid: {:?}", truncate(row.trim())))
+}
+
+/// The boot time in `/proc/stat` (`btime <unix seconds>`).
+pub fn btime(content: &str) -> Result<u64, Reason> {
+    let row = content
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .ok_or_else(|| "no \"btime\" row".to_string())?;
+    single_u64(row)
+}
+
 fn bad_line(n: usize, line: &str, what: &str) -> Reason {
     format!("line {}: {what}: {:?}", n + 1, truncate(line))
 }

@@ -4,7 +4,7 @@
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::dir::Dir as DirStream;
 use nix::fcntl::OFlag;
@@ -26,7 +26,7 @@ pub(crate) struct ProcessReader {
 }
 
 /// What one process's descriptor walk found.
-enum Walk {
+pub(crate) enum Walk {
     Counted {
         fds: u64,
         sockets: u64,
@@ -38,7 +38,7 @@ enum Walk {
 }
 
 impl ProcessReader {
-    pub fn new(proc_root: &std::path::Path) -> ProcessReader {
+    pub fn new(proc_root: &Path) -> ProcessReader {
         ProcessReader {
             proc_root: proc_root.to_path_buf(),
             pids: Vec::new(),
@@ -121,37 +121,44 @@ impl ProcessReader {
     /// Counts a process's descriptors, and those that are sockets.
     fn walk(&mut self, pid: u64) -> Walk {
         self.set_path(pid, Some("fd"));
-        let mut dir = match DirStream::open(
-            self.path.as_path(),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(d) => d,
-            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ESRCH) => return Walk::Gone,
-            Err(_) => return Walk::Unreadable,
+        let inodes = self.collect_inodes.then_some(&mut self.inodes);
+        walk_fds(&self.path, inodes)
+    }
+}
+
+/// Counts the descriptors in a process's `fd` directory, and those that are sockets; the
+/// sockets' inodes are appended to `inodes` when given.
+pub(crate) fn walk_fds(fd_dir: &Path, mut inodes: Option<&mut Vec<u64>>) -> Walk {
+    let mut dir = match DirStream::open(
+        fd_dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(d) => d,
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ESRCH) => return Walk::Gone,
+        Err(_) => return Walk::Unreadable,
+    };
+    // SAFETY: the descriptor stays open while `dir` lives, which outlasts `fd`'s uses.
+    let fd = unsafe { BorrowedFd::borrow_raw(dir.as_raw_fd()) };
+    let (mut fds, mut sockets) = (0, 0);
+    for entry in dir.iter() {
+        let Ok(entry) = entry else {
+            // The process exited part way: what was counted is not its whole.
+            return Walk::Gone;
         };
-        // SAFETY: the descriptor stays open while `dir` lives, which outlasts `fd`'s uses.
-        let fd = unsafe { BorrowedFd::borrow_raw(dir.as_raw_fd()) };
-        let (mut fds, mut sockets) = (0, 0);
-        for entry in dir.iter() {
-            let Ok(entry) = entry else {
-                // The process exited part way: what was counted is not its whole.
-                return Walk::Gone;
-            };
-            let name = entry.file_name();
-            if name.to_bytes().starts_with(b".") {
-                continue;
-            }
-            fds += 1;
-            if let Some(inode) = socket_inode(fd, name) {
-                sockets += 1;
-                if self.collect_inodes {
-                    self.inodes.push(inode);
-                }
+        let name = entry.file_name();
+        if name.to_bytes().starts_with(b".") {
+            continue;
+        }
+        fds += 1;
+        if let Some(inode) = socket_inode(fd, name) {
+            sockets += 1;
+            if let Some(v) = inodes.as_deref_mut() {
+                v.push(inode);
             }
         }
-        Walk::Counted { fds, sockets }
     }
+    Walk::Counted { fds, sockets }
 }
 
 /// The inode of the socket the descriptor link `name` in the `fd` directory `dir` points at

@@ -227,6 +227,11 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
     let feeds: Vec<SinkFeeder> = sinks.iter().map(|r| r.handle.feeder()).collect();
     let runtimes = collector_core::runtime::Providers::start_on(runtime_config(&s), rt.handle());
     collector.set_metadata_provider(runtimes.clone());
+    let procfs = Arc::new(server::ProcSource {
+        roots: collector.config().roots.clone(),
+        hierarchy: collector.hierarchy().clone(),
+        rootfs: s.rootfs.clone(),
+    });
     let latest = Arc::new(Latest::default());
     let stats = Arc::new(SweepStats::default());
     let events = Arc::new(state::EventLog::default());
@@ -264,6 +269,7 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
         options: options(&s),
         telemetry_path: s.telemetry_path.clone(),
         interval: s.interval,
+        procfs,
     });
     let served = rt.block_on(listener::serve(app, s.listen_address, web));
     let _ = stop_tx.send(());

@@ -1,5 +1,5 @@
 //! The HTTP side: `/metrics`, `/healthz` and the JSON API. Every handler reads the latest
-//! cached snapshot; none touches cgroupfs.
+//! cached snapshot; only a container's process list reads procfs, on a blocking thread.
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use collector_core::prometheus::{self as prom, Format, Options};
-use collector_core::{Container, Snapshot};
+use collector_core::{Container, Hierarchy, Roots, Snapshot};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use prometheus_client::registry::Registry;
@@ -30,6 +30,16 @@ pub struct App {
     pub options: Arc<Options>,
     pub telemetry_path: String,
     pub interval: Duration,
+    pub procfs: Arc<ProcSource>,
+}
+
+/// Where `/api/v1/containers/{id}/processes` reads a container's processes from.
+#[derive(Debug, Clone)]
+pub struct ProcSource {
+    pub roots: Roots,
+    pub hierarchy: Hierarchy,
+    /// The host's `/` (`--path.rootfs`), for user names from its `etc/passwd`.
+    pub rootfs: std::path::PathBuf,
 }
 
 type Resp = Response<Body>;
@@ -53,8 +63,12 @@ pub async fn handle(
         }
     } else if path == "/api/v1/events" {
         json(&app.events.recent())
-    } else if let Some(id) = path.strip_prefix("/api/v1/containers/") {
-        container(&app, id)
+    } else if let Some(rest) = path.strip_prefix("/api/v1/containers/") {
+        match rest.strip_suffix("/processes") {
+            // A cgroup whose last component is `processes` keeps its own route.
+            Some(key) if !names_container(&app, rest) => processes(&app, key).await,
+            _ => container(&app, rest),
+        }
     } else if path == "/" {
         let body = format!(
             "<html><head><title>collector-exporter</title></head><body><h1>collector-exporter</h1>\
@@ -252,6 +266,59 @@ fn container(app: &App, id: &str) -> Resp {
     }
 }
 
+fn names_container(app: &App, key: &str) -> bool {
+    app.latest
+        .get()
+        .is_some_and(|s| find(&s, &percent_decode(key)).is_some())
+}
+
+/// What `/api/v1/containers/{id}/processes` answers.
+#[derive(Serialize)]
+struct Processes<'a> {
+    id: &'a str,
+    processes: &'a [collector_core::ProcessInfo],
+    /// More than `collector_core::MAX_PROCESSES`: the rest are left out.
+    truncated: bool,
+}
+
+/// A container of the latest snapshot, its processes read from procfs on a blocking thread.
+async fn processes(app: &App, key: &str) -> Resp {
+    let Some(s) = app.latest.get() else {
+        return not_ready();
+    };
+    let key = percent_decode(key);
+    let Some(id) = find(&s, &key).map(|c| c.id.clone()) else {
+        return json_error(StatusCode::NOT_FOUND, &format!("no container {key:?}"));
+    };
+    drop(s);
+    let (src, cg) = (app.procfs.clone(), id.clone());
+    let listed = tokio::task::spawn_blocking(move || {
+        collector_core::list_processes(&src.roots, &src.hierarchy, &cg, &src.rootfs)
+    })
+    .await;
+    use collector_core::Error;
+    match listed {
+        Ok(Ok(list)) => json(&Processes {
+            id: &id,
+            processes: &list.processes,
+            truncated: list.truncated,
+        }),
+        // Stopped since the snapshot was taken.
+        Ok(Err(Error::Read { source, .. })) if collector_core::error::is_vanished(&source) => {
+            json_error(StatusCode::NOT_FOUND, &format!("container {id:?} is gone"))
+        }
+        Ok(Err(e @ Error::Invalid { .. })) => json_error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Ok(Err(e)) => {
+            tracing::warn!("listing the processes of {id}: {e}");
+            json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+        }
+        Err(e) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("listing the processes of {id}: {e}"),
+        ),
+    }
+}
+
 /// By cgroup path (`docker/<id>` or `/docker/<id>`), or by runtime id or a unique prefix of it.
 fn find<'a>(s: &'a Snapshot, key: &str) -> Option<&'a Container> {
     let path = format!("/{}", key.trim_start_matches('/'));
@@ -323,6 +390,13 @@ fn json<T: Serialize + ?Sized>(v: &T) -> Resp {
         }
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
     }
+}
+
+/// `{"error": ...}` with `status`.
+fn json_error(status: StatusCode, message: &str) -> Resp {
+    let mut r = json(&serde_json::json!({ "error": message }));
+    *r.status_mut() = status;
+    r
 }
 
 fn not_ready() -> Resp {

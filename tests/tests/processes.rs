@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use collector_core::{Collector, Config, Snapshot};
-use tests::{find, require_root, TestCgroup};
+use tests::{find, require_root, urlencode, Exporter, TestCgroup};
 
 fn collector(id: &str) -> Collector {
     Collector::new(Config {
@@ -162,4 +162,70 @@ fn off_reads_nothing() {
     .expect("cgroup hierarchy");
     assert_eq!(processes(&col.sweep(), &cg.id), Default::default());
     assert_eq!(processes(&collector(&cg.id).sweep(), &cg.id).count, Some(1));
+}
+
+/// The exporter's `/api/v1/containers/{id}/processes`: the one process of a test cgroup, with
+/// its pid, name, binary and descriptors, by raw path and percent-encoded; an unknown
+/// container is a 404 with a JSON error.
+#[test]
+fn the_exporter_lists_a_containers_processes() {
+    require_root();
+    let mut cg = TestCgroup::new("ccol-papi");
+    let pid = spawn_holder(&mut cg, 1000, 2, 1, 1);
+    let exp = Exporter::start(
+        env!("CARGO_BIN_EXE_exporter"),
+        &[
+            "--housekeeping.interval",
+            "200ms",
+            "--cgroups.include",
+            &cg.id,
+        ],
+    );
+    let raw = exp.get(&format!("/api/v1/containers{}/processes", cg.id));
+    assert_eq!(raw.status, 200, "{}", raw.text());
+    assert_eq!(raw.header("content-type"), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&raw.body).expect("JSON");
+    assert_eq!(v["id"], cg.id.as_str());
+    assert_eq!(v["truncated"], false);
+    let procs = v["processes"].as_array().expect("a process array");
+    assert_eq!(procs.len(), 1, "{v}");
+    let p = &procs[0];
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_hold_fds")).expect("hold_fds");
+    assert_eq!(p["pid"], pid);
+    assert_eq!(p["ppid"], std::process::id());
+    assert_eq!(p["comm"], "hold_fds");
+    assert_eq!(p["exe"], exe.to_string_lossy().as_ref());
+    assert!(
+        p["cmdline"]
+            .as_str()
+            .is_some_and(|c| c.starts_with(env!("CARGO_BIN_EXE_hold_fds"))),
+        "{p}"
+    );
+    // stdio, two files, a listener and a UDP socket.
+    assert_eq!(p["fds"], 3 + 2 + 1 + 1, "{p}");
+    assert_eq!(p["sockets"], 2, "{p}");
+    assert_eq!(p["uid"], 0);
+    assert_eq!(p["user"], "root");
+    assert_eq!(p["state"], "S");
+    assert!(p["rss_bytes"].as_u64().is_some_and(|b| b > 0), "{p}");
+
+    let encoded = exp.get(&format!(
+        "/api/v1/containers/{}/processes",
+        urlencode(&cg.id)
+    ));
+    assert_eq!(encoded.status, 200, "{}", encoded.text());
+    let again: serde_json::Value = serde_json::from_slice(&encoded.body).expect("JSON");
+    assert_eq!(again["processes"][0]["pid"], pid);
+
+    let unknown = exp.get("/api/v1/containers/docker/nope/processes");
+    assert_eq!(unknown.status, 404);
+    let err: serde_json::Value = serde_json::from_slice(&unknown.body).expect("a JSON error");
+    assert!(
+        err["error"].as_str().is_some_and(|e| e.contains("nope")),
+        "{err}"
+    );
+
+    cg.kill(pid);
+    drop(exp);
+    cg.remove();
 }

@@ -1,9 +1,10 @@
-//! The one-value parsers: `single_u64`, `limit`, `cpu_max`, `u64_list`, `major_minor` and
-//! `task_state`, each given the whole input.
+//! The one-value parsers: `single_u64`, `limit`, `cpu_max`, `u64_list`, `major_minor`,
+//! `task_state`, `pid_stat`, `status_euid` and `btime`, each given the whole input.
 #![no_main]
 
 use collector_core::parse::{
-    cpu_max, limit, major_minor, single_u64, task_state, u64_list, V1_UNLIMITED_FLOOR,
+    btime, cpu_max, limit, major_minor, pid_stat, single_u64, status_euid, task_state, u64_list,
+    V1_UNLIMITED_FLOOR,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -54,5 +55,23 @@ fuzz_target!(|data: &[u8]| {
     if let Some(s) = task_state(text) {
         assert!(text.contains(')'));
         assert!(!s.is_ascii_whitespace(), "state is whitespace");
+    }
+
+    // pid_stat: the comm is what the outermost parentheses hold, and its state is task_state's.
+    if let Ok(s) = pid_stat(text) {
+        assert!(text.contains(&format!("({})", s.comm)), "comm {:?}", s.comm);
+        assert_eq!(
+            task_state(text),
+            Some(s.state),
+            "pid_stat and task_state disagree"
+        );
+    }
+
+    // status_euid and btime read only their own rows.
+    if status_euid(text).is_ok() {
+        assert!(text.contains("Uid:"));
+    }
+    if btime(text).is_ok() {
+        assert!(text.contains("btime "));
     }
 });

@@ -147,6 +147,55 @@ fn task_state_after_last_paren() {
     assert_eq!(task_state("12 (sh)"), None);
 }
 
+/// A real row (`/proc/self/stat` of `cat`), and one whose comm is `x) (y z`.
+#[test]
+fn pid_stat_counts_fields_from_the_last_paren() {
+    let tail = "R 22443 22443 13868 0 -1 4194304 119 0 0 0 7 3 0 0 20 0 2 0 105732 \
+        3133440 410 18446744073709551615 94265061900288 0";
+    let line = format!("22445 (cat) {tail}\n");
+    let s = pid_stat(&line).unwrap();
+    assert_eq!(
+        s,
+        PidStat {
+            comm: "cat",
+            state: b'R',
+            ppid: 22443,
+            utime: 7,
+            stime: 3,
+            threads: 2,
+            start_ticks: 105732,
+            rss_pages: 410,
+        }
+    );
+    let line = format!("22449 (x) (y z) {tail}");
+    let odd = pid_stat(&line).unwrap();
+    assert_eq!((odd.comm, odd.ppid), ("x) (y z", 22443));
+    assert_eq!(
+        pid_stat("7 () R 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0")
+            .unwrap()
+            .comm,
+        ""
+    );
+    // Cut short, a letter for a number, a word for the state, no parentheses.
+    assert!(pid_stat("22445 (cat) R 22443 22443").is_err());
+    assert!(pid_stat(&format!("1 (a) {}", tail.replace(" 410 ", " x "))).is_err());
+    assert!(pid_stat(&format!("1 (a) {}", tail.replacen('R', "RS", 1))).is_err());
+    assert!(pid_stat(&format!("1 )a( {tail}")).is_err());
+    assert!(pid_stat(tail).is_err());
+}
+
+#[test]
+fn status_effective_uid_and_boot_time() {
+    let status = "Name:\tsh\nUmask:\t0022\nUid:\t1000\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
+    assert_eq!(status_euid(status), Ok(0));
+    assert!(status_euid("Name:\tsh\n").is_err());
+    assert!(status_euid("Uid:\t1000\n").is_err());
+    let stat = "cpu  1 2 3 4\nintr 5 6\nctxt 7\nbtime 1764000000\nprocesses 9\n";
+    assert_eq!(btime(stat), Ok(1_764_000_000));
+    assert!(btime("cpu 1 2\n").is_err());
+    assert!(btime("btime x\n").is_err());
+}
+
 #[test]
 fn percpu_list() {
     let mut v = vec![9];
@@ -169,6 +218,9 @@ proptest! {
         let _ = psi(&s);
         let _ = net_dev(&s, &mut Vec::new());
         let _ = task_state(&s);
+        let _ = pid_stat(&s);
+        let _ = status_euid(&s);
+        let _ = btime(&s);
         let _ = u64_list(&s, &mut Vec::new());
         let _ = crate::mountinfo::parse(&s);
     }
