@@ -22,6 +22,9 @@
 #                         after on the same workload), or the same one with $EXPORTER_B_ARGS
 #                         (a setting on and off)
 # Other knobs: BURN_QUOTA_US/BURN_PERIOD_US (default 1000/1000000: 0.1% of a core per burner),
+# PROCS (processes in each sleeping cgroup, default 1), EXECS_EVERY (seconds; when set, every
+# tenth cgroup, offset from the burners, runs a shell that starts a `sleep` that often: exec
+# activity for the security signals),
 # CADVISOR (a binary; default: scripts/get-cadvisor.sh), OUT (default target/compare/<time>),
 # EXPORTER_ARGS (more exporter flags, e.g. --housekeeping.hold-files), CADVISOR_ARGS (more
 # cAdvisor flags, e.g. -disable_metrics=... to turn its process, tcp and udp groups on), GZIP=1 (scrape as
@@ -45,6 +48,8 @@ TOOLS=${TOOLS:-"cadvisor exporter"}
 READY_TIMEOUT=${READY_TIMEOUT:-300}
 BURN_QUOTA_US=${BURN_QUOTA_US:-1000}
 BURN_PERIOD_US=${BURN_PERIOD_US:-1000000}
+PROCS=${PROCS:-1}
+EXECS_EVERY=${EXECS_EVERY:-}
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 OUT=${OUT:-$target_dir/compare/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT/logs"
@@ -147,6 +152,10 @@ fi
     [ -n "${EXPORTER_B_ARGS:-}" ] && echo "exporter-b args: $EXPORTER_B_ARGS"
     [ -n "${CADVISOR_ARGS:-}" ] && echo "cadvisor args: $CADVISOR_ARGS"
     echo "burners: every tenth cgroup, quota ${BURN_QUOTA_US}us per ${BURN_PERIOD_US}us"
+    echo "processes per sleeping cgroup: $PROCS"
+    if [ -n "$EXECS_EVERY" ]; then
+        echo "exec loops: every tenth cgroup starts a sleep every ${EXECS_EVERY}s"
+    fi
 } | tee "$OUT/machine.txt" >&2
 
 free_port() {
@@ -179,10 +188,16 @@ make_workload() { # N
                 for h in "${HIERS[@]}"; do echo $BASHPID >"$CG/$h/$PARENT/$c/cgroup.procs"; done
                 exec unshare -n sh -c 'while :; do :; done'
             ) &
+        elif [ -n "$EXECS_EVERY" ] && [ $((i % 10)) -eq 5 ]; then
+            (
+                for h in "${HIERS[@]}"; do echo $BASHPID >"$CG/$h/$PARENT/$c/cgroup.procs"; done
+                exec unshare -n sh -c "while :; do sleep $EXECS_EVERY; done"
+            ) &
         else
             (
                 for h in "${HIERS[@]}"; do echo $BASHPID >"$CG/$h/$PARENT/$c/cgroup.procs"; done
-                exec unshare -n sleep infinity
+                # PROCS-1 sleepers beside the one the shell becomes.
+                exec unshare -n sh -c "i=1; while [ \$i -lt $PROCS ]; do sleep infinity & i=\$((i + 1)); done; exec sleep infinity"
             ) &
         fi
         WL_PIDS+=($!)

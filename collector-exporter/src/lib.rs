@@ -213,6 +213,7 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
         listen = %s.listen_address,
         interval = ?s.interval,
         sinks = s.sinks.len(),
+        exec_source = collector.exec_source().name(),
         "starting"
     );
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -468,6 +468,10 @@ impl Security {
                 setup,
                 examiner: examiner.clone(),
                 per_container_per_sec: sec.exec_rate,
+                include: config.include.clone(),
+                exclude: config.exclude.clone(),
+                runtime_only: config.runtime_only,
+                containerd_namespaces: config.containerd_namespaces.clone(),
             })
             .map_err(|e| {
                 tracing::warn!(

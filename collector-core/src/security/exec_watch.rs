@@ -44,7 +44,7 @@ pub struct ExecRecord {
 /// What the watch has done since it started.
 #[derive(Debug, Default)]
 pub struct ExecCounters {
-    /// Exec events received.
+    /// Exec events received, in followed cgroups or not.
     pub execs: AtomicU64,
     /// Execs whose process was looked at and judged.
     pub examined: AtomicU64,
@@ -73,6 +73,43 @@ pub struct WatchConfig {
     pub setup: Setup,
     pub examiner: Examiner,
     pub per_container_per_sec: u32,
+    /// Which cgroups the collector follows (`Config::include`, `exclude`, `runtime_only`):
+    /// an exec elsewhere (the host's own services, the machine's root cgroup) is not looked
+    /// at, so a busy host's builds and cron jobs cost one read each.
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub runtime_only: bool,
+    pub containerd_namespaces: Vec<String>,
+}
+
+impl WatchConfig {
+    fn follows(&self, cgroup: &str) -> bool {
+        if cgroup == "/" {
+            return false;
+        }
+        let filter = crate::discover::prefix_filter(&self.include, &self.exclude);
+        if filter(cgroup) != crate::discover::Filter::Keep {
+            return false;
+        }
+        if !self.runtime_only {
+            return true;
+        }
+        // A runtime's container, or a cgroup nested in one.
+        let mut id = cgroup;
+        loop {
+            let kind = crate::identity::classify(id, &self.containerd_namespaces).kind;
+            if matches!(
+                kind,
+                crate::identity::Kind::Container | crate::identity::Kind::Pod
+            ) {
+                return true;
+            }
+            match id.rfind('/') {
+                Some(0) | None => return false,
+                Some(cut) => id = &id[..cut],
+            }
+        }
+    }
 }
 
 impl ExecWatch {
@@ -181,6 +218,9 @@ fn look(
         counters.gone.fetch_add(1, Ordering::Relaxed);
         return None;
     };
+    if !cfg.follows(cgroup) {
+        return None;
+    }
     let mut rec = ExecRecord {
         time_ms,
         pid,
@@ -222,6 +262,40 @@ fn within_rate(windows: &mut HashMap<String, (Instant, u32)>, cgroup: &str, max:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    fn cfg(include: &[&str], runtime_only: bool) -> WatchConfig {
+        WatchConfig {
+            proc_root: "/proc".into(),
+            setup: Setup::Hybrid,
+            examiner: Examiner::new(
+                std::path::Path::new("/proc"),
+                std::path::Path::new("/"),
+                Arc::new(super::super::Rules::default()),
+            ),
+            per_container_per_sec: 1,
+            include: include.iter().map(|s| s.to_string()).collect(),
+            exclude: vec!["/docker/skip".into()],
+            runtime_only,
+            containerd_namespaces: vec!["k8s.io".into()],
+        }
+    }
+
+    #[test]
+    fn only_followed_cgroups_are_looked_at() {
+        let all = cfg(&[], false);
+        assert!(!all.follows("/"));
+        assert!(all.follows("/system.slice/cron.service"));
+        assert!(!all.follows("/docker/skip"));
+        let docker = cfg(&["/docker"], false);
+        assert!(docker.follows("/docker/0123"));
+        assert!(!docker.follows("/user.slice"));
+        let id = "/docker/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let runtime = cfg(&[], true);
+        assert!(runtime.follows(id));
+        assert!(runtime.follows(&format!("{id}/nested")));
+        assert!(!runtime.follows("/system.slice/cron.service"));
+    }
 
     #[test]
     fn rate_is_per_container_and_per_second() {
