@@ -1,7 +1,7 @@
 //! The deployment artifacts under `deploy/`: each is checked by the tool that knows its format
 //! (hadolint, kubernetes-validate, systemd-analyze), every flag they hand the exporter is one it
-//! accepts, and the manifest keeps the properties the deployment depends on (host pid
-//! namespace, read-only host mounts, one capability, one port everywhere).
+//! accepts, and the manifest keeps the properties the deployment depends on (host pid and
+//! network namespaces, read-only host mounts, two capabilities, one port everywhere).
 //!
 //! The tools come from `scripts/deploy-check-deps.sh`, which `scripts/test.sh` runs; a missing
 //! tool fails the test with that hint, never skips it.
@@ -193,7 +193,8 @@ fn systemd_unit_verifies() {
 #[test]
 fn systemd_unit_is_sandboxed() {
     // systemd's own exposure score, shown 0.0 (locked down) .. 10.0 (unprotected); 2.1 when
-    // written (root with CAP_DAC_READ_SEARCH). --threshold counts in tenths: 25 = 2.5.
+    // written (root with CAP_DAC_READ_SEARCH), 2.3 with CAP_NET_ADMIN for the process events
+    // connector. --threshold counts in tenths: 25 = 2.5.
     let dir = tempfile::tempdir().unwrap();
     let unit = unit_copy(dir.path());
     let o = run_tool(
@@ -219,7 +220,9 @@ fn systemd_unit_is_sandboxed() {
         "ProtectHome=yes",
         "PrivateTmp=yes",
         "MemoryDenyWriteExecute=yes",
-        "CapabilityBoundingSet=CAP_DAC_READ_SEARCH\n",
+        "CapabilityBoundingSet=CAP_DAC_READ_SEARCH CAP_NET_ADMIN\n",
+        // The process events connector: a netlink socket, in the host's namespaces.
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_NETLINK AF_UNIX\n",
         "AmbientCapabilities=\n",
     ] {
         assert!(src.contains(line), "unit lacks {line:?}");
@@ -429,7 +432,16 @@ fn daemonset_keeps_its_promises() {
 
     // Host pid namespace: without it cgroup.procs of other containers reads empty.
     assert_eq!(spec["hostPID"], true, "hostPID");
-    assert_ne!(spec["hostNetwork"], true, "hostNetwork is not needed");
+    // Host network namespace: the process events connector answers only there.
+    assert_eq!(spec["hostNetwork"], true, "hostNetwork");
+    assert_eq!(
+        spec["dnsPolicy"], "ClusterFirstWithHostNet",
+        "cluster DNS kept with hostNetwork"
+    );
+    assert_ne!(
+        spec["hostUsers"], false,
+        "the connector ignores subscribers in a user namespace"
+    );
     // Every node, whatever its taints.
     let tolerations = spec["tolerations"].as_array().expect("tolerations");
     assert!(
@@ -439,13 +451,16 @@ fn daemonset_keeps_its_promises() {
         "a toleration of every taint: {tolerations:?}"
     );
 
-    // Least privilege: one capability (deploy/README.md says why), nothing writable.
+    // Least privilege: two capabilities (deploy/README.md says why), nothing writable.
     let sc = &c["securityContext"];
     assert_eq!(sc["readOnlyRootFilesystem"], true);
     assert_eq!(sc["allowPrivilegeEscalation"], false);
     assert_ne!(sc["privileged"], true);
     assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
-    assert_eq!(strings(&sc["capabilities"]["add"]), ["DAC_READ_SEARCH"]);
+    assert_eq!(
+        strings(&sc["capabilities"]["add"]),
+        ["DAC_READ_SEARCH", "NET_ADMIN"]
+    );
     assert_eq!(
         spec["securityContext"]["seccompProfile"]["type"],
         "RuntimeDefault"
