@@ -186,7 +186,7 @@ impl Hierarchy {
         for m in mounts {
             let mount = Mount {
                 path: roots.sys_path(&m.mount_point),
-                root: m.root.clone(),
+                root: mount_root(&m.root),
             };
             match m.fs_type.as_str() {
                 "cgroup" => {
@@ -283,6 +283,18 @@ impl Hierarchy {
     }
 }
 
+/// A cgroup mount's root as the collector names cgroups. Read from inside a cgroup
+/// namespace of its own, the kernel shows the root of a mount made outside it (the host's
+/// `/sys/fs/cgroup`, bind mounted) relative to the namespace: `/../../..`, climbing from the
+/// namespace's root to the hierarchy's top. Such a mount shows the whole hierarchy.
+fn mount_root(shown: &str) -> String {
+    if shown.starts_with("/..") && shown.split('/').all(|p| p.is_empty() || p == "..") {
+        "/".into()
+    } else {
+        shown.to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,6 +328,18 @@ mod tests {
         );
         // cpu,cpuacct counted once.
         assert_eq!(h.mounts().len(), 3);
+    }
+
+    /// Read from a cgroup namespace of its own, the host's hierarchy bind mounted in shows
+    /// its root climbing out of the namespace; it is the whole hierarchy.
+    #[test]
+    fn a_mount_seen_from_a_cgroup_namespace_is_the_whole_hierarchy() {
+        let text = "41 31 0:38 /../../.. /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let (m, _) = mountinfo::parse(text);
+        let h = Hierarchy::from_mounts(&m, &roots("/host/sys")).unwrap();
+        assert_eq!(h.unified.as_ref().map(|u| u.root.as_str()), Some("/"));
+        assert_eq!(mount_root("/kubepods/x"), "/kubepods/x");
+        assert_eq!(mount_root("/../x"), "/../x");
     }
 
     #[test]

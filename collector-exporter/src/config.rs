@@ -172,9 +172,9 @@ settings! {
     /// `--security.enabled=false` turns it off.
     #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     security: bool = "security.enabled", default d.core.security.enabled;
-    /// Follow every exec as it happens through the kernel's process events (root or
-    /// CAP_NET_ADMIN, host PID and network namespaces); without them, new processes are found
-    /// on the process interval and those shorter than it are missed.
+    /// Follow every exec as it happens through the kernel's process events (the host's PID
+    /// and network namespaces, and CAP_NET_ADMIN on kernels before about 6.6); without them,
+    /// new processes are found on the process interval and those shorter than it are missed.
     #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     exec_events: bool = "security.exec-events", default d.core.security.exec_events;
     /// Listening ports a container opens within this long of first being seen are its own;

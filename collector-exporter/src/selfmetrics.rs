@@ -310,7 +310,7 @@ impl SelfCollector {
         if !counts.is_empty() {
             let mut me = enc.encode_descriptor(
                 "container_events",
-                "Lifecycle events seen: started, stopped, oom_kill (by runtime and image).",
+                "Events seen: started, stopped, oom_kill, policy_violation and each security finding kind (by runtime and image).",
                 None,
                 MetricType::Counter,
             )?;

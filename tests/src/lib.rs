@@ -280,10 +280,17 @@ pub struct Exporter {
 impl Exporter {
     /// Starts `bin` listening on a free loopback port (port 0) and waits for its address.
     pub fn start(bin: &str, args: &[&str]) -> Exporter {
+        let mut cmd = Command::new(bin);
+        cmd.args(["--web.listen-address", "127.0.0.1:0"]).args(args);
+        Exporter::start_command(cmd)
+    }
+
+    /// Starts the exporter as `cmd` runs it (which must give it a listen address, port 0
+    /// for a free one), and waits for its address.
+    pub fn start_command(mut cmd: Command) -> Exporter {
         use std::io::BufRead;
-        let mut child = Command::new(bin)
-            .args(["--web.listen-address", "127.0.0.1:0"])
-            .args(args)
+        let bin = format!("{:?}", cmd.get_program());
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

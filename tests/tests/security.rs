@@ -11,7 +11,7 @@ use collector_core::{
     Collector, Config, EventKind, ExecSource, FindingCounts, Identity, Metadata, MetadataProvider,
     SecurityConfig,
 };
-use tests::{find, require_root, NetnsPair, TestCgroup};
+use tests::{find, require_root, samples, Exporter, NetnsPair, TestCgroup};
 
 fn config(id: &str) -> Config {
     Config {
@@ -445,4 +445,74 @@ fn the_exposition_counts_findings_by_kind() {
     assert!(text
         .lines()
         .any(|l| l.starts_with("container_processes_started_total{") && l.contains(&cg.id)));
+}
+
+/// The exporter in a cgroup namespace of its own (as a container on a cgroup v2 host gets by
+/// default) reads `/proc/<pid>/cgroup` relative to it; a short-lived exec, which only the
+/// process events see, must still be credited to its container's host path.
+#[test]
+fn execs_are_attributed_from_a_cgroup_namespace_of_its_own() {
+    require_root();
+    let home = TestCgroup::new("ccol-sec-nshome");
+    let mut cg = TestCgroup::new("ccol-sec-ns");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let minerd = renamed(dir.path(), "/bin/sleep", "minerd");
+    let done = dir.path().join("done");
+    // Joins `home`, then becomes the exporter in a new cgroup namespace rooted there.
+    let mut script = String::new();
+    for d in home.dirs() {
+        script.push_str(&format!("echo $$ > {}/cgroup.procs && ", d.display()));
+    }
+    script.push_str("exec unshare --cgroup \"$0\" \"$@\"");
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", &script, env!("CARGO_BIN_EXE_exporter")])
+        .args([
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--cgroups.include",
+            &cg.id,
+            "--housekeeping.interval",
+            "250ms",
+            "--containers.process-interval",
+            "250ms",
+            "--runtime.docker-socket",
+            "off",
+            "--runtime.containerd-socket",
+            "off",
+            "--runtime.crio-socket",
+            "off",
+        ]);
+    let exp = Exporter::start_command(cmd);
+    assert_eq!(exp.get("/healthz").status, 200);
+    let script = format!(
+        "{} 0.05; touch {}; exec sleep 60",
+        minerd.display(),
+        done.display()
+    );
+    cg.spawn(Command::new("/bin/sh").args(["-c", &script]));
+    wait_for(&done, "the short-lived process");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = exp.get("/metrics").text();
+        let found = samples(&body, "container_security_findings_total")
+            .into_iter()
+            .find(|(labels, _)| {
+                labels.contains(&format!("id=\"{}\"", cg.id))
+                    && labels.contains("kind=\"miner_process\"")
+            })
+            .map(|(_, v)| v);
+        if found == Some(1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no miner_process finding for {}: {found:?}\n{}",
+            cg.id,
+            exp.log.lock().map(|l| l.clone()).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let events = exp.get("/api/v1/events").text();
+    assert!(events.contains("\"source\":\"exec\""), "{events}");
+    drop(exp);
 }

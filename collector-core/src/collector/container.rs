@@ -290,7 +290,7 @@ impl Sweep<'_> {
                 g.read_at = Some(self.now);
                 if let Some(ex) = self.examiner {
                     t.signals
-                        .poll(reader.pids(), &self.config.roots.proc_root, ex);
+                        .poll(reader.pids(), &self.config.roots.proc_root, ex, self.now_ms);
                     g.tables_due = t.signals.tables_due(reader.inodes());
                     g.inodes.clear();
                     g.inodes.extend_from_slice(reader.inodes());
@@ -392,6 +392,7 @@ impl Sweep<'_> {
                     &sec.rules,
                     policy,
                     learning,
+                    self.now_ms,
                 );
             }
         }
@@ -425,6 +426,7 @@ impl Sweep<'_> {
         // Only a runtime's containers have an image to wait for, and only with a policy.
         let known = sec.policy.is_empty() || image.is_some() || t.identity.kind != Kind::Container;
         t.signals.judge_policy(known, policy);
+        self.unreported += t.signals.take_unreported();
         let fresh: Vec<_> = t.signals.take_fresh().collect();
         for (n, f) in fresh.into_iter().enumerate() {
             tracing::warn!(
@@ -442,7 +444,7 @@ impl Sweep<'_> {
                 self.unreported += 1;
                 continue;
             }
-            let mut e = t.event(EventKind::Finding(f.kind), self.now_ms, 1);
+            let mut e = t.event(EventKind::Finding(f.kind), f.time_ms, 1);
             e.finding = Some(Box::new(f));
             events.push(e);
         }

@@ -65,7 +65,7 @@ impl Collector {
     /// Detects the hierarchy under the configured roots. Fails only when there is none.
     pub fn new(config: Config) -> Result<Collector> {
         let hierarchy = Hierarchy::detect(&config.roots)?;
-        let hierarchy_setup = hierarchy.setup;
+        let security = Security::new(&config, &hierarchy);
         let watcher = if config.watch {
             Watcher::new(config.watch_limit)
                 .map_err(|e| tracing::warn!("inotify unavailable, periodic rescans only: {e}"))
@@ -112,7 +112,7 @@ impl Collector {
                 .fs
                 .container_layers
                 .then(|| crate::fs::Layers::new(&config.roots.proc_root, &config.fs)),
-            security: Security::new(&config, hierarchy_setup),
+            security,
             config,
         })
     }
@@ -452,7 +452,7 @@ struct Security {
 }
 
 impl Security {
-    fn new(config: &Config, setup: crate::hierarchy::Setup) -> Security {
+    fn new(config: &Config, hierarchy: &Hierarchy) -> Security {
         let sec = &config.security;
         if !(sec.enabled && config.processes) {
             return Security::default();
@@ -465,13 +465,14 @@ impl Security {
         let watch = if sec.exec_events {
             ExecWatch::start(WatchConfig {
                 proc_root: config.roots.proc_root.clone(),
-                setup,
+                setup: hierarchy.setup,
                 examiner: examiner.clone(),
                 per_container_per_sec: sec.exec_rate,
                 include: config.include.clone(),
                 exclude: config.exclude.clone(),
                 runtime_only: config.runtime_only,
                 containerd_namespaces: config.containerd_namespaces.clone(),
+                cgroupns_root: crate::security::cgroupns::namespace_root(&config.roots, hierarchy),
             })
             .map_err(|e| {
                 tracing::warn!(

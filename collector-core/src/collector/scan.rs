@@ -68,7 +68,9 @@ impl Collector {
                     let dirs = CgDirs::new(dir_in);
                     let identity = identity::classify(&id, &self.config.containerd_namespaces);
                     let created = created_ms(dirs.birth_dir());
-                    (Tracked::new(id, identity, dirs, now_ms, created), true)
+                    let mut t = Tracked::new(id, identity, dirs, now_ms, created);
+                    t.signals.preexisting = !self.scanned_once;
+                    (t, true)
                 }
             };
             check_spec_watches(

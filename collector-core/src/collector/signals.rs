@@ -41,11 +41,15 @@ pub(super) struct Signals {
     baseline_taken: bool,
     reported: Vec<(FindingKind, u64)>,
     /// Processes looked at before its image was known, with how they were seen.
-    backlog: Vec<(ProcessRef, &'static str)>,
+    backlog: Vec<(ProcessRef, &'static str, u64)>,
     /// Findings not yet made events.
     fresh: Vec<Finding>,
-    /// Findings counted but dropped from the events (`FRESH_MAX`).
-    pub unreported: u64,
+    /// Findings counted but dropped from the events (`FRESH_MAX`), not yet taken.
+    unreported: u64,
+    /// Followed since the collector's first scan: its sockets at the first look are its
+    /// own whenever that look comes. One that appeared later learns only within
+    /// `listener_learning` of being first seen.
+    pub preexisting: bool,
 }
 
 impl Signals {
@@ -63,17 +67,17 @@ impl Signals {
             self.pids.insert(at, rec.pid);
         }
         for f in rec.findings {
-            let key = process_key(f.process.as_ref());
+            let key = finding_key(&f);
             self.report(f, key);
         }
         if let Some(p) = rec.process {
-            self.hold_for_policy(p, "exec");
+            self.hold_for_policy(p, "exec", rec.time_ms);
         }
     }
 
     /// The processes a walk listed: those not seen before are counted as started and looked
     /// at.
-    pub fn poll(&mut self, pids: &[u64], proc_root: &Path, examiner: &Examiner) {
+    pub fn poll(&mut self, pids: &[u64], proc_root: &Path, examiner: &Examiner, now_ms: u64) {
         let mut looked = 0;
         let mut found = Vec::new();
         for &pid in pids {
@@ -91,12 +95,12 @@ impl Signals {
             let Some(facts) = read_facts(proc_root, pid) else {
                 continue;
             };
-            examiner.examine(&facts, "poll", &mut found);
+            examiner.examine(&facts, "poll", now_ms, &mut found);
             for f in found.drain(..) {
-                let key = process_key(f.process.as_ref());
+                let key = finding_key(&f);
                 self.report(f, key);
             }
-            self.hold_for_policy(facts.process, "poll");
+            self.hold_for_policy(facts.process, "poll", now_ms);
         }
         self.pids.clear();
         self.pids
@@ -104,10 +108,15 @@ impl Signals {
         self.pids.sort_unstable();
     }
 
-    fn hold_for_policy(&mut self, p: ProcessRef, source: &'static str) {
+    fn hold_for_policy(&mut self, p: ProcessRef, source: &'static str, time_ms: u64) {
         if self.backlog.len() < BACKLOG_MAX {
-            self.backlog.push((p, source));
+            self.backlog.push((p, source, time_ms));
         }
+    }
+
+    /// Findings counted but not kept for events since the last call.
+    pub fn take_unreported(&mut self) -> u64 {
+        std::mem::take(&mut self.unreported)
     }
 
     /// Judges the processes held so far against the image's policy. While the image is not
@@ -120,16 +129,17 @@ impl Signals {
         let Some(policy) = policy else {
             return;
         };
-        for (p, source) in held {
-            if !policy.allows_process(&p.comm, &p.exe) {
-                let key = process_key(Some(&p));
+        for (p, source, time_ms) in held {
+            if !policy.allows_process(&p.comm, &p.exe, &p.cmdline) {
                 let f = Finding {
                     kind: FindingKind::UnexpectedProcess,
+                    time_ms,
                     source,
                     process: Some(p),
                     local: None,
                     remote: None,
                 };
+                let key = finding_key(&f);
                 self.report(f, key);
             }
         }
@@ -164,13 +174,14 @@ impl Signals {
         rules: &Rules,
         policy: Option<&ImagePolicy>,
         learning: bool,
+        now_ms: u64,
     ) {
         let listening = |port: u16| {
             rows.iter()
                 .any(|r| r.tcp_state() == Some(TcpState::Listen) && r.local.port() == port)
         };
         let own = |r: &&SocketRow| r.inode != 0 && inodes.binary_search(&r.inode).is_ok();
-        let learn = learning || !self.baseline_taken;
+        let learn = learning || (self.preexisting && !self.baseline_taken);
         for row in rows.iter().filter(own) {
             let conn = Conn::tcp(row);
             if conn.tcp_state == Some(TcpState::Listen) {
@@ -181,16 +192,14 @@ impl Signals {
                     self.listeners.insert(at, port);
                 }
                 if refused || (known.is_err() && !learn) {
-                    self.report(
-                        network_finding(FindingKind::NewListener, &conn),
-                        u64::from(port),
-                    );
+                    let f = network_finding(FindingKind::NewListener, &conn, now_ms);
+                    self.report(f, u64::from(port));
                 }
                 continue;
             }
             if let Some(kind) = judge_connection(&conn, rules, &listening) {
                 let key = hash(&conn.remote);
-                self.report(network_finding(kind, &conn), key);
+                self.report(network_finding(kind, &conn, now_ms), key);
             }
         }
         self.baseline_taken = true;
@@ -220,9 +229,10 @@ impl Signals {
     }
 }
 
-fn network_finding(kind: FindingKind, conn: &Conn) -> Finding {
+fn network_finding(kind: FindingKind, conn: &Conn, time_ms: u64) -> Finding {
     Finding {
         kind,
+        time_ms,
         source: "socket_table",
         process: None,
         local: Some(conn.local),
@@ -231,9 +241,10 @@ fn network_finding(kind: FindingKind, conn: &Conn) -> Finding {
 }
 
 /// A process finding's key: the same program found again (a restart, a forked child) is
-/// the same finding.
-fn process_key(p: Option<&ProcessRef>) -> u64 {
-    p.map_or(0, |p| hash(&(&p.exe, &p.comm)))
+/// the same finding; a reverse shell to another peer is another.
+fn finding_key(f: &Finding) -> u64 {
+    let p = f.process.as_ref();
+    hash(&(p.map(|p| (&p.exe, &p.comm)), f.remote))
 }
 
 fn hash(v: &impl Hash) -> u64 {
@@ -259,13 +270,20 @@ mod tests {
         rows
     }
 
+    fn preexisting() -> Signals {
+        Signals {
+            preexisting: true,
+            ..Signals::default()
+        }
+    }
+
     #[test]
     fn a_socket_is_judged_once_it_lived_through_two_walks() {
         let mut s = Signals::default();
         assert!(!s.tables_due(&[100, 102]));
         assert!(s.sockets_pending());
         assert!(s.tables_due(&[100, 102]));
-        s.judge_tables(&rows(), &[100, 102], &Rules::default(), None, false);
+        s.judge_tables(&rows(), &[100, 102], &Rules::default(), None, false, 0);
         assert!(!s.sockets_pending());
         assert!(!s.tables_due(&[100, 102]));
         // A short-lived socket (gone by the next walk) never makes the tables due.
@@ -275,14 +293,14 @@ mod tests {
 
     #[test]
     fn the_first_read_is_the_baseline_and_pool_ports_are_found() {
-        let mut s = Signals::default();
+        let mut s = preexisting();
         // Only 8080 is its own at first; 3333 (0x0D05) is an outgoing connection.
-        s.judge_tables(&rows(), &[100, 102], &Rules::default(), None, false);
+        s.judge_tables(&rows(), &[100, 102], &Rules::default(), None, false, 0);
         let kinds: Vec<_> = s.take_fresh().map(|f| f.kind).collect();
         assert_eq!(kinds, [FindingKind::MinerPortConnection]);
         // 8081 opened later: a new listener, reported once.
-        s.judge_tables(&rows(), &[100, 101, 102], &Rules::default(), None, false);
-        s.judge_tables(&rows(), &[100, 101, 102], &Rules::default(), None, false);
+        s.judge_tables(&rows(), &[100, 101, 102], &Rules::default(), None, false, 0);
+        s.judge_tables(&rows(), &[100, 101, 102], &Rules::default(), None, false, 0);
         let fresh: Vec<_> = s.take_fresh().collect();
         assert_eq!(fresh.len(), 1, "{fresh:?}");
         assert_eq!(fresh[0].kind, FindingKind::NewListener);
@@ -294,10 +312,48 @@ mod tests {
     #[test]
     fn listeners_opened_while_learning_are_its_own() {
         let mut s = Signals::default();
-        s.judge_tables(&rows(), &[100], &Rules::default(), None, true);
-        s.judge_tables(&rows(), &[100, 101], &Rules::default(), None, true);
-        s.judge_tables(&rows(), &[100, 101], &Rules::default(), None, false);
+        s.judge_tables(&rows(), &[100], &Rules::default(), None, true, 0);
+        s.judge_tables(&rows(), &[100, 101], &Rules::default(), None, true, 0);
+        s.judge_tables(&rows(), &[100, 101], &Rules::default(), None, false, 0);
         assert_eq!(s.take_fresh().count(), 0);
+    }
+
+    /// A container that appeared after the collector started owns only the listeners of its
+    /// learning window: a first look after it (its first long-lived socket is the
+    /// attacker's) is no baseline.
+    #[test]
+    fn a_late_first_look_is_no_baseline_for_a_new_container() {
+        let mut s = Signals::default();
+        s.judge_tables(&rows(), &[100], &Rules::default(), None, false, 7);
+        let fresh: Vec<_> = s.take_fresh().collect();
+        assert_eq!(fresh.len(), 1, "{fresh:?}");
+        assert_eq!(
+            (fresh[0].kind, fresh[0].time_ms),
+            (FindingKind::NewListener, 7)
+        );
+    }
+
+    #[test]
+    fn a_reverse_shell_to_another_peer_is_another_finding() {
+        let mut s = Signals::default();
+        let shell = |port: u16| Finding {
+            kind: FindingKind::ReverseShell,
+            time_ms: 0,
+            source: "exec",
+            process: Some(ProcessRef {
+                exe: "/usr/bin/bash".into(),
+                comm: "bash".into(),
+                ..ProcessRef::default()
+            }),
+            local: None,
+            remote: Some(std::net::SocketAddr::from(([10, 0, 0, 1], port))),
+        };
+        for f in [shell(4444), shell(4444), shell(5555)] {
+            let key = finding_key(&f);
+            s.report(f, key);
+        }
+        assert_eq!(s.take_fresh().count(), 2);
+        assert_eq!(s.counts.reverse_shell, 2);
     }
 
     #[test]
@@ -308,7 +364,14 @@ mod tests {
             allowed_listen_ports: vec![8080],
         };
         let mut s = Signals::default();
-        s.judge_tables(&rows(), &[100, 101], &Rules::default(), Some(&policy), true);
+        s.judge_tables(
+            &rows(),
+            &[100, 101],
+            &Rules::default(),
+            Some(&policy),
+            true,
+            0,
+        );
         let fresh: Vec<_> = s.take_fresh().collect();
         assert_eq!(fresh.len(), 1, "{fresh:?}");
         assert_eq!(fresh[0].local.map(|a| a.port()), Some(8081));
@@ -327,15 +390,15 @@ mod tests {
             ..ProcessRef::default()
         };
         let mut s = Signals::default();
-        s.hold_for_policy(proc("nginx"), "poll");
-        s.hold_for_policy(proc("curl"), "exec");
+        s.hold_for_policy(proc("nginx"), "poll", 1);
+        s.hold_for_policy(proc("curl"), "exec", 2);
         s.judge_policy(false, Some(&policy));
         assert_eq!(s.take_fresh().count(), 0);
         s.judge_policy(true, Some(&policy));
         let fresh: Vec<_> = s.take_fresh().collect();
         assert_eq!(fresh.len(), 1);
         assert_eq!(fresh[0].kind, FindingKind::UnexpectedProcess);
-        assert_eq!(fresh[0].source, "exec");
+        assert_eq!((fresh[0].source, fresh[0].time_ms), ("exec", 2));
         assert_eq!(s.stats().findings.map(|c| c.unexpected_process), Some(1));
     }
 }

@@ -80,6 +80,9 @@ pub struct WatchConfig {
     pub exclude: Vec<String>,
     pub runtime_only: bool,
     pub containerd_namespaces: Vec<String>,
+    /// The host path of this process's cgroup namespace root, when it has one of its own
+    /// (`cgroupns::namespace_root`): `/proc/<pid>/cgroup` paths are relative to it.
+    pub cgroupns_root: Option<String>,
 }
 
 impl WatchConfig {
@@ -218,6 +221,14 @@ fn look(
         counters.gone.fetch_add(1, Ordering::Relaxed);
         return None;
     };
+    let resolved;
+    let cgroup = match &cfg.cgroupns_root {
+        Some(root) => {
+            resolved = super::cgroupns::resolve(root, cgroup);
+            resolved.as_str()
+        }
+        None => cgroup,
+    };
     if !cfg.follows(cgroup) {
         return None;
     }
@@ -237,7 +248,8 @@ fn look(
         return Some(rec);
     };
     counters.examined.fetch_add(1, Ordering::Relaxed);
-    cfg.examiner.examine(&facts, "exec", &mut rec.findings);
+    cfg.examiner
+        .examine(&facts, "exec", time_ms, &mut rec.findings);
     rec.process = Some(facts.process);
     Some(rec)
 }
@@ -278,6 +290,7 @@ mod tests {
             exclude: vec!["/docker/skip".into()],
             runtime_only,
             containerd_namespaces: vec!["k8s.io".into()],
+            cgroupns_root: None,
         }
     }
 

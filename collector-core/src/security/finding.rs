@@ -30,6 +30,8 @@ pub struct ProcessRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     pub kind: FindingKind,
+    /// When it was seen (Unix milliseconds): the exec, or the sweep that found it.
+    pub time_ms: u64,
     /// How it was seen: `exec` (the kernel's process events, at the exec), `poll` (a process
     /// new in `cgroup.procs` since the last look) or `socket_table` (the network namespace's
     /// TCP tables).

@@ -117,8 +117,8 @@ impl Examiner {
     }
 
     /// Appends to `out` what the process gives rise to (each kind once), as seen by
-    /// `source`.
-    pub fn examine(&self, f: &Facts, source: &'static str, out: &mut Vec<Finding>) {
+    /// `source` at `time_ms`.
+    pub fn examine(&self, f: &Facts, source: &'static str, time_ms: u64, out: &mut Vec<Finding>) {
         let dir = self
             .proc_root
             .join(itoa::Buffer::new().format(f.process.pid));
@@ -160,6 +160,7 @@ impl Examiner {
             };
             out.push(Finding {
                 kind,
+                time_ms,
                 source,
                 process: Some(f.process.clone()),
                 local,
@@ -252,7 +253,7 @@ mod tests {
             Arc::new(Rules::default()),
         );
         let mut out = Vec::new();
-        ex.examine(&f, "poll", &mut out);
+        ex.examine(&f, "poll", 0, &mut out);
         assert!(out.is_empty(), "{out:?}");
     }
 

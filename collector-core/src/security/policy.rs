@@ -54,14 +54,27 @@ impl ProcessPolicy {
 }
 
 impl ImagePolicy {
-    pub fn allows_process(&self, comm: &str, exe: &str) -> bool {
+    /// Whether a process may run: a glob matches its `comm`, its executable's path or that
+    /// path's last part. A script started through its `#!` line runs as its interpreter
+    /// (`exe` `/usr/bin/dash`, `comm` the script's name cut to 15 bytes); the kernel passes
+    /// the script's path as the next argument (after the interpreter's own, if any), so a
+    /// glob that is an absolute path also matches the first absolute path among the two
+    /// arguments after the program.
+    pub fn allows_process(&self, comm: &str, exe: &str, cmdline: &str) -> bool {
         let exe = exe.strip_suffix(" (deleted)").unwrap_or(exe);
         let base = exe.rsplit('/').next().unwrap_or(exe);
+        let script = cmdline
+            .split(' ')
+            .skip(1)
+            .take(2)
+            .find(|a| a.starts_with('/'));
         self.allowed_processes.is_empty()
-            || self
-                .allowed_processes
-                .iter()
-                .any(|g| glob(g, comm) || glob(g, exe) || (!base.is_empty() && glob(g, base)))
+            || self.allowed_processes.iter().any(|g| {
+                glob(g, comm)
+                    || glob(g, exe)
+                    || (!base.is_empty() && glob(g, base))
+                    || (g.starts_with('/') && script.is_some_and(|s| glob(g, s)))
+            })
     }
 
     pub fn allows_port(&self, port: u16) -> bool {
@@ -119,12 +132,17 @@ mod tests {
         )
         .expect("a policy");
         let nginx = p.for_image("nginx:1.25").expect("nginx's entry");
-        assert!(nginx.allows_process("nginx", "/usr/sbin/nginx"));
-        assert!(nginx.allows_process("docker-entrypoi", "/docker-entrypoint.sh"));
-        assert!(!nginx.allows_process("sh", "/bin/dash"));
+        assert!(nginx.allows_process("nginx", "/usr/sbin/nginx", "nginx -g daemon off;"));
+        // The entrypoint script, run through `#!/bin/sh` and through `#!/usr/bin/env sh`.
+        let script = "/bin/sh /docker-entrypoint.sh nginx";
+        assert!(nginx.allows_process("docker-entrypoi", "/usr/bin/dash", script));
+        let env = "/usr/bin/env sh /docker-entrypoint.sh nginx";
+        assert!(nginx.allows_process("docker-entrypoi", "/usr/bin/env", env));
+        assert!(!nginx.allows_process("sh", "/usr/bin/dash", "sh -c id"));
+        assert!(!nginx.allows_process("sh", "/usr/bin/dash", "sh /tmp/x.sh"));
         assert!(nginx.allows_port(80) && !nginx.allows_port(8080));
         let other = p.for_image("redis:7").expect("the catch-all");
-        assert!(other.allows_process("anything", "/x") && other.allows_port(1));
+        assert!(other.allows_process("anything", "/x", "") && other.allows_port(1));
         assert!(ProcessPolicy::default().for_image("x").is_none());
     }
 
