@@ -143,7 +143,18 @@ impl TestCgroup {
                 Ok(())
             });
         }
-        let child = cmd.spawn().expect("spawn test process");
+        // A program the test has just copied may be "busy" for a moment: a process forked
+        // meanwhile by another test's thread holds the copy's descriptor until it execs.
+        let mut tries = 0;
+        let child = loop {
+            match cmd.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                r => break r.expect("spawn test process"),
+            }
+        };
         let pid = child.id();
         self.children.push(child);
         pid

@@ -127,3 +127,131 @@ fn metric_any(body: &str, name: &str) -> f64 {
         .map(|(_, v)| *v)
         .unwrap_or_else(|| panic!("{name} missing"))
 }
+
+/// Two processes named like miners in one container, found by one walk: two alerts (the
+/// same kind, container and time, told apart by their process), each with its process in ECS
+/// terms, `process.pid` mapped as a number.
+#[test]
+fn miner_findings_are_alert_documents() {
+    let bin = tempfile::tempdir().unwrap();
+    let mut cg = TestCgroup::new("ccol-expes-sec");
+    let mut pids = Vec::new();
+    for name in ["xmrig", "minerd"] {
+        let exe = bin.path().join(name);
+        std::fs::copy("/bin/sleep", &exe).unwrap();
+        pids.push((
+            name,
+            cg.spawn(std::process::Command::new(&exe).arg("600")),
+            exe,
+        ));
+    }
+    let os = Osmem::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("exporter.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "housekeeping.interval = \"500ms\"\n\n[[sinks]]\ntype = \"elasticsearch\"\nname = \"es\"\nurl = \"{}\"\nindex = \"container-metrics-%Y.%m.%d\"\ninterval = \"500ms\"\nhost = \"testhost\"\n",
+            os.url()
+        ),
+    )
+    .unwrap();
+    let exp = Exporter::start(
+        BIN,
+        &[
+            "--config.file",
+            cfg.to_str().unwrap(),
+            "--cgroups.include",
+            &cg.id,
+        ],
+    );
+    let alerts = json!({ "bool": { "filter": [
+        { "term": { "container.id": cg.id } },
+        { "term": { "event.kind": "alert" } },
+        { "term": { "rule.name": "miner_process" } },
+    ] } });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = os.request(
+            "POST",
+            "/container-metrics-*/_count",
+            Some(&json!({ "query": alerts })),
+        );
+        let n = (r.status == 200)
+            .then(|| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+            .flatten()
+            .and_then(|v| v["count"].as_u64())
+            .unwrap_or(0);
+        if n >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} alert documents; log:\n{}",
+            exp.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let r = os.json(
+        "POST",
+        "/container-metrics-*/_search",
+        Some(&json!({ "size": 10, "query": alerts })),
+    );
+    let hits = r["hits"]["hits"].as_array().expect("hits");
+    assert_eq!(hits.len(), 2, "{r}");
+    for (name, pid, exe) in &pids {
+        let doc = hits
+            .iter()
+            .map(|h| &h["_source"])
+            .find(|d| d["process"]["name"] == *name)
+            .unwrap_or_else(|| panic!("no alert for {name}: {r}"));
+        assert_eq!(doc["event"]["kind"], "alert", "{doc}");
+        assert_eq!(doc["event"]["category"], "process", "{doc}");
+        assert_eq!(doc["event"]["action"], "miner_process", "{doc}");
+        assert_eq!(doc["event"]["dataset"], "container.events", "{doc}");
+        assert_eq!(doc["rule"]["name"], "miner_process", "{doc}");
+        assert_eq!(
+            doc["process"]["pid"].as_u64(),
+            Some(u64::from(*pid)),
+            "{doc}"
+        );
+        let executable = doc["process"]["executable"].as_str().unwrap_or("");
+        assert!(executable.ends_with(&format!("/{name}")), "{doc}");
+        assert_eq!(executable, exe.to_str().unwrap(), "{doc}");
+        assert_eq!(
+            doc["process"]["command_line"],
+            format!("{} 600", exe.display()).as_str(),
+            "{doc}"
+        );
+        assert_eq!(doc["host"]["name"], "testhost", "{doc}");
+        assert_eq!(doc["container"]["id"], cg.id.as_str(), "{doc}");
+    }
+    // Typed by the template: a range over process.pid finds the xmrig alert and only it,
+    // and the index maps it as a long.
+    let xmrig_pid = pids[0].1;
+    let by_pid = json!({ "bool": { "filter": [
+        alerts,
+        { "range": { "process.pid": { "gte": xmrig_pid, "lte": xmrig_pid } } },
+    ] } });
+    let r = os.json(
+        "POST",
+        "/container-metrics-*/_search",
+        Some(&json!({ "size": 10, "query": by_pid })),
+    );
+    let hits = r["hits"]["hits"].as_array().expect("hits");
+    assert_eq!(hits.len(), 1, "{r}");
+    assert!(
+        hits[0]["_source"]["process"]["executable"]
+            .as_str()
+            .is_some_and(|e| e.ends_with("/xmrig")),
+        "{r}"
+    );
+    let index = hits[0]["_index"].as_str().expect("the index").to_string();
+    let m = os.json("GET", &format!("/{index}/_mapping"), None);
+    let p = &m[&index]["mappings"]["properties"]["process"]["properties"];
+    assert_eq!(p["pid"]["type"], "long", "{m}");
+    assert_eq!(p["parent"]["properties"]["pid"]["type"], "long", "{m}");
+    assert_eq!(p["executable"]["type"], "keyword", "{m}");
+    let rule = &m[&index]["mappings"]["properties"]["rule"]["properties"];
+    assert_eq!(rule["name"]["type"], "keyword", "{m}");
+}

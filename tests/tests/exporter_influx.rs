@@ -199,3 +199,112 @@ fn spool_survives_a_kill_during_an_outage() {
     );
     assert!(q(&format!("AND time >= {kill_ns}")) >= 2);
 }
+
+/// A process named like a miner: the `container_security_findings` point counts it, and its
+/// finding event (`container_events`, `event=miner_process`) carries the process: pid,
+/// executable and command line, typed as the schema says.
+#[test]
+fn a_miner_finding_reaches_influxdb() {
+    let bin = tempfile::tempdir().unwrap();
+    let xmrig = bin.path().join("xmrig");
+    std::fs::copy("/bin/sleep", &xmrig).unwrap();
+    let mut cg = TestCgroup::new("ccol-expinflux-sec");
+    let pid = cg.spawn(std::process::Command::new(&xmrig).arg("600"));
+    let db = Influxd::start();
+    db.query("", "CREATE DATABASE ccol");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &db, None);
+    let exp = Exporter::start(
+        BIN,
+        &[
+            "--config.file",
+            cfg.to_str().unwrap(),
+            "--cgroups.include",
+            &cg.id,
+        ],
+    );
+    let q = format!(
+        "SELECT pid, ppid, uid, comm, exe, cmdline, source, \"count\" FROM container_events \
+         WHERE id = '{}' AND event = 'miner_process'",
+        cg.id
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rows = loop {
+        let rows = values(&db.query("ccol", &q));
+        if !rows.is_empty() {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no finding event arrived; exporter log:\n{}",
+            exp.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(rows.len(), 1, "one finding, one point: {rows:?}");
+    let r = &rows[0];
+    let exe = xmrig.to_str().unwrap();
+    assert_eq!(r[1].as_u64(), Some(u64::from(pid)), "{r:?}");
+    assert_eq!(r[2].as_u64(), Some(u64::from(std::process::id())), "{r:?}");
+    assert_eq!(r[3].as_u64(), Some(0), "{r:?}");
+    assert_eq!(r[4], "xmrig", "{r:?}");
+    assert_eq!(r[5], exe, "{r:?}");
+    assert_eq!(r[6], format!("{exe} 600").as_str(), "{r:?}");
+    assert_eq!(
+        r[7], "poll",
+        "present before the exporter: found by its first walk"
+    );
+    assert_eq!(r[8].as_u64(), Some(1), "{r:?}");
+    // The fields' types: integers for the ids, strings for the rest.
+    let keys = db.query("ccol", "SHOW FIELD KEYS FROM container_events");
+    let types: Vec<(String, String)> = values(&keys)
+        .iter()
+        .filter_map(|k| Some((k[0].as_str()?.to_string(), k[1].as_str()?.to_string())))
+        .collect();
+    for (field, ty) in [
+        ("pid", "integer"),
+        ("ppid", "integer"),
+        ("uid", "integer"),
+        ("count", "integer"),
+        ("exe", "string"),
+        ("cmdline", "string"),
+        ("comm", "string"),
+        ("source", "string"),
+    ] {
+        assert!(
+            types.iter().any(|(f, t)| f == field && t == ty),
+            "{field} {ty}: {types:?}"
+        );
+    }
+    // The counts, on the metrics pushes.
+    let q = format!(
+        "SELECT last(miner_process), last(exec_from_writable_layer), last(unexpected_process) \
+         FROM container_security_findings WHERE id = '{}'",
+        cg.id
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let counts = loop {
+        let v = values(&db.query("ccol", &q));
+        if let Some(r) = v.first() {
+            break r.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no container_security_findings point; exporter log:\n{}",
+            exp.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(counts[1].as_u64(), Some(1), "{counts:?}");
+    assert_eq!(counts[2].as_u64(), Some(0), "{counts:?}");
+    assert_eq!(counts[3].as_u64(), Some(0), "{counts:?}");
+    let body = exp.get("/metrics").text();
+    assert!(
+        samples(&body, "container_security_findings_total")
+            .iter()
+            .any(|(l, v)| l.contains(&format!("id=\"{}\"", cg.id))
+                && l.contains("kind=\"miner_process\"")
+                && *v == 1.0),
+        "{body}"
+    );
+}

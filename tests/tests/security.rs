@@ -121,7 +121,7 @@ fn a_pool_in_the_command_line() {
     let mut col = collector(&cg.id);
     cg.spawn(Command::new("/bin/sh").args([
         "-c",
-        "exec sleep 60",
+        "sleep 60; :",
         "sh",
         "-o",
         "stratum+tcp://pool.invalid:3333",

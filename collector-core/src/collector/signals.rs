@@ -13,6 +13,7 @@ use std::path::Path;
 use crate::security::exec_watch::ExecRecord;
 use crate::security::inspect::{read_facts, Examiner};
 use crate::security::judge::{judge_connection, Conn};
+use crate::security::policy::is_runtime_init;
 use crate::security::sockets::{SocketRow, TcpState};
 use crate::security::{Finding, FindingKind, ImagePolicy, ProcessRef, Rules};
 use crate::stats::{FindingCounts, SecurityStats};
@@ -77,9 +78,14 @@ impl Signals {
 
     /// The processes a walk listed: those not seen before are counted as started and looked
     /// at.
+    ///
+    /// The runtime's init (`runc init`, about to exec the container's program under the same
+    /// pid) is not counted and not remembered: the next walk looks at it again, as the
+    /// program it became.
     pub fn poll(&mut self, pids: &[u64], proc_root: &Path, examiner: &Examiner, now_ms: u64) {
         let mut looked = 0;
         let mut found = Vec::new();
+        let mut again = Vec::new();
         for &pid in pids {
             let Ok(pid) = u32::try_from(pid) else {
                 continue;
@@ -87,12 +93,13 @@ impl Signals {
             if self.pids.binary_search(&pid).is_ok() {
                 continue;
             }
-            self.started += 1;
             if looked >= POLL_MAX {
+                self.started += 1;
                 continue;
             }
             looked += 1;
             let Some(facts) = read_facts(proc_root, pid) else {
+                self.started += 1;
                 continue;
             };
             examiner.examine(&facts, "poll", now_ms, &mut found);
@@ -100,15 +107,27 @@ impl Signals {
                 let key = finding_key(&f);
                 self.report(f, key);
             }
+            if is_runtime_init(&facts.process.comm, &facts.process.cmdline) {
+                again.push(pid);
+                continue;
+            }
+            self.started += 1;
             self.hold_for_policy(facts.process, "poll", now_ms);
         }
         self.pids.clear();
-        self.pids
-            .extend(pids.iter().filter_map(|&p| u32::try_from(p).ok()));
+        self.pids.extend(
+            pids.iter()
+                .filter_map(|&p| u32::try_from(p).ok())
+                .filter(|p| !again.contains(p)),
+        );
         self.pids.sort_unstable();
     }
 
+    /// Keeps a process for the image's policy, unless it is the runtime's own init.
     fn hold_for_policy(&mut self, p: ProcessRef, source: &'static str, time_ms: u64) {
+        if is_runtime_init(&p.comm, &p.cmdline) {
+            return;
+        }
         if self.backlog.len() < BACKLOG_MAX {
             self.backlog.push((p, source, time_ms));
         }
@@ -241,10 +260,17 @@ fn network_finding(kind: FindingKind, conn: &Conn, time_ms: u64) -> Finding {
 }
 
 /// A process finding's key: the same program found again (a restart, a forked child) is
-/// the same finding; a reverse shell to another peer is another.
+/// the same finding. One about the executable's file (in the writable layer, or with no
+/// file) is keyed by its path; one about the program's name (a miner, a shell, a program
+/// outside the policy) by its name, which a process read as it exits still has when its
+/// executable can no longer be read (keyed by both, that one program counted twice). A
+/// reverse shell to another peer is another finding.
 fn finding_key(f: &Finding) -> u64 {
-    let p = f.process.as_ref();
-    hash(&(p.map(|p| (&p.exe, &p.comm)), f.remote))
+    let program = f.process.as_ref().map(|p| match f.kind {
+        FindingKind::ExecFromWritableLayer | FindingKind::FilelessExec => hash(&p.exe),
+        _ => hash(&p.comm),
+    });
+    hash(&(program, f.remote))
 }
 
 fn hash(v: &impl Hash) -> u64 {
@@ -400,5 +426,121 @@ mod tests {
         assert_eq!(fresh[0].kind, FindingKind::UnexpectedProcess);
         assert_eq!((fresh[0].source, fresh[0].time_ms), ("exec", 2));
         assert_eq!(s.stats().findings.map(|c| c.unexpected_process), Some(1));
+    }
+
+    /// Reads race with exec and exit: one program read whole and read as it exited (no
+    /// executable, no command line), or read with the name it had before its exec, is still
+    /// one finding.
+    #[test]
+    fn one_program_read_in_passing_is_one_finding() {
+        let policy = ImagePolicy {
+            image: "*".into(),
+            allowed_processes: vec!["sh".into()],
+            allowed_listen_ports: vec![],
+        };
+        let ls = |pid: u32, exe: &str, cmdline: &str| ProcessRef {
+            pid,
+            comm: "ls".into(),
+            exe: exe.into(),
+            cmdline: cmdline.into(),
+            ..ProcessRef::default()
+        };
+        let mut s = Signals::default();
+        s.hold_for_policy(ls(10, "/bin/busybox", "ls /"), "exec", 0);
+        s.hold_for_policy(ls(11, "", ""), "exec", 0);
+        s.judge_policy(true, Some(&policy));
+        assert_eq!(s.take_fresh().count(), 1);
+        let dropped = |comm: &str| ExecRecord {
+            time_ms: 0,
+            pid: 7,
+            cgroup: "/c".into(),
+            findings: vec![Finding {
+                kind: FindingKind::ExecFromWritableLayer,
+                time_ms: 0,
+                source: "exec",
+                process: Some(ProcessRef {
+                    pid: 7,
+                    comm: comm.into(),
+                    exe: "/tmp/sleep".into(),
+                    ..ProcessRef::default()
+                }),
+                local: None,
+                remote: None,
+            }],
+            process: None,
+        };
+        s.note_exec(dropped("sh"));
+        s.note_exec(dropped("sleep"));
+        assert_eq!(s.take_fresh().count(), 1);
+        let c = s.stats().findings.expect("counted");
+        assert_eq!((c.unexpected_process, c.exec_from_writable_layer), (1, 1));
+    }
+
+    /// At each container start and `docker exec`, runc's init sits in the container's cgroup
+    /// until it execs the container's program; a walk or the exec watch can meet it there.
+    #[test]
+    fn the_runtimes_init_is_not_held_to_the_images_policy() {
+        let policy = ImagePolicy {
+            image: "*".into(),
+            allowed_processes: vec!["sh".into()],
+            allowed_listen_ports: vec![],
+        };
+        let mut s = Signals::default();
+        for comm in ["runc:[2:INIT]", "runc"] {
+            s.hold_for_policy(
+                ProcessRef {
+                    comm: comm.into(),
+                    exe: "/".into(),
+                    cmdline: "runc init".into(),
+                    ..ProcessRef::default()
+                },
+                "poll",
+                0,
+            );
+        }
+        s.judge_policy(true, Some(&policy));
+        assert_eq!(s.take_fresh().count(), 0);
+    }
+
+    /// A walk that meets runc's init looks at the pid again at the next walk, when it has
+    /// become the container's program (the only look a walk would get at it without the
+    /// exec watch).
+    #[test]
+    fn a_walk_looks_again_at_the_runtimes_init() {
+        let root = tempfile::tempdir().expect("a temp dir");
+        let dir = root.path().join("4242");
+        std::fs::create_dir_all(dir.join("fd")).expect("a fake /proc/4242");
+        let become_ = |comm: &str, cmdline: &[u8], exe: &str| {
+            std::fs::write(dir.join("status"), "PPid:\t1\nUid:\t0\t0\t0\t0\n").unwrap();
+            std::fs::write(dir.join("comm"), format!("{comm}\n")).unwrap();
+            std::fs::write(dir.join("cmdline"), cmdline).unwrap();
+            let _ = std::fs::remove_file(dir.join("exe"));
+            std::os::unix::fs::symlink(exe, dir.join("exe")).unwrap();
+        };
+        let examiner = Examiner::new(
+            root.path(),
+            Path::new("/"),
+            std::sync::Arc::new(Rules::default()),
+        );
+        let policy = ImagePolicy {
+            image: "*".into(),
+            allowed_processes: vec!["sh".into()],
+            allowed_listen_ports: vec![],
+        };
+        let mut s = Signals::default();
+        become_("runc:[2:INIT]", b"runc\0init\0", "/");
+        s.poll(&[4242], root.path(), &examiner, 0);
+        s.judge_policy(true, Some(&policy));
+        assert_eq!(s.take_fresh().count(), 0);
+        assert_eq!(s.started, 0);
+        become_("cat", b"cat\0", "/bin/busybox");
+        s.poll(&[4242], root.path(), &examiner, 0);
+        s.poll(&[4242], root.path(), &examiner, 0);
+        s.judge_policy(true, Some(&policy));
+        let fresh: Vec<_> = s.take_fresh().collect();
+        assert_eq!(fresh.len(), 1, "{fresh:?}");
+        assert_eq!(fresh[0].kind, FindingKind::UnexpectedProcess);
+        assert_eq!(fresh[0].process.as_ref().map(|p| p.pid), Some(4242));
+        assert_eq!(s.started, 1);
     }
 }

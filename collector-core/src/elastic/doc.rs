@@ -182,6 +182,23 @@ fn doc_id(parts: &[&[u8]]) -> String {
     format!("{h:032x}")
 }
 
+/// What a finding concerns, for its event's document id: its process (pid, executable,
+/// name) and its connection's ends.
+fn finding_key(f: &crate::security::Finding) -> String {
+    use std::fmt::Write;
+    let mut k = String::new();
+    if let Some(p) = &f.process {
+        let _ = write!(k, "{}\0{}\0{}", p.pid, p.exe, p.comm);
+    }
+    for a in [f.local, f.remote] {
+        k.push('\0');
+        if let Some(a) = a {
+            let _ = write!(k, "{a}");
+        }
+    }
+    k
+}
+
 /// What is remembered of a container between metric documents, for the figures that ECS
 /// defines over the interval since the last collection.
 #[derive(Debug, Default)]
@@ -228,12 +245,25 @@ impl Encoder {
     /// document per container when `metrics` is set.
     pub fn encode(&mut self, snap: &Snapshot, metrics: bool, out: &mut Vec<Vec<u8>>) {
         for e in &snap.events {
-            let id = doc_id(&[
+            // Findings of one kind in one container and sweep (two programs, two
+            // connections) are told apart by what they concern, or all but one would be lost.
+            let what = e.finding.as_deref().map(finding_key);
+            let time = e.time_ms.to_le_bytes();
+            let mut parts: [&[u8]; 5] = [
                 b"event",
                 e.kind.name().as_bytes(),
                 e.id.as_bytes(),
-                &e.time_ms.to_le_bytes(),
-            ]);
+                &time,
+                b"",
+            ];
+            let parts = match &what {
+                Some(w) => {
+                    parts[4] = w.as_bytes();
+                    &parts[..]
+                }
+                None => &parts[..4],
+            };
+            let id = doc_id(parts);
             let time = rfc3339(e.time_ms);
             let doc = self.event_doc(e, snap, &time);
             self.push(out, &self.dest.index_for(e.time_ms), &id, &doc);
@@ -1148,5 +1178,84 @@ mod tests {
             &mut again,
         );
         assert_eq!(docs(&again)[0].0["create"]["_id"], a["create"]["_id"]);
+    }
+
+    /// Two findings of one kind in one container and sweep are two alerts: ids told apart by
+    /// the process, stable for a resend.
+    #[test]
+    fn findings_are_alerts_with_their_process_and_ids_of_their_own() {
+        use crate::security::{Finding, FindingKind, ProcessRef};
+        let finding = |pid: u32, exe: &str| Event {
+            time_ms: 2_000,
+            kind: EventKind::Finding(FindingKind::MinerProcess),
+            id: "/k/c".into(),
+            container_id: Some("c0ffee".into()),
+            runtime: Some(Runtime::Docker),
+            name: Some("web".into()),
+            image: Some("busybox:1".into()),
+            count: 1,
+            finding: Some(Box::new(Finding {
+                time_ms: 0,
+                kind: FindingKind::MinerProcess,
+                source: "exec",
+                process: Some(ProcessRef {
+                    pid,
+                    ppid: 1,
+                    uid: 1000,
+                    comm: "xmrig".into(),
+                    exe: exe.into(),
+                    cmdline: format!("{exe} -o stratum+tcp://pool.invalid:3333"),
+                }),
+                local: None,
+                remote: None,
+            })),
+        };
+        let net = Event {
+            kind: EventKind::Finding(FindingKind::MinerPortConnection),
+            finding: Some(Box::new(Finding {
+                time_ms: 0,
+                kind: FindingKind::MinerPortConnection,
+                source: "socket_table",
+                process: None,
+                local: Some("10.0.0.2:40000".parse().unwrap()),
+                remote: Some("203.0.113.9:3333".parse().unwrap()),
+            })),
+            ..finding(0, "")
+        };
+        let events = vec![finding(41, "/tmp/xmrig"), finding(42, "/opt/xmrig"), net];
+        let mut e = Encoder::new("h", Destination::DataStream("m".into()));
+        let mut out = Vec::new();
+        e.encode(&snap(2_000, vec![], events.clone()), false, &mut out);
+        let d = docs(&out);
+        assert_eq!(d.len(), 3);
+        assert_ne!(d[0].0["create"]["_id"], d[1].0["create"]["_id"]);
+        assert_ne!(d[0].0["create"]["_id"], d[2].0["create"]["_id"]);
+        let a = &d[0].1;
+        assert_eq!(a["event"]["kind"], "alert");
+        assert_eq!(a["event"]["category"], "process");
+        assert_eq!(a["event"]["action"], "miner_process");
+        assert_eq!(a["rule"]["name"], "miner_process");
+        assert_eq!(a["process"]["pid"], 41);
+        assert_eq!(a["process"]["parent"]["pid"], 1);
+        assert_eq!(a["process"]["name"], "xmrig");
+        assert_eq!(a["process"]["executable"], "/tmp/xmrig");
+        assert_eq!(
+            a["process"]["command_line"],
+            "/tmp/xmrig -o stratum+tcp://pool.invalid:3333"
+        );
+        assert_eq!(a["user"]["id"], "1000");
+        let n = &d[2].1;
+        assert_eq!(n["event"]["category"], "network");
+        assert_eq!(n["destination"]["ip"], "203.0.113.9");
+        assert_eq!(n["destination"]["port"], 3333);
+        assert_eq!(n["source"]["port"], 40000);
+        assert!(n.get("process").is_none(), "{n}");
+        // The same findings again: the same ids.
+        let mut again = Vec::new();
+        e.encode(&snap(2_000, vec![], events), false, &mut again);
+        let ids = |d: &[(Value, Value)]| -> Vec<Value> {
+            d.iter().map(|(a, _)| a["create"]["_id"].clone()).collect()
+        };
+        assert_eq!(ids(&docs(&again)), ids(&d));
     }
 }

@@ -1,7 +1,10 @@
 //! Snapshot -> points, one measurement per object with many fields (Telegraf's shape):
 //! `container_cpu`, `container_memory`, `container_tasks`, `container_pressure`,
 //! `container_network` (per interface), `container_blkio` (per device), `machine`, and
-//! `container_events` for lifecycle events. See docs/METRICS.md.
+//! `container_events` for lifecycle events and security findings (with the process and the
+//! endpoints a finding concerns as fields). See docs/METRICS.md.
+
+use std::collections::HashMap;
 
 use super::line::{write_point, Field};
 use crate::collector::{Container, Snapshot};
@@ -12,22 +15,43 @@ use crate::stats::NetworkStatus;
 pub fn encode(snap: &Snapshot, host: &str, unsigned: bool, metrics: bool, out: &mut Vec<Vec<u8>>) {
     let ts = (snap.timestamp_ms as i64).saturating_mul(1_000_000);
     let mut line = Vec::with_capacity(512);
-    let mut emit = |m: &str, tags: &mut [(&str, &str)], fields: &[(&str, Field)]| {
-        line.clear();
-        if write_point(&mut line, m, tags, fields, ts, unsigned) {
-            // Each item is one line without its newline; the sink joins them.
-            line.pop();
-            out.push(line.clone());
-        }
-    };
     if metrics {
+        let mut emit = |m: &str, tags: &mut [(&str, &str)], fields: &[(&str, Field)]| {
+            push_point(&mut line, out, m, tags, fields, ts, unsigned);
+        };
         for c in &snap.containers {
             container_points(c, host, &mut emit);
         }
         machine_points(snap, host, &mut emit);
     }
+    // Points of one series at one time are one point to InfluxDB (the last write wins), and
+    // one container can have several findings of a kind in a sweep (two programs, two
+    // connections): each after the first of its series is a nanosecond later.
+    let mut nth: HashMap<(&str, &str), i64> = HashMap::new();
     for e in &snap.events {
-        event_point(e, host, &mut emit);
+        let n = nth.entry((e.id.as_str(), e.kind.name())).or_insert(0);
+        let at = ts.saturating_add(*n);
+        *n += 1;
+        event_point(e, host, &mut |m, tags, fields| {
+            push_point(&mut line, out, m, tags, fields, at, unsigned);
+        });
+    }
+}
+
+/// Writes one point as an item (a line without its newline; the sink joins them).
+fn push_point(
+    line: &mut Vec<u8>,
+    out: &mut Vec<Vec<u8>>,
+    m: &str,
+    tags: &mut [(&str, &str)],
+    fields: &[(&str, Field)],
+    ts: i64,
+    unsigned: bool,
+) {
+    line.clear();
+    if write_point(line, m, tags, fields, ts, unsigned) {
+        line.pop();
+        out.push(line.clone());
     }
 }
 
@@ -348,9 +372,162 @@ fn event_point(
         ("runtime", e.runtime.map(|r| r.name()).unwrap_or("")),
         ("event", e.kind.name()),
     ];
-    emit(
-        "container_events",
-        &mut tags,
-        &[("count", Field::U64(e.count))],
+    let mut fields = vec![("count", Field::U64(e.count))];
+    let Some(f) = e.finding.as_deref() else {
+        emit("container_events", &mut tags, &fields);
+        return;
+    };
+    // A finding: how it was seen, its process and its connection's ends.
+    let (local, remote) = (
+        f.local.map(|a| a.to_string()),
+        f.remote.map(|a| a.to_string()),
     );
+    fields.push(("source", Field::Str(f.source)));
+    if let Some(p) = &f.process {
+        fields.extend([
+            ("pid", Field::U64(p.pid.into())),
+            ("ppid", Field::U64(p.ppid.into())),
+            ("uid", Field::U64(p.uid.into())),
+        ]);
+        for (k, v) in [("comm", &p.comm), ("exe", &p.exe), ("cmdline", &p.cmdline)] {
+            if !v.is_empty() {
+                fields.push((k, Field::Str(v)));
+            }
+        }
+    }
+    for (k, v) in [("local", &local), ("remote", &remote)] {
+        if let Some(v) = v {
+            fields.push((k, Field::Str(v)));
+        }
+    }
+    emit("container_events", &mut tags, &fields);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::EventKind;
+    use crate::identity::Runtime;
+    use crate::security::{Finding, FindingKind, ProcessRef};
+
+    fn event(id: &str, kind: EventKind, finding: Option<Finding>) -> Event {
+        Event {
+            time_ms: 1_700_000_000_000,
+            kind,
+            id: id.into(),
+            container_id: Some("c0ffee".into()),
+            runtime: Some(Runtime::Docker),
+            name: Some("web".into()),
+            image: Some("busybox:1".into()),
+            count: 1,
+            finding: finding.map(Box::new),
+        }
+    }
+
+    fn miner(pid: u32, exe: &str) -> Finding {
+        Finding {
+            time_ms: 0,
+            kind: FindingKind::MinerProcess,
+            source: "exec",
+            process: Some(ProcessRef {
+                pid,
+                ppid: 1,
+                uid: 0,
+                comm: "xmrig".into(),
+                exe: exe.into(),
+                cmdline: format!("{exe} -o \"stratum+tcp://pool.invalid:3333\""),
+            }),
+            local: None,
+            remote: None,
+        }
+    }
+
+    fn lines(events: Vec<Event>) -> Vec<String> {
+        let snap = Snapshot {
+            timestamp_ms: 1_700_000_000_000,
+            events,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        encode(&snap, "h", false, false, &mut out);
+        out.into_iter()
+            .map(|l| String::from_utf8(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_lifecycle_event_is_a_count() {
+        assert_eq!(
+            lines(vec![event("/docker/c0ffee", EventKind::Started, None)]),
+            ["container_events,container_id=c0ffee,event=started,host=h,id=/docker/c0ffee,image=busybox:1,name=web,runtime=docker count=1i 1700000000000000000"]
+        );
+    }
+
+    #[test]
+    fn a_finding_carries_its_process_and_endpoints() {
+        let kind = EventKind::Finding(FindingKind::MinerProcess);
+        let got = lines(vec![event(
+            "/docker/c0ffee",
+            kind,
+            Some(miner(41, "/tmp/xmrig")),
+        )]);
+        assert_eq!(
+            got,
+            ["container_events,container_id=c0ffee,event=miner_process,host=h,id=/docker/c0ffee,image=busybox:1,name=web,runtime=docker count=1i,source=\"exec\",pid=41i,ppid=1i,uid=0i,comm=\"xmrig\",exe=\"/tmp/xmrig\",cmdline=\"/tmp/xmrig -o \\\"stratum+tcp://pool.invalid:3333\\\"\" 1700000000000000000"]
+        );
+        let net = Finding {
+            time_ms: 0,
+            kind: FindingKind::MinerPortConnection,
+            source: "socket_table",
+            process: None,
+            local: Some("10.0.0.2:40000".parse().unwrap()),
+            remote: Some("[2001:db8::1]:3333".parse().unwrap()),
+        };
+        let got = lines(vec![event(
+            "/docker/c0ffee",
+            EventKind::Finding(FindingKind::MinerPortConnection),
+            Some(net),
+        )]);
+        let p = influxdb_line_protocol::parse_lines(&got[0])
+            .next()
+            .unwrap()
+            .unwrap();
+        let field = |k: &str| {
+            p.field_set
+                .iter()
+                .find(|(n, _)| n.as_str() == k)
+                .map(|(_, v)| v.to_string())
+        };
+        assert_eq!(field("source").as_deref(), Some("socket_table"));
+        assert_eq!(field("local").as_deref(), Some("10.0.0.2:40000"));
+        assert_eq!(field("remote").as_deref(), Some("[2001:db8::1]:3333"));
+        assert_eq!(field("pid"), None, "no process, no process fields");
+    }
+
+    /// Two findings of one kind in one container and sweep are two points: the second a
+    /// nanosecond later, or InfluxDB would keep only the last.
+    #[test]
+    fn findings_of_one_series_in_one_sweep_are_points_of_their_own() {
+        let kind = EventKind::Finding(FindingKind::MinerProcess);
+        let got = lines(vec![
+            event("/a", kind, Some(miner(41, "/tmp/xmrig"))),
+            event("/a", kind, Some(miner(42, "/opt/xmrig"))),
+            event("/b", kind, Some(miner(43, "/tmp/xmrig"))),
+            event("/a", EventKind::Started, None),
+        ]);
+        let times: Vec<&str> = got.iter().map(|l| l.rsplit_once(' ').unwrap().1).collect();
+        assert_eq!(
+            times,
+            [
+                "1700000000000000000",
+                "1700000000000000001",
+                "1700000000000000000",
+                "1700000000000000000"
+            ]
+        );
+        for l in &got {
+            let p = influxdb_line_protocol::parse_lines(l).next().unwrap();
+            assert!(p.is_ok(), "{l}");
+        }
+    }
 }

@@ -23,19 +23,41 @@ pub struct Facts {
     pub stdio: [Fd; 3],
 }
 
-/// Reads a process's facts; `None` when it is gone (or its status cannot be read).
+/// Reads a process's facts; `None` when it is gone (its status or its name cannot be read:
+/// a process reaped between the two reads would otherwise be judged with no name, no
+/// executable and no command line, and a policy would find any such process unexpected).
+/// A zombie still has both; its executable and command line read as empty.
+///
+/// The name is read again after the executable and the command line: when it changed, the
+/// process exec'd (or renamed itself) in between, and the facts, which would mix two
+/// programs (`sh` running `/tmp/sleep`), are read again, up to `READS` times.
 pub fn read_facts(proc_root: &Path, pid: u32) -> Option<Facts> {
     let dir = proc_root.join(itoa::Buffer::new().format(pid));
     let status = std::fs::read_to_string(dir.join("status")).ok()?;
     let (ppid, uid) = status_ids(&status);
-    let comm = std::fs::read_to_string(dir.join("comm"))
-        .map(|c| c.trim_end_matches('\n').to_owned())
-        .unwrap_or_default();
-    let exe = link(&dir.join("exe")).unwrap_or_default();
+    let read_comm = || {
+        std::fs::read_to_string(dir.join("comm"))
+            .ok()
+            .map(|c| c.trim_end_matches('\n').to_owned())
+    };
+    let mut comm = read_comm()?;
+    let mut exe;
     let mut cmdline_raw = Vec::new();
-    if let Ok(f) = File::open(dir.join("cmdline")) {
-        // Bounded: a process may have megabytes of arguments.
-        let _ = f.take(CMDLINE_MAX as u64).read_to_end(&mut cmdline_raw);
+    let mut reads = 0;
+    loop {
+        reads += 1;
+        exe = link(&dir.join("exe")).unwrap_or_default();
+        cmdline_raw.clear();
+        if let Ok(f) = File::open(dir.join("cmdline")) {
+            // Bounded: a process may have megabytes of arguments.
+            let _ = f.take(CMDLINE_MAX as u64).read_to_end(&mut cmdline_raw);
+        }
+        let now = read_comm()?;
+        let settled = now == comm;
+        comm = now;
+        if settled || reads >= READS {
+            break;
+        }
     }
     let fd = dir.join("fd");
     let stdio = [0, 1, 2].map(|n| {
@@ -54,6 +76,9 @@ pub fn read_facts(proc_root: &Path, pid: u32) -> Option<Facts> {
         stdio,
     })
 }
+
+/// Reads of a process's facts at most, while its name keeps changing under them.
+const READS: usize = 3;
 
 fn link(path: &Path) -> Option<String> {
     std::fs::read_link(path)
@@ -260,5 +285,22 @@ mod tests {
     #[test]
     fn a_gone_pid_has_no_facts() {
         assert!(read_facts(Path::new("/proc"), 4_194_305).is_none());
+    }
+
+    /// Gone between the read of its status and of its name: no facts, rather than a process
+    /// with no name, executable or command line.
+    #[test]
+    fn a_pid_gone_after_its_status_has_no_facts() {
+        let root = tempfile::tempdir().expect("a temp dir");
+        let dir = root.path().join("77");
+        std::fs::create_dir_all(&dir).expect("a fake /proc/77");
+        std::fs::write(dir.join("status"), "PPid:\t1\nUid:\t0\t0\t0\t0\n").unwrap();
+        assert!(read_facts(root.path(), 77).is_none());
+        std::fs::write(dir.join("comm"), "sh\n").unwrap();
+        let f = read_facts(root.path(), 77).expect("status and name");
+        assert_eq!(
+            (f.process.comm.as_str(), f.process.exe.as_str()),
+            ("sh", "")
+        );
     }
 }

@@ -87,6 +87,23 @@ impl ImagePolicy {
     }
 }
 
+/// Whether a process is runc's own init (`runc init`), which lives in the container's cgroup
+/// for the moment between the cgroup join and its exec of the container's program (at each
+/// container start and each `docker exec`): the runtime's, not the image's, so no policy
+/// names it. `comm` is `runc`, `exe` or one of nsexec's stages (`runc:[2:INIT]`); the
+/// command line is the runtime's path and `init`.
+///
+/// A program can dress up as it, like as any allowed name; it then escapes only the policy
+/// (the rules still look at it), and a walk looks at it again at each interval.
+pub fn is_runtime_init(comm: &str, cmdline: &str) -> bool {
+    let comm_ok = comm == "runc" || comm == "exe" || comm.starts_with("runc:[");
+    let mut args = cmdline.split(' ');
+    let runtime = args
+        .next()
+        .is_some_and(|a| a.rsplit('/').next().is_some_and(|b| b.ends_with("runc")));
+    comm_ok && runtime && args.next() == Some("init") && args.next().is_none()
+}
+
 /// `*` and `?` globbing, iterative with one backtrack point (linear in practice).
 pub fn glob(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
@@ -144,6 +161,21 @@ mod tests {
         let other = p.for_image("redis:7").expect("the catch-all");
         assert!(other.allows_process("anything", "/x", "") && other.allows_port(1));
         assert!(ProcessPolicy::default().for_image("x").is_none());
+    }
+
+    #[test]
+    fn runcs_init_is_the_runtimes() {
+        // As a walk and the exec watch met it in Docker 20.10 with runc 1.1.
+        assert!(is_runtime_init("runc:[2:INIT]", "runc init"));
+        assert!(is_runtime_init("runc", "runc init"));
+        assert!(is_runtime_init("exe", "/usr/bin/runc init"));
+        assert!(is_runtime_init("runc:[1:CHILD]", "docker-runc init"));
+        // The container's own programs.
+        assert!(!is_runtime_init("sh", "runc init"));
+        assert!(!is_runtime_init("runc", "runc init --debug"));
+        assert!(!is_runtime_init("runc", "runc run x"));
+        assert!(!is_runtime_init("init", "/sbin/init"));
+        assert!(!is_runtime_init("exe", "/tmp/runcx init"));
     }
 
     #[test]
