@@ -289,8 +289,7 @@ impl Sweep<'_> {
                 reader.read(self.reader, dir.into(), &mut g.last);
                 g.read_at = Some(self.now);
                 if let Some(ex) = self.examiner {
-                    t.signals
-                        .poll(reader.pids(), &self.config.roots.proc_root, ex, self.now_ms);
+                    t.signals.poll(reader.pids(), ex, self.now_ms);
                     g.tables_due = t.signals.tables_due(reader.inodes());
                     g.inodes.clear();
                     g.inodes.extend_from_slice(reader.inodes());

@@ -461,6 +461,7 @@ impl Security {
             &config.roots.proc_root,
             &config.fs.rootfs,
             std::sync::Arc::new(sec.rules.clone()),
+            !sec.policy.is_empty(),
         );
         let watch = if sec.exec_events {
             ExecWatch::start(WatchConfig {

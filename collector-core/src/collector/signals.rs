@@ -8,10 +8,9 @@
 //! A pool connection, a reverse shell or a new listener lives longer than that.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::Path;
 
 use crate::security::exec_watch::ExecRecord;
-use crate::security::inspect::{read_facts, Examiner};
+use crate::security::inspect::Examiner;
 use crate::security::judge::{judge_connection, Conn};
 use crate::security::policy::is_runtime_init;
 use crate::security::sockets::{SocketRow, TcpState};
@@ -82,7 +81,7 @@ impl Signals {
     /// The runtime's init (`runc init`, about to exec the container's program under the same
     /// pid) is not counted and not remembered: the next walk looks at it again, as the
     /// program it became.
-    pub fn poll(&mut self, pids: &[u64], proc_root: &Path, examiner: &Examiner, now_ms: u64) {
+    pub fn poll(&mut self, pids: &[u64], examiner: &Examiner, now_ms: u64) {
         let mut looked = 0;
         let mut found = Vec::new();
         let mut again = Vec::new();
@@ -98,7 +97,7 @@ impl Signals {
                 continue;
             }
             looked += 1;
-            let Some(facts) = read_facts(proc_root, pid) else {
+            let Some(facts) = examiner.read_facts(pid) else {
                 self.started += 1;
                 continue;
             };
@@ -519,8 +518,9 @@ mod tests {
         };
         let examiner = Examiner::new(
             root.path(),
-            Path::new("/"),
+            std::path::Path::new("/"),
             std::sync::Arc::new(Rules::default()),
+            true,
         );
         let policy = ImagePolicy {
             image: "*".into(),
@@ -529,13 +529,13 @@ mod tests {
         };
         let mut s = Signals::default();
         become_("runc:[2:INIT]", b"runc\0init\0", "/");
-        s.poll(&[4242], root.path(), &examiner, 0);
+        s.poll(&[4242], &examiner, 0);
         s.judge_policy(true, Some(&policy));
         assert_eq!(s.take_fresh().count(), 0);
         assert_eq!(s.started, 0);
         become_("cat", b"cat\0", "/bin/busybox");
-        s.poll(&[4242], root.path(), &examiner, 0);
-        s.poll(&[4242], root.path(), &examiner, 0);
+        s.poll(&[4242], &examiner, 0);
+        s.poll(&[4242], &examiner, 0);
         s.judge_policy(true, Some(&policy));
         let fresh: Vec<_> = s.take_fresh().collect();
         assert_eq!(fresh.len(), 1, "{fresh:?}");

@@ -7,6 +7,7 @@
 //! drops beyond (counted); a drain takes at most `DRAIN_MAX` events before polling again.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::finding::Finding;
-use super::inspect::{cgroup_path, read_facts, Examiner};
+use super::inspect::{cgroup_path, Examiner};
 use super::proc_events::{ProcEvent, ProcEvents};
 use crate::hierarchy::Setup;
 
@@ -120,6 +121,9 @@ impl ExecWatch {
     /// events are not available (the caller falls back to polling).
     pub fn start(cfg: WatchConfig) -> std::io::Result<ExecWatch> {
         let events = ProcEvents::open()?;
+        if let Err(e) = events.only_execs() {
+            tracing::warn!("process events unfiltered ({e}): forks and exits wake the watch too");
+        }
         let (tx, rx) = sync_channel(QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(ExecCounters::default());
@@ -165,6 +169,7 @@ fn run(
 ) {
     let mut batch = Vec::with_capacity(DRAIN_MAX);
     let mut windows: HashMap<String, (Instant, u32)> = HashMap::new();
+    let mut scratch = Scratch::default();
     while !stop.load(Ordering::Relaxed) {
         let ready = {
             let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLIN)];
@@ -184,7 +189,7 @@ fn run(
                 continue;
             };
             counters.execs.fetch_add(1, Ordering::Relaxed);
-            let Some(rec) = look(&cfg, tgid, &mut windows, counters) else {
+            let Some(rec) = look(&cfg, tgid, &mut windows, &mut scratch, counters) else {
                 continue;
             };
             match tx.try_send(rec) {
@@ -204,20 +209,26 @@ fn look(
     cfg: &WatchConfig,
     pid: u32,
     windows: &mut HashMap<String, (Instant, u32)>,
+    scratch: &mut Scratch,
     counters: &ExecCounters,
 ) -> Option<ExecRecord> {
     let time_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let file = cfg
-        .proc_root
-        .join(itoa::Buffer::new().format(pid))
-        .join("cgroup");
-    let Ok(text) = std::fs::read_to_string(file) else {
+    // Every exec on the host comes here, most in cgroups not followed: reused buffers, so
+    // those cost a read and no allocation.
+    let Scratch { path, text } = scratch;
+    path.clear();
+    path.push(&cfg.proc_root);
+    path.push(itoa::Buffer::new().format(pid));
+    path.push("cgroup");
+    text.clear();
+    let read = std::fs::File::open(&*path).and_then(|mut f| f.read_to_string(text));
+    if read.is_err() {
         counters.gone.fetch_add(1, Ordering::Relaxed);
         return None;
-    };
-    let Some(cgroup) = cgroup_path(&text, cfg.setup) else {
+    }
+    let Some(cgroup) = cgroup_path(text, cfg.setup) else {
         counters.gone.fetch_add(1, Ordering::Relaxed);
         return None;
     };
@@ -243,7 +254,7 @@ fn look(
         counters.rate_limited.fetch_add(1, Ordering::Relaxed);
         return Some(rec);
     }
-    let Some(facts) = read_facts(&cfg.proc_root, pid) else {
+    let Some(facts) = cfg.examiner.read_facts(pid) else {
         counters.gone.fetch_add(1, Ordering::Relaxed);
         return Some(rec);
     };
@@ -252,6 +263,13 @@ fn look(
         .examine(&facts, "exec", time_ms, &mut rec.findings);
     rec.process = Some(facts.process);
     Some(rec)
+}
+
+/// Buffers reused from one exec to the next.
+#[derive(Default)]
+struct Scratch {
+    path: PathBuf,
+    text: String,
 }
 
 /// A one-second window per cgroup: true while it has had fewer than `max` looks in it.
@@ -284,6 +302,7 @@ mod tests {
                 std::path::Path::new("/proc"),
                 std::path::Path::new("/"),
                 Arc::new(super::super::Rules::default()),
+                false,
             ),
             per_container_per_sec: 1,
             include: include.iter().map(|s| s.to_string()).collect(),

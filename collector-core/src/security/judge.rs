@@ -318,6 +318,11 @@ pub fn judge_connection(
     .then_some(FindingKind::MinerPortConnection)
 }
 
+/// Whether a process is a shell, by its `comm` or its executable's name.
+pub fn is_shell(rules: &Rules, comm: &str, exe: &str) -> bool {
+    names_match(&rules.shells, comm, exe_name(exe))
+}
+
 /// True for an executable with no file behind it. A binary replaced by a package upgrade
 /// while it ran also shows ` (deleted)`.
 fn is_fileless(exe: &str) -> bool {

@@ -342,6 +342,65 @@ impl ProcEvents {
     }
 }
 
+impl ProcEvents {
+    /// Has the kernel deliver only exec events (and acknowledgements) to this socket: a
+    /// classic BPF filter on the event's `what` field drops the fork and exit events (two of
+    /// every three a short-lived process makes, and every thread's) before they are queued,
+    /// so they cost neither a wake-up nor a read. [`drain`](Self::drain) then only meets
+    /// [`ProcEvent::Exec`].
+    pub fn only_execs(&self) -> io::Result<()> {
+        // Absolute loads read the packet (from the nlmsghdr on) big-endian; the event's
+        // fields are in host order.
+        let want = |what: u32| u32::from_be_bytes(what.to_ne_bytes());
+        let what_at = (NLMSG_HDRLEN + CN_MSG_LEN) as u32;
+        let prog = [
+            // A = what (a message too short for it is dropped by the load).
+            bpf(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, what_at),
+            bpf(
+                libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+                2,
+                0,
+                want(PROC_EVENT_EXEC),
+            ),
+            bpf(
+                libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+                1,
+                0,
+                want(PROC_EVENT_NONE),
+            ),
+            bpf(libc::BPF_RET | libc::BPF_K, 0, 0, 0),
+            bpf(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),
+        ];
+        let fprog = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_ptr().cast_mut(),
+        };
+        // SAFETY: `fprog` points at `prog`, both alive for the call; the kernel copies them.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&fprog as *const libc::sock_fprog).cast(),
+                mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+fn bpf(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
 impl AsFd for ProcEvents {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
@@ -743,6 +802,30 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+    }
+
+    /// With the filter on, the exec of a short-lived child still arrives and its fork and
+    /// exit do not.
+    #[test]
+    fn the_filter_keeps_only_execs() {
+        let mut ev = open_as_root();
+        ev.only_execs().expect("the filter attaches");
+        let mut child = Command::new("/bin/true").spawn().expect("spawn /bin/true");
+        let pid = child.id();
+        child.wait().expect("wait");
+        let (all, _) = drain_until(&mut ev, |all| {
+            all.iter()
+                .any(|e| matches!(e, ProcEvent::Exec { tgid, .. } if *tgid == pid))
+        });
+        assert!(
+            all.iter()
+                .any(|e| matches!(e, ProcEvent::Exec { tgid, .. } if *tgid == pid)),
+            "{all:?}"
+        );
+        assert!(
+            all.iter().all(|e| matches!(e, ProcEvent::Exec { .. })),
+            "only execs pass: {all:?}"
+        );
     }
 
     #[test]
