@@ -110,6 +110,11 @@ kill_workload() {
     kill -KILL "${WL_PIDS[@]}" 2>/dev/null || true
     wait "${WL_PIDS[@]}" 2>/dev/null || true
     WL_PIDS=()
+    # The workload's other processes (PROCS > 1: sleepers its shells started, which outlive
+    # them): every pid left in our cgroups, which hold nothing else.
+    if [ -d "$CG/memory/$PARENT" ]; then
+        cat "$CG/memory/$PARENT"/*/cgroup.procs 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+    fi
 }
 
 cleanup() {
