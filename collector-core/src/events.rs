@@ -54,6 +54,11 @@ pub struct Event {
     pub runtime: Option<Runtime>,
     pub name: Option<String>,
     pub image: Option<String>,
+    /// The Kubernetes namespace and pod, where the runtime named them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
     /// How many times it happened (OOM kills since the last sweep; 1 otherwise).
     pub count: u64,
     /// What a `Finding` event found.

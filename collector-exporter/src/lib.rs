@@ -383,6 +383,8 @@ fn check_policy(
                     runtime: c.identity.runtime,
                     name: c.meta.name.clone(),
                     image: c.meta.image.clone(),
+                    namespace: c.meta.namespace.clone(),
+                    pod: c.meta.pod.clone(),
                     count: 1,
                     finding: None,
                 });

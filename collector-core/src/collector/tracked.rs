@@ -155,6 +155,8 @@ impl Tracked {
             runtime: self.identity.runtime,
             name: self.meta.name.clone(),
             image: self.meta.image.clone(),
+            namespace: self.meta.namespace.clone(),
+            pod: self.meta.pod.clone(),
             count,
             finding: None,
         }

@@ -464,11 +464,15 @@ impl Encoder {
     ) -> Doc<'a, EventFigures<'a>> {
         let current = snap.get(&e.id);
         let cached = self.prev.get(&e.id);
-        let namespace = current
-            .and_then(|c| c.meta.namespace.as_deref())
+        let namespace = e
+            .namespace
+            .as_deref()
+            .or(current.and_then(|c| c.meta.namespace.as_deref()))
             .or(cached.and_then(|p| p.namespace.as_deref()));
-        let pod = current
-            .and_then(|c| c.meta.pod.as_deref())
+        let pod = e
+            .pod
+            .as_deref()
+            .or(current.and_then(|c| c.meta.pod.as_deref()))
             .or(cached.and_then(|p| p.pod.as_deref()));
         let name = e
             .name
@@ -1146,6 +1150,8 @@ mod tests {
             name: Some("web".into()),
             image: Some("nginx:1.25".into()),
             count,
+            namespace: None,
+            pod: None,
             finding: None,
         };
         out.clear();
@@ -1194,6 +1200,8 @@ mod tests {
             name: Some("web".into()),
             image: Some("busybox:1".into()),
             count: 1,
+            namespace: None,
+            pod: None,
             finding: Some(Box::new(Finding {
                 time_ms: 0,
                 kind: FindingKind::MinerProcess,
@@ -1212,6 +1220,8 @@ mod tests {
         };
         let net = Event {
             kind: EventKind::Finding(FindingKind::MinerPortConnection),
+            namespace: None,
+            pod: None,
             finding: Some(Box::new(Finding {
                 time_ms: 0,
                 kind: FindingKind::MinerPortConnection,

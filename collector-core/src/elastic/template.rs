@@ -473,6 +473,8 @@ mod tests {
             name: None,
             image: None,
             count: 1,
+            namespace: None,
+            pod: None,
             finding: None,
         });
         e.encode(&snap, true, &mut items);

@@ -370,6 +370,8 @@ fn event_point(
         ("name", e.name.as_deref().unwrap_or("")),
         ("image", e.image.as_deref().unwrap_or("")),
         ("runtime", e.runtime.map(|r| r.name()).unwrap_or("")),
+        ("namespace", e.namespace.as_deref().unwrap_or("")),
+        ("pod", e.pod.as_deref().unwrap_or("")),
         ("event", e.kind.name()),
     ];
     let mut fields = vec![("count", Field::U64(e.count))];
@@ -420,6 +422,8 @@ mod tests {
             name: Some("web".into()),
             image: Some("busybox:1".into()),
             count: 1,
+            namespace: None,
+            pod: None,
             finding: finding.map(Box::new),
         }
     }

@@ -185,6 +185,8 @@ fn event(kind: EventKind, id: &str, time_ms: u64, count: u64) -> Event {
         name: None,
         image: Some("nginx:1.25".into()),
         count,
+        namespace: None,
+        pod: None,
         finding: None,
     }
 }
