@@ -54,7 +54,7 @@ macro_rules! settings {
                 };
                 match keys.into_keys().next() {
                     Some(k) if is_section(&k) => Err(format!("{k:?} must be a table of settings")),
-                    Some(k) => Err(format!("unknown key {k:?}")),
+                    Some(k) => Err(unknown_key(&k)),
                     None => Ok(given),
                 }
             }
@@ -338,6 +338,38 @@ impl File {
 }
 
 /// Whether settings are under `key` (`web` for `web.listen-address`).
+/// An unknown key's error: the nearest known key, else those of its section.
+fn unknown_key(key: &str) -> String {
+    let nearest = Given::KEYS
+        .iter()
+        .map(|k| (strsim::levenshtein(k, key), *k))
+        .min()
+        .filter(|(d, k)| *d <= (k.len() / 4).max(2));
+    if let Some((_, k)) = nearest {
+        return format!("unknown key {key:?}; did you mean {k:?}?");
+    }
+    let section = key.split_once('.').map_or("", |(s, _)| s);
+    let siblings: Vec<&str> = Given::KEYS
+        .iter()
+        .filter_map(|k| k.strip_prefix(section)?.strip_prefix('.'))
+        .collect();
+    if section.is_empty() || siblings.is_empty() {
+        let sections: std::collections::BTreeSet<&str> = Given::KEYS
+            .iter()
+            .map(|k| k.split_once('.').map_or(*k, |(s, _)| s))
+            .collect();
+        let sections: Vec<&str> = sections.into_iter().collect();
+        return format!(
+            "unknown key {key:?}; settings are under {}",
+            sections.join(", ")
+        );
+    }
+    format!(
+        "unknown key {key:?}; {section:?} has {}",
+        siblings.join(", ")
+    )
+}
+
 fn is_section(key: &str) -> bool {
     Given::KEYS.iter().any(|k| {
         k.strip_prefix(key)
@@ -717,7 +749,23 @@ mod tests {
         let e = Settings::resolve(&f).unwrap_err();
         assert_eq!(e.key, "config.file");
         assert!(e.reason.contains("listen-adress"), "{e}");
+        assert!(
+            e.reason.contains("did you mean \"web.listen-address\""),
+            "{e}"
+        );
         assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn an_unknown_key_names_what_is_there() {
+        assert!(unknown_key("security.enable").contains("did you mean \"security.enabled\""));
+        let e = unknown_key("security.paranoia");
+        assert!(e.contains("\"security\" has enabled, exec-events"), "{e}");
+        let e = unknown_key("nonsense");
+        assert!(
+            e.contains("settings are under") && e.contains("security"),
+            "{e}"
+        );
     }
 
     #[test]
