@@ -23,7 +23,7 @@ use collector_core::security::{ImagePolicy, ProcessPolicy};
 use collector_core::{Container, EventKind, Kind};
 use serde::Deserialize;
 
-use crate::error::one_line;
+use crate::error::toml_error;
 
 /// The event a container outside the policy raises, once.
 pub const VIOLATION: EventKind = EventKind::Raised("policy_violation");
@@ -44,7 +44,7 @@ impl Policy {
     pub fn load(path: &Path) -> Result<Policy, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let p: Policy = toml::from_str(&text)
-            .map_err(|e| format!("{}: {}", path.display(), one_line(e.message())))?;
+            .map_err(|e| format!("{}: {}", path.display(), toml_error(&text, &e)))?;
         if let Some(bad) = p
             .allowed_images
             .iter()
@@ -109,6 +109,7 @@ mod tests {
         let e = Policy::load(&path).expect_err("an empty glob");
         assert!(e.contains("empty pattern"), "{e}");
         std::fs::write(&path, "[[image]]\nimage = \"x\"\nports = [1]\n").expect("a policy file");
-        assert!(Policy::load(&path).is_err());
+        let e = Policy::load(&path).expect_err("an unknown key");
+        assert!(e.contains("line 3:") && e.contains("ports"), "{e}");
     }
 }
