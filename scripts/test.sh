@@ -14,6 +14,8 @@ need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
+# Alerting end to end (tests/tests/alerting_e2e.rs).
+command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 # InfluxDB sink tests: InfluxDB 1.x (v1 API) and VictoriaMetrics (the v2 write API).
 command -v influxd >/dev/null || need+=(influxdb)
 command -v victoria-metrics >/dev/null || need+=(victoria-metrics)

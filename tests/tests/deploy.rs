@@ -29,17 +29,39 @@ fn unit_file() -> PathBuf {
     repo().join("deploy/systemd/collector-exporter.service")
 }
 
-/// Every `deploy/kubernetes/*.yaml`, sorted.
-fn manifests() -> Vec<PathBuf> {
+/// Every `deploy/kubernetes/*.yaml`, sorted, with or without custom resources.
+fn yaml_files(custom: bool) -> Vec<PathBuf> {
     let dir = repo().join("deploy/kubernetes");
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .filter(|p| is_custom_resource(p) == custom)
         .collect();
     v.sort();
     assert!(!v.is_empty(), "no manifests in {}", dir.display());
     v
+}
+
+/// A file of the prometheus-operator's custom resources (ServiceMonitor, PrometheusRule):
+/// kubernetes-validate has no schema for them, so they are checked by
+/// `operator_resources_fit_the_daemonset` below (and the rules by tests/tests/alert_rules.rs).
+fn is_custom_resource(p: &Path) -> bool {
+    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let custom = text.contains("apiVersion: monitoring.coreos.com/");
+    if custom {
+        assert!(
+            !text.contains("apiVersion: v1\n") && !text.contains("apiVersion: apps/"),
+            "{}: keep the operator's custom resources apart from built-in kinds",
+            p.display()
+        );
+    }
+    custom
+}
+
+/// The manifests of built-in kinds, for kubernetes-validate.
+fn manifests() -> Vec<PathBuf> {
+    yaml_files(false)
 }
 
 /// Runs a tool; a tool that is not installed fails with the setup hint.
@@ -272,16 +294,17 @@ fn dockerfile_final_stage() -> (Vec<String>, Option<String>) {
 
 /// Every document of every manifest, as JSON (PyYAML reads them: kubernetes-validate needs it).
 fn k8s_docs() -> Vec<Value> {
+    yaml_docs(&manifests())
+}
+
+fn yaml_docs(paths: &[PathBuf]) -> Vec<Value> {
     let script = "import json, sys, yaml\n\
                   docs = []\n\
                   for f in sys.argv[1:]:\n    \
                       with open(f) as fh:\n        \
                           docs += [d for d in yaml.safe_load_all(fh) if d]\n\
                   json.dump(docs, sys.stdout)\n";
-    let files: Vec<String> = manifests()
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
+    let files: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let mut args = vec!["-c", script];
     args.extend(files.iter().map(String::as_str));
     let o = run_tool("python3", &args, &repo());
@@ -564,6 +587,66 @@ fn daemonset_keeps_its_promises() {
     for d in &docs {
         if d["kind"] != "Namespace" {
             assert_eq!(d["metadata"]["namespace"], ns, "{} namespace", d["kind"]);
+        }
+    }
+}
+
+/// The ServiceMonitor scrapes the DaemonSet's Service on its named port, in its namespace,
+/// and drops the operator's namespace/pod/container target labels (the series carry the
+/// scraped containers' own); the PrometheusRule is well-formed (its rules are rules.yml's,
+/// checked by tests/tests/alert_rules.rs).
+#[test]
+fn operator_resources_fit_the_daemonset() {
+    let docs = k8s_docs();
+    let svc = kind(&docs, "Service");
+    let ns = &svc["metadata"]["namespace"];
+    let crs = yaml_docs(&yaml_files(true));
+    for d in &crs {
+        assert_eq!(d["apiVersion"], "monitoring.coreos.com/v1", "{}", d["kind"]);
+        assert_eq!(&d["metadata"]["namespace"], ns, "{} namespace", d["kind"]);
+        assert!(d["metadata"]["name"].is_string(), "{} name", d["kind"]);
+    }
+    let sm = kind(&crs, "ServiceMonitor");
+    let spec = &sm["spec"];
+    let selector = spec["selector"]["matchLabels"]
+        .as_object()
+        .expect("ServiceMonitor selector.matchLabels");
+    assert!(!selector.is_empty());
+    for (k, v) in selector {
+        assert_eq!(
+            &svc["metadata"]["labels"][k], v,
+            "ServiceMonitor selects {k}"
+        );
+    }
+    assert_eq!(spec["namespaceSelector"]["matchNames"][0], *ns);
+    let endpoints = spec["endpoints"].as_array().expect("endpoints");
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(endpoints[0]["port"], svc["spec"]["ports"][0]["name"]);
+    assert_eq!(endpoints[0]["path"], "/metrics");
+    let drops: Vec<&str> = endpoints[0]["relabelings"]
+        .as_array()
+        .expect("relabelings")
+        .iter()
+        .filter(|r| r["action"] == "labeldrop")
+        .filter_map(|r| r["regex"].as_str())
+        .collect();
+    for label in ["namespace", "pod", "container"] {
+        assert!(
+            drops.iter().any(|re| re
+                .trim_matches(|c| c == '(' || c == ')')
+                .split('|')
+                .any(|x| x == label)),
+            "the target label {label} is dropped: {drops:?}"
+        );
+    }
+    let pr = kind(&crs, "PrometheusRule");
+    let groups = pr["spec"]["groups"].as_array().expect("spec.groups");
+    assert!(!groups.is_empty());
+    for g in groups {
+        assert!(g["name"].is_string());
+        for r in g["rules"].as_array().expect("rules") {
+            assert!(r["expr"].is_string(), "{r}");
+            assert!(r["alert"].is_string() != r["record"].is_string(), "{r}");
         }
     }
 }
