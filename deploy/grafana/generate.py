@@ -402,10 +402,9 @@ def collector():
             unit="percentunit")
     b.panel("Exporter memory", [(f"process_resident_memory_bytes{{{I}}}", "{{instance}}")],
             unit="bytes")
-    b.panel("Runtime APIs and inotify", [
-        (f"collector_runtime_up{{{I}}}", "{{instance}} {{runtime}} up"),
-        (f"collector_inotify_watch_limit_reached{{{I}}}", "{{instance}} inotify limit hit")],
-        unit="short")
+    b.panel("Inotify watch limit reached", [
+        (f"collector_inotify_watch_limit_reached{{{I}}}", "{{instance}}")], unit="short",
+        description="1: new cgroups are found by the periodic rescan only.")
     b.row("Sinks")
     b.panel("Sink queues", [
         (f"collector_sink_queue_items{{{I}}}", "{{instance}} {{sink}} queued"),
