@@ -543,3 +543,11 @@ pub fn sleeper() -> Command {
     c.arg("600");
     c
 }
+
+/// The repository's root (the parent of `tests/`), for tests of the files it ships.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}

@@ -190,3 +190,57 @@ impl Drop for Victoria {
         let _ = self.child.wait();
     }
 }
+
+/// A real Prometheus scraping one target every second, its data in a temp dir; ready when
+/// `start` returns, killed by pid when dropped.
+pub struct Prometheus {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub fn start(target: SocketAddr) -> Prometheus {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: ccol\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .expect("prometheus.yml");
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("prometheus not runnable ({e}); install it with `{SETUP}`"));
+        let p = Prometheus {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !crate::try_http_request(p.addr, "GET", "/-/ready", &[], &[])
+            .is_ok_and(|r| r.status == 200)
+        {
+            assert!(Instant::now() < deadline, "prometheus not ready on {addr}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        p
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -12,12 +12,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
+use tests::repo_root as repo;
 
 fn rules_file() -> PathBuf {
     repo().join("deploy/prometheus/rules.yml")

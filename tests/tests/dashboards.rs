@@ -6,11 +6,11 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use tests::{http_get, Exporter, NetnsPair, TestCgroup, SETUP};
+use tests::servers::Prometheus;
+use tests::{http_get, Exporter, NetnsPair, TestCgroup};
 
 const BIN: &str = env!("CARGO_BIN_EXE_exporter");
 
@@ -551,75 +551,23 @@ fn the_influxdb_dashboard_names_the_sinks_measurements_fields_and_tags() {
 
 // ---- End to end: a real Prometheus scraping the real exporter ----
 
-struct Prometheus {
-    child: Child,
-    addr: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(target: std::net::SocketAddr) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: ccol\n    static_configs:\n      - targets: ['{target}']\n"
-            ),
-        )
-        .unwrap();
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], tests::servers::free_port()));
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("prometheus not runnable ({e}); install it with `{SETUP}`"));
-        let p = Prometheus {
-            child,
-            addr,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !tests::try_http_request(p.addr, "GET", "/-/ready", &[], &[])
-            .is_ok_and(|r| r.status == 200)
-        {
-            assert!(Instant::now() < deadline, "prometheus not ready on {addr}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        p
+/// A range query from `start` to now, 1 s steps, as Grafana runs a panel: the result, or the
+/// error Prometheus gave.
+fn query_range(prom: &Prometheus, q: &str, start: f64) -> Result<Vec<Value>, String> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let path = format!(
+        "/api/v1/query_range?query={}&start={start:.3}&end={now:.3}&step=1",
+        tests::urlencode(q)
+    );
+    let r = http_get(prom.addr, &path, &[]);
+    let v: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    if r.status != 200 || v["status"] != "success" {
+        return Err(format!("{} {}", r.status, r.text()));
     }
-
-    /// A range query from `start` to now, 1 s steps, as Grafana runs a panel: the result, or
-    /// the error Prometheus gave.
-    fn query_range(&self, q: &str, start: f64) -> Result<Vec<Value>, String> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64();
-        let path = format!(
-            "/api/v1/query_range?query={}&start={start:.3}&end={now:.3}&step=1",
-            tests::urlencode(q)
-        );
-        let r = http_get(self.addr, &path, &[]);
-        let v: Value = serde_json::from_slice(&r.body).unwrap_or_default();
-        if r.status != 200 || v["status"] != "success" {
-            return Err(format!("{} {}", r.status, r.text()));
-        }
-        Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
 }
 
 /// Grafana's substitutions, as the test runs them: every variable `.*` (the dashboards' All),
@@ -829,12 +777,12 @@ fn every_prometheus_dashboard_query_returns_data_from_a_real_scrape() {
         match &q.label {
             // label_values(sel, label): some series of sel has the label.
             Some(l) => {
-                let res = prom.query_range(&format!("count by ({l}) ({text})"), start)?;
+                let res = query_range(&prom, &format!("count by ({l}) ({text})"), start)?;
                 Ok(res
                     .iter()
                     .any(|r| r["metric"][l].as_str().is_some_and(|v| !v.is_empty())))
             }
-            None => Ok(!prom.query_range(&text, start)?.is_empty()),
+            None => Ok(!query_range(&prom, &text, start)?.is_empty()),
         }
     };
     // Wait for rates over full windows and for the findings, events and socket tables.

@@ -14,12 +14,7 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_exporter");
 const PORT: u16 = 9338;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
+use tests::repo_root as repo;
 
 fn dockerfile() -> PathBuf {
     repo().join("deploy/Dockerfile")
