@@ -94,9 +94,11 @@ fn pushed_documents_match_metrics() {
         (agg("cpu") / 1e9 - metric("container_cpu_usage_seconds_total")).abs() < 1e-3,
         "{r}"
     );
+    // v1's usage is charged in per-CPU batches of 64 pages (256 KiB), which drain at their
+    // own pace: a sleeping process's usage moves by up to that much a CPU.
     let (a, b) = (agg("mem"), metric("container_memory_usage_bytes"));
     assert!(
-        (a - b).abs() <= 64.0 * 1024.0,
+        (a - b).abs() <= 2.0 * 256.0 * 1024.0 + 64.0 * 1024.0,
         "documents {a} vs /metrics {b}"
     );
     assert!(a >= (10u64 << 20) as f64);

@@ -109,7 +109,10 @@ fn pushed_values_agree_with_metrics() {
         last("usage_bytes", "container_memory"),
         metric("container_memory_usage_bytes"),
     );
-    assert!((a - b).abs() <= 64.0 * 1024.0, "influx {a} vs /metrics {b}");
+    // v1's usage is charged in per-CPU batches of 64 pages (256 KiB), which drain at their
+    // own pace: a sleeping process's usage moves by up to that much a CPU.
+    let slack = 2.0 * 256.0 * 1024.0 + 64.0 * 1024.0;
+    assert!((a - b).abs() <= slack, "influx {a} vs /metrics {b}");
     assert!(a >= (12u64 << 20) as f64);
     // Tags.
     let v = values(&db.query(
