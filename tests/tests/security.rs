@@ -168,14 +168,17 @@ fn a_miner_that_lives_50_ms_is_still_seen() {
     let f = &found[0];
     assert_eq!(f.source, "exec");
     assert_eq!(f.process.as_ref().map(|p| p.exe.as_str()), minerd.to_str());
-    // sh, minerd, touch and sleep (whose exec, after `done`, may reach a later sweep).
+    // sh, minerd and sleep (whose exec, after `done`, may reach a later sweep); `touch`
+    // lives about a millisecond, and on a loaded machine may be reaped before the watch reads
+    // its cgroup (then counted in `gone`, not as started: no container to credit).
     let deadline = Instant::now() + Duration::from_secs(5);
     while started < 4 && Instant::now() < deadline {
         started = sweep_findings(&mut col, &cg.id, 1).2;
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(started >= 4, "{started}");
-    assert!(col.security_counters().examined >= 4);
+    let c = col.security_counters();
+    assert!(started >= 3, "{started}");
+    assert!(started + c.gone >= 4, "{started} started, {c:?}");
 }
 
 #[test]
