@@ -323,7 +323,9 @@ fn watch_limit_falls_back_to_rescans() {
     let cfg = Config {
         include: vec![outer.id.clone()],
         watch_limit: 1,
-        rescan_interval: Duration::from_millis(400),
+        // Long enough that a loaded machine's slow first sweep does not reach it before the
+        // second.
+        rescan_interval: Duration::from_millis(2000),
         ..Config::default()
     };
     let mut col = Collector::new(cfg).unwrap();
@@ -348,7 +350,7 @@ fn watch_limit_falls_back_to_rescans() {
     let b_id = format!("{}/a/b", outer.id);
     let soon = col.sweep();
     let seen_soon = soon.get(&b_id).is_some();
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(2100));
     let later = col.sweep();
     let seen_later = later.get(&b_id).is_some();
     cleanup();
