@@ -84,6 +84,15 @@ impl TestCgroup {
     }
 
     fn remove_dirs(&self) {
+        // What the test's children started (a shell's own children) is still in the
+        // cgroup, which holds nothing else: killed by the pids it lists.
+        for d in &self.dirs {
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: a plain syscall on a pid read from this test's own cgroup.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
         for d in self.dirs.iter().rev() {
             // A killed task may take a moment to leave the cgroup.
             for _ in 0..50 {
