@@ -421,10 +421,10 @@ impl Sweep<'_> {
         }
         let sec = &self.config.security;
         let image = t.meta.image.as_deref();
-        let policy = image.and_then(|i| sec.policy.for_image(i));
         // Only a runtime's containers have an image to wait for, and only with a policy.
         let known = sec.policy.is_empty() || image.is_some() || t.identity.kind != Kind::Container;
-        t.signals.judge_policy(known, policy);
+        t.signals
+            .judge_policy(known, || image.and_then(|i| sec.policy.for_image(i)));
         self.unreported += t.signals.take_unreported();
         let fresh: Vec<_> = t.signals.take_fresh().collect();
         for (n, f) in fresh.into_iter().enumerate() {

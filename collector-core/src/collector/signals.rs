@@ -137,13 +137,20 @@ impl Signals {
         std::mem::take(&mut self.unreported)
     }
 
-    /// Judges the processes held so far against the image's policy. While the image is not
-    /// known they wait (bounded); without a policy for it they are let go.
-    pub fn judge_policy(&mut self, image_known: bool, policy: Option<&ImagePolicy>) {
+    /// Judges the processes held so far against the image's policy, which `policy` looks up
+    /// only when some process waits (the globs run once per new process, not per sweep).
+    /// While the image is not known they wait (bounded); without a policy for it they are let
+    /// go.
+    pub fn judge_policy<'p>(
+        &mut self,
+        image_known: bool,
+        policy: impl FnOnce() -> Option<&'p ImagePolicy>,
+    ) {
         if !image_known || self.backlog.is_empty() {
             return;
         }
         let held = std::mem::take(&mut self.backlog);
+        let policy = policy();
         let Some(policy) = policy else {
             return;
         };
@@ -417,9 +424,9 @@ mod tests {
         let mut s = Signals::default();
         s.hold_for_policy(proc("nginx"), "poll", 1);
         s.hold_for_policy(proc("curl"), "exec", 2);
-        s.judge_policy(false, Some(&policy));
+        s.judge_policy(false, || Some(&policy));
         assert_eq!(s.take_fresh().count(), 0);
-        s.judge_policy(true, Some(&policy));
+        s.judge_policy(true, || Some(&policy));
         let fresh: Vec<_> = s.take_fresh().collect();
         assert_eq!(fresh.len(), 1);
         assert_eq!(fresh[0].kind, FindingKind::UnexpectedProcess);
@@ -447,7 +454,7 @@ mod tests {
         let mut s = Signals::default();
         s.hold_for_policy(ls(10, "/bin/busybox", "ls /"), "exec", 0);
         s.hold_for_policy(ls(11, "", ""), "exec", 0);
-        s.judge_policy(true, Some(&policy));
+        s.judge_policy(true, || Some(&policy));
         assert_eq!(s.take_fresh().count(), 1);
         let dropped = |comm: &str| ExecRecord {
             time_ms: 0,
@@ -497,7 +504,7 @@ mod tests {
                 0,
             );
         }
-        s.judge_policy(true, Some(&policy));
+        s.judge_policy(true, || Some(&policy));
         assert_eq!(s.take_fresh().count(), 0);
     }
 
@@ -530,13 +537,13 @@ mod tests {
         let mut s = Signals::default();
         become_("runc:[2:INIT]", b"runc\0init\0", "/");
         s.poll(&[4242], &examiner, 0);
-        s.judge_policy(true, Some(&policy));
+        s.judge_policy(true, || Some(&policy));
         assert_eq!(s.take_fresh().count(), 0);
         assert_eq!(s.started, 0);
         become_("cat", b"cat\0", "/bin/busybox");
         s.poll(&[4242], &examiner, 0);
         s.poll(&[4242], &examiner, 0);
-        s.judge_policy(true, Some(&policy));
+        s.judge_policy(true, || Some(&policy));
         let fresh: Vec<_> = s.take_fresh().collect();
         assert_eq!(fresh.len(), 1, "{fresh:?}");
         assert_eq!(fresh[0].kind, FindingKind::UnexpectedProcess);
