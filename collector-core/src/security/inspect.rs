@@ -5,7 +5,6 @@ use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -359,11 +358,6 @@ pub fn tcp_rows(proc_dir: &Path) -> Vec<SocketRow> {
         }
     }
     rows
-}
-
-/// A listening socket's port, for [`Finding::local`].
-pub fn listen_addr(row: &SocketRow) -> Option<SocketAddr> {
-    (row.tcp_state() == Some(TcpState::Listen)).then_some(row.local)
 }
 
 #[cfg(test)]
