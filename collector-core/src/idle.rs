@@ -25,7 +25,10 @@
 //!   pressure files again;
 //! - a process moved in or out while asleep: `pids.current` changes (the netlink counts by
 //!   state cannot tell: they miss tasks whose state has extra bits, as most sleeps have);
-//! - a parent's figures include its children: only leaf cgroups are ever treated as idle.
+//! - a parent's figures include its children: only leaf cgroups are ever treated as idle;
+//! - memory usage falls by up to 64 pages per CPU when another cgroup's charge gives this
+//!   one's per-CPU batch back: a move that small is not activity (`memory_slack`), and idle
+//!   sweeps report the usage read, with the working set from it.
 //!
 //! Left to the idle interval, which bounds how stale they can be (reviewed against the
 //! kernel's sources): page-list ageing (active/inactive, so the working set) and swap-cache
@@ -64,7 +67,37 @@ struct Probe {
     tasks: Option<u64>,
 }
 
+/// How far memory usage moves with nothing done in the container: the kernel charges memory
+/// in batches of 64 pages kept per CPU (`MEMCG_CHARGE_BATCH`), and a charge by another cgroup
+/// on a CPU gives this one's unused batch there back, so on a busy host usage falls by up to
+/// 64 pages per CPU while every task of the container sleeps. Moves within it are the
+/// counter's own fuzz, not activity; anything the container does moves its CPU time anyway.
+fn memory_slack() -> u64 {
+    static SLACK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SLACK.get_or_init(|| {
+        use nix::unistd::{sysconf, SysconfVar};
+        let page = match sysconf(SysconfVar::PAGE_SIZE) {
+            Ok(Some(v)) if v > 0 => v as u64,
+            _ => 4096,
+        };
+        let cpus = match sysconf(SysconfVar::_NPROCESSORS_CONF) {
+            Ok(Some(v)) if v > 0 => v as u64,
+            _ => 1,
+        };
+        64 * page * cpus
+    })
+}
+
 impl Probe {
+    /// The same activity: CPU time and tasks equal, memory usage within `memory_slack`.
+    fn same(self, other: Probe) -> bool {
+        let memory = match (self.memory_bytes, other.memory_bytes) {
+            (Some(a), Some(b)) => a.abs_diff(b) <= memory_slack(),
+            (a, b) => a == b,
+        };
+        self.usage_ns == other.usage_ns && self.tasks == other.tasks && memory
+    }
+
     /// `None` when CPU time or the number of tasks is unknown: activity could not be seen.
     fn of(s: &ContainerStats) -> Option<Probe> {
         (s.cpu.usage_ns.is_some() && s.pids.current.is_some()).then_some(Probe {
@@ -89,7 +122,7 @@ impl FullRead {
     /// Notes this sweep's probe figures (in `s`), before `still_idle`.
     pub fn observe(&mut self, s: &ContainerStats, now: Instant) {
         match (Probe::of(s), self.still) {
-            (Some(p), Some((q, _))) if p == q => {}
+            (Some(p), Some((q, _))) if p.same(q) => {}
             (Some(p), _) => self.still = Some((p, now)),
             (None, _) => self.still = None,
         }
@@ -104,14 +137,14 @@ impl FullRead {
     pub fn still_idle(&self, s: &ContainerStats, now: Instant, interval: Duration) -> bool {
         let Some(at) = self.at else { return false };
         now.saturating_duration_since(at) < interval
-            && Probe::of(s) == Some(self.probe)
+            && Probe::of(s).is_some_and(|p| p.same(self.probe))
             && self.settled()
     }
 
     /// Whether `s`'s probe is the baseline's: nothing the probe shows has happened since the
     /// last baseline (false without one).
     pub fn unmoved(&self, s: &ContainerStats) -> bool {
-        self.at.is_some() && Probe::of(s) == Some(self.probe)
+        self.at.is_some() && Probe::of(s).is_some_and(|p| p.same(self.probe))
     }
 
     /// No dirty or writeback pages, whose writeback by kernel threads would move the disk
@@ -152,8 +185,9 @@ impl FullRead {
                 && l.source != LoadSource::Truncated
         });
         let settled_for = |p: Probe| {
-            self.still
-                .is_some_and(|(q, since)| q == p && now.saturating_duration_since(since) >= SETTLE)
+            self.still.is_some_and(|(q, since)| {
+                q.same(p) && now.saturating_duration_since(since) >= SETTLE
+            })
         };
         let (Some(probe), Some(l)) = (Probe::of(s).filter(|&p| settled_for(p)), quiet) else {
             self.at = None;
@@ -238,8 +272,12 @@ mod tests {
         assert!(f.still_idle(&quiet(100, 4096), later, minute));
         assert!(!f.still_idle(&quiet(101, 4096), later, minute), "CPU used");
         assert!(
-            !f.still_idle(&quiet(100, 8192), later, minute),
+            !f.still_idle(&quiet(100, 4096 + memory_slack() + 1), later, minute),
             "memory moved"
+        );
+        assert!(
+            f.still_idle(&quiet(100, 4096 + memory_slack()), later, minute),
+            "the charge batches given back"
         );
         assert!(
             !f.still_idle(&quiet(100, 4096), t0 + minute, minute),

@@ -269,9 +269,16 @@ fn network_finding(kind: FindingKind, conn: &Conn, time_ms: u64) -> Finding {
 /// the same finding. One about the executable's file (in the writable layer, or with no
 /// file) is keyed by its path; one about the program's name (a miner, a shell, a program
 /// outside the policy) by its name, which a process read as it exits still has when its
-/// executable can no longer be read (keyed by both, that one program counted twice). A
-/// reverse shell to another peer is another finding.
+/// executable can no longer be read (keyed by both, that one program counted twice).
+///
+/// A reverse shell is keyed by its connection alone: `bash -c 'exec 3<>/dev/tcp/..; exec sh
+/// <&3 >&3'` is bash with the socket as its stdio for a moment, then sh under the same pid,
+/// and the subshells it forks share the socket; all are one shell session. Another
+/// connection, to the same peer or another, is another finding.
 fn finding_key(f: &Finding) -> u64 {
+    if f.kind == FindingKind::ReverseShell {
+        return hash(&(f.kind, f.local, f.remote));
+    }
     let program = f.process.as_ref().map(|p| match f.kind {
         FindingKind::ExecFromWritableLayer | FindingKind::FilelessExec => hash(&p.exe),
         _ => hash(&p.comm),
@@ -366,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reverse_shell_to_another_peer_is_another_finding() {
+    fn a_reverse_shell_is_one_finding_per_connection() {
         let mut s = Signals::default();
         let shell = |port: u16| Finding {
             kind: FindingKind::ReverseShell,
@@ -380,12 +387,33 @@ mod tests {
             local: None,
             remote: Some(std::net::SocketAddr::from(([10, 0, 0, 1], port))),
         };
-        for f in [shell(4444), shell(4444), shell(5555)] {
+        let as_sh = |mut f: Finding| {
+            f.process = Some(ProcessRef {
+                exe: "/usr/bin/dash".into(),
+                comm: "sh".into(),
+                ..ProcessRef::default()
+            });
+            f
+        };
+        let from = |port: u16| {
+            let mut f = shell(4444);
+            f.local = Some(std::net::SocketAddr::from(([10, 0, 0, 2], port)));
+            f
+        };
+        // bash, then the sh it became over the same connection, then a second connection to
+        // the same peer, then one to another peer.
+        for f in [
+            shell(4444),
+            as_sh(shell(4444)),
+            from(40000),
+            as_sh(from(40000)),
+            shell(5555),
+        ] {
             let key = finding_key(&f);
             s.report(f, key);
         }
-        assert_eq!(s.take_fresh().count(), 2);
-        assert_eq!(s.counts.reverse_shell, 2);
+        assert_eq!(s.take_fresh().count(), 3);
+        assert_eq!(s.counts.reverse_shell, 3);
     }
 
     #[test]
