@@ -2,11 +2,13 @@
 """Writes the Grafana dashboards in deploy/grafana/dashboards/ from the definitions below.
 
 Run it after changing a query: `python3 deploy/grafana/generate.py`. The JSON it writes is what
-Grafana provisions or imports and what tests/tests/dashboards.rs checks; both are committed.
+Grafana provisions or imports and what tests/tests/dashboards.rs checks; both are committed, and
+that test fails when they differ. `generate.py DIR` writes into DIR instead.
 """
 
 import json
 import os
+import sys
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboards")
 PROM = {"type": "prometheus", "uid": "${datasource}"}
@@ -500,11 +502,12 @@ def influx():
 
 
 def main():
-    os.makedirs(OUT, exist_ok=True)
+    out = sys.argv[1] if len(sys.argv) > 1 else OUT
+    os.makedirs(out, exist_ok=True)
     for f, b in [("containers.json", containers()), ("node.json", node()),
                  ("security.json", security()), ("collector.json", collector()),
                  ("influxdb-containers.json", influx())]:
-        with open(os.path.join(OUT, f), "w") as fh:
+        with open(os.path.join(out, f), "w") as fh:
             json.dump(b.json(), fh, indent=2)
             fh.write("\n")
 

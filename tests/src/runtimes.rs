@@ -105,6 +105,47 @@ impl Drop for Daemon {
     }
 }
 
+/// `docker -H` against the test's daemon; the containers it ran are removed (`rm -f`) when
+/// dropped, whatever the outcome (declared after the daemon, so it goes first).
+pub struct Docker {
+    host: String,
+    ids: Vec<String>,
+}
+
+impl Docker {
+    pub fn new(d: &Daemon) -> Docker {
+        Docker {
+            host: format!("unix://{}", d.socket.display()),
+            ids: Vec::new(),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> String {
+        let mut a = vec!["-H", self.host.as_str()];
+        a.extend_from_slice(args);
+        cli("docker", &a)
+    }
+
+    /// `docker run -d --network none --name NAME IMAGE CMD...`; its id.
+    pub fn start(&mut self, name: &str, image: &str, cmd: &[&str]) -> String {
+        let mut a = vec!["run", "-d", "--network", "none", "--name", name, image];
+        a.extend_from_slice(cmd);
+        let id = self.run(&a);
+        self.ids.push(id.clone());
+        id
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            let _ = Command::new("docker")
+                .args(["-H", &self.host, "rm", "-f", id])
+                .output();
+        }
+    }
+}
+
 /// A collector swept over and over, its events kept.
 pub struct Sweeper {
     pub collector: Collector,

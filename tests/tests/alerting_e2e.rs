@@ -13,9 +13,12 @@
 //! - ContainerMemoryNearLimit: `hold_memory` keeping 60 MiB in a cgroup limited to 64 MiB;
 //! - ContainerCpuThrottlingHigh: a busy loop under a 10% CFS quota.
 //!
-//! A quiet cgroup beside them (a sleeping process) brings no alert of any kind. These cgroups
-//! have no runtime naming them, so `name`/`image` are empty; ContainerPolicyViolation, which
-//! needs a runtime-named container with an image (Docker), is not covered here.
+//! A quiet cgroup beside them (a sleeping process) brings no alert of any kind.
+//!
+//! ContainerPolicyViolation needs a runtime-named container with an image: a second test runs
+//! a private dockerd with two containers, one from an image the policy file allows and one
+//! from an image it does not; the alert arrives for the second with its name and image, and
+//! nothing arrives about the first.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -23,6 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tests::runtimes::{env, Daemon, Docker};
 use tests::{Exporter, NetnsPair, TestCgroup, SETUP};
 
 const BIN: &str = env!("CARGO_BIN_EXE_exporter");
@@ -103,17 +107,109 @@ fn received(bodies: &Mutex<Vec<String>>) -> Vec<serde_json::Value> {
     out
 }
 
-/// The shipped rules with `for: 15m` shortened to 3 s, for this test only.
-fn test_rules(dir: &std::path::Path) -> std::path::PathBuf {
+/// The shipped rules with each `for:` in `shorten` cut to 3 s, for this test only.
+fn test_rules(dir: &std::path::Path, shorten: &[&str]) -> std::path::PathBuf {
     let shipped = tests::repo_root().join("deploy/prometheus/rules.yml");
-    let text = std::fs::read_to_string(&shipped).unwrap();
-    assert!(
-        text.contains("for: 15m"),
-        "rules.yml changed: no `for: 15m` left to shorten"
-    );
+    let mut text = std::fs::read_to_string(&shipped).unwrap();
+    for d in shorten {
+        let f = format!("for: {d}\n");
+        assert!(
+            text.contains(&f),
+            "rules.yml changed: no `{f}` left to shorten"
+        );
+        text = text.replace(&f, "for: 3s\n");
+    }
     let copy = dir.join("rules.yml");
-    std::fs::write(&copy, text.replace("for: 15m", "for: 3s")).unwrap();
+    std::fs::write(&copy, text).unwrap();
     copy
+}
+
+/// A real Alertmanager whose receiver is [`webhook`], and a real Prometheus (scrape and
+/// evaluation every second) loading `rules`, scraping `target` and alerting to it; both
+/// stopped when dropped.
+struct Alerting {
+    bodies: Arc<Mutex<Vec<String>>>,
+    _am: Killed,
+    _prom: Killed,
+}
+
+impl Alerting {
+    fn start(dir: &std::path::Path, rules: &std::path::Path, target: std::net::SocketAddr) -> Self {
+        let (hook, bodies) = webhook();
+        let am_port = tests::servers::free_port();
+        let am_cfg = dir.join("alertmanager.yml");
+        std::fs::write(
+            &am_cfg,
+            format!(
+                "route:\n  receiver: hook\n  group_by: ['...']\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{hook}/\n        send_resolved: false\n"
+            ),
+        )
+        .unwrap();
+        let am = spawn(
+            "prometheus-alertmanager",
+            &[
+                format!("--config.file={}", am_cfg.display()),
+                format!("--storage.path={}", dir.join("am").display()),
+                format!("--web.listen-address=127.0.0.1:{am_port}"),
+                "--cluster.listen-address=".to_string(),
+            ],
+        );
+        let prom_cfg = dir.join("prometheus.yml");
+        std::fs::write(
+            &prom_cfg,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: collector-exporter\n    static_configs:\n      - targets: ['{target}']\n",
+                rules.display(),
+            ),
+        )
+        .unwrap();
+        let prom_port = tests::servers::free_port();
+        let prom = spawn(
+            "prometheus",
+            &[
+                format!("--config.file={}", prom_cfg.display()),
+                format!("--storage.tsdb.path={}", dir.join("data").display()),
+                format!("--web.listen-address=127.0.0.1:{prom_port}"),
+            ],
+        );
+        Alerting {
+            bodies,
+            _am: am,
+            _prom: prom,
+        }
+    }
+
+    /// Waits up to 60 s until an alert of each name has reached the webhook with `label` set
+    /// to the value paired with it; every alert received by then.
+    fn until(&self, label: &str, expected: &[(&str, &str)]) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let alerts = received(&self.bodies);
+            let missing: Vec<_> = expected
+                .iter()
+                .filter(|(name, value)| {
+                    !alerts
+                        .iter()
+                        .any(|a| a["labels"]["alertname"] == *name && a["labels"][label] == *value)
+                })
+                .collect();
+            if missing.is_empty() {
+                return alerts;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not at the webhook within 60 s: {missing:?}; got: {alerts:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Asserts that nothing received, in any label or annotation, names `what`.
+    fn none_about(&self, what: &str) {
+        for b in self.bodies.lock().unwrap().iter() {
+            assert!(!b.contains(what), "an alert naming {what}: {b}");
+        }
+    }
 }
 
 #[test]
@@ -164,45 +260,7 @@ fn each_alert_reaches_the_webhook_with_its_container_and_a_quiet_one_brings_none
         ],
     );
 
-    let (hook, bodies) = webhook();
-    let am_port = tests::servers::free_port();
-    let am_cfg = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &am_cfg,
-        format!(
-            "route:\n  receiver: hook\n  group_by: ['...']\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{hook}/\n        send_resolved: false\n"
-        ),
-    )
-    .unwrap();
-    let _am = spawn(
-        "prometheus-alertmanager",
-        &[
-            format!("--config.file={}", am_cfg.display()),
-            format!("--storage.path={}", dir.path().join("am").display()),
-            format!("--web.listen-address=127.0.0.1:{am_port}"),
-            "--cluster.listen-address=".to_string(),
-        ],
-    );
-    let rules = test_rules(dir.path());
-    let prom_cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\nscrape_configs:\n  - job_name: collector-exporter\n    static_configs:\n      - targets: ['{}']\n",
-            rules.display(),
-            exp.addr
-        ),
-    )
-    .unwrap();
-    let prom_port = tests::servers::free_port();
-    let _prom = spawn(
-        "prometheus",
-        &[
-            format!("--config.file={}", prom_cfg.display()),
-            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-            format!("--web.listen-address=127.0.0.1:{prom_port}"),
-        ],
-    );
+    let alerting = Alerting::start(dir.path(), &test_rules(dir.path(), &["15m"]), exp.addr);
 
     // The attacker's listener, in the other namespace of the pair (no cgroup of interest).
     let ready = dir.path().join("listener-ready");
@@ -230,40 +288,21 @@ fn each_alert_reaches_the_webhook_with_its_container_and_a_quiet_one_brings_none
     shell.spawn(&mut NetnsPair::exec(&ns.a, "/bin/bash", &["-c", &script]));
 
     let expected = [
-        ("CryptominerSuspected", &miner.id),
-        ("ReverseShellSuspected", &shell.id),
-        ("ContainerMemoryNearLimit", &memory.id),
-        ("ContainerCpuThrottlingHigh", &cpu.id),
+        ("CryptominerSuspected", miner.id.as_str()),
+        ("ReverseShellSuspected", shell.id.as_str()),
+        ("ContainerMemoryNearLimit", memory.id.as_str()),
+        ("ContainerCpuThrottlingHigh", cpu.id.as_str()),
     ];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let alerts = loop {
-        let alerts = received(&bodies);
-        let missing: Vec<_> = expected
-            .iter()
-            .filter(|(name, id)| {
-                !alerts
-                    .iter()
-                    .any(|a| a["labels"]["alertname"] == *name && a["labels"]["id"] == id.as_str())
-            })
-            .collect();
-        if missing.is_empty() {
-            break alerts;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not at the webhook within 60 s: {missing:?}; got: {alerts:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let alerts = alerting.until("id", &expected);
     for (name, id) in expected {
         let alert = alerts
             .iter()
-            .find(|a| a["labels"]["alertname"] == name && a["labels"]["id"] == id.as_str())
+            .find(|a| a["labels"]["alertname"] == name && a["labels"]["id"] == id)
             .unwrap();
         assert_eq!(alert["labels"]["job"], "collector-exporter", "{alert}");
         assert!(alert["labels"]["severity"].is_string(), "{alert}");
         let desc = alert["annotations"]["description"].as_str().unwrap();
-        assert!(desc.contains(id.as_str()), "{name}: {desc}");
+        assert!(desc.contains(id), "{name}: {desc}");
         assert!(alert["annotations"]["runbook"].is_string(), "{alert}");
     }
     let by_name = |name: &str| {
@@ -290,17 +329,65 @@ fn each_alert_reaches_the_webhook_with_its_container_and_a_quiet_one_brings_none
 
     // A few more evaluations: nothing at all about the quiet cgroup.
     std::thread::sleep(Duration::from_secs(5));
-    for a in received(&bodies) {
-        assert_ne!(
-            a["labels"]["id"],
-            quiet.id.as_str(),
-            "an alert about the quiet cgroup: {a}"
-        );
-    }
-    for b in bodies.lock().unwrap().iter() {
-        assert!(
-            !b.contains(quiet.id.as_str()),
-            "an alert naming the quiet cgroup: {b}"
-        );
-    }
+    alerting.none_about(&quiet.id);
+}
+
+/// The policy file allows one image: a container from another image brings
+/// ContainerPolicyViolation with its name, image and reason; one from the allowed image, beside
+/// it, brings nothing.
+#[test]
+fn a_container_outside_the_policy_reaches_the_webhook_with_its_name_and_image() {
+    let d = Daemon::new("docker");
+    d.start();
+    let allowed_image = env(&["docker-image", d.dir(), "ccol-bb-allowed:1"]);
+    let rogue_image = env(&["docker-image", d.dir(), "ccol-bb-rogue:1"]);
+    let mut docker = Docker::new(&d);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "allowed_images = [\"ccol-bb-allowed:*\"]\n").unwrap();
+    let sock = d.socket.to_str().expect("a utf-8 socket path");
+    let exp = Exporter::start(
+        BIN,
+        &[
+            "--housekeeping.interval",
+            "1s",
+            "--cgroups.include",
+            "/docker",
+            "--runtime.docker-socket",
+            sock,
+            "--runtime.containerd-socket",
+            "off",
+            "--runtime.crio-socket",
+            "off",
+            "--containers.policy-file",
+            policy.to_str().expect("a utf-8 path"),
+        ],
+    );
+    let rules = test_rules(dir.path(), &["1m", "15m"]);
+    let alerting = Alerting::start(dir.path(), &rules, exp.addr);
+
+    let ok = tests::unique("alert-ok");
+    let ok_id = docker.start(&ok, &allowed_image, &["sleep", "600"]);
+    let rogue = tests::unique("alert-rogue");
+    docker.start(&rogue, &rogue_image, &["sleep", "600"]);
+
+    let alerts = alerting.until("name", &[("ContainerPolicyViolation", rogue.as_str())]);
+    let a = alerts
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "ContainerPolicyViolation")
+        .unwrap();
+    assert_eq!(a["labels"]["image"], rogue_image.as_str(), "{a}");
+    assert_eq!(a["labels"]["severity"], "warning", "{a}");
+    assert!(a["labels"]["reason"].is_string(), "{a}");
+    let desc = a["annotations"]["description"].as_str().unwrap();
+    assert!(
+        desc.contains(&rogue) && desc.contains(&rogue_image),
+        "the description names the container and its image: {desc}"
+    );
+    assert!(a["annotations"]["runbook"].is_string(), "{a}");
+
+    // A few more evaluations: nothing about the allowed one.
+    std::thread::sleep(Duration::from_secs(5));
+    alerting.none_about(&ok);
+    alerting.none_about(&ok_id);
 }

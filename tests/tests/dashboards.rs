@@ -1,4 +1,5 @@
-//! The Grafana dashboards of deploy/grafana/dashboards: well-formed current-schema JSON on a
+//! The Grafana dashboards of deploy/grafana/dashboards: what deploy/grafana/generate.py writes,
+//! byte for byte; well-formed current-schema JSON on a
 //! templated datasource, naming only documented series, labels and InfluxDB fields; and every
 //! query of the Prometheus dashboards run through a real Prometheus scraping the real exporter
 //! over a test cgroup with work in it, each required to return data unless listed below as
@@ -43,6 +44,35 @@ fn dashboards() -> Vec<(String, Value)> {
         ]
     );
     out
+}
+
+/// The committed JSON is generate.py's output: a query changed in one and not the other
+/// fails here.
+#[test]
+fn the_committed_dashboards_are_what_generate_py_writes() {
+    let out = tempfile::tempdir().expect("a temp dir");
+    let script = root().join("deploy/grafana/generate.py");
+    let run = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(out.path())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "python3 not runnable ({e}); install it with `{}`",
+                tests::SETUP
+            )
+        });
+    assert!(run.status.success(), "{}: {run:?}", script.display());
+    for (name, _) in dashboards() {
+        let committed = root().join("deploy/grafana/dashboards").join(&name);
+        let fresh = std::fs::read_to_string(out.path().join(&name))
+            .unwrap_or_else(|e| panic!("generate.py wrote no {name}: {e}"));
+        assert!(
+            std::fs::read_to_string(&committed).unwrap() == fresh,
+            "{} differs from what generate.py writes; run `python3 deploy/grafana/generate.py`",
+            committed.display()
+        );
+    }
 }
 
 fn is_influx(d: &Value) -> bool {

@@ -4,11 +4,10 @@
 //! nothing; and a per-image policy reports a program outside it, not its own programs nor the
 //! runtime's.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tests::runtimes::{cli, env, Daemon};
+use tests::runtimes::{env, Daemon, Docker};
 use tests::{samples, Exporter};
 
 const BIN: &str = env!("CARGO_BIN_EXE_exporter");
@@ -25,47 +24,6 @@ const KINDS: [&str; 7] = [
     "new_listener",
     "unexpected_process",
 ];
-
-/// `docker -H` against the test's daemon; the containers it ran are removed (`rm -f`) when
-/// dropped, whatever the outcome (declared after the daemon, so it goes first).
-struct Docker {
-    host: String,
-    ids: Vec<String>,
-}
-
-impl Docker {
-    fn new(d: &Daemon) -> Docker {
-        Docker {
-            host: format!("unix://{}", d.socket.display()),
-            ids: Vec::new(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let mut a = vec!["-H", self.host.as_str()];
-        a.extend_from_slice(args);
-        cli("docker", &a)
-    }
-
-    /// `docker run -d --network none --name NAME IMAGE CMD...`; its id.
-    fn start(&mut self, name: &str, image: &str, cmd: &[&str]) -> String {
-        let mut a = vec!["run", "-d", "--network", "none", "--name", name, image];
-        a.extend_from_slice(cmd);
-        let id = self.run(&a);
-        self.ids.push(id.clone());
-        id
-    }
-}
-
-impl Drop for Docker {
-    fn drop(&mut self) {
-        for id in &self.ids {
-            let _ = Command::new("docker")
-                .args(["-H", &self.host, "rm", "-f", id])
-                .output();
-        }
-    }
-}
 
 /// The exporter on the daemon's containers: security on (its default), short intervals, the
 /// other runtimes off.
