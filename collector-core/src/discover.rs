@@ -33,6 +33,11 @@ pub fn walk(
     let mut found = Found::new();
     for (i, m) in mounts.iter().enumerate() {
         let bit = 1u32 << i.min(31);
+        // A mount whose own directory is gone (the hierarchy unmounted, a wrong sysfs root)
+        // holds no cgroup, not even the root.
+        if !m.path.is_dir() {
+            continue;
+        }
         let mut stack = vec![m.path.clone()];
         while let Some(dir) = stack.pop() {
             let Some(id) = m.id_of(&dir) else { continue };

@@ -110,6 +110,18 @@ pub struct Mount {
 }
 
 impl Mount {
+    /// Whether a cgroup filesystem is mounted at `path` now: false once the hierarchy is
+    /// unmounted (the directory may stay, empty) or where `path` is not the host's.
+    pub fn is_cgroupfs(&self) -> bool {
+        #[allow(clippy::unnecessary_cast)]
+        nix::sys::statfs::statfs(&self.path).is_ok_and(|s| {
+            matches!(
+                s.filesystem_type().0 as i64,
+                CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC
+            )
+        })
+    }
+
     /// The directory of cgroup `id` (a hierarchy path such as `/docker/abc`), if it lies inside
     /// this mount.
     pub fn dir_of(&self, id: &str) -> Option<PathBuf> {

@@ -35,6 +35,7 @@ pub mod identity;
 pub mod influx;
 pub mod machine;
 pub mod metadata;
+pub mod preflight;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 #[cfg(feature = "runtime")]

@@ -115,6 +115,10 @@ settings! {
     telemetry_path: String = "web.telemetry-path", default "/metrics".into();
     /// YAML file enabling TLS and/or basic auth, as for Prometheus exporters [default: none].
     web_config: PathBuf = "web.config.file" in file "web.config-file";
+    /// Answer /healthz without the web config's basic auth, for probes that cannot log in
+    /// (kubelet's); every other path stays behind it.
+    #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    healthz_without_auth: bool = "web.healthz-without-auth", default false;
     /// How often to read every container, e.g. 1s, 500ms.
     interval: String = "housekeeping.interval", default "5s".into();
     /// How often limits and shares (the spec files) are re-read where writes to them cannot be
@@ -292,6 +296,19 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = SnapshotFormat::Json)]
         format: SnapshotFormat,
     },
+    /// Check what the agent can see and reach on this node with these settings (host paths,
+    /// cgroups, containers, runtimes, limits, exec events, sinks, web config), print it and
+    /// exit non-zero when something asked for cannot work.
+    Check {
+        #[arg(long, value_enum, default_value_t = CheckFormat::Table)]
+        format: CheckFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -406,6 +423,7 @@ pub struct Settings {
     pub listen_address: std::net::SocketAddr,
     pub telemetry_path: String,
     pub web_config: Option<PathBuf>,
+    pub healthz_without_auth: bool,
     pub interval: Duration,
     pub spec_interval: Duration,
     pub idle_interval: Duration,
@@ -581,6 +599,7 @@ impl Settings {
             listen_address,
             telemetry_path,
             web_config: v.web_config,
+            healthz_without_auth: v.healthz_without_auth,
             interval,
             spec_interval,
             idle_interval,

@@ -5,12 +5,14 @@
 //! A library too, so that the integration tests run the very same entry point.
 
 pub mod body;
+pub mod check;
 pub mod config;
 pub mod error;
 pub mod listener;
 pub mod policy;
 pub mod selfmetrics;
 pub mod server;
+pub mod setup;
 pub mod sinks;
 pub mod state;
 pub mod value;
@@ -27,7 +29,7 @@ use collector_core::prometheus::{Format, Options};
 use collector_core::sink::SinkFeeder;
 use collector_core::{Collector, Config, Roots, Snapshot};
 
-use config::{Cli, Command, Settings, SnapshotFormat};
+use config::{CheckFormat, Cli, Command, Settings, SnapshotFormat};
 use selfmetrics::SweepStats;
 use state::Latest;
 
@@ -49,6 +51,7 @@ pub fn run() -> ExitCode {
     tune_malloc();
     let result = match cli.command {
         Some(Command::Snapshot { format }) => snapshot(&settings, format),
+        Some(Command::Check { format }) => return check(&settings, format),
         None => {
             let web = match settings
                 .web_config
@@ -67,6 +70,10 @@ pub fn run() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<setup::Misconfigured>() => {
+            eprintln!("collector-exporter: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
@@ -163,7 +170,7 @@ fn options(s: &Settings) -> Arc<Options> {
 
 /// One sweep, printed.
 fn snapshot(s: &Settings, format: SnapshotFormat) -> anyhow::Result<()> {
-    let mut c = Collector::new(core_config(s)).context("finding the cgroup hierarchy")?;
+    let (mut c, _) = setup::open(s, core_config(s))?;
     // The writable-layer walks run in the background: let the first ones finish, then sweep
     // again so the figures include them.
     c.sweep();
@@ -183,8 +190,27 @@ fn snapshot(s: &Settings, format: SnapshotFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `check`: every row printed; exit 1 when one failed.
+fn check(s: &Settings, format: CheckFormat) -> ExitCode {
+    let rows = check::run(s, core_config(s));
+    match format {
+        CheckFormat::Table => check::print_table(&rows),
+        CheckFormat::Json => {
+            if let Err(e) = check::print_json(&rows) {
+                eprintln!("collector-exporter: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if check::passed(&rows) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 /// The runtime clients the settings switch on (each optional; absent ones cost nothing).
-fn runtime_config(s: &Settings) -> collector_core::runtime::Config {
+pub(crate) fn runtime_config(s: &Settings) -> collector_core::runtime::Config {
     use collector_core::runtime::{Config as Rc, ContainerdConfig, CrioConfig, EngineConfig};
     let mut c = Rc::none();
     c.docker = s.docker_socket.clone().map(|p| EngineConfig {
@@ -207,7 +233,7 @@ fn runtime_config(s: &Settings) -> collector_core::runtime::Config {
 }
 
 fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<()> {
-    let mut collector = Collector::new(core_config(&s)).context("finding the cgroup hierarchy")?;
+    let (mut collector, setup_info) = setup::open(&s, core_config(&s))?;
     tracing::info!(
         setup = ?collector.hierarchy().setup,
         listen = %s.listen_address,
@@ -271,6 +297,8 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
         telemetry_path: s.telemetry_path.clone(),
         interval: s.interval,
         procfs,
+        setup: Some(Arc::new(setup_info)),
+        healthz_without_auth: s.healthz_without_auth,
     });
     let served = rt.block_on(listener::serve(app, s.listen_address, web));
     let _ = stop_tx.send(());
@@ -335,6 +363,7 @@ fn sweep_loop(
         stats
             .watch_saturated
             .store(collector.watch_saturated() as u64, Ordering::Relaxed);
+        stats.set_problem(collector.hierarchy_problem());
         *stats
             .security
             .lock()

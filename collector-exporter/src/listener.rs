@@ -139,7 +139,8 @@ where
     }
 }
 
-/// The rate limit, then basic auth, then the endpoint; the configured headers on every answer.
+/// The rate limit, then basic auth (not for `/healthz` when so configured), then the endpoint;
+/// the configured headers on every answer.
 async fn respond(
     app: Arc<server::App>,
     web: Option<Arc<WebConfig>>,
@@ -150,7 +151,11 @@ async fn respond(
     };
     let mut resp = if web.rate_limit.as_ref().is_some_and(|r| !r.allow()) {
         refusal(StatusCode::TOO_MANY_REQUESTS)
-    } else if let Some(auth) = &web.auth {
+    } else if let Some(auth) = web
+        .auth
+        .as_ref()
+        .filter(|_| !(app.healthz_without_auth && req.uri().path() == "/healthz"))
+    {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)

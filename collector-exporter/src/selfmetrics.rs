@@ -24,6 +24,32 @@ pub struct SweepStats {
     /// the last sweep.
     pub security:
         std::sync::Mutex<Option<(collector_core::ExecSource, collector_core::SecurityCounters)>>,
+    /// Why the last sweep could read nothing (`Collector::hierarchy_problem`).
+    problem: std::sync::Mutex<Option<String>>,
+}
+
+impl SweepStats {
+    pub fn set_problem(&self, p: Option<String>) {
+        let mut g = self
+            .problem
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *g != p {
+            match &p {
+                Some(p) => tracing::error!("{p}"),
+                None if g.is_some() => tracing::info!("the cgroup hierarchy is back"),
+                None => {}
+            }
+            *g = p;
+        }
+    }
+
+    pub fn problem(&self) -> Option<String> {
+        self.problem
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 #[derive(Debug)]
@@ -34,6 +60,7 @@ pub struct SelfCollector {
     pub runtimes: Option<std::sync::Arc<collector_core::runtime::Providers>>,
     pub events: std::sync::Arc<crate::state::EventLog>,
     pub violations: std::sync::Arc<crate::state::Violations>,
+    pub setup: Option<std::sync::Arc<crate::setup::SetupInfo>>,
 }
 
 impl Collector for SelfCollector {
@@ -92,6 +119,7 @@ impl Collector for SelfCollector {
             collector_core::descriptors::held() as f64,
         )?;
         gauge(&mut enc, "collector_inotify_watch_limit_reached", "1 when the inotify watch limit was hit: new cgroups are then found by the periodic rescan.", s.watch_saturated.load(Ordering::Relaxed) as f64)?;
+        self.encode_setup(&mut enc)?;
         self.encode_sinks(&mut enc)?;
         self.encode_security(&mut enc)?;
         self.encode_events_and_runtimes(&mut enc)?;
@@ -270,6 +298,37 @@ impl SelfCollector {
 }
 
 impl SelfCollector {
+    /// `collector_build_info` and `collector_setup_info`: constant 1, the facts in labels.
+    fn encode_setup(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut me = enc.encode_descriptor(
+            "collector_build_info",
+            "1, labelled with the exporter's version.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(1.0)
+            .encode(me.encode_family(&[("version", env!("CARGO_PKG_VERSION"))].as_slice())?)?;
+        let Some(i) = &self.setup else {
+            return Ok(());
+        };
+        use crate::setup::SetupInfo;
+        let setup = format!("{:?}", i.setup).to_ascii_lowercase();
+        let labels = [
+            ("setup", setup.as_str()),
+            ("procfs_ok", SetupInfo::ok_label(&i.procfs)),
+            ("sysfs_ok", SetupInfo::ok_label(&i.sysfs)),
+            ("rootfs_ok", SetupInfo::ok_label(&i.rootfs)),
+            ("exec_events", i.exec_events),
+        ];
+        let mut me = enc.encode_descriptor(
+            "collector_setup_info",
+            "1, labelled with what the agent can see: the cgroup setup, whether the host paths hold what they should (true, false when partly or not, unknown when not checked) and where new processes are learnt from.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(1.0).encode(me.encode_family(&labels.as_slice())?)
+    }
+
     fn encode_security(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some((source, c)) = *self
             .stats

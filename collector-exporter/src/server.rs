@@ -31,6 +31,10 @@ pub struct App {
     pub telemetry_path: String,
     pub interval: Duration,
     pub procfs: Arc<ProcSource>,
+    /// What the agent can see (`collector_setup_info`); `None` in tests that build an App.
+    pub setup: Option<Arc<crate::setup::SetupInfo>>,
+    /// `/healthz` answered without basic auth (`--web.healthz-without-auth`).
+    pub healthz_without_auth: bool,
 }
 
 /// Where `/api/v1/containers/{id}/processes` reads a container's processes from.
@@ -155,6 +159,7 @@ fn write_metrics(
         runtimes: app.runtimes.clone(),
         events: app.events.clone(),
         violations: app.violations.clone(),
+        setup: app.setup.clone(),
     }));
     if let Err(e) = prom::encode(&mut text, &registry, format) {
         // The body ends in an error (the producer leaves without `End`), not cut short
@@ -234,7 +239,8 @@ fn accepts_gzip(v: &str) -> bool {
     })
 }
 
-/// Healthy while sweeps keep coming: the last one is no older than three intervals.
+/// Healthy while sweeps keep coming (the last one is no older than three intervals) and find
+/// the cgroup hierarchy where it should be.
 fn healthz(app: &App) -> Resp {
     let Some(s) = app.latest.get() else {
         return not_ready();
@@ -245,7 +251,9 @@ fn healthz(app: &App) -> Resp {
         .unwrap_or(0);
     let age = Duration::from_millis(now_ms.saturating_sub(s.timestamp_ms));
     let limit = app.interval * 3 + Duration::from_secs(5);
-    if age > limit {
+    if let Some(problem) = app.stats.problem() {
+        text(StatusCode::SERVICE_UNAVAILABLE, &format!("{problem}\n"))
+    } else if age > limit {
         text(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("last sweep {age:?} ago\n"),

@@ -363,6 +363,22 @@ pub fn start(specs: &[SinkSpec]) -> anyhow::Result<Vec<Running>> {
     Ok(out)
 }
 
+/// Asks a configured sink's server whether it would take a delivery (`Sink::probe`), storing
+/// nothing; for `collector-exporter check`.
+pub async fn probe(s: &SinkSpec) -> Result<String, String> {
+    use collector_core::sink::Sink;
+    match &s.kind {
+        SinkKind::Influx(cfg) => match InfluxSink::new(cfg.clone()) {
+            Ok(mut sink) => sink.probe().await,
+            Err(e) => Err(e.to_string()),
+        },
+        SinkKind::Elastic(cfg) => match ElasticSink::new(cfg.clone()) {
+            Ok(mut sink) => sink.probe().await,
+            Err(e) => Err(e.to_string()),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

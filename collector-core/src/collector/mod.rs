@@ -58,6 +58,8 @@ pub struct Collector {
     /// Writable layers and their background walkers (`None` when `fs.container_layers` is off).
     layers: Option<crate::fs::Layers>,
     security: Security,
+    /// The mounts where the last sweep found no cgroup filesystem.
+    missing_mounts: Vec<std::path::PathBuf>,
 }
 
 impl Collector {
@@ -112,6 +114,7 @@ impl Collector {
                 .container_layers
                 .then(|| crate::fs::Layers::new(&config.roots.proc_root, &config.fs)),
             security,
+            missing_mounts: Vec::new(),
             config,
         })
     }
@@ -122,6 +125,34 @@ impl Collector {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Why nothing can be read, when the last sweep found no cgroup filesystem at any of the
+    /// hierarchy's mounts (unmounted, or the roots are not the host's): `None` while one is.
+    pub fn hierarchy_problem(&self) -> Option<String> {
+        let mounts = self.hierarchy.mounts().len();
+        (mounts > 0 && self.missing_mounts.len() == mounts).then(|| {
+            let paths: Vec<String> = self
+                .missing_mounts
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            format!(
+                "no cgroup filesystem where the hierarchy should be: {} not mounted",
+                paths.join(", ")
+            )
+        })
+    }
+
+    /// Notes the mounts with no cgroup filesystem now: a `statfs` each, a few microseconds a
+    /// sweep, so an unmounted hierarchy is known at once rather than at the next walk.
+    fn check_mounts(&mut self) {
+        self.missing_mounts.clear();
+        for m in self.hierarchy.mounts() {
+            if !m.is_cgroupfs() {
+                self.missing_mounts.push(m.path.clone());
+            }
+        }
     }
 
     /// Whether discovery has hit the inotify watch limit (rescans still find everything).
@@ -166,6 +197,7 @@ impl Collector {
         out.errors.clear();
         out.events.clear();
         self.refresh(out);
+        self.check_mounts();
         self.apply_execs();
         self.machine.read(
             &self.config.roots,
@@ -205,11 +237,14 @@ impl Collector {
         while i < tracked.len() {
             let alive = sweep.read(&mut tracked[i], &mut out.errors);
             if !alive {
-                // Stopped while we looked: gone quietly, but it is news.
+                // Stopped while we looked: gone quietly, but it is news. Not the machine's
+                // root, which does not stop: its hierarchy went (`hierarchy_problem`).
                 let mut t = tracked.remove(i);
                 t.unwatch(sweep.spec_watch.as_deref_mut());
-                out.events
-                    .push(t.event(EventKind::Stopped, out.timestamp_ms, 1));
+                if t.id != "/" {
+                    out.events
+                        .push(t.event(EventKind::Stopped, out.timestamp_ms, 1));
+                }
                 continue;
             }
             let t = &mut tracked[i];

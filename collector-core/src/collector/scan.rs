@@ -84,11 +84,14 @@ impl Collector {
             self.tracked.push(t);
         }
         mark_leaves(&mut self.tracked);
-        // Whatever the walk did not find again is gone.
+        // Whatever the walk did not find again is gone; the machine's root does not stop (its
+        // hierarchy went: `hierarchy_problem`).
         for (_, mut t) in old {
             t.unwatch(self.spec_watch.as_mut());
-            out.events
-                .push(t.event(EventKind::Stopped, out.timestamp_ms, 1));
+            if t.id != "/" {
+                out.events
+                    .push(t.event(EventKind::Stopped, out.timestamp_ms, 1));
+            }
         }
         self.scanned_once = true;
         self.devices.retry_unknown();

@@ -127,3 +127,51 @@ fn an_idle_sweep_carries_the_process_group_and_socket_states() {
     assert_eq!(idle.processes, full.processes);
     assert_eq!(idle.sockets, full.sockets);
 }
+
+/// A hierarchy that goes away takes its containers with it ("stopped" each), but not the
+/// machine's root, which does not stop; and the collector says why it reads nothing.
+#[test]
+fn the_root_never_stops_when_the_hierarchy_goes() {
+    let capture = "cgroup-v2-kubepods";
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(capture);
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let out = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&from)
+        .arg(tmp.path())
+        .output()
+        .expect("cp");
+    assert!(out.status.success(), "{out:?}");
+    let root = tmp.path().join(capture);
+    let mut c = Collector::new(crate::Config {
+        roots: crate::Roots::under(&root),
+        watch: false,
+        load: false,
+        processes: false,
+        fs: crate::fs::FsConfig {
+            container_layers: false,
+            machine_filesystems: false,
+            ..Default::default()
+        },
+        ..crate::Config::default()
+    })
+    .expect("the copied tree");
+    let first = c.sweep();
+    assert!(first.containers.iter().any(|c| c.id == "/"));
+    let followed = first.containers.len();
+    std::fs::rename(root.join("sys/fs/cgroup"), root.join("sys/fs/gone")).expect("rename");
+    c.rescan_soon();
+    let after = c.sweep();
+    let stopped: Vec<&str> = after
+        .events
+        .iter()
+        .filter(|e| e.kind == crate::EventKind::Stopped)
+        .map(|e| e.id.as_str())
+        .collect();
+    assert_eq!(stopped.len(), followed - 1, "{stopped:?}");
+    assert!(!stopped.contains(&"/"), "{stopped:?}");
+    let problem = c.hierarchy_problem().expect("a reason");
+    assert!(problem.contains("sys/fs/cgroup"), "{problem}");
+}

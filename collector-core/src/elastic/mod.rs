@@ -421,6 +421,20 @@ impl Sink for ElasticSink {
         "elasticsearch"
     }
 
+    /// `_bulk` takes no empty body: the cluster's root, which answers 200 only with the
+    /// credentials (where security is on).
+    async fn probe(&mut self) -> Result<String, String> {
+        let base = self
+            .bulk_url
+            .split("/_bulk")
+            .next()
+            .unwrap_or(&self.bulk_url)
+            .to_string();
+        let what = format!("GET {base}/");
+        let req = self.request(reqwest::Method::GET, &format!("{base}/"));
+        crate::sink::probe_request(req, what).await
+    }
+
     fn encode(&mut self, snapshot: &Snapshot, metrics: bool, out: &mut Vec<Vec<u8>>) {
         self.encoder.encode(snapshot, metrics, out);
     }

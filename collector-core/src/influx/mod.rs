@@ -134,6 +134,17 @@ impl Sink for InfluxSink {
         "influxdb"
     }
 
+    /// A write of no points: the server answers 204 where points would be taken (the
+    /// database or bucket exists, the credentials are good), and stores nothing.
+    async fn probe(&mut self) -> Result<String, String> {
+        let mut req = self.client.post(&self.write_url).body(Vec::new());
+        if let Some(a) = &self.auth {
+            req = req.header("Authorization", a);
+        }
+        let what = format!("POST {}", redact(&self.write_url));
+        crate::sink::probe_request(req, what).await
+    }
+
     fn encode(&mut self, snapshot: &Snapshot, metrics: bool, out: &mut Vec<Vec<u8>>) {
         schema::encode(snapshot, &self.host, self.unsigned, metrics, out);
     }

@@ -51,6 +51,31 @@ pub trait Sink: Send + 'static {
 
     /// Delivers one batch (never empty).
     fn send(&mut self, batch: &[Vec<u8>]) -> impl Future<Output = Outcome> + Send;
+
+    /// Asks the server whether a delivery would be taken, storing nothing (a write of no
+    /// items where the API takes one, else a request its API answers only with the
+    /// credentials): what it answered, or why it did not do so with a success.
+    fn probe(&mut self) -> impl Future<Output = Result<String, String>> + Send {
+        async { Err("this sink cannot be probed".to_string()) }
+    }
+}
+
+/// Sends a probe request: `Ok` with the status on a 2xx answer, else `Err` with the status and
+/// the start of the body, or the transport's error. `what` names the request (`POST url`),
+/// its credentials left out.
+#[cfg(any(feature = "influxdb", feature = "elasticsearch"))]
+pub(crate) async fn probe_request(
+    req: reqwest::RequestBuilder,
+    what: String,
+) -> Result<String, String> {
+    let resp = req.send().await.map_err(|e| format!("{what}: {e}"))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(format!("{what}: HTTP {}", status.as_u16()));
+    }
+    let body = resp.text().await.unwrap_or_default();
+    let body: String = body.chars().take(200).collect();
+    Err(format!("{what}: HTTP {}: {}", status.as_u16(), body.trim()))
 }
 
 /// Counters of one sink, shared with whoever exposes them.
