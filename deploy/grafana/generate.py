@@ -450,14 +450,19 @@ def influx():
     # All is ".*", which also matches a point without the tag (no Kubernetes, no runtime name).
     W = ('"host" =~ /^$host$/ AND "namespace" =~ /^$namespace$/ AND "pod" =~ /^$pod$/ AND '
          '"name" =~ /^$name$/ AND $timeFilter')
-    G = 'GROUP BY time($__interval), "id", "name" fill(none)'
+
+    def group(extra=""):
+        # fill() ends the clause: extra tags go before it, or InfluxDB rejects the query.
+        return f'GROUP BY time($__interval), "id", "name"{extra} fill(none)'
+
+    G = group()
 
     def rate(m, f, extra_group=""):
         return (f'SELECT non_negative_derivative(mean("{f}"), 1s) FROM "{m}" WHERE {W} '
-                f'{G}{extra_group}')
+                f'{group(extra_group)}')
 
     def gauge(m, f, extra_group=""):
-        return f'SELECT mean("{f}") FROM "{m}" WHERE {W} {G}{extra_group}'
+        return f'SELECT mean("{f}") FROM "{m}" WHERE {W} {group(extra_group)}'
 
     A = "$tag_name $tag_id"
     b.row("CPU and memory")
