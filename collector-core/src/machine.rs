@@ -47,6 +47,64 @@ pub struct MachineStats {
     /// Host-wide pressure stall information (`/proc/pressure/{cpu,memory,io}`).
     #[serde(default)]
     pub pressure: PressureStats,
+    /// Which machine, and which boot of it, as cAdvisor labels its machine series.
+    #[serde(default)]
+    pub identity: MachineIdentity,
+}
+
+/// What tells machines (and boots) apart in a fleet; `None` where the host does not say.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineIdentity {
+    /// `<proc_root>/sys/kernel/random/boot_id`: new at every boot, so a change marks a reboot.
+    pub boot_id: Option<String>,
+    /// `/etc/machine-id` (else `/var/lib/dbus/machine-id`) under the host's root.
+    pub machine_id: Option<String>,
+    /// The firmware's product UUID (`<sys_root>/class/dmi/id/product_uuid`, readable by root),
+    /// else, as cAdvisor takes it, the device tree's system id (POWER) or the machine id.
+    pub system_uuid: Option<String>,
+}
+
+impl MachineIdentity {
+    /// Reads what is not known yet: these do not change while the machine runs, and a file
+    /// that is absent (no DMI in a VM, no machine-id in a minimal image) is asked again at the
+    /// next sweep, one failed open each.
+    fn fill(&mut self, roots: &Roots, rootfs: &Path) {
+        let first = |paths: &[PathBuf]| {
+            paths.iter().find_map(|p| {
+                let v = std::fs::read_to_string(p).ok()?;
+                let v = v.trim();
+                (!v.is_empty()).then(|| v.to_string())
+            })
+        };
+        if self.boot_id.is_none() {
+            self.boot_id = first(&[roots.proc_root.join("sys/kernel/random/boot_id")]);
+        }
+        if self.machine_id.is_none() {
+            self.machine_id = first(&[
+                rootfs.join("etc/machine-id"),
+                rootfs.join("var/lib/dbus/machine-id"),
+            ]);
+        }
+        if self.system_uuid.is_none() {
+            self.system_uuid = first(&[
+                roots.sys_root.join("class/dmi/id/product_uuid"),
+                roots.proc_root.join("device-tree/system-id"),
+                roots.proc_root.join("device-tree/vm,uuid"),
+                rootfs.join("etc/machine-id"),
+            ]);
+        }
+    }
+
+    /// (label, value) of those known, in cAdvisor's label names.
+    pub fn labels(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("boot_id", &self.boot_id),
+            ("machine_id", &self.machine_id),
+            ("system_uuid", &self.system_uuid),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+    }
 }
 
 /// CPU time by mode, in nanoseconds (USER_HZ ticks converted). Modes a kernel does not report
@@ -181,6 +239,7 @@ pub(crate) struct MachineReader {
     mounts: HostMounts,
     statfs: TimedStatfs,
     paths: Vec<PathBuf>,
+    identity: MachineIdentity,
 }
 
 /// CPU counts from the topology.
@@ -200,6 +259,7 @@ impl MachineReader {
             mounts: HostMounts::new(),
             statfs: TimedStatfs::new(),
             paths: Vec::new(),
+            identity: MachineIdentity::default(),
         }
     }
 
@@ -214,6 +274,11 @@ impl MachineReader {
         out: &mut MachineStats,
     ) {
         let proc_root = &roots.proc_root;
+        let ident = &mut self.identity;
+        if ident.boot_id.is_none() || ident.machine_id.is_none() || ident.system_uuid.is_none() {
+            ident.fill(roots, &fs.rootfs);
+        }
+        out.identity.clone_from(&self.identity);
         // CPUs and memory.
         let online = self
             .r

@@ -25,6 +25,8 @@ pub fn fixture_collector(name: &str) -> Collector {
         fs: FsConfig {
             container_layers: false,
             machine_filesystems: false,
+            // Not this host's /etc/machine-id.
+            rootfs: root.clone(),
             ..FsConfig::default()
         },
         ..Config::default()

@@ -76,6 +76,9 @@ struct Common {
     gzip: Option<bool>,
     ca_file: Option<PathBuf>,
     host: Option<String>,
+    /// The host's name from this environment variable: the node's name, which a DaemonSet
+    /// passes through the downward API (the pod's own host name is not the node's).
+    host_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +115,7 @@ const COMMON_KEYS: &[&str] = &[
     "gzip",
     "ca_file",
     "host",
+    "host_env",
 ];
 
 /// Parses `[[sinks]]` tables. Errors name the key as `sinks[N].key`.
@@ -220,6 +224,22 @@ fn runner_config(c: &Common, kind: &str, i: usize) -> Result<RunnerConfig> {
     Ok(r)
 }
 
+/// The host name the sink writes: `host`, or the variable `host_env` names, or neither (the
+/// machine's host name).
+fn host(c: &Common) -> Result<Option<String>> {
+    match (&c.host, &c.host_env) {
+        (Some(_), Some(_)) => Err(Error::new("host", "give only one of host, host_env")),
+        (h, None) => Ok(h.clone()),
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim().to_string())),
+            _ => Err(Error::new(
+                "host_env",
+                format!("the environment variable {var} is not set"),
+            )),
+        },
+    }
+}
+
 /// One secret from exactly one of: inline, `<key>_env`, `<key>_file`.
 fn secret(
     key: &'static str,
@@ -266,7 +286,7 @@ fn influx(c: &Common, f: InfluxFile) -> Result<InfluxConfig> {
         }
     };
     let mut cfg = InfluxConfig::new(c.url.clone(), api);
-    cfg.host = c.host.clone();
+    cfg.host = host(c)?;
     cfg.unsigned = f.unsigned.unwrap_or(false);
     cfg.gzip = c.gzip.unwrap_or(true);
     cfg.ca_file = c.ca_file.clone();
@@ -317,7 +337,7 @@ fn elastic_config(c: &Common, f: ElasticFile) -> Result<ElasticConfig> {
     if let Some(p) = f.template_priority {
         cfg.template.priority = p;
     }
-    cfg.host = c.host.clone();
+    cfg.host = host(c)?;
     cfg.gzip = c.gzip.unwrap_or(true);
     cfg.ca_file = c.ca_file.clone();
     if let Some(t) = &c.timeout {
@@ -389,6 +409,25 @@ mod tests {
             sinks: Vec<toml::Table>,
         }
         toml::from_str::<F>(text).unwrap().sinks
+    }
+
+    #[test]
+    fn the_host_from_an_environment_variable() {
+        std::env::set_var("CCOL_TEST_NODE", "node-7");
+        let specs = parse(&tables(
+            "[[sinks]]\ntype = \"influxdb\"\nurl = \"http://127.0.0.1:8086\"\ndatabase = \"k\"\nhost_env = \"CCOL_TEST_NODE\"\n",
+        ))
+        .expect("a sink");
+        let SinkKind::Influx(cfg) = &specs[0].kind else {
+            panic!("{specs:?}")
+        };
+        assert_eq!(cfg.host.as_deref(), Some("node-7"));
+        let e = parse(&tables(
+            "[[sinks]]\ntype = \"elasticsearch\"\nurl = \"http://x\"\nhost_env = \"CCOL_TEST_UNSET_VAR\"\n",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "sinks[0].host_env");
+        assert!(e.reason.contains("CCOL_TEST_UNSET_VAR"), "{e:?}");
     }
 
     #[test]

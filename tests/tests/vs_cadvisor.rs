@@ -861,6 +861,22 @@ fn agrees_with_cadvisor_on_the_same_cgroups() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
+    // The machine and its boot, by the same labels and values: fleets join on them.
+    let machine_ids = |s: &Scrape| {
+        let m = s
+            .samples
+            .iter()
+            .find(|x| x.name == "machine_memory_bytes")
+            .unwrap_or_else(|| panic!("no machine_memory_bytes"));
+        ["boot_id", "machine_id", "system_uuid"].map(|k| m.label(k).unwrap_or("").to_string())
+    };
+    let (ids_c, ids_o) = (machine_ids(&last_c), machine_ids(&last_o));
+    assert_eq!(
+        ids_o, ids_c,
+        "machine_memory_bytes's boot_id, machine_id, system_uuid: ours then cAdvisor's"
+    );
+    assert!(!ids_o[0].is_empty(), "no boot_id: {ids_o:?}");
+
     // Labels, for the record.
     let c_cpu: Vec<&Sample> = last_c
         .series("container_cpu_usage_seconds_total", &cpu.id)

@@ -309,7 +309,11 @@ fn machine_points(
             }
         }
     }
-    emit("machine", &mut [("host", host)], &fields);
+    // The machine and its boot as tags, as cAdvisor labels its machine series: a new boot
+    // starts a new series.
+    let mut tags: Vec<(&str, &str)> = vec![("host", host)];
+    tags.extend(m.identity.labels());
+    emit("machine", &mut tags, &fields);
     for f in &m.filesystems {
         let device = f.label();
         let mut tags = [

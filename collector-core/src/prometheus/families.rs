@@ -455,6 +455,8 @@ pub(super) fn write(out: &mut dyn Out, snap: &Snapshot) -> Result {
 /// The machine's size, topology, CPU modes, filesystems, disks and pressure (labels as node
 /// exporter's where cAdvisor has no such series; `device` as for block IO).
 fn write_machine(out: &mut dyn Out, mach: &MachineStats) -> Result {
+    // Every machine series names the machine and its boot, as cAdvisor's do.
+    let ids: Vec<(&str, &str)> = mach.identity.labels().collect();
     use Kind::{Counter as C, Gauge as G};
     for (name, help, v) in [
         (
@@ -484,7 +486,7 @@ fn write_machine(out: &mut dyn Out, mach: &MachineStats) -> Result {
         ),
     ] {
         if let Some(v) = v {
-            out.family(name, help, G, &mut |s| s.plain(&[], Int(v)))?;
+            out.family(name, help, G, &mut |s| s.plain(&with(&ids, &[]), Int(v)))?;
         }
     }
     if let Some(t) = &mach.cpu_time {
@@ -494,7 +496,7 @@ fn write_machine(out: &mut dyn Out, mach: &MachineStats) -> Result {
             C,
             &mut |s| {
                 for (mode, ns) in t.modes() {
-                    s.plain(&[("mode", mode)], Float(ns as f64 / NS_PER_S))?;
+                    s.plain(&with(&ids, &[("mode", mode)]), Float(ns as f64 / NS_PER_S))?;
                 }
                 Ok(())
             },
@@ -544,7 +546,7 @@ fn write_machine(out: &mut dyn Out, mach: &MachineStats) -> Result {
                             ("mountpoint", f.mountpoint.as_str()),
                             ("fstype", f.fstype.as_str()),
                         ];
-                        s.plain(&l, Int(v))?;
+                        s.plain(&with(&ids, &l), Int(v))?;
                     }
                 }
                 Ok(())
@@ -594,7 +596,7 @@ fn write_machine(out: &mut dyn Out, mach: &MachineStats) -> Result {
         for (name, help, kind, value) in families {
             out.family(name, help, kind, &mut |s| {
                 for (d, dev) in disks.iter().zip(&labels) {
-                    s.plain(&[("device", dev.as_str())], value(d))?;
+                    s.plain(&with(&ids, &[("device", dev.as_str())]), value(d))?;
                 }
                 Ok(())
             })?;
@@ -613,11 +615,16 @@ fn write_machine(out: &mut dyn Out, mach: &MachineStats) -> Result {
             let help =
                 format!("Total time in seconds {what} on the machine due to {res} congestion.");
             out.family(&name, &help, C, &mut |s| {
-                s.plain(&[], Float(line.total_us as f64 / 1e6))
+                s.plain(&with(&ids, &[]), Float(line.total_us as f64 / 1e6))
             })?;
         }
     }
     Ok(())
+}
+
+/// The machine's identity labels, then a series' own.
+fn with<'a>(ids: &[(&'a str, &'a str)], own: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    ids.iter().chain(own).copied().collect()
 }
 
 /// The interfaces of a container that has its own network namespace.

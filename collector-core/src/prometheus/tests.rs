@@ -34,6 +34,12 @@ fn snapshot(fixture: &str) -> Snapshot {
             ..Default::default()
         },
     ];
+    // The machine named as cAdvisor names it; no DMI here (a VM without it), so no system_uuid.
+    s.machine.identity = crate::machine::MachineIdentity {
+        boot_id: Some("b-1".into()),
+        machine_id: Some("m-1".into()),
+        system_uuid: None,
+    };
     let mut odd = s.containers[0].clone();
     odd.id.push_str("/odd");
     odd.meta.name = Some("quote\" back\\slash new\nline".into());
@@ -91,9 +97,13 @@ fn the_text_writer_writes_what_prometheus_client_writes() {
             let samples = ours.lines().filter(|l| !l.starts_with('#')).count();
             assert!(samples > 60, "{fixture}: only {samples} samples");
             assert!(ours.contains("container_cpu_usage_seconds_total{id=\""));
-            assert!(ours.contains("\nmachine_cpu_seconds_total{mode=\"user\"} "));
+            assert!(ours.contains(
+                "\nmachine_cpu_seconds_total{boot_id=\"b-1\",machine_id=\"m-1\",mode=\"user\"} "
+            ));
             assert!(ours.contains(r#"mountpoint="/var/lib/\"odd\"""#));
-            assert!(ours.contains("machine_filesystem_files{device=\"/dev/vda1\""));
+            assert!(ours.contains(
+                "machine_filesystem_files{boot_id=\"b-1\",machine_id=\"m-1\",device=\"/dev/vda1\""
+            ));
             assert!(ours.contains(r#"name="quote\" back\\slash new\nline""#));
             assert!(ours.contains(r#"container_label_app_kubernetes_io_name="web \"1\"""#));
             assert!(!ours.contains("pod=\"\""));
