@@ -239,6 +239,10 @@ pub enum NetworkStatus {
     /// No process in the cgroup to read from.
     #[default]
     NoProcess,
+    /// An application container of a Kubernetes pod: it shares the pod's network namespace,
+    /// whose traffic is reported once, on the pod's sandbox (cAdvisor's rule), so that a sum
+    /// over a pod's containers does not count it once per container.
+    PodSandbox,
 }
 
 #[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -109,7 +109,8 @@ impl Drop for Daemon {
 /// dropped, whatever the outcome (declared after the daemon, so it goes first).
 pub struct Docker {
     host: String,
-    ids: Vec<String>,
+    /// Removed when dropped.
+    pub ids: Vec<String>,
 }
 
 impl Docker {

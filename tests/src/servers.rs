@@ -201,15 +201,18 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(target: SocketAddr) -> Prometheus {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let cfg = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &cfg,
+        Prometheus::with_config(|_| {
             format!(
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: ccol\n    static_configs:\n      - targets: ['{target}']\n"
-            ),
-        )
-        .expect("prometheus.yml");
+            )
+        })
+    }
+
+    /// Started on the configuration `config` writes, given its own directory (for rule files).
+    pub fn with_config(config: impl FnOnce(&std::path::Path) -> String) -> Prometheus {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(&cfg, config(dir.path())).expect("prometheus.yml");
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", cfg.display()))
@@ -235,6 +238,17 @@ impl Prometheus {
             std::thread::sleep(Duration::from_millis(200));
         }
         p
+    }
+}
+
+impl Prometheus {
+    /// An instant query's result vector (empty on an error, which the caller's assertions name
+    /// with the query).
+    pub fn instant(&self, q: &str) -> Vec<serde_json::Value> {
+        let path = format!("/api/v1/query?query={}", crate::urlencode(q));
+        let r = crate::http_get(self.addr, &path, &[]);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
     }
 }
 

@@ -249,6 +249,10 @@ impl Collector {
             }
             let t = &mut tracked[i];
             apply_metadata(metadata.as_deref(), t);
+            if is_pod_app_container(t) {
+                t.stats.network.status = crate::stats::NetworkStatus::PodSandbox;
+                t.stats.network.interfaces.clear();
+            }
             if t.announce_start {
                 t.announce_start = false;
                 out.events
@@ -294,6 +298,7 @@ impl Collector {
             i += 1;
         }
         out.containers.truncate(kept);
+        name_pods(&mut out.containers);
         self.security.unreported += sweep.unreported;
         self.tracked = tracked;
         if let Some(l) = self.layers.as_mut() {
@@ -359,6 +364,44 @@ fn apply_metadata(provider: Option<&dyn MetadataProvider>, t: &mut Tracked) {
     t.meta_generation = Some(generation);
     if let Some(m) = p.lookup(&t.identity, &t.id) {
         t.meta = m;
+    }
+}
+
+/// A container of a Kubernetes pod other than its sandbox: its runtime names it with a
+/// Kubernetes container name, which the sandbox has not (or has as `POD`, the dockershim's).
+fn is_pod_app_container(t: &Tracked) -> bool {
+    t.identity.pod_uid.is_some()
+        && t.identity.kind == crate::identity::Kind::Container
+        && t.meta.container.as_deref().is_some_and(|c| c != "POD")
+}
+
+/// A Kubernetes pod's own cgroup (its containers' parent) takes its namespace and pod name from
+/// any of its containers, as kubelet's cAdvisor labels it: with `container` and `image` empty,
+/// so that a pod and its containers are told apart and not summed twice.
+fn name_pods(containers: &mut [Container]) {
+    use crate::identity::Kind;
+    if !containers
+        .iter()
+        .any(|c| c.identity.kind == Kind::Pod && c.meta.pod.is_none())
+    {
+        return;
+    }
+    let named: std::collections::HashMap<String, (Option<String>, Option<String>)> = containers
+        .iter()
+        .filter(|c| c.identity.kind == Kind::Container && c.meta.pod.is_some())
+        .filter_map(|c| {
+            let uid = c.identity.pod_uid.clone()?;
+            Some((uid, (c.meta.namespace.clone(), c.meta.pod.clone())))
+        })
+        .collect();
+    for c in containers
+        .iter_mut()
+        .filter(|c| c.identity.kind == Kind::Pod && c.meta.pod.is_none())
+    {
+        if let Some((ns, pod)) = c.identity.pod_uid.as_ref().and_then(|u| named.get(u)) {
+            c.meta.namespace.clone_from(ns);
+            c.meta.pod.clone_from(pod);
+        }
     }
 }
 

@@ -175,3 +175,41 @@ fn the_root_never_stops_when_the_hierarchy_goes() {
     let problem = c.hierarchy_problem().expect("a reason");
     assert!(problem.contains("sys/fs/cgroup"), "{problem}");
 }
+
+/// A pod's own cgroup is named by its containers (namespace and pod, no container or image);
+/// a pod none of whose containers is named stays unnamed.
+#[test]
+fn a_pod_cgroup_takes_its_containers_namespace_and_pod() {
+    let fixture = fixture_collector("cgroup-v2-kubepods").sweep();
+    let pod = fixture
+        .containers
+        .iter()
+        .find(|c| c.identity.kind == crate::Kind::Pod)
+        .expect("a pod in the capture")
+        .clone();
+    let uid = pod.identity.pod_uid.clone().expect("its uid");
+    let mut child = fixture
+        .containers
+        .iter()
+        .find(|c| {
+            c.identity.kind == crate::Kind::Container && c.identity.pod_uid == Some(uid.clone())
+        })
+        .expect("one of its containers")
+        .clone();
+    child.meta.namespace = Some("prod".into());
+    child.meta.pod = Some("payments-7c9d".into());
+    child.meta.container = Some("api".into());
+    child.meta.image = Some("registry/api:1".into());
+    let mut other = pod.clone();
+    other.id.push_str("-other");
+    other.identity.pod_uid = Some("another-uid".into());
+    let mut list = vec![pod, child, other];
+    super::name_pods(&mut list);
+    let (p, o) = (&list[0].meta, &list[2].meta);
+    assert_eq!(
+        (p.namespace.as_deref(), p.pod.as_deref()),
+        (Some("prod"), Some("payments-7c9d"))
+    );
+    assert_eq!((p.container.as_deref(), p.image.as_deref()), (None, None));
+    assert_eq!((o.namespace.as_deref(), o.pod.as_deref()), (None, None));
+}
