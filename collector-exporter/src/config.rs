@@ -107,6 +107,16 @@ impl Defaults {
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9338";
 
+/// The control plane and the node's network and DNS: etcd first (the cluster's state).
+pub const CRITICAL_DEFAULT: [&str; 6] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "coredns",
+    "kube-proxy",
+];
+
 settings! {
     defaults from d;
     /// Address to listen on.
@@ -196,6 +206,11 @@ settings! {
         default d.exposition.label_allowlist.clone();
     /// TOML file of allowed images and names; containers outside it are reported.
     policy_file: PathBuf = "containers.policy-file";
+    /// Components critical to the cluster (repeatable): a container whose Kubernetes
+    /// container name, runtime name or systemd unit is one of them gets a
+    /// container_critical{component} series, which the shipped alerts watch.
+    critical: Vec<String> = "containers.critical",
+        default CRITICAL_DEFAULT.iter().map(|s| s.to_string()).collect();
     /// Docker Engine API socket, or `off`.
     docker_socket: String = "runtime.docker-socket", default EngineConfig::DOCKER_SOCKET.into();
     /// Podman's Docker-compatible API socket, or `off` [default: off].
@@ -444,6 +459,8 @@ pub struct Settings {
     /// Push sinks from the config file's `[[sinks]]`.
     pub sinks: Vec<crate::sinks::SinkSpec>,
     pub policy: Option<crate::policy::Policy>,
+    /// Components whose containers get `container_critical`.
+    pub critical: Vec<String>,
     pub rootfs: PathBuf,
     pub fs_interval: Duration,
     /// Runtime sockets; `None` when switched off.
@@ -619,6 +636,7 @@ impl Settings {
             log_json,
             sinks,
             policy,
+            critical: v.critical.into_iter().filter(|c| !c.is_empty()).collect(),
             rootfs: v.rootfs,
             fs_interval,
             docker_socket: socket(Some(v.docker_socket)),

@@ -263,11 +263,13 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
     let stats = Arc::new(SweepStats::default());
     let events = Arc::new(state::EventLog::default());
     let violations = Arc::new(state::Violations::default());
+    let criticals = Arc::new(state::Criticals::default());
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let sweeper = {
         let (latest, stats, interval, ev) =
             (latest.clone(), stats.clone(), s.interval, events.clone());
         let (policy, vio) = (s.policy.clone(), violations.clone());
+        let (critical, crit) = (s.critical.clone(), criticals.clone());
         std::thread::Builder::new()
             .name("sweep".into())
             .spawn(move || {
@@ -278,6 +280,8 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
                     events: ev,
                     policy,
                     violations: vio,
+                    critical,
+                    criticals: crit,
                 };
                 sweep_loop(collector, interval, stop_rx, out)
             })
@@ -293,6 +297,7 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
         runtimes: Some(runtimes.clone()),
         events: events.clone(),
         violations: violations.clone(),
+        criticals: criticals.clone(),
         options: options(&s),
         telemetry_path: s.telemetry_path.clone(),
         interval: s.interval,
@@ -323,6 +328,9 @@ struct Outputs {
     events: Arc<state::EventLog>,
     policy: Option<policy::Policy>,
     violations: Arc<state::Violations>,
+    /// Components critical to the cluster, and their containers as of the last sweep.
+    critical: Vec<String>,
+    criticals: Arc<state::Criticals>,
 }
 
 fn sweep_loop(
@@ -338,6 +346,8 @@ fn sweep_loop(
         events,
         policy,
         violations,
+        critical,
+        criticals,
     } = out;
     let mut flagged = std::collections::HashSet::new();
     let mut spare: Option<Snapshot> = None;
@@ -373,6 +383,7 @@ fn sweep_loop(
         if let Some(p) = &policy {
             check_policy(p, &mut snap, &mut flagged, &violations);
         }
+        criticals.set(find_critical(&critical, &snap));
         events.record(&snap.events);
         for e in &snap.events {
             tracing::info!(event = e.kind.name(), id = %e.id, name = ?e.name, image = ?e.image, count = e.count, "container event");
@@ -389,6 +400,29 @@ fn sweep_loop(
             _ => return,
         }
     }
+}
+
+/// The containers running a critical component.
+fn find_critical(names: &[String], snap: &Snapshot) -> Vec<state::Critical> {
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let s = |v: &Option<String>| v.clone().unwrap_or_default();
+    snap.containers
+        .iter()
+        .filter_map(|c| {
+            let component = state::critical_component(names, c)?;
+            Some(state::Critical {
+                component: component.to_string(),
+                id: c.id.clone(),
+                name: s(&c.meta.name),
+                image: s(&c.meta.image),
+                namespace: s(&c.meta.namespace),
+                pod: s(&c.meta.pod),
+                container: s(&c.meta.container),
+            })
+        })
+        .collect()
 }
 
 /// Judges every container against the policy; a new offender raises one event.

@@ -60,6 +60,7 @@ pub struct SelfCollector {
     pub runtimes: Option<std::sync::Arc<collector_core::runtime::Providers>>,
     pub events: std::sync::Arc<crate::state::EventLog>,
     pub violations: std::sync::Arc<crate::state::Violations>,
+    pub criticals: std::sync::Arc<crate::state::Criticals>,
     pub setup: Option<std::sync::Arc<crate::setup::SetupInfo>>,
 }
 
@@ -398,6 +399,29 @@ impl SelfCollector {
                     ("name", v.name.as_str()),
                     ("image", v.image.as_str()),
                     ("reason", v.reason.as_str()),
+                ];
+                let labels: Vec<(&str, &str)> =
+                    labels.into_iter().filter(|(_, x)| !x.is_empty()).collect();
+                ConstGauge::new(1.0).encode(me.encode_family(&labels.as_slice())?)?;
+            }
+        }
+        let criticals = self.criticals.get();
+        if !criticals.is_empty() {
+            let mut me = enc.encode_descriptor(
+                "container_critical",
+                "1 for each container running a component critical to the cluster (--containers.critical), labelled with the component.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for c in &criticals {
+                let labels = [
+                    ("component", c.component.as_str()),
+                    ("id", c.id.as_str()),
+                    ("name", c.name.as_str()),
+                    ("image", c.image.as_str()),
+                    ("namespace", c.namespace.as_str()),
+                    ("pod", c.pod.as_str()),
+                    ("container", c.container.as_str()),
                 ];
                 let labels: Vec<(&str, &str)> =
                     labels.into_iter().filter(|(_, x)| !x.is_empty()).collect();

@@ -27,6 +27,7 @@ pub struct App {
     pub runtimes: Option<Arc<collector_core::runtime::Providers>>,
     pub events: Arc<crate::state::EventLog>,
     pub violations: Arc<crate::state::Violations>,
+    pub criticals: Arc<crate::state::Criticals>,
     pub options: Arc<Options>,
     pub telemetry_path: String,
     pub interval: Duration,
@@ -159,6 +160,7 @@ fn write_metrics(
         runtimes: app.runtimes.clone(),
         events: app.events.clone(),
         violations: app.violations.clone(),
+        criticals: app.criticals.clone(),
         setup: app.setup.clone(),
     }));
     if let Err(e) = prom::encode(&mut text, &registry, format) {

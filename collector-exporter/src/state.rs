@@ -92,24 +92,99 @@ pub struct Violation {
     pub reason: String,
 }
 
-/// The current offenders, replaced after each sweep.
-#[derive(Debug, Default)]
-pub struct Violations {
-    inner: std::sync::Mutex<Vec<Violation>>,
+/// A list the sweep thread replaces after each sweep and scrapes read.
+#[derive(Debug)]
+pub struct Current<T> {
+    inner: std::sync::Mutex<Vec<T>>,
 }
 
-impl Violations {
-    pub fn set(&self, v: Vec<Violation>) {
+impl<T> Default for Current<T> {
+    fn default() -> Self {
+        Current {
+            inner: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<T: Clone> Current<T> {
+    pub fn set(&self, v: Vec<T>) {
         match self.inner.lock() {
             Ok(mut g) => *g = v,
             Err(p) => *p.into_inner() = v,
         }
     }
 
-    pub fn get(&self) -> Vec<Violation> {
+    pub fn get(&self) -> Vec<T> {
         match self.inner.lock() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+}
+
+/// The current offenders of the policy.
+pub type Violations = Current<Violation>;
+
+/// A container running one of the components critical to the cluster
+/// (`--containers.critical`), with the labels that tell it apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Critical {
+    pub component: String,
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+}
+
+/// The critical components' containers, as of the last sweep.
+pub type Criticals = Current<Critical>;
+
+/// The component of `names` that container `c` runs, if any: by its Kubernetes container
+/// name, its runtime name, or its cgroup's last component (a systemd unit such as
+/// `etcd.service`).
+pub fn critical_component<'a>(
+    names: &'a [String],
+    c: &collector_core::Container,
+) -> Option<&'a str> {
+    let last = c.id.rsplit('/').next().unwrap_or("");
+    let unit = last.strip_suffix(".service").unwrap_or(last);
+    names
+        .iter()
+        .find(|n| {
+            let n = n.as_str();
+            c.meta.container.as_deref() == Some(n) || c.meta.name.as_deref() == Some(n) || unit == n
+        })
+        .map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_component_by_its_container_name_runtime_name_or_unit() {
+        let names: Vec<String> = ["etcd", "kube-apiserver"].map(String::from).to_vec();
+        let mut c = collector_core::Container {
+            id: "/system.slice/etcd.service".into(),
+            identity: collector_core::identity::classify("/system.slice/etcd.service", &[]),
+            first_seen_ms: 0,
+            created_ms: None,
+            idle: false,
+            meta: Default::default(),
+            stats: Default::default(),
+        };
+        assert_eq!(critical_component(&names, &c), Some("etcd"));
+        c.id = "/kubepods/burstable/pod1/abc".into();
+        assert_eq!(critical_component(&names, &c), None);
+        c.meta.container = Some("kube-apiserver".into());
+        assert_eq!(critical_component(&names, &c), Some("kube-apiserver"));
+        c.meta.container = Some("kube-apiserver-proxy".into());
+        c.meta.name = Some("etcd".into());
+        assert_eq!(critical_component(&names, &c), Some("etcd"));
+        c.meta.name = Some("etcd-backup".into());
+        assert_eq!(critical_component(&names, &c), None);
+        assert_eq!(critical_component(&[], &c), None);
     }
 }

@@ -143,6 +143,8 @@ fn every_alert_has_summary_description_and_runbook() {
         "NodeDiskWillFill",
         "NodePressureHigh",
         "NodeCapacityAtRisk",
+        "CriticalContainerAbsent",
+        "CriticalContainerRestarting",
         "CollectorDown",
         "CollectorSweepErrors",
         "CollectorSinkDropping",
@@ -163,7 +165,12 @@ fn every_alert_has_summary_description_and_runbook() {
         // one, its pod.
         let expr = a["expr"].as_str().unwrap();
         let container_alert = expr.contains("container_") || expr.contains("container:");
-        let aggregated = expr.contains("sum(") || name.starts_with("Collector");
+        // Aggregated: over containers (sum), or kept by what outlives a container (a
+        // component's pod and container, not its cgroup or runtime name).
+        let aggregated = expr.contains("sum(")
+            || expr.contains("group by")
+            || name.starts_with("Critical")
+            || name.starts_with("Collector");
         if container_alert && !aggregated {
             for l in ["name", "image"] {
                 assert!(

@@ -9,7 +9,8 @@
 //! `clusterLabel` to `cluster`) and scrapes both. The recorded series come out per namespace,
 //! pod and container with the node joined; the pod's own cgroup is told apart (`container=""`,
 //! no image), so summing containers does not count the pod twice; and a pod's network is
-//! reported once, on its sandbox, as kubelet's cAdvisor reports it.
+//! reported once, on its sandbox, as kubelet's cAdvisor reports it. A CoreDNS container beside
+//! them gets `container_critical`, which the shipped alerts watch; the others do not.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -253,6 +254,9 @@ fn the_mixins_rules_and_pod_queries_work_unchanged() {
     web.add(&mut docker, &image, &ns, "log", &["sleep", "600"]);
     let db = Pod::start(&mut docker, &image, &ns, "db-1", 2);
     db.add(&mut docker, &image, &ns, "db", &["sleep", "600"]);
+    // A component critical to the cluster, by its Kubernetes container name.
+    let dns = Pod::start(&mut docker, &image, &ns, "coredns-1", 3);
+    dns.add(&mut docker, &image, &ns, "coredns", &["sleep", "600"]);
 
     // Traffic into web-1's network namespace, from the host over a veth of the test's.
     let pid = docker.run(&["inspect", "-f", "{{.State.Pid}}", &web.sandbox]);
@@ -340,6 +344,21 @@ fn the_mixins_rules_and_pod_queries_work_unchanged() {
     for s in &pod_level {
         assert!(label(s, "id").contains("/kubepods/burstable/pod"), "{s}");
         assert!(label(s, "image").is_empty(), "{s}");
+    }
+
+    // container_critical for CoreDNS alone, with the labels the alerts keep.
+    let critical = until(
+        &prom,
+        &format!("container_critical{{job=\"collector-exporter\",namespace=\"{ns}\"}}"),
+        1,
+    );
+    assert_eq!(critical.len(), 1, "{critical:?}");
+    for (k, v) in [
+        ("component", "coredns"),
+        ("container", "coredns"),
+        ("pod", "coredns-1"),
+    ] {
+        assert_eq!(label(&critical[0], k), v, "{critical:?}");
     }
 
     // "Compute Resources / Pod": memory by container, and the pod's network once.
