@@ -11,11 +11,23 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use collector_core::{Container, Controller, Hierarchy, Roots, Snapshot};
 
+pub mod grafana;
 pub mod osmem;
 pub mod servers;
 
 /// The command that prepares a machine for the whole suite.
 pub const SETUP: &str = "scripts/test.sh";
+
+/// Exporter flags that turn every container runtime client off: the host's own runtimes (or
+/// a socket a stopped daemon left) are not a test's business.
+pub const NO_RUNTIMES: [&str; 6] = [
+    "--runtime.docker-socket",
+    "off",
+    "--runtime.containerd-socket",
+    "off",
+    "--runtime.crio-socket",
+    "off",
+];
 
 /// A name no other run of the suite uses at the same time.
 pub fn unique(prefix: &str) -> String {
@@ -108,6 +120,15 @@ impl TestCgroup {
     /// The directories made, one per hierarchy.
     pub fn dirs(&self) -> &[PathBuf] {
         &self.dirs
+    }
+
+    /// Writes `value` to control file `file` in whichever of the cgroup's directories has
+    /// it; false where none has it (a controller not mounted, the other cgroup version).
+    pub fn set_where_present(&self, file: &str, value: &str) -> bool {
+        match self.dirs.iter().find(|d| d.join(file).exists()) {
+            Some(d) => std::fs::write(d.join(file), value).is_ok(),
+            None => false,
+        }
     }
 
     pub fn dir_containing(&self, part: &str) -> &Path {

@@ -90,6 +90,19 @@ impl Daemon {
         assert_eq!(Path::new(sock), self.socket, "socket printed by the script");
     }
 
+    /// Exporter flags for this daemon alone (a Docker one): its socket, the other runtimes
+    /// off.
+    pub fn exporter_flags(&self) -> Vec<String> {
+        assert_eq!(
+            self.kind, "docker",
+            "exporter flags for a {} daemon",
+            self.kind
+        );
+        let mut f: Vec<String> = crate::NO_RUNTIMES.iter().map(|s| s.to_string()).collect();
+        f[1] = self.socket.display().to_string();
+        f
+    }
+
     /// Stops the daemon (its containers first); the directory stays until drop.
     pub fn stop(&self) {
         env(&[&format!("{}-stop", self.kind), self.dir()]);

@@ -345,24 +345,17 @@ fn a_container_outside_the_policy_reaches_the_webhook_with_its_name_and_image() 
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.toml");
     std::fs::write(&policy, "allowed_images = [\"ccol-bb-allowed:*\"]\n").unwrap();
-    let sock = d.socket.to_str().expect("a utf-8 socket path");
-    let exp = Exporter::start(
-        BIN,
-        &[
-            "--housekeeping.interval",
-            "1s",
-            "--cgroups.include",
-            "/docker",
-            "--runtime.docker-socket",
-            sock,
-            "--runtime.containerd-socket",
-            "off",
-            "--runtime.crio-socket",
-            "off",
-            "--containers.policy-file",
-            policy.to_str().expect("a utf-8 path"),
-        ],
-    );
+    let flags = d.exporter_flags();
+    let mut args = vec![
+        "--housekeeping.interval",
+        "1s",
+        "--cgroups.include",
+        "/docker",
+        "--containers.policy-file",
+        policy.to_str().expect("a utf-8 path"),
+    ];
+    args.extend(flags.iter().map(String::as_str));
+    let exp = Exporter::start(BIN, &args);
     let rules = test_rules(dir.path(), &["1m", "15m"]);
     let alerting = Alerting::start(dir.path(), &rules, exp.addr);
 

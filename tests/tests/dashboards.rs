@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use tests::grafana::{self, datasource_var, disk_of, is_influx, panels, queries, Query};
 use tests::servers::Prometheus;
 use tests::{http_get, Exporter, NetnsPair, TestCgroup};
 
@@ -20,18 +21,7 @@ fn root() -> PathBuf {
 }
 
 fn dashboards() -> Vec<(String, Value)> {
-    let dir = root().join("deploy/grafana/dashboards");
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "json") {
-            let text = std::fs::read_to_string(&p).unwrap();
-            let v: Value = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()));
-            out.push((p.file_name().unwrap().to_string_lossy().into_owned(), v));
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    let out = grafana::dashboards();
     let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
@@ -73,85 +63,6 @@ fn the_committed_dashboards_are_what_generate_py_writes() {
             committed.display()
         );
     }
-}
-
-fn is_influx(d: &Value) -> bool {
-    datasource_var(d)["query"] == "influxdb"
-}
-
-fn datasource_var(d: &Value) -> &Value {
-    d["templating"]["list"]
-        .as_array()
-        .and_then(|l| l.iter().find(|v| v["type"] == "datasource"))
-        .unwrap_or_else(|| panic!("{}: no datasource variable", d["title"]))
-}
-
-/// Panels, rows' nested panels included, rows left out.
-fn panels(d: &Value) -> Vec<&Value> {
-    let mut out = Vec::new();
-    for p in d["panels"].as_array().expect("panels") {
-        if p["type"] == "row" {
-            out.extend(p["panels"].as_array().into_iter().flatten());
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// One query of a dashboard: where it is, and its text.
-struct Query {
-    place: String,
-    text: String,
-    /// A `label_values(selector, label)` variable query: the label.
-    label: Option<String>,
-}
-
-fn queries(d: &Value) -> Vec<Query> {
-    let key = if is_influx(d) { "query" } else { "expr" };
-    let mut out = Vec::new();
-    for p in panels(d) {
-        for t in p["targets"].as_array().expect("targets") {
-            out.push(Query {
-                place: format!("panel {:?} target {}", p["title"], t["refId"]),
-                text: t[key].as_str().expect("a query").to_string(),
-                label: None,
-            });
-        }
-    }
-    for a in d["annotations"]["list"].as_array().expect("annotations") {
-        if a["builtIn"] == 1 {
-            continue;
-        }
-        out.push(Query {
-            place: format!("annotation {:?}", a["name"]),
-            text: a["expr"].as_str().expect("an annotation expr").to_string(),
-            label: None,
-        });
-    }
-    for v in d["templating"]["list"].as_array().expect("variables") {
-        if v["type"] != "query" {
-            continue;
-        }
-        let q = v["query"]["query"]
-            .as_str()
-            .or(v["query"].as_str())
-            .expect("a variable query");
-        let (text, label) = match q.strip_prefix("label_values(") {
-            Some(rest) => {
-                let rest = rest.strip_suffix(')').expect("label_values(...)");
-                let (sel, label) = rest.rsplit_once(',').expect("label_values(sel, label)");
-                (sel.trim().to_string(), Some(label.trim().to_string()))
-            }
-            None => (q.to_string(), None),
-        };
-        out.push(Query {
-            place: format!("variable {}", v["name"]),
-            text,
-            label,
-        });
-    }
-    out
 }
 
 #[test]
@@ -671,28 +582,6 @@ fn condition(q: &Query) -> Option<&'static str> {
         .map(|(_, why)| *why)
 }
 
-/// The whole disk behind `path`, as `major:minor` (a partition's parent disk).
-fn disk_of(path: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let dev = std::fs::metadata(path).ok()?.dev();
-    let (maj, min) = (libc::major(dev), libc::minor(dev));
-    let sys = PathBuf::from(format!("/sys/dev/block/{maj}:{min}"));
-    if sys.join("partition").exists() {
-        return std::fs::read_to_string(sys.join("../dev"))
-            .ok()
-            .map(|s| s.trim().to_string());
-    }
-    sys.exists().then(|| format!("{maj}:{min}"))
-}
-
-/// Writes `value` to control file `file` in whichever of the cgroup's directories has it.
-fn set_where_present(cg: &TestCgroup, file: &str, value: &str) -> bool {
-    match cg.dirs().iter().find(|d| d.join(file).exists()) {
-        Some(d) => std::fs::write(d.join(file), value).is_ok(),
-        None => false,
-    }
-}
-
 #[test]
 fn every_prometheus_dashboard_query_returns_data_from_a_real_scrape() {
     tests::require_root();
@@ -701,25 +590,23 @@ fn every_prometheus_dashboard_query_returns_data_from_a_real_scrape() {
     // Half a CPU of quota (throttled by the burner), a memory limit, and on v1 a blkio rule
     // on the disk the IO loop uses (v1 counts IO only on devices with a rule).
     assert!(
-        set_where_present(&cg, "cpu.cfs_quota_us", "50000")
-            || set_where_present(&cg, "cpu.max", "50000 100000"),
+        cg.set_where_present("cpu.cfs_quota_us", "50000")
+            || cg.set_where_present("cpu.max", "50000 100000"),
         "no CPU quota file"
     );
-    let _ = set_where_present(&cg, "cpu.cfs_period_us", "100000");
+    let _ = cg.set_where_present("cpu.cfs_period_us", "100000");
     assert!(
-        set_where_present(&cg, "memory.limit_in_bytes", "268435456")
-            || set_where_present(&cg, "memory.max", "268435456"),
+        cg.set_where_present("memory.limit_in_bytes", "268435456")
+            || cg.set_where_present("memory.max", "268435456"),
         "no memory limit file"
     );
     let work = tempfile::tempdir_in("/var/tmp").expect("a temp dir on disk");
     if let Some(disk) = disk_of(work.path()) {
-        let _ = set_where_present(
-            &cg,
+        let _ = cg.set_where_present(
             "blkio.throttle.read_bps_device",
             &format!("{disk} 10000000000"),
         );
-        let _ = set_where_present(
-            &cg,
+        let _ = cg.set_where_present(
             "blkio.throttle.write_bps_device",
             &format!("{disk} 10000000000"),
         );

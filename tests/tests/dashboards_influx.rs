@@ -5,76 +5,16 @@
 //! listed below as conditional, with its condition. (dashboards.rs checks the same queries
 //! against METRICS.md's schema, without running them.)
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tests::grafana::{self, disk_of, queries, variables, Query};
 use tests::servers::Influxd;
 use tests::{Exporter, NetnsPair, TestCgroup};
 
 const BIN: &str = env!("CARGO_BIN_EXE_exporter");
 const DB: &str = "ccol";
-
-fn dashboard() -> Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/grafana/dashboards/influxdb-containers.json");
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()))
-}
-
-/// Panels, rows' nested panels included, rows left out.
-fn panels(d: &Value) -> Vec<&Value> {
-    let mut out = Vec::new();
-    for p in d["panels"].as_array().expect("panels") {
-        if p["type"] == "row" {
-            out.extend(p["panels"].as_array().into_iter().flatten());
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// One query of the dashboard: where it is, and its text as stored.
-struct Query {
-    place: String,
-    text: String,
-}
-
-fn queries(d: &Value) -> Vec<Query> {
-    let mut out = Vec::new();
-    for p in panels(d) {
-        for t in p["targets"].as_array().expect("targets") {
-            out.push(Query {
-                place: format!("panel {} target {}", p["title"], t["refId"]),
-                text: t["query"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("panel {}: a target without a query", p["title"]))
-                    .to_string(),
-            });
-        }
-    }
-    for v in variables(d) {
-        out.push(Query {
-            place: format!("variable {}", v["name"]),
-            text: v["query"]
-                .as_str()
-                .unwrap_or_else(|| panic!("variable {}: no query text", v["name"]))
-                .to_string(),
-        });
-    }
-    out
-}
-
-/// The template variables with a query (not the datasource one).
-fn variables(d: &Value) -> Vec<&Value> {
-    d["templating"]["list"]
-        .as_array()
-        .expect("templating.list")
-        .iter()
-        .filter(|v| v["type"] == "query")
-        .collect()
-}
 
 /// What Grafana sends for a query over the last 10 minutes with every variable at All
 /// (`.*`, the dashboard's allValue, which Grafana puts in unescaped): `$timeFilter` and
@@ -191,30 +131,6 @@ fn missing_series(q: &str, answer: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The whole disk behind `path`, as `major:minor` (a partition's parent disk).
-fn disk_of(path: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let dev = std::fs::metadata(path).ok()?.dev();
-    let (maj, min) = (libc::major(dev), libc::minor(dev));
-    let sys = PathBuf::from(format!("/sys/dev/block/{maj}:{min}"));
-    if sys.join("partition").exists() {
-        return std::fs::read_to_string(sys.join("../dev"))
-            .ok()
-            .map(|s| s.trim().to_string());
-    }
-    sys.exists().then(|| format!("{maj}:{min}"))
-}
-
-/// Writes `value` to control file `file` in whichever of the cgroup's directories has it.
-fn set_where_present(cg: &TestCgroup, file: &str, value: &str) -> bool {
-    match cg.dirs().iter().find(|d| d.join(file).exists()) {
-        Some(d) => std::fs::write(d.join(file), value).is_ok(),
-        None => false,
-    }
-}
-
-/// Child cgroup directories the test makes itself; removed when dropped, which is before
-/// their parent TestCgroup is (declared after it), as a parent with children cannot go.
 struct ChildDirs(Vec<PathBuf>);
 
 impl Drop for ChildDirs {
@@ -260,7 +176,7 @@ fn summary(answer: &Value) -> String {
 fn every_influxdb_dashboard_query_returns_data_from_the_real_sink() {
     tests::require_root();
     let started = Instant::now();
-    let d = dashboard();
+    let d = grafana::dashboard("influxdb-containers.json");
     let vars: Vec<&str> = variables(&d)
         .iter()
         .map(|v| v["name"].as_str().expect("a variable name"))
@@ -288,25 +204,23 @@ fn every_influxdb_dashboard_query_returns_data_from_the_real_sink() {
     // Half a CPU of quota (throttled by the burner), a memory limit, and on v1 a blkio rule
     // on the disk the IO loop uses (v1 counts IO only on devices with a rule).
     assert!(
-        set_where_present(&cg, "cpu.cfs_quota_us", "50000")
-            || set_where_present(&cg, "cpu.max", "50000 100000"),
+        cg.set_where_present("cpu.cfs_quota_us", "50000")
+            || cg.set_where_present("cpu.max", "50000 100000"),
         "no CPU quota file in {:?}",
         cg.dirs()
     );
-    let _ = set_where_present(&cg, "cpu.cfs_period_us", "100000");
+    let _ = cg.set_where_present("cpu.cfs_period_us", "100000");
     assert!(
-        set_where_present(&cg, "memory.limit_in_bytes", "268435456")
-            || set_where_present(&cg, "memory.max", "268435456"),
+        cg.set_where_present("memory.limit_in_bytes", "268435456")
+            || cg.set_where_present("memory.max", "268435456"),
         "no memory limit file in {:?}",
         cg.dirs()
     );
     let blkio_rule = disk_of(work.path()).is_some_and(|disk| {
-        set_where_present(
-            &cg,
+        cg.set_where_present(
             "blkio.throttle.read_bps_device",
             &format!("{disk} 10000000000"),
-        ) && set_where_present(
-            &cg,
+        ) && cg.set_where_present(
             "blkio.throttle.write_bps_device",
             &format!("{disk} 10000000000"),
         )

@@ -267,22 +267,15 @@ fn the_mixins_rules_and_pod_queries_work_unchanged() {
         .expect("ping");
     assert!(ping.status.success(), "ping into the pod: {ping:?}");
 
-    let sock = d.socket.to_str().expect("a utf-8 socket path");
-    let exp = Exporter::start(
-        BIN,
-        &[
-            "--housekeeping.interval",
-            "1s",
-            "--cgroups.include",
-            "/kubepods",
-            "--runtime.docker-socket",
-            sock,
-            "--runtime.containerd-socket",
-            "off",
-            "--runtime.crio-socket",
-            "off",
-        ],
-    );
+    let flags = d.exporter_flags();
+    let mut args = vec![
+        "--housekeeping.interval",
+        "1s",
+        "--cgroups.include",
+        "/kubepods",
+    ];
+    args.extend(flags.iter().map(String::as_str));
+    let exp = Exporter::start(BIN, &args);
     let ksm = kube_state_metrics(vec![
         (ns.clone(), "web-1".into()),
         (ns.clone(), "db-1".into()),

@@ -8,20 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tests::{require_root, Exporter, SETUP};
+use tests::{require_root, Exporter, NO_RUNTIMES, SETUP};
 
 const BIN: &str = env!("CARGO_BIN_EXE_exporter");
-
-/// The host's own runtimes are not the test's business: a socket left by a stopped daemon
-/// would be a failed row.
-const NO_RUNTIMES: [&str; 6] = [
-    "--runtime.docker-socket",
-    "off",
-    "--runtime.containerd-socket",
-    "off",
-    "--runtime.crio-socket",
-    "off",
-];
 
 /// Runs the exporter with `args` on a free port, expecting it to refuse to start.
 fn refused(args: &[&str]) -> (Option<i32>, String) {

@@ -483,13 +483,8 @@ fn execs_are_attributed_from_a_cgroup_namespace_of_its_own() {
             "250ms",
             "--containers.process-interval",
             "250ms",
-            "--runtime.docker-socket",
-            "off",
-            "--runtime.containerd-socket",
-            "off",
-            "--runtime.crio-socket",
-            "off",
-        ]);
+        ])
+        .args(tests::NO_RUNTIMES);
     let exp = Exporter::start_command(cmd);
     assert_eq!(exp.get("/healthz").status, 200);
     let script = format!(

@@ -28,7 +28,7 @@ const KINDS: [&str; 7] = [
 /// The exporter on the daemon's containers: security on (its default), short intervals, the
 /// other runtimes off.
 fn exporter(d: &Daemon, extra: &[&str]) -> Exporter {
-    let sock = d.socket.to_str().expect("a utf-8 socket path");
+    let flags = d.exporter_flags();
     let mut args = vec![
         "--housekeeping.interval",
         "250ms",
@@ -36,13 +36,8 @@ fn exporter(d: &Daemon, extra: &[&str]) -> Exporter {
         "250ms",
         "--cgroups.include",
         "/docker",
-        "--runtime.docker-socket",
-        sock,
-        "--runtime.containerd-socket",
-        "off",
-        "--runtime.crio-socket",
-        "off",
     ];
+    args.extend(flags.iter().map(String::as_str));
     args.extend_from_slice(extra);
     let exp = Exporter::start(BIN, &args);
     assert_eq!(exp.get("/healthz").status, 200);
