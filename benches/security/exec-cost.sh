@@ -40,6 +40,7 @@ cleanup() {
     trap - EXIT INT TERM
     [ -n "$EXP_PID" ] && kill -TERM "$EXP_PID" 2>/dev/null && wait "$EXP_PID" 2>/dev/null
     [ ${#WL_PIDS[@]} -gt 0 ] && kill -KILL "${WL_PIDS[@]}" 2>/dev/null
+    # Each workload's sleep outlives its killed shell: every task left in our cgroups.
     for h in "${HIERS[@]}"; do
         dir="$CG/$h/$PARENT"
         [ -d "$dir" ] || continue
@@ -69,6 +70,8 @@ for i in $(seq "$N"); do
         exec sh -c "while :; do sleep $EVERY; done"
     ) &
     WL_PIDS+=($!)
+    # Not a job of this shell any more: no "Killed" line for each when they are stopped.
+    disown $!
 done
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
