@@ -37,6 +37,8 @@ pub mod machine;
 pub mod metadata;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
+#[cfg(feature = "remote_write")]
+pub mod remote_write;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod security;
