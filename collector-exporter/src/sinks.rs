@@ -465,8 +465,12 @@ impl Running {
     }
 }
 
-/// Starts every sink on the current tokio runtime.
-pub fn start(specs: &[SinkSpec]) -> anyhow::Result<Vec<Running>> {
+/// Starts every sink on the current tokio runtime; `own` is what a remote-write sink pushes
+/// beside the snapshot's series (the exporter's own).
+pub fn start(
+    specs: &[SinkSpec],
+    own: Option<remote_write::ExtraSeries>,
+) -> anyhow::Result<Vec<Running>> {
     let mut out = Vec::new();
     for s in specs {
         let handle = match &s.kind {
@@ -477,7 +481,11 @@ pub fn start(specs: &[SinkSpec]) -> anyhow::Result<Vec<Running>> {
                 SinkRunner::spawn(ElasticSink::new(cfg.clone())?, s.runner.clone())
             }
             SinkKind::RemoteWrite(cfg) => {
-                SinkRunner::spawn(RemoteWriteSink::new(cfg.clone())?, s.runner.clone())
+                let cfg = RemoteWriteConfig {
+                    extra: own.clone(),
+                    ..cfg.clone()
+                };
+                SinkRunner::spawn(RemoteWriteSink::new(cfg)?, s.runner.clone())
             }
         }
         .map_err(|e| anyhow::anyhow!("sink {}: opening its spool: {e}", s.name))?;

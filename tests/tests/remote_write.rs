@@ -1,6 +1,7 @@
 //! The remote-write sink against real receivers: the exporter pushes to Prometheus (its
 //! remote-write receiver on) and to VictoriaMetrics at once, and the series queried back are
-//! /metrics' own, with the external labels; a removed cgroup's series go stale at once. An
+//! /metrics' own (its `collector_*` too), with the external labels; a removed cgroup's series
+//! go stale at once. An
 //! outage of VictoriaMetrics with the exporter killed in it loses nothing (the spool). A fake
 //! receiver shows a 400 dropping only its batch and a 429's Retry-After being waited out.
 //!
@@ -193,6 +194,23 @@ fn prometheus_and_victoria_metrics_get_the_metrics_series_and_staleness() {
             &format!("container_memory_working_set_bytes{{id=\"{}\"}}", a.id),
         );
         assert!(result_value(&ws[0]) >= (12u64 << 20) as f64, "{ws:?}");
+    }
+    // The exporter's own series are pushed too.
+    for (server, addr) in receivers {
+        let sweeps = query(addr, "collector_sweeps_total");
+        assert_eq!(sweeps.len(), 1, "{server}: {sweeps:?}");
+        let want: BTreeMap<String, String> = [
+            ("__name__", "collector_sweeps_total"),
+            ("cluster", "test"),
+            ("node", "node-1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(result_labels(&sweeps[0]), want, "{server}");
+        assert!(result_value(&sweeps[0]) >= 2.0, "{server}: {sweeps:?}");
+        let q = "collector_sink_sent_total{sink=\"prom\",type=\"remote_write\"}";
+        assert!(result_value(&wait_for(addr, q, Duration::from_secs(5), &exp)[0]) > 0.0);
     }
     // The sink's own series.
     let body = exp.get("/metrics").text();

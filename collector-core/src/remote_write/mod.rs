@@ -17,10 +17,12 @@
 
 pub mod proto;
 mod series;
+mod text;
 
 pub use series::SeriesEncoder;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -47,6 +49,25 @@ pub enum Auth {
     Bearer(Secret),
 }
 
+/// More series to push with each snapshot's: a function appending them to a `String` in the
+/// Prometheus text format (0.0.4), as an embedder's own registry serves them.
+#[derive(Clone)]
+pub struct ExtraSeries(pub Arc<dyn Fn(&mut String) + Send + Sync>);
+
+impl fmt::Debug for ExtraSeries {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ExtraSeries")
+    }
+}
+
+impl PartialEq for ExtraSeries {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ExtraSeries {}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteWriteConfig {
     /// The receiver's write endpoint, like `http://mimir:8080/api/v1/push`.
@@ -61,6 +82,8 @@ pub struct RemoteWriteConfig {
     /// As /metrics has them (the runtime labels exposed), so the series are the same.
     pub options: Options,
     pub user_agent: String,
+    /// Pushed with each snapshot's series, at its time (the exporter's own series).
+    pub extra: Option<ExtraSeries>,
 }
 
 impl RemoteWriteConfig {
@@ -74,6 +97,7 @@ impl RemoteWriteConfig {
             tls: Tls::default(),
             options: Options::default(),
             user_agent: concat!("collector-core/", env!("CARGO_PKG_VERSION")).into(),
+            extra: None,
         }
     }
 }
@@ -98,6 +122,9 @@ pub struct RemoteWriteSink {
     url: String,
     headers: HeaderMap,
     encoder: SeriesEncoder,
+    extra: Option<ExtraSeries>,
+    /// The extra series' text, reused.
+    extra_text: String,
     /// The request before and after compression, reused.
     body: Vec<u8>,
     compressed: Vec<u8>,
@@ -184,6 +211,8 @@ impl RemoteWriteSink {
             url: cfg.url,
             headers,
             encoder: SeriesEncoder::new(cfg.options, cfg.external_labels),
+            extra: cfg.extra,
+            extra_text: String::new(),
             body: Vec::new(),
             compressed: Vec::new(),
             snappy: snap::raw::Encoder::new(),
@@ -219,9 +248,14 @@ impl Sink for RemoteWriteSink {
 
     fn encode(&mut self, snapshot: &Snapshot, metrics: bool, out: &mut Vec<Vec<u8>>) {
         // Lifecycle events have no series; only the metrics go.
-        if metrics {
-            self.encoder.encode(snapshot, out);
+        if !metrics {
+            return;
         }
+        self.extra_text.clear();
+        if let Some(ExtraSeries(f)) = &self.extra {
+            f(&mut self.extra_text);
+        }
+        self.encoder.encode_with(snapshot, &self.extra_text, out);
     }
 
     async fn send(&mut self, batch: &[Vec<u8>]) -> Outcome {

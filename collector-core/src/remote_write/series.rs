@@ -1,6 +1,7 @@
 //! A snapshot's series as remote-write items, through the same families the text exposition
 //! writes (`prometheus::visit`): the same names (counters with `_total`) and labels, plus
-//! the external labels, each series' labels sorted by name. Series pushed last time and
+//! the external labels, each series' labels sorted by name; and an embedder's own series,
+//! given as text. Series pushed last time and
 //! missing now get a staleness marker, so a query stops returning them at once instead of
 //! five minutes later.
 //!
@@ -146,6 +147,12 @@ impl SeriesEncoder {
     /// Appends one item per sample of the snapshot, then a staleness marker for each series
     /// of the previous call that the snapshot no longer has.
     pub fn encode(&mut self, snap: &Snapshot, out: &mut Vec<Vec<u8>>) {
+        self.encode_with(snap, "", out);
+    }
+
+    /// As [`encode`](Self::encode), with the samples of `extra` (Prometheus text, 0.0.4)
+    /// pushed beside the snapshot's, at its time: an embedder's own series.
+    pub fn encode_with(&mut self, snap: &Snapshot, extra: &str, out: &mut Vec<Vec<u8>>) {
         let ts = snap.timestamp_ms as i64;
         self.now.clear();
         let mut own = Vec::new();
@@ -163,6 +170,19 @@ impl SeriesEncoder {
         };
         // Writing into memory cannot fail; the Result is the writers' common signature.
         let _ = visit(&mut w, snap);
+        for line in super::text::samples(extra) {
+            match line {
+                Ok(l) => {
+                    let (name, name_hash) = w.name(l.name, "");
+                    let mut own: Vec<(&str, &str)> =
+                        l.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    w.now.add_set(&mut own, w.external);
+                    let set = w.now.sets.len() as u32 - 1;
+                    w.sample(name, name_hash, set, None, l.value);
+                }
+                Err(e) => tracing::debug!("remote write, extra series: {e}"),
+            }
+        }
         self.now.series.sort_unstable_by_key(|s| s.hash);
         self.mark_gone(ts, out);
         std::mem::swap(&mut self.last, &mut self.now);
@@ -196,39 +216,30 @@ struct Writer<'a> {
     last_len: usize,
 }
 
-impl Out for Writer<'_> {
-    fn family(
-        &mut self,
-        name: &str,
-        _help: &str,
-        kind: Kind,
-        samples: &mut dyn FnMut(&mut dyn Samples) -> Result<(), FmtError>,
-    ) -> Result<(), FmtError> {
+impl Writer<'_> {
+    /// A series name (family name and suffix) in the arena, and its hash.
+    fn name(&mut self, family: &str, suffix: &str) -> (Span, u64) {
         let start = self.now.text.len() as u32;
-        self.now.text.push_str(name);
-        self.now.text.push_str(kind.sample_suffix());
+        self.now.text.push_str(family);
+        self.now.text.push_str(suffix);
         let span = (start, self.now.text.len() as u32);
         let mut h = Hasher::default();
         h.str(self.now.str(span));
-        samples(&mut FamilySamples {
-            w: self,
-            name: span,
-            name_hash: h.finish(),
-        })
+        (span, h.finish())
     }
-}
 
-struct FamilySamples<'w, 'a> {
-    w: &'w mut Writer<'a>,
-    name: Span,
-    name_hash: u64,
-}
-
-impl FamilySamples<'_, '_> {
-    fn sample(&mut self, set: u32, extra: Option<(&str, &str)>, v: Value) {
-        let now = &mut *self.w.now;
+    /// One sample of series `name` with label set `set` and one more label if any.
+    fn sample(
+        &mut self,
+        name: Span,
+        name_hash: u64,
+        set: u32,
+        extra: Option<(&str, &str)>,
+        value: f64,
+    ) {
+        let now = &mut *self.now;
         let mut hash = Hasher::default();
-        hash.u64(self.name_hash);
+        hash.u64(name_hash);
         hash.u64(now.sets[set as usize].1);
         let extra = match extra.filter(|(_, v)| !v.is_empty()) {
             Some((k, v)) => {
@@ -243,20 +254,46 @@ impl FamilySamples<'_, '_> {
         };
         let s = Series {
             hash: hash.finish(),
-            name: self.name,
+            name,
             set,
             extra,
         };
         now.series.push(s);
-        let value = match v {
-            Value::Int(n) => n as f64,
-            Value::Float(f) => f,
-        };
-        let mut item = Vec::with_capacity(self.w.last_len + 32);
-        put_sample(&mut item, value, self.w.ts);
+        let mut item = Vec::with_capacity(self.last_len + 32);
+        put_sample(&mut item, value, self.ts);
         now.put_labels(&s, &mut item);
-        self.w.last_len = item.len();
-        self.w.out.push(item);
+        self.last_len = item.len();
+        self.out.push(item);
+    }
+}
+
+impl Out for Writer<'_> {
+    fn family(
+        &mut self,
+        name: &str,
+        _help: &str,
+        kind: Kind,
+        samples: &mut dyn FnMut(&mut dyn Samples) -> Result<(), FmtError>,
+    ) -> Result<(), FmtError> {
+        let (name, name_hash) = self.name(name, kind.sample_suffix());
+        samples(&mut FamilySamples {
+            w: self,
+            name,
+            name_hash,
+        })
+    }
+}
+
+struct FamilySamples<'w, 'a> {
+    w: &'w mut Writer<'a>,
+    name: Span,
+    name_hash: u64,
+}
+
+fn value(v: Value) -> f64 {
+    match v {
+        Value::Int(n) => n as f64,
+        Value::Float(f) => f,
     }
 }
 
@@ -267,7 +304,8 @@ impl Samples for FamilySamples<'_, '_> {
         extra: Option<(&str, &str)>,
         v: Value,
     ) -> Result<(), FmtError> {
-        self.sample(i as u32, extra, v);
+        self.w
+            .sample(self.name, self.name_hash, i as u32, extra, value(v));
         Ok(())
     }
 
@@ -275,7 +313,8 @@ impl Samples for FamilySamples<'_, '_> {
         let mut own = labels.to_vec();
         self.w.now.add_set(&mut own, self.w.external);
         let set = self.w.now.sets.len() as u32 - 1;
-        self.sample(set, None, v);
+        self.w
+            .sample(self.name, self.name_hash, set, None, value(v));
         Ok(())
     }
 }

@@ -252,3 +252,45 @@ fn settings_are_checked_at_start() {
     assert_eq!(s.headers["authorization"], "Bearer t0ken");
     assert!(!format!("{c:?} {s:?}").contains("t0ken"));
 }
+
+#[test]
+fn extra_series_are_pushed_with_the_snapshot_and_go_stale_too() {
+    let mut snap = snapshot();
+    let mut enc = SeriesEncoder::new(Options::default(), vec![("node".into(), "n1".into())]);
+    let extra = "# TYPE collector_sweeps_total counter\ncollector_sweeps_total 7\n\
+                 container_policy_violation{id=\"/x\",reason=\"image \\\"bad\\\"\"} 1\nbroken line\n";
+    let mut items = Vec::new();
+    enc.encode_with(&snap, extra, &mut items);
+    let all = decode(&items);
+    let find = |name: &str| {
+        all.iter()
+            .find(|t| {
+                t.labels
+                    .iter()
+                    .any(|l| l.name == "__name__" && l.value == name)
+            })
+            .unwrap_or_else(|| panic!("{name} not pushed"))
+    };
+    let sweeps = find("collector_sweeps_total");
+    assert_eq!(sweeps.samples[0].value, 7.0);
+    assert_eq!(sweeps.samples[0].timestamp, snap.timestamp_ms as i64);
+    assert_eq!(
+        labels(sweeps),
+        vec![
+            ("__name__".to_string(), "collector_sweeps_total".to_string()),
+            ("node".to_string(), "n1".to_string())
+        ]
+    );
+    let v = find("container_policy_violation");
+    assert!(labels(v).contains(&("reason".into(), "image \"bad\"".into())));
+    // The violation ends: its series goes stale; the rest stays.
+    snap.timestamp_ms += 1000;
+    let mut next = Vec::new();
+    enc.encode_with(&snap, "collector_sweeps_total 8\n", &mut next);
+    let stale: Vec<Labels> = decode(&next)
+        .iter()
+        .filter(|t| t.samples[0].value.to_bits() == STALE_NAN)
+        .map(labels)
+        .collect();
+    assert_eq!(stale, vec![labels(v)]);
+}
