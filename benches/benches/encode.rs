@@ -11,6 +11,12 @@
 //! - `elastic/ours/1000`: the Elasticsearch sink's `_bulk` body (one action and one ECS
 //!   document per container); `elastic/serde_json/1000`: one `serde_json::json!` value per
 //!   container serialized in turn.
+//! - `remote_write/ours-items/N`: the remote-write sink's `encode` (one item per sample,
+//!   staleness bookkeeping included) for N = 1,000 and 10,000; `remote_write/ours/N`: that
+//!   and the requests made of the items, 5,000 samples each, snappy-compressed, as the sink
+//!   sends them; `remote_write/prost/N`: the same samples as prost `TimeSeries` structs (a
+//!   `String` per label name and value, as a hand-rolled encoder builds them), encoded and
+//!   compressed in the same batches.
 //!
 //! The containers are copies of the Docker container of the v1 hybrid kernel capture in
 //! `tests/fixtures` (a real sweep of it, so every family the readers fill is present), each
@@ -24,6 +30,8 @@ use collector_core::influx::{Api, InfluxConfig, InfluxSink};
 use collector_core::prometheus::{
     encode, render, write_chunked, Format, Options, SnapshotCollector,
 };
+use collector_core::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
+use collector_core::remote_write::{RemoteWriteConfig, RemoteWriteSink};
 use collector_core::sink::Sink;
 use collector_core::{Collector, Config, Roots, Snapshot};
 use collector_exporter::server::{Pieces, PIECE};
@@ -379,5 +387,113 @@ fn elastic_by_json(s: &Snapshot) -> Vec<u8> {
     out
 }
 
-criterion_group!(benches, prometheus, influx, elastic);
+/// Samples per request, as the runner batches them by default.
+const RW_BATCH: usize = 5_000;
+
+fn remote_write(c: &mut Criterion) {
+    let mut g = c.benchmark_group("remote_write");
+    g.sample_size(10);
+    for n in [1_000, 10_000] {
+        let snap = snapshot(n);
+        let mut cfg = RemoteWriteConfig::new("http://127.0.0.1:9/api/v1/write");
+        cfg.external_labels = vec![("instance".into(), "bench-node".into())];
+        let mut sink = RemoteWriteSink::new(cfg).expect("a remote-write sink");
+        let mut items = Vec::new();
+        // Twice: the steady state, where the last push's series are known.
+        sink.encode(&snap, true, &mut items);
+        items.clear();
+        sink.encode(&snap, true, &mut items);
+        let (body, compressed) = requests(&items);
+        eprintln!(
+            "remote_write, {n} containers: {} samples, {} request bytes, {} compressed",
+            items.len(),
+            body,
+            compressed
+        );
+        let flat = flatten(&items);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("ours-items", n), &n, |b, _| {
+            b.iter(|| {
+                items.clear();
+                sink.encode(black_box(&snap), true, &mut items);
+                items.len()
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("ours", n), &n, |b, _| {
+            b.iter(|| {
+                items.clear();
+                sink.encode(black_box(&snap), true, &mut items);
+                requests(&items)
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("prost", n), &n, |b, _| {
+            b.iter(|| by_prost(black_box(&flat)))
+        });
+    }
+    g.finish();
+}
+
+/// The requests the sink makes of `items`: (bytes before, after snappy).
+fn requests(items: &[Vec<u8>]) -> (usize, usize) {
+    let mut body = Vec::new();
+    let mut snappy = snap::raw::Encoder::new();
+    let (mut raw, mut packed) = (0, 0);
+    for batch in items.chunks(RW_BATCH) {
+        RemoteWriteSink::write_request(batch, &mut body);
+        raw += body.len();
+        packed += snappy.compress_vec(&body).expect("snappy").len();
+    }
+    (raw, packed)
+}
+
+/// One sample's labels, value and time.
+type Flat = (Vec<(String, String)>, f64, i64);
+
+/// The items as plain data, for the prost baseline to start from.
+fn flatten(items: &[Vec<u8>]) -> Vec<Flat> {
+    use prost::Message;
+    items
+        .iter()
+        .map(|i| {
+            let t = TimeSeries::decode(&i[..]).expect("an item is a TimeSeries");
+            let l = t.labels.into_iter().map(|l| (l.name, l.value)).collect();
+            (l, t.samples[0].value, t.samples[0].timestamp)
+        })
+        .collect()
+}
+
+/// A `TimeSeries` per sample with its own label strings, encoded by prost and compressed,
+/// 5,000 samples a request. Returns the compressed bytes.
+fn by_prost(flat: &[Flat]) -> usize {
+    use prost::Message;
+    let mut snappy = snap::raw::Encoder::new();
+    let mut made = 0;
+    for batch in flat.chunks(RW_BATCH) {
+        let req = WriteRequest {
+            timeseries: batch
+                .iter()
+                .map(|(labels, value, timestamp)| TimeSeries {
+                    labels: labels
+                        .iter()
+                        .map(|(n, v)| Label {
+                            name: n.as_str().into(),
+                            value: v.as_str().into(),
+                        })
+                        .collect(),
+                    samples: vec![Sample {
+                        value: *value,
+                        timestamp: *timestamp,
+                    }],
+                })
+                .collect(),
+        };
+        made += snappy
+            .compress_vec(&req.encode_to_vec())
+            .expect("snappy")
+            .len();
+    }
+    made
+}
+
+criterion_group!(benches, prometheus, influx, elastic, remote_write);
 criterion_main!(benches);

@@ -38,6 +38,8 @@ pub mod metadata;
 pub mod preflight;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
+#[cfg(feature = "remote_write")]
+pub mod remote_write;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod security;

@@ -577,7 +577,10 @@ impl Settings {
                 ))
             }
         };
-        let sinks = crate::sinks::parse(&file.sinks)?;
+        let exposition = collector_core::prometheus::Options {
+            label_allowlist: v.label_allowlist.clone(),
+        };
+        let sinks = crate::sinks::parse(&file.sinks, &exposition)?;
         let mut security = collector_core::SecurityConfig {
             enabled: v.security,
             exec_events: v.exec_events,

@@ -246,10 +246,23 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    // Sinks run as tasks on the server's runtime; the sweep thread feeds them.
+    // Sinks run as tasks on the server's runtime; the sweep thread feeds them. A remote-write
+    // sink pushes the exporter's own series too, once the server's state (which holds the
+    // sinks' counters) is made below.
+    let own_state: Arc<std::sync::OnceLock<Arc<server::App>>> = Arc::default();
+    let own = {
+        let state = own_state.clone();
+        collector_core::remote_write::ExtraSeries(Arc::new(move |out: &mut String| {
+            if let Some(app) = state.get() {
+                if let Err(e) = server::encode_own(app, out, Format::PrometheusText) {
+                    tracing::debug!("encoding the exporter's own series to push: {e}");
+                }
+            }
+        }))
+    };
     let sinks = {
         let _guard = rt.enter();
-        sinks::start(&s.sinks)?
+        sinks::start(&s.sinks, Some(own))?
     };
     let feeds: Vec<SinkFeeder> = sinks.iter().map(|r| r.handle.feeder()).collect();
     let runtimes = collector_core::runtime::Providers::start_on(runtime_config(&s), rt.handle());
@@ -305,6 +318,7 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
         setup: Some(Arc::new(setup_info)),
         healthz_without_auth: s.healthz_without_auth,
     });
+    let _ = own_state.set(app.clone());
     let served = rt.block_on(listener::serve(app, s.listen_address, web));
     let _ = stop_tx.send(());
     let _ = sweeper.join();

@@ -153,17 +153,7 @@ fn write_metrics(
         tracing::debug!("/metrics: the client left");
         return;
     }
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(SelfCollector {
-        stats: app.stats.clone(),
-        sinks: app.sinks.clone(),
-        runtimes: app.runtimes.clone(),
-        events: app.events.clone(),
-        violations: app.violations.clone(),
-        criticals: app.criticals.clone(),
-        setup: app.setup.clone(),
-    }));
-    if let Err(e) = prom::encode(&mut text, &registry, format) {
+    if let Err(e) = encode_own(app, &mut text, format) {
         // The body ends in an error (the producer leaves without `End`), not cut short
         // looking whole.
         tracing::error!("encoding the exporter's own metrics failed: {e}");
@@ -176,6 +166,22 @@ fn write_metrics(
     {
         tracing::debug!("/metrics: the client left");
     }
+}
+
+/// The exporter's own series (`collector_*`, `process_*`, events, policy violations), as
+/// /metrics ends with them; the remote-write sink pushes the same.
+pub fn encode_own(app: &App, out: &mut String, format: Format) -> Result<(), std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SelfCollector {
+        stats: app.stats.clone(),
+        sinks: app.sinks.clone(),
+        runtimes: app.runtimes.clone(),
+        events: app.events.clone(),
+        violations: app.violations.clone(),
+        criticals: app.criticals.clone(),
+        setup: app.setup.clone(),
+    }));
+    prom::encode(out, &registry, format)
 }
 
 /// Where `/metrics` text goes: to `put` in pieces as it is, or gzipped first. Public for the

@@ -1,16 +1,19 @@
 //! `[[sinks]]` in the config file: parsed and checked at start, then each runs as its own
 //! task fed with every snapshot.
 //!
-//! Secrets (`password`, `token`, `api_key`) may be given inline, or as `<name>_env` (the name
+//! Secrets (`password`, `token`, `api_key`, `bearer_token`) may be given inline, or as `<name>_env` (the name
 //! of an environment variable holding it) or `<name>_file` (a file holding it; one trailing
 //! newline is dropped). Exactly one of the three. They never reach logs or `--help`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use collector_core::elastic::{self, ElasticConfig, ElasticSink};
 use collector_core::influx::{Api, InfluxConfig, InfluxSink, Secret};
+use collector_core::prometheus::Options;
+use collector_core::remote_write::{self, RemoteWriteConfig, RemoteWriteSink};
 use collector_core::sink::{RunnerConfig, SinkHandle, SinkRunner, SinkStats};
 use serde::Deserialize;
 
@@ -29,6 +32,7 @@ pub struct SinkSpec {
 pub enum SinkKind {
     Influx(InfluxConfig),
     Elastic(ElasticConfig),
+    RemoteWrite(RemoteWriteConfig),
 }
 
 impl SinkKind {
@@ -36,9 +40,12 @@ impl SinkKind {
         match self {
             SinkKind::Influx(_) => "influxdb",
             SinkKind::Elastic(_) => "elasticsearch",
+            SinkKind::RemoteWrite(_) => "remote_write",
         }
     }
 }
+
+const TYPES: &str = "influxdb, elasticsearch, remote_write";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +65,25 @@ struct ElasticFile {
     template_name: Option<String>,
     template_overwrite: Option<bool>,
     template_priority: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoteWriteFile {
+    /// Values may name environment variables as `${NAME}` (the node's name from the
+    /// downward API, say).
+    external_labels: Option<BTreeMap<String, String>>,
+    headers: Option<BTreeMap<String, String>>,
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    bearer_token: Option<String>,
+    bearer_token_env: Option<String>,
+    bearer_token_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_insecure_skip_verify: Option<bool>,
 }
 
 /// Settings every sink takes.
@@ -118,8 +144,9 @@ const COMMON_KEYS: &[&str] = &[
     "host_env",
 ];
 
-/// Parses `[[sinks]]` tables. Errors name the key as `sinks[N].key`.
-pub fn parse(tables: &[toml::Table]) -> Result<Vec<SinkSpec>> {
+/// Parses `[[sinks]]` tables; `exposition` is /metrics' (the remote-write sink pushes the
+/// same series). Errors name the key as `sinks[N].key`.
+pub fn parse(tables: &[toml::Table], exposition: &Options) -> Result<Vec<SinkSpec>> {
     let mut out = Vec::new();
     for (i, t) in tables.iter().enumerate() {
         let bad = |k: &str, r: String| Error::new(format!("sinks[{i}].{k}"), r);
@@ -128,7 +155,7 @@ pub fn parse(tables: &[toml::Table]) -> Result<Vec<SinkSpec>> {
         let kind = t
             .get("type")
             .and_then(|v| v.as_str())
-            .ok_or_else(|| bad("type", "missing; one of influxdb, elasticsearch".into()))?
+            .ok_or_else(|| bad("type", format!("missing; one of {TYPES}")))?
             .to_string();
         let mut common_t = toml::Table::new();
         let mut rest = toml::Table::new();
@@ -160,12 +187,13 @@ pub fn parse(tables: &[toml::Table]) -> Result<Vec<SinkSpec>> {
                     .map_err(|e: toml::de::Error| bad("", one_line(e.message())))?;
                 SinkKind::Elastic(elastic_config(&common, f).map_err(within)?)
             }
-            other => {
-                return Err(bad(
-                    "type",
-                    format!("{other:?} is not one of influxdb, elasticsearch"),
-                ))
+            "remote_write" => {
+                let f: RemoteWriteFile = rest
+                    .try_into()
+                    .map_err(|e: toml::de::Error| bad("", one_line(e.message())))?;
+                SinkKind::RemoteWrite(remote_write_config(&common, f, exposition).map_err(within)?)
             }
+            other => return Err(bad("type", format!("{other:?} is not one of {TYPES}"))),
         };
         if out.iter().any(|s: &SinkSpec| s.name == name) {
             return Err(bad("name", format!("{name:?} is used by two sinks")));
@@ -347,6 +375,108 @@ fn elastic_config(c: &Common, f: ElasticFile) -> Result<ElasticConfig> {
     Ok(cfg)
 }
 
+/// `${NAME}` replaced by the environment variable's value; an unset one is an error.
+fn expand_env(key: &str, text: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| Error::new(key, format!("{text:?}: ${{ without }}")))?;
+        let var = &after[..end];
+        let value = std::env::var(var)
+            .map_err(|_| Error::new(key, format!("environment variable {var:?} is not set")))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn remote_write_config(
+    c: &Common,
+    f: RemoteWriteFile,
+    exposition: &Options,
+) -> Result<RemoteWriteConfig> {
+    if c.gzip.is_some() {
+        return Err(Error::new(
+            "gzip",
+            "remote write is always snappy-compressed",
+        ));
+    }
+    for (key, given) in [
+        ("host", c.host.is_some()),
+        ("host_env", c.host_env.is_some()),
+    ] {
+        if given {
+            return Err(Error::new(
+                key,
+                "remote_write labels series with external_labels (instance = \"${NODE_NAME}\", say)",
+            ));
+        }
+    }
+    let mut cfg = RemoteWriteConfig::new(c.url.clone());
+    for (name, value) in f.external_labels.unwrap_or_default() {
+        let key = format!("external_labels.{name}");
+        let value = expand_env(&key, &value)?;
+        remote_write::check_label_name(&name).map_err(|r| Error::new(key.as_str(), r))?;
+        if value.is_empty() {
+            return Err(Error::new(key, "empty value"));
+        }
+        cfg.external_labels.push((name, value));
+    }
+    cfg.headers = f.headers.unwrap_or_default().into_iter().collect();
+    let password = secret("password", &f.password, &f.password_env, &f.password_file)?;
+    let bearer = secret(
+        "bearer_token",
+        &f.bearer_token,
+        &f.bearer_token_env,
+        &f.bearer_token_file,
+    )?;
+    cfg.auth = match (f.username, password, bearer) {
+        (None, None, None) => remote_write::Auth::None,
+        (Some(username), password, None) => remote_write::Auth::Basic {
+            username,
+            password: password.unwrap_or_default(),
+        },
+        (None, None, Some(t)) => remote_write::Auth::Bearer(t),
+        (None, Some(_), None) => return Err(Error::new("username", "a password needs a username")),
+        _ => {
+            return Err(Error::new(
+                "bearer_token",
+                "give username/password or bearer_token, not both",
+            ))
+        }
+    };
+    cfg.tls = remote_write::Tls {
+        ca_file: c.ca_file.clone(),
+        cert_file: f.tls_cert_file,
+        key_file: f.tls_key_file,
+        insecure_skip_verify: f.tls_insecure_skip_verify.unwrap_or(false),
+    };
+    if let Some(t) = &c.timeout {
+        cfg.timeout = parse_duration(t).map_err(|e| Error::new("timeout", e))?;
+    }
+    cfg.options = exposition.clone();
+    cfg.user_agent = concat!("collector-exporter/", env!("CARGO_PKG_VERSION")).into();
+    // Fail at start, not at the first push: bad URL, header or label, unreadable files.
+    RemoteWriteSink::new(cfg.clone()).map_err(|e| {
+        let key = match &e {
+            collector_core::Error::Invalid { what: "header", .. } => "headers",
+            collector_core::Error::Invalid {
+                what: "external label",
+                ..
+            } => "external_labels",
+            collector_core::Error::Invalid { .. } => "url",
+            _ => "tls",
+        };
+        Error::new(key, e.to_string())
+    })?;
+    Ok(cfg)
+}
+
 /// A running sink, for feeding and for its counters.
 pub struct Running {
     pub name: String,
@@ -360,8 +490,12 @@ impl Running {
     }
 }
 
-/// Starts every sink on the current tokio runtime.
-pub fn start(specs: &[SinkSpec]) -> anyhow::Result<Vec<Running>> {
+/// Starts every sink on the current tokio runtime; `own` is what a remote-write sink pushes
+/// beside the snapshot's series (the exporter's own).
+pub fn start(
+    specs: &[SinkSpec],
+    own: Option<remote_write::ExtraSeries>,
+) -> anyhow::Result<Vec<Running>> {
     let mut out = Vec::new();
     for s in specs {
         let handle = match &s.kind {
@@ -370,6 +504,13 @@ pub fn start(specs: &[SinkSpec]) -> anyhow::Result<Vec<Running>> {
             }
             SinkKind::Elastic(cfg) => {
                 SinkRunner::spawn(ElasticSink::new(cfg.clone())?, s.runner.clone())
+            }
+            SinkKind::RemoteWrite(cfg) => {
+                let cfg = RemoteWriteConfig {
+                    extra: own.clone(),
+                    ..cfg.clone()
+                };
+                SinkRunner::spawn(RemoteWriteSink::new(cfg)?, s.runner.clone())
             }
         }
         .map_err(|e| anyhow::anyhow!("sink {}: opening its spool: {e}", s.name))?;
@@ -396,6 +537,10 @@ pub async fn probe(s: &SinkSpec) -> Result<String, String> {
             Ok(mut sink) => sink.probe().await,
             Err(e) => Err(e.to_string()),
         },
+        SinkKind::RemoteWrite(cfg) => match RemoteWriteSink::new(cfg.clone()) {
+            Ok(mut sink) => sink.probe().await,
+            Err(e) => Err(e.to_string()),
+        },
     }
 }
 
@@ -416,7 +561,7 @@ mod tests {
         std::env::set_var("CCOL_TEST_NODE", "node-7");
         let specs = parse(&tables(
             "[[sinks]]\ntype = \"influxdb\"\nurl = \"http://127.0.0.1:8086\"\ndatabase = \"k\"\nhost_env = \"CCOL_TEST_NODE\"\n",
-        ))
+        ), &Options::default())
         .expect("a sink");
         let SinkKind::Influx(cfg) = &specs[0].kind else {
             panic!("{specs:?}")
@@ -424,7 +569,7 @@ mod tests {
         assert_eq!(cfg.host.as_deref(), Some("node-7"));
         let e = parse(&tables(
             "[[sinks]]\ntype = \"elasticsearch\"\nurl = \"http://x\"\nhost_env = \"CCOL_TEST_UNSET_VAR\"\n",
-        ))
+        ), &Options::default())
         .unwrap_err();
         assert_eq!(e.key, "sinks[0].host_env");
         assert!(e.reason.contains("CCOL_TEST_UNSET_VAR"), "{e:?}");
@@ -441,7 +586,7 @@ mod tests {
              [[sinks]]\ntype = \"influxdb\"\nname = \"v2\"\nurl = \"http://127.0.0.1:8087\"\norg = \"o\"\nbucket = \"b\"\ntoken_file = \"{}\"\n",
             tok.display()
         );
-        let specs = parse(&tables(&text)).unwrap();
+        let specs = parse(&tables(&text), &Options::default()).unwrap();
         assert_eq!(specs.len(), 2);
         assert_eq!(specs[0].name, "influxdb-0");
         assert_eq!(specs[0].runner.interval, Duration::from_secs(1));
@@ -466,6 +611,68 @@ mod tests {
     }
 
     #[test]
+    fn remote_write_with_labels_from_env_headers_and_bearer_token() {
+        std::env::set_var("CCOL_TEST_NODE", "node-7");
+        std::env::set_var("CCOL_TEST_BEARER", "b3arer");
+        let text =
+            "[[sinks]]\ntype = \"remote_write\"\nurl = \"http://127.0.0.1:9090/api/v1/write\"\n\
+             interval = \"15s\"\nbearer_token_env = \"CCOL_TEST_BEARER\"\nspool_dir = \"/tmp/rw\"\n\
+             [sinks.external_labels]\ninstance = \"${CCOL_TEST_NODE}\"\ncluster = \"c1\"\n\
+             [sinks.headers]\nX-Scope-OrgID = \"t1\"\n";
+        let exposition = Options {
+            label_allowlist: vec!["app".into()],
+        };
+        let specs = parse(&tables(text), &exposition).unwrap();
+        assert_eq!(specs[0].name, "remote_write-0");
+        assert_eq!(specs[0].kind.type_name(), "remote_write");
+        assert_eq!(specs[0].runner.interval, Duration::from_secs(15));
+        let SinkKind::RemoteWrite(c) = &specs[0].kind else {
+            panic!("not remote_write")
+        };
+        assert_eq!(
+            c.external_labels,
+            vec![
+                ("cluster".to_string(), "c1".to_string()),
+                ("instance".to_string(), "node-7".to_string())
+            ]
+        );
+        assert_eq!(
+            c.headers,
+            vec![("X-Scope-OrgID".to_string(), "t1".to_string())]
+        );
+        assert_eq!(c.auth, remote_write::Auth::Bearer(Secret("b3arer".into())));
+        assert_eq!(c.options, exposition);
+        assert!(c.user_agent.starts_with("collector-exporter/"));
+        assert!(!format!("{specs:?}").contains("b3arer"));
+        let cases = [
+            ("gzip = true", "sinks[0].gzip"),
+            ("host = \"h\"", "sinks[0].host"),
+            (
+                "external_labels = { \"0x\" = \"a\" }",
+                "sinks[0].external_labels.0x",
+            ),
+            (
+                "external_labels = { x = \"${CCOL_TEST_UNSET_VAR}\" }",
+                "sinks[0].external_labels.x",
+            ),
+            ("headers = { \"Content-Type\" = \"a\" }", "sinks[0].headers"),
+            (
+                "username = \"u\"\nbearer_token = \"t\"",
+                "sinks[0].bearer_token",
+            ),
+            ("tls_cert_file = \"/nonexistent\"", "sinks[0].tls"),
+            ("external_labels = 3", "sinks[0]."),
+        ];
+        for (body, key) in cases {
+            let text = format!(
+                "[[sinks]]\ntype = \"remote_write\"\nurl = \"http://127.0.0.1:9/w\"\n{body}\n"
+            );
+            let e = parse(&tables(&text), &exposition).unwrap_err();
+            assert!(e.key.starts_with(key), "{body}: {e}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_sink_and_key() {
         let cases = [
             ("type = \"kafka\"\nurl = \"http://x\"", "sinks[0].type"),
@@ -478,7 +685,11 @@ mod tests {
             ("type = \"influxdb\"\nurl = \"http://x\"\ndatabase = \"d\"\ndatabse = \"typo\"", "sinks[0]."),
         ];
         for (body, key) in cases {
-            let e = parse(&tables(&format!("[[sinks]]\n{body}\n"))).unwrap_err();
+            let e = parse(
+                &tables(&format!("[[sinks]]\n{body}\n")),
+                &Options::default(),
+            )
+            .unwrap_err();
             assert!(e.key.starts_with(key), "{body}: {e}");
         }
     }

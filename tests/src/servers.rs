@@ -137,20 +137,31 @@ impl Drop for Influxd {
     }
 }
 
-/// VictoriaMetrics, which takes the InfluxDB v2 write API.
+/// VictoriaMetrics, which takes the InfluxDB v2 write API and Prometheus remote write
+/// (`/api/v1/write`).
 pub struct Victoria {
-    child: Child,
+    child: Option<Child>,
     pub addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Victoria {
     pub fn start() -> Victoria {
-        let dir = tempfile::tempdir().unwrap();
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut v = Victoria {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        v.resume();
+        v
+    }
+
+    /// Starts (again) on the same data and port.
+    pub fn resume(&mut self) {
+        let addr = self.addr;
         let child = Command::new("victoria-metrics")
             .arg(format!("-httpListenAddr={addr}"))
-            .arg(format!("-storageDataPath={}", dir.path().display()))
+            .arg(format!("-storageDataPath={}", self.dir.path().display()))
             .args([
                 "-retentionPeriod=1",
                 "-search.latencyOffset=0s",
@@ -162,21 +173,32 @@ impl Victoria {
             .unwrap_or_else(|e| {
                 panic!("victoria-metrics not runnable ({e}); install it with `{SETUP}`")
             });
-        let v = Victoria {
-            child,
-            addr,
-            _dir: dir,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if crate::try_http_request(addr, "GET", "/health", &[], &[])
                 .is_ok_and(|r| r.status == 200)
             {
-                return v;
+                return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("victoria-metrics did not become healthy on {addr}");
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL after 10 s): an outage. Not SIGKILL at once: samples
+    /// it took in the last seconds are still in memory, and would be lost by the server.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     pub fn url(&self) -> String {
@@ -186,13 +208,12 @@ impl Victoria {
 
 impl Drop for Victoria {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
-/// A real Prometheus scraping one target every second, its data in a temp dir; ready when
-/// `start` returns, killed by pid when dropped.
+/// A real Prometheus scraping one target every second (or a remote-write receiver), its data
+/// in a temp dir; ready when started, killed by pid when dropped.
 pub struct Prometheus {
     child: Child,
     pub addr: SocketAddr,
@@ -208,8 +229,20 @@ impl Prometheus {
         })
     }
 
+    /// One that scrapes nothing and takes remote write on `/api/v1/write`.
+    pub fn receiver() -> Prometheus {
+        Prometheus::launch(
+            |_| "global:\n  evaluation_interval: 1s\n".to_string(),
+            &["--web.enable-remote-write-receiver"],
+        )
+    }
+
     /// Started on the configuration `config` writes, given its own directory (for rule files).
     pub fn with_config(config: impl FnOnce(&std::path::Path) -> String) -> Prometheus {
+        Prometheus::launch(config, &[])
+    }
+
+    fn launch(config: impl FnOnce(&std::path::Path) -> String, args: &[&str]) -> Prometheus {
         let dir = tempfile::tempdir().expect("a temp dir");
         let cfg = dir.path().join("prometheus.yml");
         std::fs::write(&cfg, config(dir.path())).expect("prometheus.yml");
@@ -221,6 +254,7 @@ impl Prometheus {
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address={addr}"))
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -238,6 +272,10 @@ impl Prometheus {
             std::thread::sleep(Duration::from_millis(200));
         }
         p
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 }
 

@@ -651,3 +651,105 @@ fn systemd_unit_listens_on_the_same_port() {
     let (_, args) = exec_start(&std::fs::read_to_string(unit_file()).unwrap());
     assert_eq!(listen_port(&args), PORT);
 }
+
+/// Adds `value` at a JSON pointer, as a JSON patch's `add` does (`-` appends to an array).
+fn json_patch_add(doc: &mut Value, path: &str, value: Value) {
+    let (parent, last) = path.rsplit_once('/').expect("a JSON pointer");
+    let target = doc
+        .pointer_mut(parent)
+        .unwrap_or_else(|| panic!("{parent}: not in the DaemonSet"));
+    match target {
+        Value::Array(a) if last == "-" => a.push(value),
+        Value::Object(o) => {
+            assert!(o.get(last).is_none(), "{path} is already there");
+            o.insert(last.to_string(), value);
+        }
+        other => panic!("{path}: cannot add to {other}"),
+    }
+}
+
+/// deploy/kubernetes/remote-write/: the DaemonSet with its JSON patch passes
+/// kubernetes-validate beside the ConfigMap, has the node's name from the downward API, mounts
+/// the ConfigMap where `--config.file` looks and the spool writable, and the exporter takes its
+/// flags and that configuration file.
+#[test]
+fn remote_write_example_patches_the_daemonset_into_a_working_one() {
+    let dir = repo().join("deploy/kubernetes/remote-write");
+    let docs = k8s_docs();
+    let mut ds = kind(&docs, "DaemonSet").clone();
+    let patch = yaml_docs(&[dir.join("daemonset-patch.yaml")]);
+    for op in patch[0]
+        .as_array()
+        .expect("a JSON patch: a list of operations")
+    {
+        assert_eq!(op["op"], "add", "{op}");
+        json_patch_add(
+            &mut ds,
+            op["path"].as_str().expect("a path"),
+            op["value"].clone(),
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let patched = tmp.path().join("daemonset-patched.yaml");
+    std::fs::write(&patched, serde_json::to_string(&ds).unwrap()).unwrap();
+    let o = kubernetes_validate(None, &[patched, dir.join("configmap.yaml")]);
+    assert!(o.status.success(), "kubernetes-validate:\n{}", text(&o));
+
+    let c = exporter_container(&ds);
+    let env = c["env"].as_array().expect("env");
+    assert!(
+        env.iter().any(|e| e["name"] == "NODE_NAME"
+            && e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"),
+        "{env:?}"
+    );
+    let mut argv = dockerfile_final_stage().0;
+    argv.extend(strings(&c["args"]));
+    let cfg_path = flag(&argv, "config.file").expect("--config.file");
+    let (cfg_dir, cfg_name) = cfg_path.rsplit_once('/').unwrap();
+    let cms = yaml_docs(&[dir.join("configmap.yaml")]);
+    let cm = kind(&cms, "ConfigMap");
+    let volumes = ds["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    let mounts = c["volumeMounts"].as_array().unwrap();
+    let mount_of = |vol: &Value| {
+        mounts
+            .iter()
+            .find(|m| m["name"] == vol["name"])
+            .unwrap_or_else(|| panic!("{vol} is not mounted"))
+    };
+    let cm_vol = volumes
+        .iter()
+        .find(|v| v["configMap"]["name"] == cm["metadata"]["name"])
+        .expect("a volume of the ConfigMap");
+    assert_eq!(mount_of(cm_vol)["mountPath"], cfg_dir);
+    let toml = cm["data"][cfg_name]
+        .as_str()
+        .expect("the file in the ConfigMap");
+    let spool = toml
+        .lines()
+        .find_map(|l| l.strip_prefix("spool_dir = "))
+        .expect("a spool")
+        .trim_matches('"');
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["readOnly"] != true
+                && spool.starts_with(m["mountPath"].as_str().unwrap_or("-"))),
+        "the spool {spool} is on a writable mount"
+    );
+
+    let local = tmp.path().join(cfg_name);
+    std::fs::write(&local, toml).unwrap();
+    let argv: Vec<String> = argv
+        .into_iter()
+        .map(|a| match a.strip_prefix("--config.file=") {
+            Some(_) => format!("--config.file={}", local.display()),
+            None => a,
+        })
+        .collect();
+    // What the pod's environment holds: the node's name and the Secret's password.
+    std::env::set_var("NODE_NAME", "node-a");
+    std::env::set_var("REMOTE_WRITE_PASSWORD", "secret");
+    assert_flags_accepted("remote-write DaemonSet", &argv[1..]);
+}

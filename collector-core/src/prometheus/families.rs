@@ -15,7 +15,7 @@ type Sample = (Option<(&'static str, &'static str)>, Value);
 type Result = std::result::Result<(), FmtError>;
 
 /// Writes the snapshot's families.
-pub(super) fn write(out: &mut dyn Out, snap: &Snapshot) -> Result {
+pub(crate) fn write(out: &mut dyn Out, snap: &Snapshot) -> Result {
     let mut fam = Families { out, snap };
     use Kind::{Counter as C, Gauge as G};
 

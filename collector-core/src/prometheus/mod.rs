@@ -6,6 +6,8 @@
 //!   10,000 containers it takes a third of the time `prometheus-client`'s encoder does.
 //! - [`SnapshotCollector`]: a `prometheus-client` collector (`client.rs`), for an embedder
 //!   that has its own registry. Same bytes (a test holds the two equal).
+//! - The remote-write sink (`crate::remote_write`, feature `remote_write`) takes the same
+//!   families through `visit`, so pushed series are named and labelled as scraped ones.
 //!
 //! Both stream from the snapshot: a container that is gone has no series at the next scrape,
 //! and nothing is kept per series. Counters are named without `_total`; the writers add it
@@ -16,6 +18,9 @@ mod families;
 mod text;
 
 pub use client::SnapshotCollector;
+/// Every family of a snapshot, in order, written to an [`Out`]: the seam the remote-write
+/// encoder shares with the text writer.
+pub(crate) use families::write as visit;
 
 use std::fmt::Error as FmtError;
 
@@ -32,7 +37,7 @@ pub struct Options {
 
 impl Options {
     /// The exposed name of each allowed runtime label key, in order.
-    fn label_names(&self) -> Vec<String> {
+    pub(crate) fn label_names(&self) -> Vec<String> {
         self.label_allowlist.iter().map(|k| label_name(k)).collect()
     }
 }
@@ -124,7 +129,7 @@ pub fn label_name(key: &str) -> String {
 /// A container's fixed labels, in order: `id` always; `name`, `image`, `namespace`, `pod`,
 /// `container` and the allowed runtime labels (`names`: their exposed names) when known and
 /// not empty.
-fn container_labels<'c>(
+pub(crate) fn container_labels<'c>(
     c: &'c Container,
     options: &Options,
     names: &'c [String],
@@ -163,6 +168,16 @@ pub(crate) enum Value {
 pub(crate) enum Kind {
     Counter,
     Gauge,
+}
+
+impl Kind {
+    /// What a sample's name adds to its family's: a counter's samples end in `_total`.
+    pub(crate) fn sample_suffix(self) -> &'static str {
+        match self {
+            Kind::Counter => "_total",
+            Kind::Gauge => "",
+        }
+    }
 }
 
 /// Where the families go: a writer begins each family, then takes its samples.

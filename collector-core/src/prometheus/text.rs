@@ -94,7 +94,7 @@ impl Out for TextOut<'_, '_> {
         let mut s = TextSamples {
             w: self,
             name,
-            suffix: if counter { "_total" } else { "" },
+            suffix: kind.sample_suffix(),
         };
         samples(&mut s)
     }

@@ -21,22 +21,83 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// How a sink's client checks the server and shows itself over https.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    /// PEM file of an extra CA to trust besides the built-in roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM files of a client certificate and its key, for servers that ask for one.
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+    /// Accept any server certificate (a test set-up; never in production).
+    pub insecure_skip_verify: bool,
+}
+
 /// A client with a request timeout, trusting `ca_file` (PEM) besides the built-in roots.
-#[cfg(any(feature = "influxdb", feature = "elasticsearch"))]
+#[cfg(any(
+    feature = "influxdb",
+    feature = "elasticsearch",
+    feature = "remote_write"
+))]
 pub fn client(
     timeout: std::time::Duration,
     ca_file: Option<&std::path::Path>,
 ) -> Result<reqwest::Client, crate::Error> {
-    let mut builder = reqwest::Client::builder().timeout(timeout);
-    if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|source| crate::Error::ReadSetting {
-            what: "CA file",
+    client_tls(
+        timeout,
+        &Tls {
+            ca_file: ca_file.map(std::path::Path::to_path_buf),
+            ..Tls::default()
+        },
+    )
+}
+
+/// A client with a request timeout and these TLS settings.
+#[cfg(any(
+    feature = "influxdb",
+    feature = "elasticsearch",
+    feature = "remote_write"
+))]
+pub fn client_tls(
+    timeout: std::time::Duration,
+    tls: &Tls,
+) -> Result<reqwest::Client, crate::Error> {
+    let read = |what: &'static str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| crate::Error::ReadSetting {
+            what,
             path: path.to_path_buf(),
             source,
-        })?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .map_err(|e| crate::Error::Client(e.to_string()))?;
+        })
+    };
+    let mut builder = reqwest::Client::builder().timeout(timeout);
+    if let Some(path) = &tls.ca_file {
+        let cert = reqwest::Certificate::from_pem(&read("CA file", path)?)
+            .map_err(|e| crate::Error::Client(format!("CA file {}: {e}", path.display())))?;
         builder = builder.add_root_certificate(cert);
+    }
+    match (&tls.cert_file, &tls.key_file) {
+        (None, None) => {}
+        (Some(cert), Some(key)) => {
+            let mut pem = read("client certificate", cert)?;
+            pem.push(b'\n');
+            pem.extend(read("client key", key)?);
+            let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                crate::Error::Client(format!(
+                    "client certificate {} with key {}: {e}",
+                    cert.display(),
+                    key.display()
+                ))
+            })?;
+            builder = builder.identity(id);
+        }
+        _ => {
+            return Err(crate::Error::Client(
+                "a client certificate needs both its certificate and its key file".into(),
+            ))
+        }
+    }
+    if tls.insecure_skip_verify {
+        builder = builder.danger_accept_invalid_certs(true);
     }
     builder
         .build()

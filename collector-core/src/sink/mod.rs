@@ -63,7 +63,11 @@ pub trait Sink: Send + 'static {
 /// Sends a probe request: `Ok` with the status on a 2xx answer, else `Err` with the status and
 /// the start of the body, or the transport's error. `what` names the request (`POST url`),
 /// its credentials left out.
-#[cfg(any(feature = "influxdb", feature = "elasticsearch"))]
+#[cfg(any(
+    feature = "influxdb",
+    feature = "elasticsearch",
+    feature = "remote_write"
+))]
 pub(crate) async fn probe_request(
     req: reqwest::RequestBuilder,
     what: String,
