@@ -283,15 +283,18 @@ fn check_names_an_unreachable_sink_and_fails() {
         assert!(rows.iter().any(|r| r["check"] == name), "no {name} row");
     }
 
-    // The table, for people; a reachable sink (a real InfluxDB with the database) passes.
+    // The table, for people; reachable sinks (a real InfluxDB with the database, a real
+    // VictoriaMetrics taking remote write) pass, each through a write of nothing.
     let db = tests::servers::Influxd::start();
     db.query("", "CREATE DATABASE ccol");
+    let vm = tests::servers::Victoria::start();
     let ok_cfg = dir.path().join("ok.toml");
     std::fs::write(
         &ok_cfg,
         format!(
-            "[[sinks]]\ntype = \"influxdb\"\nname = \"central\"\nurl = \"{}\"\ndatabase = \"ccol\"\n",
-            db.url()
+            "[[sinks]]\ntype = \"influxdb\"\nname = \"central\"\nurl = \"{}\"\ndatabase = \"ccol\"\n\n[[sinks]]\ntype = \"remote_write\"\nname = \"vm\"\nurl = \"{}/api/v1/write\"\n",
+            db.url(),
+            vm.url()
         ),
     )
     .expect("config");
@@ -308,4 +311,13 @@ fn check_names_an_unreachable_sink_and_fails() {
         .unwrap_or_else(|| panic!("no sink row: {table}"));
     assert!(line.contains(" ok "), "{line}");
     assert!(line.contains("HTTP 204"), "a dry write, answered: {line}");
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("sink vm (remote_write)"))
+        .unwrap_or_else(|| panic!("no remote_write row: {table}"));
+    assert!(line.contains(" ok "), "{line}");
+    assert!(
+        line.contains("HTTP 204"),
+        "an empty write request, answered: {line}"
+    );
 }
