@@ -24,6 +24,7 @@
 // What an embedder uses.
 pub mod collector;
 pub mod descriptors;
+pub mod driver;
 #[cfg(feature = "elasticsearch")]
 pub mod elastic;
 pub mod error;
@@ -80,6 +81,7 @@ mod encoder_coverage;
 pub use collector::{
     Collector, Config, Container, ExecSource, SecurityConfig, SecurityCounters, Snapshot,
 };
+pub use driver::Driver;
 pub use error::{Error, Result};
 pub use events::{Event, EventKind};
 pub use hierarchy::{Controller, Hierarchy, Roots, Setup};

@@ -20,6 +20,7 @@ mod text;
 pub use client::SnapshotCollector;
 /// Every family of a snapshot, in order, written to an [`Out`]: the seam the remote-write
 /// encoder shares with the text writer.
+#[cfg(feature = "remote_write")]
 pub(crate) use families::write as visit;
 
 use std::fmt::Error as FmtError;
