@@ -72,7 +72,8 @@ impl MachineIdentity {
         let first = |paths: &[PathBuf]| {
             paths.iter().find_map(|p| {
                 let v = std::fs::read_to_string(p).ok()?;
-                let v = v.trim();
+                // Device-tree properties end in a NUL.
+                let v = v.trim_matches(|c: char| c.is_whitespace() || c == '\0');
                 (!v.is_empty()).then(|| v.to_string())
             })
         };

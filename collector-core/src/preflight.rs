@@ -139,8 +139,11 @@ pub fn sysfs(h: &Hierarchy) -> Verdict {
     ))
 }
 
-/// The host's `/`: the same directory as PID 1's root where that can be seen, else one that
-/// holds a container runtime's state directory.
+/// The host's `/`: the same directory as PID 1's root where that can be seen (it takes
+/// ptrace rights), else a root (`etc`, `usr`) on the same device as the `/` of PID 1's mount
+/// table (readable without them), else holding a container runtime's state directory. Devices that differ
+/// prove nothing (a btrfs subvolume's files show another device than its mount): the state
+/// directories decide then.
 pub fn rootfs(proc_root: &Path, rootfs: &Path) -> Verdict {
     use std::os::unix::fs::MetadataExt;
     let given = match std::fs::metadata(rootfs) {
@@ -158,6 +161,17 @@ pub fn rootfs(proc_root: &Path, rootfs: &Path) -> Verdict {
             ))
         };
     }
+    if let Some((major, minor)) = root_device(proc_root) {
+        let dev = given.dev();
+        // Any directory of the root filesystem is on that device: a root also has these.
+        let looks_like_root = ["etc", "usr"].iter().all(|d| rootfs.join(d).is_dir());
+        if looks_like_root && (libc::major(dev), libc::minor(dev)) == (major, minor) {
+            return Verdict::Ok(format!(
+                "{}: on PID 1's root filesystem ({major}:{minor})",
+                rootfs.display()
+            ));
+        }
+    }
     const STATE: [&str; 4] = [
         "var/lib/docker",
         "var/lib/containerd",
@@ -172,6 +186,17 @@ pub fn rootfs(proc_root: &Path, rootfs: &Path) -> Verdict {
             rootfs.display()
         )),
     }
+}
+
+/// The device of `/` in PID 1's mount table (the last mount there, which hides the others).
+fn root_device(proc_root: &Path) -> Option<(u32, u32)> {
+    let text = std::fs::read_to_string(proc_root.join("1/mountinfo")).ok()?;
+    let (mounts, _) = crate::mountinfo::parse(&text);
+    mounts
+        .iter()
+        .rev()
+        .find(|m| m.mount_point == "/")
+        .map(|m| (m.major, m.minor))
 }
 
 fn magic(p: &Path) -> std::io::Result<i64> {
@@ -229,9 +254,12 @@ mod tests {
         );
     }
 
+    /// A directory of the root filesystem is on the root's device, but it is no root.
     #[test]
     fn a_directory_without_a_runtime_is_no_host_root() {
         let d = tempfile::tempdir().expect("temp dir");
         assert_eq!(rootfs(Path::new("/proc"), d.path()).name(), "partial");
+        let v = rootfs(Path::new("/proc"), Path::new("/"));
+        assert_eq!(v.name(), "ok", "{v:?}");
     }
 }

@@ -240,8 +240,9 @@ pub enum NetworkStatus {
     #[default]
     NoProcess,
     /// An application container of a Kubernetes pod: it shares the pod's network namespace,
-    /// whose traffic is reported once, on the pod's sandbox (cAdvisor's rule), so that a sum
-    /// over a pod's containers does not count it once per container.
+    /// whose traffic is reported once, on the pod's sandbox (cAdvisor's rule) or, where the
+    /// pod has no sandbox cgroup (CRI-O's default), on the pod's own cgroup, so that a sum over
+    /// a pod's containers does not count it once per container.
     PodSandbox,
 }
 

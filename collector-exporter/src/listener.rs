@@ -139,8 +139,8 @@ where
     }
 }
 
-/// The rate limit, then basic auth (not for `/healthz` when so configured), then the endpoint;
-/// the configured headers on every answer.
+/// The rate limit, then basic auth (neither for `/healthz` when it is open to probes), then the
+/// endpoint; the configured headers on every answer.
 async fn respond(
     app: Arc<server::App>,
     web: Option<Arc<WebConfig>>,
@@ -149,13 +149,13 @@ async fn respond(
     let Some(web) = web else {
         return server::handle(app, req).await;
     };
-    let mut resp = if web.rate_limit.as_ref().is_some_and(|r| !r.allow()) {
+    // Probes that cannot log in cannot be starved by others' requests either: `/healthz`,
+    // when open, is neither limited nor guarded.
+    let open_probe = app.healthz_without_auth && req.uri().path() == "/healthz";
+    let limited = !open_probe && web.rate_limit.as_ref().is_some_and(|r| !r.allow());
+    let mut resp = if limited {
         refusal(StatusCode::TOO_MANY_REQUESTS)
-    } else if let Some(auth) = web
-        .auth
-        .as_ref()
-        .filter(|_| !(app.healthz_without_auth && req.uri().path() == "/healthz"))
-    {
+    } else if let Some(auth) = web.auth.as_ref().filter(|_| !open_probe) {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)

@@ -143,11 +143,19 @@ pub type Criticals = Current<Critical>;
 
 /// The component of `names` that container `c` runs, if any: by its Kubernetes container
 /// name, its runtime name, or its cgroup's last component (a systemd unit such as
-/// `etcd.service`).
+/// `etcd.service`). A Kubernetes container counts only in `kube-system`, where the cluster's
+/// own components run: an application's `etcd` in another namespace is not the cluster's.
 pub fn critical_component<'a>(
     names: &'a [String],
     c: &collector_core::Container,
 ) -> Option<&'a str> {
+    if c.meta
+        .namespace
+        .as_deref()
+        .is_some_and(|ns| ns != "kube-system")
+    {
+        return None;
+    }
     let last = c.id.rsplit('/').next().unwrap_or("");
     let unit = last.strip_suffix(".service").unwrap_or(last);
     names
@@ -185,6 +193,12 @@ mod tests {
         assert_eq!(critical_component(&names, &c), Some("etcd"));
         c.meta.name = Some("etcd-backup".into());
         assert_eq!(critical_component(&names, &c), None);
+        // An application's etcd in its own namespace is not the cluster's.
+        c.meta.container = Some("etcd".into());
+        c.meta.namespace = Some("shop".into());
+        assert_eq!(critical_component(&names, &c), None);
+        c.meta.namespace = Some("kube-system".into());
+        assert_eq!(critical_component(&names, &c), Some("etcd"));
         assert_eq!(critical_component(&[], &c), None);
     }
 }

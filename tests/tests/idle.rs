@@ -21,14 +21,27 @@ fn collector(id: &str, idle_interval: Duration) -> Collector {
 /// Sweeps until the container reads as idle (its processes may still be starting, and a full
 /// read is a baseline only after 2 s of stillness).
 fn until_idle(col: &mut Collector, id: &str) -> Snapshot {
+    let mut seen = Vec::new();
     for _ in 0..80 {
         let s = col.sweep();
-        if find(&s, id).idle {
+        let c = find(&s, id);
+        if c.idle {
             return s;
         }
+        seen.push((
+            c.stats.cpu.usage_ns,
+            c.stats.memory.usage_bytes,
+            c.stats.pids.current,
+            c.stats
+                .load
+                .map(|l| (l.running, l.uninterruptible, l.io_wait)),
+            c.stats.memory.dirty_bytes,
+            c.stats.memory.writeback_bytes,
+        ));
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("{id} never read as idle");
+    seen.dedup();
+    panic!("{id} never read as idle: {seen:?}");
 }
 
 #[test]

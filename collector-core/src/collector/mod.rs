@@ -249,10 +249,6 @@ impl Collector {
             }
             let t = &mut tracked[i];
             apply_metadata(metadata.as_deref(), t);
-            if is_pod_app_container(t) {
-                t.stats.network.status = crate::stats::NetworkStatus::PodSandbox;
-                t.stats.network.interfaces.clear();
-            }
             if t.announce_start {
                 t.announce_start = false;
                 out.events
@@ -299,6 +295,7 @@ impl Collector {
         }
         out.containers.truncate(kept);
         name_pods(&mut out.containers);
+        pod_network_once(&mut out.containers);
         self.security.unreported += sweep.unreported;
         self.tracked = tracked;
         if let Some(l) = self.layers.as_mut() {
@@ -369,10 +366,63 @@ fn apply_metadata(provider: Option<&dyn MetadataProvider>, t: &mut Tracked) {
 
 /// A container of a Kubernetes pod other than its sandbox: its runtime names it with a
 /// Kubernetes container name, which the sandbox has not (or has as `POD`, the dockershim's).
-fn is_pod_app_container(t: &Tracked) -> bool {
-    t.identity.pod_uid.is_some()
-        && t.identity.kind == crate::identity::Kind::Container
-        && t.meta.container.as_deref().is_some_and(|c| c != "POD")
+fn is_pod_app_container(c: &Container) -> bool {
+    c.identity.pod_uid.is_some()
+        && c.identity.kind == crate::identity::Kind::Container
+        && c.meta.container.as_deref().is_some_and(|n| n != "POD")
+}
+
+/// A pod's containers share its network namespace: its traffic is reported once, on its
+/// sandbox (as kubelet's cAdvisor does), so a sum over the pod does not count it once per
+/// container. A pod without a sandbox cgroup (CRI-O's default, `drop_infra_ctr`) has it on its
+/// own cgroup instead, taken from its first application container that read it; where that
+/// cgroup is not followed either, that container keeps it.
+fn pod_network_once(containers: &mut [Container]) {
+    use crate::identity::Kind;
+    use crate::stats::NetworkStatus;
+    if !containers.iter().any(is_pod_app_container) {
+        return;
+    }
+    let mut with_sandbox = std::collections::HashSet::new();
+    let mut pod_at = std::collections::HashMap::new();
+    for (i, c) in containers.iter().enumerate() {
+        let Some(uid) = c.identity.pod_uid.as_deref() else {
+            continue;
+        };
+        match c.identity.kind {
+            Kind::Pod => {
+                pod_at.insert(uid.to_string(), i);
+            }
+            Kind::Container if !is_pod_app_container(c) => {
+                with_sandbox.insert(uid.to_string());
+            }
+            _ => {}
+        }
+    }
+    let mut moved = std::collections::HashSet::new();
+    for i in 0..containers.len() {
+        if !is_pod_app_container(&containers[i]) {
+            continue;
+        }
+        let uid = containers[i].identity.pod_uid.clone().unwrap_or_default();
+        // The first container of a pod without a sandbox that read the namespace gives its
+        // figures to the pod's cgroup, or keeps them where that is not followed.
+        if !with_sandbox.contains(&uid)
+            && containers[i].stats.network.status == NetworkStatus::Own
+            && moved.insert(uid.clone())
+        {
+            match pod_at.get(&uid) {
+                Some(&p) => {
+                    let net = std::mem::take(&mut containers[i].stats.network);
+                    containers[p].stats.network = net;
+                }
+                None => continue,
+            }
+        }
+        let n = &mut containers[i].stats.network;
+        n.status = NetworkStatus::PodSandbox;
+        n.interfaces.clear();
+    }
 }
 
 /// A Kubernetes pod's own cgroup (its containers' parent) takes its namespace and pod name from

@@ -213,3 +213,68 @@ fn a_pod_cgroup_takes_its_containers_namespace_and_pod() {
     assert_eq!((p.container.as_deref(), p.image.as_deref()), (None, None));
     assert_eq!((o.namespace.as_deref(), o.pod.as_deref()), (None, None));
 }
+
+/// A pod's network once: on its sandbox; without one (CRI-O's default), on the pod's own
+/// cgroup; without that either, on its first application container.
+#[test]
+fn a_pods_network_is_reported_once() {
+    use crate::stats::{InterfaceStats, NetworkStatus};
+    let snap = fixture_collector("cgroup-v2-kubepods").sweep();
+    let pod = snap
+        .containers
+        .iter()
+        .find(|c| c.identity.kind == crate::Kind::Pod)
+        .expect("a pod in the capture")
+        .clone();
+    let uid = pod.identity.pod_uid.clone().expect("its uid");
+    let template = snap
+        .containers
+        .iter()
+        .find(|c| {
+            c.identity.kind == crate::Kind::Container && c.identity.pod_uid.as_deref() == Some(&uid)
+        })
+        .expect("one of its containers")
+        .clone();
+    let member = |id: &str, container: Option<&str>| {
+        let mut c = template.clone();
+        c.id = format!("{}/{id}", pod.id);
+        c.meta.container = container.map(String::from);
+        c.stats.network.status = NetworkStatus::Own;
+        c.stats.network.interfaces = vec![InterfaceStats {
+            name: "eth0".into(),
+            rx_bytes: 1000,
+            ..Default::default()
+        }];
+        c
+    };
+    let own = |c: &crate::Container| c.stats.network.status == NetworkStatus::Own;
+
+    let mut with_sandbox = vec![
+        pod.clone(),
+        member("a", Some("app")),
+        member("s", None),
+        member("b", Some("log")),
+    ];
+    super::pod_network_once(&mut with_sandbox);
+    assert_eq!(
+        with_sandbox.iter().map(own).collect::<Vec<_>>(),
+        [false, false, true, false]
+    );
+
+    let mut without = vec![
+        pod.clone(),
+        member("a", Some("app")),
+        member("b", Some("log")),
+    ];
+    without[0].stats.network = Default::default();
+    super::pod_network_once(&mut without);
+    assert_eq!(
+        without.iter().map(own).collect::<Vec<_>>(),
+        [true, false, false]
+    );
+    assert_eq!(without[0].stats.network.interfaces[0].rx_bytes, 1000);
+
+    let mut no_pod = vec![member("a", Some("app")), member("b", Some("log"))];
+    super::pod_network_once(&mut no_pod);
+    assert_eq!(no_pod.iter().map(own).collect::<Vec<_>>(), [true, false]);
+}

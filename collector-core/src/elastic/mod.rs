@@ -422,7 +422,8 @@ impl Sink for ElasticSink {
     }
 
     /// `_bulk` takes no empty body: the cluster's root, which answers 200 only with the
-    /// credentials (where security is on).
+    /// credentials (where security is on). A 403 there is a user let in without the
+    /// `monitor` privilege, which writing documents does not need: taken as reachable.
     async fn probe(&mut self) -> Result<String, String> {
         let base = self
             .bulk_url
@@ -432,7 +433,12 @@ impl Sink for ElasticSink {
             .to_string();
         let what = format!("GET {base}/");
         let req = self.request(reqwest::Method::GET, &format!("{base}/"));
-        crate::sink::probe_request(req, what).await
+        match crate::sink::probe_request(req, what.clone()).await {
+            Err(e) if e.starts_with(&format!("{what}: HTTP 403")) => Ok(format!(
+                "{what}: HTTP 403 (authenticated; the user lacks the monitor privilege, which writing does not need)"
+            )),
+            other => other,
+        }
     }
 
     fn encode(&mut self, snapshot: &Snapshot, metrics: bool, out: &mut Vec<Vec<u8>>) {
