@@ -254,9 +254,18 @@ fn the_mixins_rules_and_pod_queries_work_unchanged() {
     web.add(&mut docker, &image, &ns, "log", &["sleep", "600"]);
     let db = Pod::start(&mut docker, &image, &ns, "db-1", 2);
     db.add(&mut docker, &image, &ns, "db", &["sleep", "600"]);
-    // A component critical to the cluster, by its Kubernetes container name.
-    let dns = Pod::start(&mut docker, &image, &ns, "coredns-1", 3);
-    dns.add(&mut docker, &image, &ns, "coredns", &["sleep", "600"]);
+    // A component critical to the cluster, by its Kubernetes container name in kube-system;
+    // an application's container of the same name in the test's namespace is not one.
+    let dns_pod = format!("coredns-{ns}");
+    let dns = Pod::start(&mut docker, &image, "kube-system", &dns_pod, 3);
+    dns.add(
+        &mut docker,
+        &image,
+        "kube-system",
+        "coredns",
+        &["sleep", "600"],
+    );
+    web.add(&mut docker, &image, &ns, "coredns", &["sleep", "600"]);
 
     // Traffic into web-1's network namespace, from the host over a veth of the test's.
     let pid = docker.run(&["inspect", "-f", "{{.State.Pid}}", &web.sandbox]);
@@ -339,17 +348,18 @@ fn the_mixins_rules_and_pod_queries_work_unchanged() {
         assert!(label(s, "image").is_empty(), "{s}");
     }
 
-    // container_critical for CoreDNS alone, with the labels the alerts keep.
+    // container_critical for the kube-system CoreDNS alone, with the labels the alerts keep.
     let critical = until(
         &prom,
-        &format!("container_critical{{job=\"collector-exporter\",namespace=\"{ns}\"}}"),
+        &format!("container_critical{{job=\"collector-exporter\",pod=~\"web-1|{dns_pod}\"}}"),
         1,
     );
     assert_eq!(critical.len(), 1, "{critical:?}");
     for (k, v) in [
         ("component", "coredns"),
         ("container", "coredns"),
-        ("pod", "coredns-1"),
+        ("namespace", "kube-system"),
+        ("pod", dns_pod.as_str()),
     ] {
         assert_eq!(label(&critical[0], k), v, "{critical:?}");
     }
@@ -358,9 +368,13 @@ fn the_mixins_rules_and_pod_queries_work_unchanged() {
     let by_container = until(
         &prom,
         &format!("sum(container_memory_working_set_bytes{{job=\"collector-exporter\", namespace=\"{ns}\", pod=\"web-1\", container!=\"\", image!=\"\"}}) by (container)"),
-        3,
+        4,
     );
-    assert_eq!(by_container.len(), 3, "{by_container:?}");
+    assert_eq!(
+        by_container.len(),
+        4,
+        "app, log, coredns, POD: {by_container:?}"
+    );
     let rx = until(
         &prom,
         &format!("container_network_receive_packets_total{{job=\"collector-exporter\", namespace=\"{ns}\", pod=\"web-1\"}}"),
