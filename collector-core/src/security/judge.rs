@@ -28,10 +28,13 @@ pub enum FindingKind {
     NewListener,
     /// A process outside the container's expected set. Decided by the caller's policy.
     UnexpectedProcess,
+    /// A peer (address, port and direction) first met after the container's learning
+    /// window. Decided by the caller.
+    NewPeer,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 7] = [
+    pub const ALL: [FindingKind; 8] = [
         FindingKind::MinerProcess,
         FindingKind::MinerPortConnection,
         FindingKind::ReverseShell,
@@ -39,6 +42,7 @@ impl FindingKind {
         FindingKind::FilelessExec,
         FindingKind::NewListener,
         FindingKind::UnexpectedProcess,
+        FindingKind::NewPeer,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +54,7 @@ impl FindingKind {
             FindingKind::FilelessExec => "fileless_exec",
             FindingKind::NewListener => "new_listener",
             FindingKind::UnexpectedProcess => "unexpected_process",
+            FindingKind::NewPeer => "new_peer",
         }
     }
 }

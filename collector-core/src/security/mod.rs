@@ -14,6 +14,7 @@ pub mod exec_watch;
 pub mod finding;
 pub mod inspect;
 pub mod judge;
+pub mod peers;
 pub mod policy;
 pub mod proc_events;
 pub mod sockets;
