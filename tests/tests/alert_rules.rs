@@ -131,6 +131,7 @@ fn every_alert_has_summary_description_and_runbook() {
         "FilelessExecution",
         "UnexpectedListener",
         "UnexpectedProcess",
+        "UnexpectedPeer",
         "CpuBurnAtQuota",
         "EgressSpike",
         "ProcessSurge",
