@@ -319,3 +319,94 @@ fn an_ordinary_workload_fires_nothing() {
     }
     assert_eq!(counts(&snap, &client.id).outbound.container, 1);
 }
+
+/// The exporter serves the peer graph at `/api/v1/connections` and the series at `/metrics`,
+/// with `--security.cluster-cidrs` and `--security.peer-learning` taken from its flags.
+#[test]
+fn the_exporter_serves_the_peer_graph() {
+    require_root();
+    let ns = NetnsPair::with_addrs(A, B);
+    let mut server = TestCgroup::new("ccol-peers-esrv");
+    let mut client = TestCgroup::new("ccol-peers-ecli");
+    tcp_peer(&mut server, &ns.b, "serve", &format!("{B}:8080"));
+    tcp_peer(&mut client, &ns.a, "connect", &format!("{B}:8080"));
+    let exp = tests::Exporter::start(
+        env!("CARGO_BIN_EXE_exporter"),
+        &[
+            "--cgroups.include",
+            &server.id,
+            "--cgroups.include",
+            &client.id,
+            "--housekeeping.interval",
+            "250ms",
+            "--containers.process-interval",
+            "250ms",
+            "--security.peer-learning",
+            "1h",
+            "--security.cluster-cidrs",
+            "10.213.0.0/16",
+            "--runtime.docker-socket",
+            "off",
+            "--runtime.containerd-socket",
+            "off",
+            "--runtime.crio-socket",
+            "off",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let graph = loop {
+        let r = exp.get("/api/v1/connections");
+        if r.status == 200 {
+            let v: serde_json::Value = serde_json::from_str(&r.text()).expect("JSON");
+            let of = |id: &str| {
+                v["containers"]
+                    .as_array()
+                    .and_then(|cs| cs.iter().find(|c| c["id"] == id))
+                    .map(|c| c["peers"].clone())
+            };
+            if of(&client.id).is_some_and(|p| p.as_array().is_some_and(|a| !a.is_empty())) {
+                break v;
+            }
+        }
+        assert!(Instant::now() < deadline, "no peers served: {}", r.text());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let peers_of = |id: &str| {
+        graph["containers"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["id"] == id))
+            .map(|c| c["peers"].clone())
+            .unwrap_or_else(|| panic!("{id} not in {graph}"))
+    };
+    assert_eq!(
+        peers_of(&client.id),
+        serde_json::json!([{
+            "direction": "outbound", "scope": "container", "addr": B, "port": 8080,
+            "container_id": server.id,
+        }])
+    );
+    assert_eq!(
+        peers_of(&server.id),
+        serde_json::json!([{
+            "direction": "inbound", "scope": "container", "addr": A, "port": 8080,
+            "container_id": client.id,
+        }])
+    );
+    let body = exp.get("/metrics").text();
+    let peers = samples(&body, "container_network_peers");
+    assert!(
+        peers
+            .iter()
+            .any(|(l, v)| l.contains(&format!("id=\"{}\"", client.id))
+                && l.contains("direction=\"outbound\",scope=\"container\"")
+                && *v == 1.0),
+        "{peers:?}"
+    );
+    assert_eq!(
+        samples(&body, "container_network_new_peers_total")
+            .iter()
+            .filter(|(l, _)| l.contains(&format!("id=\"{}\"", client.id)))
+            .count(),
+        3
+    );
+}
