@@ -491,6 +491,7 @@ impl Sweep<'_> {
                 exe = ?f.process.as_ref().map(|p| p.exe.as_str()),
                 remote = ?f.remote,
                 local = ?f.local,
+                peer = ?f.peer.as_ref().and_then(|p| p.container_id.as_deref()),
                 "security finding: {}",
                 f.kind
             );

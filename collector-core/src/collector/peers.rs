@@ -72,14 +72,12 @@ impl NodeAddrs {
             return;
         }
         s.sweep = self.sweep;
-        s.owner_id.clear();
-        s.owner_id.push_str(id);
-        match (&mut s.owner_name, name) {
-            (Some(have), Some(n)) => {
-                have.clear();
-                have.push_str(n);
-            }
-            (slot, n) => *slot = n.map(str::to_string),
+        if s.owner_id != id || s.owner_name.as_deref() != name {
+            // Peers that name it are resolved again (a runtime names a container late).
+            s.owner_id.clear();
+            s.owner_id.push_str(id);
+            set(&mut s.owner_name, name);
+            self.changed = true;
         }
         if s.read_at.is_some_and(|at| now.duration_since(at) < every) {
             return;
