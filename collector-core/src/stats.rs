@@ -156,6 +156,8 @@ pub struct FindingCounts {
     pub unexpected_process: u64,
     #[serde(default)]
     pub new_peer: u64,
+    #[serde(default)]
+    pub unauthorized_connection: u64,
 }
 
 /// The far ends of the container's own TCP connections (`ESTABLISHED`, `SYN_SENT`), read

@@ -132,6 +132,7 @@ fn every_alert_has_summary_description_and_runbook() {
         "UnexpectedListener",
         "UnexpectedProcess",
         "UnexpectedPeer",
+        "UnauthorizedConnection",
         "CpuBurnAtQuota",
         "EgressSpike",
         "ProcessSurge",

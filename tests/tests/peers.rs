@@ -2,17 +2,20 @@
 //! by the test: two "pods" joined by a veth pair, with addresses the test chooses, each
 //! resolved as the other's peer with the right direction; an address of the cluster's ranges
 //! with no container on the node; the learning window and its `new_peer` finding; and an
-//! ordinary workload that talks only to its learned peer and fires nothing. Traffic stays
-//! inside the test's namespaces.
+//! ordinary workload that talks only to its learned peer and fires nothing; and a connection
+//! outside the image's `allowed_peers`. Traffic stays inside the test's namespaces.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use collector_core::prometheus::{render, Format, Options};
-use collector_core::security::{Finding, FindingKind};
+use collector_core::security::{Finding, FindingKind, ImagePolicy, PeerRule, ProcessPolicy};
 use collector_core::stats::{Direction, Peer, PeerCounts, Scope, ScopeCounts};
-use collector_core::{Collector, Config, EventKind, FindingCounts, SecurityConfig, Snapshot};
+use collector_core::{
+    Collector, Config, EventKind, FindingCounts, Identity, Metadata, MetadataProvider,
+    SecurityConfig, Snapshot,
+};
 use tests::{find, require_root, samples, NetnsPair, TestCgroup};
 
 // A /30 of the test's own (no other test uses 10.213.77.0/30).
@@ -409,4 +412,72 @@ fn the_exporter_serves_the_peer_graph() {
             .count(),
         3
     );
+}
+
+/// Names test cgroups as runtime containers: (cgroup id, name, image).
+#[derive(Debug)]
+struct Names(Vec<(String, &'static str, &'static str)>);
+
+impl MetadataProvider for Names {
+    fn lookup(&self, _identity: &Identity, cgroup_id: &str) -> Option<Metadata> {
+        let (_, name, image) = self.0.iter().find(|(id, _, _)| id == cgroup_id)?;
+        Some(Metadata {
+            name: Some(name.to_string()),
+            image: Some(image.to_string()),
+            ..Metadata::default()
+        })
+    }
+
+    fn generation(&self) -> u64 {
+        1
+    }
+}
+
+/// With a policy whose entry for the client's image allows only a database container's 5432,
+/// a connection there fires nothing, and one to its 5433 is exactly one
+/// `unauthorized_connection` finding, from the first read on (no learning window).
+#[test]
+fn a_connection_outside_the_images_allowed_peers() {
+    require_root();
+    let ns = NetnsPair::with_addrs(A, B);
+    let mut db = TestCgroup::new("ccol-peers-pdb");
+    let mut api = TestCgroup::new("ccol-peers-papi");
+    tcp_peer(&mut db, &ns.b, "serve", &format!("{B}:5432"));
+    tcp_peer(&mut db, &ns.b, "serve", &format!("{B}:5433"));
+    let mut cfg = config(&[&db.id, &api.id], Duration::from_secs(3600), &[]);
+    cfg.security.policy = ProcessPolicy {
+        images: vec![ImagePolicy {
+            image: "registry.test/api:*".into(),
+            allowed_peers: vec![PeerRule {
+                image: Some("postgres:*".into()),
+                ports: vec![5432],
+                ..PeerRule::default()
+            }],
+            ..ImagePolicy::default()
+        }],
+    };
+    let mut col = Collector::new(cfg).expect("cgroup hierarchy");
+    col.set_metadata_provider(std::sync::Arc::new(Names(vec![
+        (db.id.clone(), "db", "postgres:16"),
+        (api.id.clone(), "api", "registry.test/api:1.0"),
+    ])));
+    tcp_peer(&mut api, &ns.a, "connect", &format!("{B}:5432"));
+    let (found, _) = sweeps(&mut col, &api.id, 4);
+    assert!(found.is_empty(), "an allowed peer: {found:?}");
+
+    tcp_peer(&mut api, &ns.a, "connect", &format!("{B}:5433"));
+    let (found, snap) = sweeps(&mut col, &api.id, 4);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let f = &found[0];
+    assert_eq!(f.kind, FindingKind::UnauthorizedConnection);
+    assert_eq!(f.remote.map(|r| r.to_string()), Some(format!("{B}:5433")));
+    let p = f.peer.as_ref().expect("the peer");
+    assert_eq!(p.container_id.as_deref(), Some(db.id.as_str()));
+    assert_eq!(p.container_name.as_deref(), Some("db"));
+    let c = find(&snap, &api.id).stats.security.findings.clone();
+    let c = c.expect("findings counted");
+    assert_eq!((c.unauthorized_connection, c.new_peer), (1, 0));
+    // The database is not judged: it has no entry, and inbound peers never are.
+    let db_counts = find(&snap, &db.id).stats.security.findings.clone();
+    assert_eq!(db_counts, Some(FindingCounts::default()));
 }

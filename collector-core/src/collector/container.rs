@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use super::peers::{Judge, NodeAddrs};
+use super::peers::{Judge, NodeAddrs, PeerPolicy};
 use super::tracked::Tracked;
 use super::Config;
 use crate::devices::DeviceNames;
@@ -383,7 +383,8 @@ impl Sweep<'_> {
             if let (Some(ns), false) = (h.ns(), h.in_host()) {
                 let r = &mut *self.reader;
                 let every = self.config.process_interval;
-                addrs.visit(ns, &t.id, t.meta.name.as_deref(), self.now, every, |out| {
+                let (name, image) = (t.meta.name.as_deref(), t.meta.image.as_deref());
+                addrs.visit(ns, &t.id, name, image, self.now, every, |out| {
                     network::local_addrs(h, r, out)
                 });
             }
@@ -453,10 +454,22 @@ impl Sweep<'_> {
         }
         let sec = &self.config.security;
         let age_ms = self.now_ms.saturating_sub(t.first_seen_ms);
+        // As for processes: only a runtime's containers have an image to wait for.
+        let policy = match t.meta.image.as_deref() {
+            _ if sec.policy.is_empty() => PeerPolicy::None,
+            Some(i) => sec
+                .policy
+                .for_image(i)
+                .filter(|p| p.limits_peers())
+                .map_or(PeerPolicy::None, PeerPolicy::Rules),
+            None if t.identity.kind == Kind::Container => PeerPolicy::Wait,
+            None => PeerPolicy::None,
+        };
         let judge = Judge {
             addrs,
             cluster: &sec.cluster_cidrs,
             learning: u128::from(age_ms) < sec.peer_learning.as_millis(),
+            policy,
             now_ms: self.now_ms,
         };
         let signals = &mut t.signals;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::network::NsId;
 use crate::security::peers::{peers_of, scope_outside_node, PeerKey};
 use crate::security::sockets::SocketRow;
-use crate::security::{Finding, FindingKind};
+use crate::security::{Finding, FindingKind, ImagePolicy, PeerFacts};
 use crate::stats::{Direction, Peer, PeerCounts, PeerStats, Scope, ScopeCounts};
 
 /// Peers remembered per container (learned, or reported as new). Past it, new ones are
@@ -22,6 +22,9 @@ use crate::stats::{Direction, Peer, PeerCounts, PeerStats, Scope, ScopeCounts};
 const KNOWN_MAX: usize = 4096;
 /// Peers listed per container for the API; the counts cover them all.
 const LISTED_MAX: usize = 1024;
+/// How long a container is given for its runtime to name it before a peer policy that goes
+/// by names judges connections to it as to a container with no name.
+const NAME_GRACE: Duration = Duration::from_secs(30);
 
 /// The addresses of the network namespaces read, and the container first read in each.
 #[derive(Debug, Default)]
@@ -39,9 +42,14 @@ struct Space {
     addrs: Vec<IpAddr>,
     read_at: Option<Instant>,
     sweep: u64,
-    /// The first container met in it this sweep: its cgroup id and runtime name.
+    /// The first container met in it this sweep: its cgroup id, runtime name and image.
     owner_id: String,
     owner_name: Option<String>,
+    owner_image: Option<String>,
+    /// When a container was first met in it.
+    since: Option<Instant>,
+    /// Past `NAME_GRACE`: its container's name is as good as it gets.
+    settled: bool,
 }
 
 /// A container on this node, as a peer names it.
@@ -49,6 +57,8 @@ struct Owner<'a> {
     ns: NsId,
     id: &'a str,
     name: Option<&'a str>,
+    image: Option<&'a str>,
+    settled: bool,
 }
 
 impl NodeAddrs {
@@ -56,13 +66,15 @@ impl NodeAddrs {
         self.sweep += 1;
     }
 
-    /// Notes that container `id` lives in namespace `ns`; its addresses are read through
-    /// `read` when new or older than `every`.
+    /// Notes that container `id` (`name`, `image`) lives in namespace `ns`; its addresses
+    /// are read through `read` when new or older than `every`.
+    #[allow(clippy::too_many_arguments)]
     pub fn visit(
         &mut self,
         ns: NsId,
         id: &str,
         name: Option<&str>,
+        image: Option<&str>,
         now: Instant,
         every: Duration,
         read: impl FnOnce(&mut Vec<IpAddr>),
@@ -72,12 +84,20 @@ impl NodeAddrs {
             return;
         }
         s.sweep = self.sweep;
-        if s.owner_id != id || s.owner_name.as_deref() != name {
+        if s.owner_id != id || s.owner_name.as_deref() != name || s.owner_image.as_deref() != image
+        {
             // Peers that name it are resolved again (a runtime names a container late).
             s.owner_id.clear();
             s.owner_id.push_str(id);
             set(&mut s.owner_name, name);
+            set(&mut s.owner_image, image);
             self.changed = true;
+        }
+        let since = *s.since.get_or_insert(now);
+        if !s.settled && now.duration_since(since) >= NAME_GRACE {
+            // Peers that waited for its name are judged without it.
+            s.settled = true;
+            self.changed |= s.owner_name.is_none() && s.owner_image.is_none();
         }
         if s.read_at.is_some_and(|at| now.duration_since(at) < every) {
             return;
@@ -120,6 +140,8 @@ impl NodeAddrs {
             ns,
             id: &s.owner_id,
             name: s.owner_name.as_deref(),
+            image: s.owner_image.as_deref(),
+            settled: s.settled,
         })
     }
 }
@@ -139,8 +161,22 @@ pub(super) struct PeerState {
     /// Peers met so far, sorted: learned within the window, or reported as new since.
     known: Vec<PeerKey>,
     new_total: ScopeCounts,
+    /// Outbound peers judged against its image's `allowed_peers`, sorted.
+    checked: Vec<PeerKey>,
+    /// Some peer waits for the container's image to be known, for the policy.
+    policy_pending: bool,
     /// As last resolved.
     resolved: PeerStats,
+}
+
+/// Its image's policy on peers, as far as it is known.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum PeerPolicy<'a> {
+    /// None applies (no policy file, no entry for the image, or no `allowed_peers`).
+    None,
+    /// The runtime has not named the image yet.
+    Wait,
+    Rules(&'a ImagePolicy),
 }
 
 /// What judging a container's peers needs.
@@ -148,6 +184,7 @@ pub(super) struct Judge<'a> {
     pub addrs: &'a NodeAddrs,
     pub cluster: &'a [ipnet::IpNet],
     pub learning: bool,
+    pub policy: PeerPolicy<'a>,
     pub now_ms: u64,
 }
 
@@ -167,10 +204,12 @@ impl PeerState {
         self.fresh = true;
     }
 
-    /// Resolves its peers when read in this sweep or when the node's addresses changed;
-    /// peers first met after the learning window are counted and handed to `report` as
-    /// `new_peer` findings (but inbound ones from outside the cluster: an internet-facing
-    /// service meets new clients all day). Then puts the figures in `out`.
+    /// Resolves its peers when read in this sweep, when the node's addresses changed, or
+    /// when what a peer waited for in the policy may be known now. Peers first met after the
+    /// learning window are counted and handed to `report` as `new_peer` findings (but inbound
+    /// ones from outside the cluster: an internet-facing service meets new clients all day);
+    /// outbound ones its image's `allowed_peers` does not allow as `unauthorized_connection`
+    /// ones, from the first read on. Then puts the figures in `out`.
     pub fn resolve(
         &mut self,
         j: &Judge<'_>,
@@ -178,12 +217,14 @@ impl PeerState {
         mut report: impl FnMut(Finding),
         out: &mut PeerStats,
     ) {
-        if self.read_once && (self.fresh || addrs_changed) {
+        let retry = self.policy_pending && !matches!(j.policy, PeerPolicy::Wait);
+        if self.read_once && (self.fresh || addrs_changed || retry) {
             self.fresh = false;
+            self.policy_pending = false;
             let mut counts = PeerCounts::default();
-            let list = &mut self.resolved.list;
             let mut listed = 0;
-            for key in &self.now {
+            for i in 0..self.now.len() {
+                let key = self.now[i];
                 let owner = j.addrs.owner(key.addr);
                 if owner.as_ref().is_some_and(|o| Some(o.ns) == self.ns) {
                     continue;
@@ -194,32 +235,82 @@ impl PeerState {
                 };
                 counts.add(key.direction, scope);
                 if listed < LISTED_MAX {
-                    if listed == list.len() {
-                        list.push(blank_peer());
+                    if listed == self.resolved.list.len() {
+                        self.resolved.list.push(blank_peer());
                     }
-                    fill_peer(&mut list[listed], key, scope, owner.as_ref());
+                    fill_peer(&mut self.resolved.list[listed], &key, scope, owner.as_ref());
                     listed += 1;
                 }
-                let Err(at) = self.known.binary_search(key) else {
+                if key.direction == Direction::Outbound {
+                    self.judge_policy(&key, scope, owner.as_ref(), j, &mut report);
+                }
+                let Err(at) = self.known.binary_search(&key) else {
                     continue;
                 };
                 if self.known.len() >= KNOWN_MAX {
                     continue;
                 }
-                self.known.insert(at, *key);
+                self.known.insert(at, key);
                 if j.learning {
                     continue;
                 }
                 self.new_total.add(scope);
                 if key.direction == Direction::Outbound || scope != Scope::External {
-                    report(new_peer(key, scope, owner.as_ref(), j.now_ms));
+                    report(finding(
+                        FindingKind::NewPeer,
+                        &key,
+                        scope,
+                        owner.as_ref(),
+                        j.now_ms,
+                    ));
                 }
             }
-            list.truncate(listed);
+            self.resolved.list.truncate(listed);
             self.resolved.current = Some(counts);
             self.resolved.new_total = Some(self.new_total.clone());
         }
         out.clone_from(&self.resolved);
+    }
+
+    /// Judges an outbound peer against the image's `allowed_peers`, once; one whose container
+    /// the runtime has not named yet waits, when the rules go by names or images (until it is
+    /// named, or `NAME_GRACE` has passed: both resolve every peer again).
+    fn judge_policy(
+        &mut self,
+        key: &PeerKey,
+        scope: Scope,
+        owner: Option<&Owner<'_>>,
+        j: &Judge<'_>,
+        report: &mut impl FnMut(Finding),
+    ) {
+        let p = match j.policy {
+            PeerPolicy::None => return,
+            PeerPolicy::Wait => {
+                self.policy_pending = true;
+                return;
+            }
+            PeerPolicy::Rules(p) => p,
+        };
+        let Err(at) = self.checked.binary_search(key) else {
+            return;
+        };
+        if self.checked.len() >= KNOWN_MAX {
+            return;
+        }
+        let unnamed = |o: &Owner<'_>| o.name.is_none() && o.image.is_none() && !o.settled;
+        if owner.is_some_and(unnamed) && p.names_peers() {
+            return;
+        }
+        self.checked.insert(at, *key);
+        let facts = PeerFacts {
+            addr: key.addr,
+            port: key.port,
+            container: owner.map(|o| (o.name, o.image)),
+        };
+        if !p.allows_peer(&facts) {
+            let kind = FindingKind::UnauthorizedConnection;
+            report(finding(kind, key, scope, owner, j.now_ms));
+        }
     }
 }
 
@@ -254,11 +345,17 @@ fn set(slot: &mut Option<String>, v: Option<&str>) {
     }
 }
 
-fn new_peer(key: &PeerKey, scope: Scope, owner: Option<&Owner<'_>>, time_ms: u64) -> Finding {
+fn finding(
+    kind: FindingKind,
+    key: &PeerKey,
+    scope: Scope,
+    owner: Option<&Owner<'_>>,
+    time_ms: u64,
+) -> Finding {
     let mut peer = blank_peer();
     fill_peer(&mut peer, key, scope, owner);
     Finding {
-        kind: FindingKind::NewPeer,
+        kind,
         time_ms,
         source: "socket_table",
         process: None,
@@ -310,12 +407,18 @@ mod tests {
         n.begin_sweep();
         let now = Instant::now();
         let every = Duration::from_secs(10);
-        n.visit(NsId::Link(1), "/me", Some("me"), now, every, |out| {
+        n.visit(NsId::Link(1), "/me", Some("me"), None, now, every, |out| {
             out.push(IpAddr::from([10, 0, 0, 1]))
         });
-        n.visit(NsId::Link(2), "/db", Some("db"), now, every, |out| {
-            out.push(IpAddr::from([10, 0, 0, 9]))
-        });
+        n.visit(
+            NsId::Link(2),
+            "/db",
+            Some("db"),
+            Some("postgres:16"),
+            now,
+            every,
+            |out| out.push(IpAddr::from([10, 0, 0, 9])),
+        );
         assert!(n.end_sweep());
         n
     }
@@ -325,6 +428,7 @@ mod tests {
             addrs,
             cluster,
             learning,
+            policy: PeerPolicy::None,
             now_ms: 7,
         }
     }
@@ -404,6 +508,38 @@ mod tests {
             Some("10.2.0.7:443".parse().expect("an address"))
         );
         assert_eq!(out.new_total.map(|n| n.external), Some(2));
+    }
+
+    /// Outbound peers meet the image's `allowed_peers` from the first read on, once each,
+    /// and wait while the image is not known.
+    #[test]
+    fn peers_outside_the_policy_are_unauthorized() {
+        let addrs = node();
+        let policy: crate::security::ProcessPolicy = toml::from_str(
+            "[[image]]\nimage = \"*\"\nallowed_peers = [{ image = \"postgres:*\", ports = [5432] }]\n",
+        )
+        .expect("a policy");
+        let rules = &policy.images[0];
+        let mut s = PeerState::default();
+        let mut out = PeerStats::default();
+        let mut found = Vec::new();
+        s.read(&rows(), &[100, 101, 102, 103], Some(NsId::Link(1)));
+        let mut j = judge(&addrs, &[], true);
+        j.policy = PeerPolicy::Wait;
+        s.resolve(&j, false, |f| found.push(f), &mut out);
+        assert!(found.is_empty(), "{found:?}");
+        j.policy = PeerPolicy::Rules(rules);
+        for _ in 0..2 {
+            s.resolve(&j, false, |f| found.push(f), &mut out);
+            s.resolve(&j, true, |f| found.push(f), &mut out);
+        }
+        // db:5432 is allowed; 10.2.0.7:443 is not; the inbound client is not judged.
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].kind, FindingKind::UnauthorizedConnection);
+        assert_eq!(
+            found[0].remote,
+            Some("10.2.0.7:443".parse().expect("an address"))
+        );
     }
 
     #[test]

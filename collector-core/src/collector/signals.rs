@@ -436,6 +436,7 @@ mod tests {
             image: "*".into(),
             allowed_processes: vec![],
             allowed_listen_ports: vec![8080],
+            allowed_peers: vec![],
         };
         let mut s = Signals::default();
         s.judge_tables(
@@ -457,6 +458,7 @@ mod tests {
             image: "*".into(),
             allowed_processes: vec!["nginx".into()],
             allowed_listen_ports: vec![],
+            allowed_peers: vec![],
         };
         let proc = |comm: &str| ProcessRef {
             comm: comm.into(),
@@ -485,6 +487,7 @@ mod tests {
             image: "*".into(),
             allowed_processes: vec!["sh".into()],
             allowed_listen_ports: vec![],
+            allowed_peers: vec![],
         };
         let ls = |pid: u32, exe: &str, cmdline: &str| ProcessRef {
             pid,
@@ -533,6 +536,7 @@ mod tests {
             image: "*".into(),
             allowed_processes: vec!["sh".into()],
             allowed_listen_ports: vec![],
+            allowed_peers: vec![],
         };
         let mut s = Signals::default();
         for comm in ["runc:[2:INIT]", "runc"] {
@@ -576,6 +580,7 @@ mod tests {
             image: "*".into(),
             allowed_processes: vec!["sh".into()],
             allowed_listen_ports: vec![],
+            allowed_peers: vec![],
         };
         let mut s = Signals::default();
         become_("runc:[2:INIT]", b"runc\0init\0", "/");

@@ -31,10 +31,13 @@ pub enum FindingKind {
     /// A peer (address, port and direction) first met after the container's learning
     /// window. Decided by the caller.
     NewPeer,
+    /// A connection it opened to a peer its image's `allowed_peers` does not allow. Decided
+    /// by the caller's policy.
+    UnauthorizedConnection,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 8] = [
+    pub const ALL: [FindingKind; 9] = [
         FindingKind::MinerProcess,
         FindingKind::MinerPortConnection,
         FindingKind::ReverseShell,
@@ -43,6 +46,7 @@ impl FindingKind {
         FindingKind::NewListener,
         FindingKind::UnexpectedProcess,
         FindingKind::NewPeer,
+        FindingKind::UnauthorizedConnection,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +59,7 @@ impl FindingKind {
             FindingKind::NewListener => "new_listener",
             FindingKind::UnexpectedProcess => "unexpected_process",
             FindingKind::NewPeer => "new_peer",
+            FindingKind::UnauthorizedConnection => "unauthorized_connection",
         }
     }
 }

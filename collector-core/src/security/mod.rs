@@ -21,4 +21,4 @@ pub mod sockets;
 
 pub use finding::{Finding, ProcessRef};
 pub use judge::{FindingKind, Rules};
-pub use policy::{ImagePolicy, ProcessPolicy};
+pub use policy::{ImagePolicy, PeerFacts, PeerRule, ProcessPolicy};
