@@ -723,6 +723,35 @@ mod tests {
     }
 
     #[test]
+    fn peer_settings_from_flags_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "security.peer-learning = \"30m\"\nsecurity.cluster-cidrs = [\"10.0.0.0/8\", \"fd00::/8\"]\n",
+        )
+        .unwrap();
+        let mut f = flags();
+        let s = Settings::resolve(&f).unwrap();
+        assert_eq!(
+            s.security.peer_learning,
+            Duration::from_secs(600),
+            "the default"
+        );
+        assert!(s.security.cluster_cidrs.is_empty());
+        f.config_file = Some(p);
+        let s = Settings::resolve(&f).unwrap();
+        assert_eq!(s.security.peer_learning, Duration::from_secs(1800));
+        let cidrs: Vec<String> = s
+            .security
+            .cluster_cidrs
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(cidrs, ["10.0.0.0/8", "fd00::/8"]);
+    }
+
+    #[test]
     fn web_config_file_from_flag_or_file() {
         assert_eq!(Settings::resolve(&flags()).unwrap().web_config, None);
         let dir = tempfile::tempdir().unwrap();
@@ -796,6 +825,14 @@ mod tests {
             (
                 Box::new(|f| f.given.log_format = Some("xml".into())),
                 "log.format",
+            ),
+            (
+                Box::new(|f| f.given.peer_learning = Some("25h".into())),
+                "security.peer-learning",
+            ),
+            (
+                Box::new(|f| f.given.cluster_cidrs = Some(vec!["10.0.0.0".into()])),
+                "security.cluster-cidrs",
             ),
         ];
         for (set, key) in cases {

@@ -16,9 +16,10 @@ use crate::security::sockets::SocketRow;
 use crate::security::{Finding, FindingKind, ImagePolicy, PeerFacts};
 use crate::stats::{Direction, Peer, PeerCounts, PeerStats, Scope, ScopeCounts};
 
-/// Peers remembered per container (learned, or reported as new). Past it, new ones are
-/// neither counted nor reported: a container with this many peers is a server whose peers
-/// are not news, and the memory stays bounded (about 100 KB a container).
+/// Peers remembered per container (learned, or reported as new), and peers judged against
+/// its policy. Past it, new ones are neither counted nor reported, nor judged: a container
+/// with this many peers is a server whose peers are not news, and the memory stays bounded
+/// (at most about 200 KB a container, both lists full).
 const KNOWN_MAX: usize = 4096;
 /// Peers listed per container for the API; the counts cover them all.
 const LISTED_MAX: usize = 1024;

@@ -143,6 +143,24 @@ pub fn if_inet6_addrs(text: &str, out: &mut Vec<IpAddr>) -> Result<(), Reason> {
 mod tests {
     use super::*;
     use crate::security::sockets::parse_table_into;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text, and lines near the real ones: no panic, and never a loopback address.
+        #[test]
+        fn address_parsers_never_panic(
+            text in "\\PC*",
+            lines in proptest::collection::vec("[ |+\\-/0-9a-fA-F.:]{0,40}( host| link)?( LOCAL| UNICAST)?", 0..12),
+        ) {
+            let near = lines.join("\n");
+            for t in [text.as_str(), near.as_str()] {
+                let mut out = Vec::new();
+                let _ = fib_trie_locals(t, &mut out);
+                let _ = if_inet6_addrs(t, &mut out);
+                prop_assert!(out.iter().all(|a| !a.is_loopback()));
+            }
+        }
+    }
 
     /// A namespace with 10.1.0.5 (eth0) and loopback, as `ip netns exec .. cat
     /// /proc/net/fib_trie` prints it on 6.x.
