@@ -215,6 +215,29 @@ pub fn tcp_rows(h: &ProcHandle, r: &mut Reader, out: &mut Vec<sockets::SocketRow
     r.forgive_missing();
 }
 
+/// The addresses of the handle's network namespace: the IPv4 ones its `net/fib_trie` marks
+/// local, and its `net/if_inet6`; loopback left out. A bad line is recorded, the good ones
+/// kept.
+pub fn local_addrs(h: &ProcHandle, r: &mut Reader, out: &mut Vec<std::net::IpAddr>) {
+    let dir: crate::read::Dir<'_> = (&h.dir).into();
+    type Parser = fn(&str, &mut Vec<std::net::IpAddr>) -> Result<(), parse::Reason>;
+    let files: [(&str, Parser); 2] = [
+        ("net/fib_trie", crate::security::peers::fib_trie_locals),
+        ("net/if_inet6", crate::security::peers::if_inet6_addrs),
+    ];
+    for (name, parse) in files {
+        // No fallback to the path: after an exit, /proc/<pid> may be another process. A
+        // kernel without IPv6 has no if_inet6.
+        let Some(text) = r.read_in(dir, name, false) else {
+            continue;
+        };
+        if let Err(reason) = parse(text, out) {
+            r.parse_error(reason);
+        }
+    }
+    r.forgive_missing();
+}
+
 /// A socket table's counts, `None` when it cannot be read; a bad row is recorded, the
 /// good ones counted.
 fn table_counts<C: Default>(
@@ -270,6 +293,16 @@ impl ProcHandle {
         }
         // No fallback to the path: after an exit, /proc/<pid> may be another process.
         r.read_in((&self.dir).into(), "net/dev", false)
+    }
+
+    /// Its network namespace, where it could be told.
+    pub(crate) fn ns(&self) -> Option<NsId> {
+        self.ns
+    }
+
+    /// Whether it lives in the host's network namespace.
+    pub fn in_host(&self) -> bool {
+        self.in_host
     }
 
     /// Whether `/proc/<pid>` is held. Without it (descriptor budget spent) the handle must
@@ -328,7 +361,7 @@ fn net_dev_ino_at(dir: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
 /// A network namespace: its inode number from the `ns/net` link, or the inode of `net/dev`
 /// (one per namespace too, but of procfs, so kept apart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum NsId {
+pub(crate) enum NsId {
     Link(u64),
     NetDevInode(u64),
 }

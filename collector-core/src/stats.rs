@@ -20,6 +20,9 @@ pub struct ContainerStats {
     /// What the security signals saw in it since the collector started following it.
     #[serde(default)]
     pub security: SecurityStats,
+    /// Whom it talks to: the far ends of its own TCP connections (security signals).
+    #[serde(default)]
+    pub peers: PeerStats,
     pub pressure: PressureStats,
     pub network: NetworkStats,
     pub load: Option<LoadStats>,
@@ -151,6 +154,138 @@ pub struct FindingCounts {
     pub fileless_exec: u64,
     pub new_listener: u64,
     pub unexpected_process: u64,
+    #[serde(default)]
+    pub new_peer: u64,
+    #[serde(default)]
+    pub unauthorized_connection: u64,
+}
+
+/// The far ends of the container's own TCP connections (`ESTABLISHED`, `SYN_SENT`), read
+/// with its descriptors on the process interval while the security signals are on; `None`
+/// until a first read, when the signals are off and for the machine's own cgroup.
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStats {
+    /// Distinct peers now (`container_network_peers{direction,scope}`).
+    pub current: Option<PeerCounts>,
+    /// Peers first seen after its learning window, by scope
+    /// (`container_network_new_peers_total{scope}`).
+    pub new_total: Option<ScopeCounts>,
+    /// The peers themselves, for the JSON API: addresses are never labels, and no sink
+    /// writes them.
+    #[serde(skip)]
+    pub list: Vec<Peer>,
+}
+
+/// Distinct peers by direction and scope.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerCounts {
+    pub inbound: ScopeCounts,
+    pub outbound: ScopeCounts,
+}
+
+/// A count per peer scope.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeCounts {
+    pub container: u64,
+    pub cluster: u64,
+    pub external: u64,
+}
+
+/// Which way a connection was opened: to one of its listening ports, or by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// Where a peer is: a container on this node, an address in the configured cluster ranges,
+/// or elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Container,
+    Cluster,
+    External,
+}
+
+/// One peer of a container: the far end's address, the port the connection serves (the
+/// remote one going out, its own listening one coming in), and, for a container on this
+/// node, which one.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    pub direction: Direction,
+    pub scope: Scope,
+    pub addr: std::net::IpAddr,
+    pub port: u16,
+    /// The cgroup id and runtime name of the container at that address, when on this node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Container, Scope::Cluster, Scope::External];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Container => "container",
+            Scope::Cluster => "cluster",
+            Scope::External => "external",
+        }
+    }
+}
+
+impl ScopeCounts {
+    pub fn get(&self, scope: Scope) -> u64 {
+        match scope {
+            Scope::Container => self.container,
+            Scope::Cluster => self.cluster,
+            Scope::External => self.external,
+        }
+    }
+
+    pub fn add(&mut self, scope: Scope) {
+        let slot = match scope {
+            Scope::Container => &mut self.container,
+            Scope::Cluster => &mut self.cluster,
+            Scope::External => &mut self.external,
+        };
+        *slot += 1;
+    }
+
+    /// `(scope label, count)` in [`Scope::ALL`]'s order.
+    pub fn labeled(&self) -> [(&'static str, u64); 3] {
+        Scope::ALL.map(|s| (s.name(), self.get(s)))
+    }
+}
+
+impl PeerCounts {
+    pub fn of(&self, direction: Direction) -> &ScopeCounts {
+        match direction {
+            Direction::Inbound => &self.inbound,
+            Direction::Outbound => &self.outbound,
+        }
+    }
+
+    pub fn add(&mut self, direction: Direction, scope: Scope) {
+        match direction {
+            Direction::Inbound => self.inbound.add(scope),
+            Direction::Outbound => self.outbound.add(scope),
+        }
+    }
 }
 
 /// The TCP and UDP sockets of the container's network namespace by state: cAdvisor's tcp and
@@ -326,6 +461,43 @@ impl Clone for InterfaceStats {
     }
 }
 
+// Written out so that `clone_from` reuses the list and its strings: a container's peers are
+// copied into its figures every sweep.
+impl Clone for PeerStats {
+    fn clone(&self) -> Self {
+        PeerStats {
+            current: self.current.clone(),
+            new_total: self.new_total.clone(),
+            list: self.list.clone(),
+        }
+    }
+
+    fn clone_from(&mut self, o: &Self) {
+        self.current.clone_from(&o.current);
+        self.new_total.clone_from(&o.new_total);
+        self.list.clone_from(&o.list);
+    }
+}
+
+impl Clone for Peer {
+    fn clone(&self) -> Self {
+        Peer {
+            container_id: self.container_id.clone(),
+            container_name: self.container_name.clone(),
+            ..*self
+        }
+    }
+
+    fn clone_from(&mut self, o: &Self) {
+        self.direction = o.direction;
+        self.scope = o.scope;
+        self.addr = o.addr;
+        self.port = o.port;
+        self.container_id.clone_from(&o.container_id);
+        self.container_name.clone_from(&o.container_name);
+    }
+}
+
 impl Clone for DeviceIo {
     fn clone(&self) -> Self {
         let mut c = DeviceIo {
@@ -438,7 +610,10 @@ impl ContainerStats {
         let mut blkio = std::mem::take(&mut self.blkio);
         blkio.clear();
         let ifaces = std::mem::take(&mut self.network.interfaces);
+        let mut peers = std::mem::take(&mut self.peers.list);
+        peers.clear();
         *self = ContainerStats::default();
+        self.peers.list = peers;
         self.cpu.per_cpu_ns = per_cpu;
         self.blkio = blkio;
         self.network.interfaces = ifaces;
@@ -468,6 +643,8 @@ impl ContainerStats {
             processes,
             sockets,
             security: _,
+            // Set after every read, idle or not, from what the collector keeps.
+            peers: _,
             pressure,
             network: _,
             load: _,

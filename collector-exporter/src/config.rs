@@ -195,6 +195,15 @@ settings! {
     /// later ones are new_listener findings, e.g. 2m.
     listener_learning: String = "security.listener-learning",
         default format_duration(d.core.security.listener_learning);
+    /// Peers (address, port, direction) a container meets within this long of first being
+    /// seen are its own; later ones are new_peer findings and count in
+    /// container_network_new_peers_total, e.g. 10m (at most 24h).
+    peer_learning: String = "security.peer-learning",
+        default format_duration(d.core.security.peer_learning);
+    /// The cluster's address ranges (repeatable; pods, services, nodes), e.g. 10.0.0.0/8: a
+    /// peer there that is no container on this node has scope cluster, else external
+    /// [default: none].
+    cluster_cidrs: Vec<String> = "security.cluster-cidrs", default Vec::new();
     /// More process names taken for miners (repeatable), beside the built-in list.
     extra_miner_names: Vec<String> = "security.extra-miner-names", default Vec::new();
     /// More command-line substrings taken for miners (repeatable), e.g. a pool's domain.
@@ -472,9 +481,16 @@ pub struct Settings {
 
 /// A duration setting of at most an hour.
 fn duration_up_to_1h(key: &str, text: &str) -> Result<Duration> {
+    duration_up_to(key, text, Duration::from_secs(3600))
+}
+
+fn duration_up_to(key: &str, text: &str, max: Duration) -> Result<Duration> {
     let d = parse_duration(text).map_err(|r| Error::new(key, r))?;
-    if d > Duration::from_secs(3600) {
-        return Err(Error::new(key, format!("{text:?} is over 1h")));
+    if d > max {
+        return Err(Error::new(
+            key,
+            format!("{text:?} is over {}", format_duration(max)),
+        ));
     }
     Ok(d)
 }
@@ -588,6 +604,20 @@ impl Settings {
                 "security.listener-learning",
                 &v.listener_learning,
             )?,
+            peer_learning: duration_up_to(
+                "security.peer-learning",
+                &v.peer_learning,
+                Duration::from_secs(24 * 3600),
+            )?,
+            cluster_cidrs: v
+                .cluster_cidrs
+                .iter()
+                .map(|c| {
+                    c.trim()
+                        .parse()
+                        .map_err(|e| Error::new("security.cluster-cidrs", format!("{c:?}: {e}")))
+                })
+                .collect::<Result<_>>()?,
             ..collector_core::SecurityConfig::default()
         };
         let extra = collector_core::security::Rules {
@@ -696,6 +726,35 @@ mod tests {
     }
 
     #[test]
+    fn peer_settings_from_flags_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "security.peer-learning = \"30m\"\nsecurity.cluster-cidrs = [\"10.0.0.0/8\", \"fd00::/8\"]\n",
+        )
+        .unwrap();
+        let mut f = flags();
+        let s = Settings::resolve(&f).unwrap();
+        assert_eq!(
+            s.security.peer_learning,
+            Duration::from_secs(600),
+            "the default"
+        );
+        assert!(s.security.cluster_cidrs.is_empty());
+        f.config_file = Some(p);
+        let s = Settings::resolve(&f).unwrap();
+        assert_eq!(s.security.peer_learning, Duration::from_secs(1800));
+        let cidrs: Vec<String> = s
+            .security
+            .cluster_cidrs
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(cidrs, ["10.0.0.0/8", "fd00::/8"]);
+    }
+
+    #[test]
     fn web_config_file_from_flag_or_file() {
         assert_eq!(Settings::resolve(&flags()).unwrap().web_config, None);
         let dir = tempfile::tempdir().unwrap();
@@ -769,6 +828,14 @@ mod tests {
             (
                 Box::new(|f| f.given.log_format = Some("xml".into())),
                 "log.format",
+            ),
+            (
+                Box::new(|f| f.given.peer_learning = Some("25h".into())),
+                "security.peer-learning",
+            ),
+            (
+                Box::new(|f| f.given.cluster_cidrs = Some(vec!["10.0.0.0".into()])),
+                "security.cluster-cidrs",
             ),
         ];
         for (set, key) in cases {

@@ -1,8 +1,9 @@
-//! An optional policy: which images and names may run, and what each image may run and
-//! listen on. A running container outside the first is reported
-//! (`container_policy_violation`) and raises one event when first seen; a process or a
-//! listening port outside the second is a security finding (`unexpected_process`,
-//! `new_listener`), judged by the core (`collector_core::security::policy`).
+//! An optional policy: which images and names may run, and what each image may run, listen
+//! on and connect to. A running container outside the first is reported
+//! (`container_policy_violation`) and raises one event when first seen; a process, a
+//! listening port or a peer outside the second is a security finding (`unexpected_process`,
+//! `new_listener`, `unauthorized_connection`), judged by the core
+//! (`collector_core::security::policy`).
 //!
 //! ```toml
 //! allowed_images = ["registry.example.com/*", "busybox:1.36"]
@@ -12,6 +13,7 @@
 //! image = "registry.example.com/web:*"
 //! allowed_processes = ["nginx", "/docker-entrypoint.sh", "sh"]
 //! allowed_listen_ports = [80, 443]
+//! allowed_peers = [{ container = "api-*", ports = [8080] }, { cidr = "10.96.0.10/32", ports = [53] }]
 //! ```
 //! Patterns are globs: `*` any run of characters, `?` one. An empty or absent list allows
 //! everything. Only containers a runtime has named are judged (raw cgroups have no image).
@@ -111,5 +113,21 @@ mod tests {
         std::fs::write(&path, "[[image]]\nimage = \"x\"\nports = [1]\n").expect("a policy file");
         let e = Policy::load(&path).expect_err("an unknown key");
         assert!(e.contains("line 3:") && e.contains("ports"), "{e}");
+        std::fs::write(
+            &path,
+            "[[image]]\nimage = \"x\"\nallowed_peers = [{ cidr = \"10.0.0.0/8\", ports = [5432] }, { image = \"redis:*\" }]\n",
+        )
+        .expect("a policy file");
+        let p = Policy::load(&path).expect("loads");
+        let peers = &p.processes().images[0].allowed_peers;
+        assert_eq!(peers.len(), 2);
+        assert_eq!(peers[0].ports, [5432]);
+        std::fs::write(
+            &path,
+            "[[image]]\nimage = \"x\"\nallowed_peers = [{ cidr = \"10.0.0.0\" }]\n",
+        )
+        .expect("a policy file");
+        let e = Policy::load(&path).expect_err("a range without its length");
+        assert!(e.contains("line 3:"), "{e}");
     }
 }

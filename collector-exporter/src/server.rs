@@ -68,6 +68,11 @@ pub async fn handle(
         }
     } else if path == "/api/v1/events" {
         json(&app.events.recent())
+    } else if path == "/api/v1/connections" {
+        match app.latest.get() {
+            Some(s) => json(&Connections::of(&s)),
+            None => not_ready(),
+        }
     } else if let Some(rest) = path.strip_prefix("/api/v1/containers/") {
         match rest.strip_suffix("/processes") {
             // A cgroup whose last component is `processes` keeps its own route.
@@ -79,7 +84,8 @@ pub async fn handle(
             "<html><head><title>collector-exporter</title></head><body><h1>collector-exporter</h1>\
              <ul><li><a href=\"{0}\">{0}</a></li><li><a href=\"/healthz\">/healthz</a></li>\
              <li><a href=\"/api/v1/containers\">/api/v1/containers</a></li>\
-             <li><a href=\"/api/v1/events\">/api/v1/events</a></li></ul></body></html>\n",
+             <li><a href=\"/api/v1/events\">/api/v1/events</a></li>\
+             <li><a href=\"/api/v1/connections\">/api/v1/connections</a></li></ul></body></html>\n",
             app.telemetry_path
         );
         let mut r = Response::new(Body::whole(body));
@@ -390,6 +396,48 @@ impl<'a> Summary<'a> {
             pod: c.meta.pod.as_deref(),
             labels: &c.meta.labels,
             first_seen_ms: c.first_seen_ms,
+        }
+    }
+}
+
+/// `/api/v1/connections`: the peer graph of the latest snapshot, each container whose peers
+/// were read with the peers of its last read.
+#[derive(Serialize)]
+struct Connections<'a> {
+    timestamp_ms: u64,
+    containers: Vec<PeersOf<'a>>,
+}
+
+#[derive(Serialize)]
+struct PeersOf<'a> {
+    id: &'a str,
+    container_id: Option<&'a str>,
+    name: Option<&'a str>,
+    image: Option<&'a str>,
+    namespace: Option<&'a str>,
+    pod: Option<&'a str>,
+    peers: &'a [collector_core::stats::Peer],
+}
+
+impl<'a> Connections<'a> {
+    fn of(s: &'a Snapshot) -> Self {
+        let containers = s
+            .containers
+            .iter()
+            .filter(|c| c.stats.peers.current.is_some())
+            .map(|c| PeersOf {
+                id: &c.id,
+                container_id: c.identity.container_id.as_deref(),
+                name: c.meta.name.as_deref(),
+                image: c.meta.image.as_deref(),
+                namespace: c.meta.namespace.as_deref(),
+                pod: c.meta.pod.as_deref(),
+                peers: &c.stats.peers.list,
+            })
+            .collect();
+        Connections {
+            timestamp_ms: s.timestamp_ms,
+            containers,
         }
     }
 }

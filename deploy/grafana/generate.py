@@ -22,7 +22,8 @@ LEGEND = "{{name}}{{namespace}}/{{pod}}/{{container}} {{id}}"
 RI = "$__rate_interval"
 FINDING_KINDS = ["miner_process", "miner_port_connection", "reverse_shell",
                  "exec_from_writable_layer", "fileless_exec", "new_listener",
-                 "unexpected_process"]
+                 "unexpected_process", "new_peer",
+                 "unauthorized_connection"]
 
 
 def datasource_var(kind):

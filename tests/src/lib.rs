@@ -238,6 +238,12 @@ pub struct NetnsPair {
 
 impl NetnsPair {
     pub fn create() -> NetnsPair {
+        // Link-local addresses on a link that exists only between the two test namespaces.
+        NetnsPair::with_addrs("169.254.77.1", "169.254.77.2")
+    }
+
+    /// The same with the test's own addresses (a /30 of them).
+    pub fn with_addrs(a_addr: &'static str, b_addr: &'static str) -> NetnsPair {
         require_root();
         let tag = unique("ccol");
         let short = &tag[tag.len().saturating_sub(8)..];
@@ -245,9 +251,8 @@ impl NetnsPair {
             a: format!("{tag}-a"),
             b: format!("{tag}-b"),
             a_if: format!("va{short}"),
-            // Link-local addresses on a link that exists only between the two test namespaces.
-            a_addr: "169.254.77.1",
-            b_addr: "169.254.77.2",
+            a_addr,
+            b_addr,
         };
         let b_if = format!("vb{short}");
         run("ip", &["netns", "add", &pair.a]);

@@ -131,6 +131,8 @@ fn every_alert_has_summary_description_and_runbook() {
         "FilelessExecution",
         "UnexpectedListener",
         "UnexpectedProcess",
+        "UnexpectedPeer",
+        "UnauthorizedConnection",
         "CpuBurnAtQuota",
         "EgressSpike",
         "ProcessSurge",

@@ -359,6 +359,7 @@ fn a_process_and_a_port_outside_the_images_policy() {
             // `ip netns exec` runs first, as a runtime's init would.
             allowed_processes: vec!["tcp_peer".into(), "ip".into()],
             allowed_listen_ports: vec![8080],
+            allowed_peers: vec![],
         }],
     };
     let mut col = Collector::new(cfg).expect("cgroup hierarchy");

@@ -15,7 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_exporter");
 /// How long a finding, a count or a name may take to show.
 const DEADLINE: Duration = Duration::from_secs(10);
 
-const KINDS: [&str; 7] = [
+const KINDS: [&str; 9] = [
     "miner_process",
     "miner_port_connection",
     "reverse_shell",
@@ -23,6 +23,8 @@ const KINDS: [&str; 7] = [
     "fileless_exec",
     "new_listener",
     "unexpected_process",
+    "new_peer",
+    "unauthorized_connection",
 ];
 
 /// The exporter on the daemon's containers: security on (its default), short intervals, the

@@ -80,8 +80,8 @@ pub struct Config {
 }
 
 /// The security signals (`security/`): each container's new processes judged against
-/// `rules` and `policy`, and its long-lived sockets against the pool ports and its own
-/// listening ports. Needs `processes` (they ride on its walk of `cgroup.procs` and the
+/// `rules` and `policy`, its long-lived sockets against the pool ports and its own
+/// listening ports, and its peers against those of its learning window. Needs `processes` (they ride on its walk of `cgroup.procs` and the
 /// descriptors).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -103,6 +103,13 @@ pub struct SecurityConfig {
     /// one opened later is a `new_listener` finding. The first look at a container's sockets
     /// always is its own.
     pub listener_learning: Duration,
+    /// Peers (address, port and direction of each connection) a container meets within this
+    /// long of first being seen are its own; one met later is a `new_peer` finding and
+    /// counts in `container_network_new_peers_total`.
+    pub peer_learning: Duration,
+    /// The cluster's address ranges (pods, services, nodes): a peer there that is no
+    /// container on this node is `cluster`, elsewhere `external`.
+    pub cluster_cidrs: Vec<ipnet::IpNet>,
     /// At most this many finding events per container per sweep; all are counted.
     pub events_per_sweep: usize,
 }
@@ -116,6 +123,8 @@ impl Default for SecurityConfig {
             rules: Rules::default(),
             policy: ProcessPolicy::default(),
             listener_learning: Duration::from_secs(120),
+            peer_learning: Duration::from_secs(600),
+            cluster_cidrs: Vec::new(),
             events_per_sweep: 16,
         }
     }

@@ -14,6 +14,7 @@
 
 use std::time::Instant;
 
+use super::peers::{Judge, NodeAddrs, PeerPolicy};
 use super::tracked::Tracked;
 use super::Config;
 use crate::devices::DeviceNames;
@@ -23,7 +24,7 @@ use crate::events::{Event, EventKind};
 use crate::hierarchy::{Controller, Setup};
 use crate::identity::Kind;
 use crate::load::{self, LoadReader};
-use crate::network::{self, NetReader};
+use crate::network::{self, NetReader, NsId};
 use crate::processes::ProcessReader;
 use crate::read::{CgDir, Dir, Reader};
 use crate::security::inspect::Examiner;
@@ -54,6 +55,11 @@ pub(super) struct Sweep<'a> {
     pub examiner: Option<&'a Examiner>,
     /// Reused for the socket tables' rows.
     pub tcp_rows: &'a mut Vec<SocketRow>,
+    /// The namespace whose rows `tcp_rows` holds, read in this sweep: a pod's containers
+    /// share them.
+    pub rows_ns: Option<NsId>,
+    /// Every namespace's addresses, for the peers (security signals on).
+    pub addrs: Option<&'a mut NodeAddrs>,
     /// Findings counted in this sweep but not made events (`events_per_sweep`).
     pub unreported: u64,
 }
@@ -373,10 +379,31 @@ impl Sweep<'_> {
             }
             s.sockets.clone_from(&g.sockets);
         }
-        if t.process_group.tables_due {
-            t.process_group.tables_due = false;
-            if let Some(h) = p.handle.as_ref() {
+        if let (Some(addrs), Some(h)) = (self.addrs.as_deref_mut(), p.handle.as_ref()) {
+            if let (Some(ns), false) = (h.ns(), h.in_host()) {
+                let r = &mut *self.reader;
+                let every = self.config.process_interval;
+                let (name, image) = (t.meta.name.as_deref(), t.meta.image.as_deref());
+                addrs.visit(ns, &t.id, name, image, self.now, every, |out| {
+                    network::local_addrs(h, r, out)
+                });
+            }
+        }
+        // Peers are read with each walk of its descriptors that found other sockets than the
+        // last read: the same sockets have the same peers.
+        let g = &mut t.process_group;
+        let walked = g.read_at == Some(self.now);
+        let peers_due = self.addrs.is_some() && walked && t.peers.due(&g.inodes);
+        let tables_due = std::mem::take(&mut g.tables_due);
+        let h = p.handle.as_ref();
+        if peers_due && g.inodes.is_empty() {
+            t.peers.read(&[], &[], h.and_then(|h| h.ns()));
+        } else if let (true, Some(h)) = (tables_due || peers_due, h) {
+            if self.rows_ns.is_none() || self.rows_ns != h.ns() {
                 network::tcp_rows(h, self.reader, self.tcp_rows);
+                self.rows_ns = h.ns();
+            }
+            if tables_due {
                 let sec = &self.config.security;
                 let policy = t
                     .meta
@@ -387,12 +414,15 @@ impl Sweep<'_> {
                 let learning = u128::from(age_ms) < sec.listener_learning.as_millis();
                 t.signals.judge_tables(
                     self.tcp_rows,
-                    &t.process_group.inodes,
+                    &g.inodes,
                     &sec.rules,
                     policy,
                     learning,
                     self.now_ms,
                 );
+            }
+            if peers_due {
+                t.peers.read(self.tcp_rows, &g.inodes, h.ns());
             }
         }
         if let Some(layers) = self.layers.as_deref_mut() {
@@ -411,6 +441,44 @@ impl Sweep<'_> {
             // sweep, so the handle ends with this one.
             p.handle = None;
         }
+    }
+
+    /// Resolves its peers once every namespace of the sweep is known (`addrs_changed`: the
+    /// node's addresses changed since the last sweep) and reports the new ones.
+    pub fn resolve_peers(&mut self, t: &mut Tracked, addrs_changed: bool) {
+        let Some(addrs) = self.addrs.as_deref() else {
+            return;
+        };
+        if t.identity.kind == Kind::Root {
+            return;
+        }
+        let sec = &self.config.security;
+        let age_ms = self.now_ms.saturating_sub(t.first_seen_ms);
+        // As for processes: only a runtime's containers have an image to wait for.
+        let policy = match t.meta.image.as_deref() {
+            _ if sec.policy.is_empty() => PeerPolicy::None,
+            Some(i) => sec
+                .policy
+                .for_image(i)
+                .filter(|p| p.limits_peers())
+                .map_or(PeerPolicy::None, PeerPolicy::Rules),
+            None if t.identity.kind == Kind::Container => PeerPolicy::Wait,
+            None => PeerPolicy::None,
+        };
+        let judge = Judge {
+            addrs,
+            cluster: &sec.cluster_cidrs,
+            learning: u128::from(age_ms) < sec.peer_learning.as_millis(),
+            policy,
+            now_ms: self.now_ms,
+        };
+        let signals = &mut t.signals;
+        t.peers.resolve(
+            &judge,
+            addrs_changed,
+            |f| signals.report_found(f),
+            &mut t.stats.peers,
+        );
     }
 
     /// Judges its processes against its image's policy once the image is known, makes its
@@ -436,6 +504,7 @@ impl Sweep<'_> {
                 exe = ?f.process.as_ref().map(|p| p.exe.as_str()),
                 remote = ?f.remote,
                 local = ?f.local,
+                peer = ?f.peer.as_ref().and_then(|p| p.container_id.as_deref()),
                 "security finding: {}",
                 f.kind
             );

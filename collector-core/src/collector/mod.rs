@@ -3,6 +3,7 @@
 
 mod config;
 mod container;
+mod peers;
 mod scan;
 mod security;
 mod signals;
@@ -230,9 +231,10 @@ impl Collector {
         // The list is taken out while the sweep borrows the rest of the collector.
         let mut tracked = std::mem::take(&mut self.tracked);
         let metadata = self.metadata.clone();
+        if let Some(a) = self.security.addrs.as_mut() {
+            a.begin_sweep();
+        }
         let mut sweep = self.sweeper(plan, spec_written, out.timestamp_ms);
-        let mut kept = 0;
-        out.containers.truncate(tracked.len());
         let mut i = 0;
         while i < tracked.len() {
             let alive = sweep.read(&mut tracked[i], &mut out.errors);
@@ -264,12 +266,18 @@ impl Collector {
             if kills.is_some() {
                 t.last_oom_kills = kills;
             }
+            i += 1;
+        }
+        // Peers are resolved once every namespace of the sweep has been read.
+        let addrs_changed = sweep.addrs.as_deref_mut().is_some_and(|a| a.end_sweep());
+        out.containers.truncate(tracked.len());
+        for (kept, t) in tracked.iter_mut().enumerate() {
             if sweep.examiner.is_some() {
+                sweep.resolve_peers(t, addrs_changed);
                 sweep.findings_to_events(t, &mut out.events);
             }
             // The figures move into the snapshot; the snapshot's old ones come back as this
             // container's buffers, cleared by `reset` at its next read. No deep copy.
-            let t = &mut tracked[i];
             if kept < out.containers.len() {
                 let c = &mut out.containers[kept];
                 c.id.clone_from(&t.id);
@@ -290,9 +298,8 @@ impl Collector {
                     stats: std::mem::take(&mut t.stats),
                 });
             }
-            kept += 1;
-            i += 1;
         }
+        let kept = tracked.len();
         out.containers.truncate(kept);
         name_pods(&mut out.containers);
         pod_network_once(&mut out.containers);
@@ -323,6 +330,8 @@ impl Collector {
             now_ms,
             examiner: self.security.examiner.as_ref(),
             tcp_rows: &mut self.security.rows,
+            rows_ns: None,
+            addrs: self.security.addrs.as_mut(),
             unreported: 0,
         }
     }

@@ -61,6 +61,8 @@ pub(super) struct Security {
     /// Records whose cgroup was not followed at the last sweep.
     held: Vec<ExecRecord>,
     pub rows: Vec<SocketRow>,
+    /// Every namespace's addresses, for the peers (`None` while the signals are off).
+    pub addrs: Option<super::peers::NodeAddrs>,
     unmatched: u64,
     pub unreported: u64,
 }
@@ -102,6 +104,8 @@ impl Security {
         Security {
             examiner: Some(examiner),
             watch,
+            // Peers ride on the process handle the network figures keep.
+            addrs: config.network.then(super::peers::NodeAddrs::default),
             ..Security::default()
         }
     }

@@ -163,6 +163,7 @@ impl Signals {
                     process: Some(p),
                     local: None,
                     remote: None,
+                    peer: None,
                 };
                 let key = finding_key(&f);
                 self.report(f, key);
@@ -248,6 +249,12 @@ impl Signals {
         }
     }
 
+    /// A finding made outside these signals (the collector's peers: `new_peer`).
+    pub fn report_found(&mut self, f: Finding) {
+        let key = finding_key(&f);
+        self.report(f, key);
+    }
+
     /// The findings not yet made events.
     pub fn take_fresh(&mut self) -> std::vec::Drain<'_, Finding> {
         self.fresh.drain(..)
@@ -262,6 +269,7 @@ fn network_finding(kind: FindingKind, conn: &Conn, time_ms: u64) -> Finding {
         process: None,
         local: Some(conn.local),
         remote: (kind != FindingKind::NewListener).then_some(conn.remote),
+        peer: None,
     }
 }
 
@@ -271,6 +279,8 @@ fn network_finding(kind: FindingKind, conn: &Conn, time_ms: u64) -> Finding {
 /// outside the policy) by its name, which a process read as it exits still has when its
 /// executable can no longer be read (keyed by both, that one program counted twice).
 ///
+/// A new peer is keyed by the peer: its address, the port it serves and the direction.
+///
 /// A reverse shell is keyed by its connection alone: `bash -c 'exec 3<>/dev/tcp/..; exec sh
 /// <&3 >&3'` is bash with the socket as its stdio for a moment, then sh under the same pid,
 /// and the subshells it forks share the socket; all are one shell session. Another
@@ -278,6 +288,9 @@ fn network_finding(kind: FindingKind, conn: &Conn, time_ms: u64) -> Finding {
 fn finding_key(f: &Finding) -> u64 {
     if f.kind == FindingKind::ReverseShell {
         return hash(&(f.kind, f.local, f.remote));
+    }
+    if let Some(p) = &f.peer {
+        return hash(&(f.kind, p.direction, p.addr, p.port));
     }
     let program = f.process.as_ref().map(|p| match f.kind {
         FindingKind::ExecFromWritableLayer | FindingKind::FilelessExec => hash(&p.exe),
@@ -386,6 +399,7 @@ mod tests {
             }),
             local: None,
             remote: Some(std::net::SocketAddr::from(([10, 0, 0, 1], port))),
+            peer: None,
         };
         let as_sh = |mut f: Finding| {
             f.process = Some(ProcessRef {
@@ -422,6 +436,7 @@ mod tests {
             image: "*".into(),
             allowed_processes: vec![],
             allowed_listen_ports: vec![8080],
+            allowed_peers: vec![],
         };
         let mut s = Signals::default();
         s.judge_tables(
@@ -443,6 +458,7 @@ mod tests {
             image: "*".into(),
             allowed_processes: vec!["nginx".into()],
             allowed_listen_ports: vec![],
+            allowed_peers: vec![],
         };
         let proc = |comm: &str| ProcessRef {
             comm: comm.into(),
@@ -471,6 +487,7 @@ mod tests {
             image: "*".into(),
             allowed_processes: vec!["sh".into()],
             allowed_listen_ports: vec![],
+            allowed_peers: vec![],
         };
         let ls = |pid: u32, exe: &str, cmdline: &str| ProcessRef {
             pid,
@@ -500,6 +517,7 @@ mod tests {
                 }),
                 local: None,
                 remote: None,
+                peer: None,
             }],
             process: None,
         };
@@ -518,6 +536,7 @@ mod tests {
             image: "*".into(),
             allowed_processes: vec!["sh".into()],
             allowed_listen_ports: vec![],
+            allowed_peers: vec![],
         };
         let mut s = Signals::default();
         for comm in ["runc:[2:INIT]", "runc"] {
@@ -561,6 +580,7 @@ mod tests {
             image: "*".into(),
             allowed_processes: vec!["sh".into()],
             allowed_listen_ports: vec![],
+            allowed_peers: vec![],
         };
         let mut s = Signals::default();
         become_("runc:[2:INIT]", b"runc\0init\0", "/");

@@ -86,9 +86,9 @@ fn the_captures_fill_every_figure_of_the_full_read() {
 /// The groups every sweep sets by phases of its own, idle or not (the test above copies
 /// them): tasks and their limit, load, network, spec, writable layer. And the process group and
 /// socket states, which come from the processes' `/proc` directories that the captures do not
-/// hold: the test below carries them. And the security counters, kept by the collector
-/// across sweeps and set at each (`signals.rs` has their tests).
-const OWN_PHASES: [&str; 8] = [
+/// hold: the test below carries them. And the security counters and peers, kept by the
+/// collector across sweeps and set at each (`signals.rs` and `peers.rs` have their tests).
+const OWN_PHASES: [&str; 9] = [
     ".pids.",
     ".load.",
     ".network.",
@@ -97,6 +97,7 @@ const OWN_PHASES: [&str; 8] = [
     ".processes.",
     ".sockets.",
     ".security.",
+    ".peers.",
 ];
 
 #[test]

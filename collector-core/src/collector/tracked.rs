@@ -38,6 +38,7 @@ pub(super) struct Tracked {
     pub activity: Activity,
     pub proc: ProcState,
     pub signals: super::signals::Signals,
+    pub peers: super::peers::PeerState,
 }
 
 /// Its spec as last read, and the watches that say when to read it again.
@@ -115,6 +116,7 @@ impl Tracked {
             },
             proc: ProcState::default(),
             signals: super::signals::Signals::default(),
+            peers: super::peers::PeerState::default(),
         }
     }
 

@@ -567,6 +567,13 @@ impl Encoder {
             collector: EventFigures {
                 cgroup: &e.id,
                 event_count: e.count,
+                peer: finding.and_then(|f| f.peer.as_ref()).map(|p| PeerFigures {
+                    direction: p.direction.name(),
+                    scope: p.scope.name(),
+                    port: p.port,
+                    container_id: p.container_id.as_deref(),
+                    container_name: p.container_name.as_deref(),
+                }),
             },
         }
     }
@@ -762,6 +769,17 @@ struct Figures<'a> {
 struct EventFigures<'a> {
     cgroup: &'a str,
     event_count: u64,
+    /// A `new_peer` finding's peer: its scope, port and the container at its address.
+    peer: Option<PeerFigures<'a>>,
+}
+
+#[derive(Serialize)]
+struct PeerFigures<'a> {
+    direction: &'static str,
+    scope: &'static str,
+    port: u16,
+    container_id: Option<&'a str>,
+    container_name: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -1216,6 +1234,7 @@ mod tests {
                 }),
                 local: None,
                 remote: None,
+                peer: None,
             })),
         };
         let net = Event {
@@ -1229,6 +1248,7 @@ mod tests {
                 process: None,
                 local: Some("10.0.0.2:40000".parse().unwrap()),
                 remote: Some("203.0.113.9:3333".parse().unwrap()),
+                peer: None,
             })),
             ..finding(0, "")
         };

@@ -85,7 +85,12 @@ pub fn fields() -> Vec<(String, &'static str)> {
         &["cgroup", "kind", "pod_uid", "qos_class", "container_name"],
         KEYWORD,
     );
-    add(c, &["period_ms", "event_count"], LONG);
+    add(c, &["period_ms", "event_count", "peer.port"], LONG);
+    add(
+        "collector.peer.",
+        &["direction", "scope", "container_id", "container_name"],
+        KEYWORD,
+    );
     add(c, &["cpu_usage_normalized"], FRACTION);
     add(
         "collector.cpu.",
@@ -183,6 +188,15 @@ pub fn fields() -> Vec<(String, &'static str)> {
         &crate::security::FindingKind::ALL.map(|k| k.name()),
         LONG,
     );
+    let scopes = crate::stats::Scope::ALL.map(|s| s.name());
+    for d in crate::stats::Direction::ALL {
+        add(
+            &format!("collector.peers.current.{}.", d.name()),
+            &scopes,
+            LONG,
+        );
+    }
+    add("collector.peers.new_total.", &scopes, LONG);
     for res in ["cpu", "memory", "io"] {
         for line in ["some", "full"] {
             let p = format!("collector.pressure.{res}.{line}.");

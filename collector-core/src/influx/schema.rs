@@ -149,6 +149,22 @@ fn container_points(
         let f = findings.labeled().map(|(k, v)| (k, Field::U64(v)));
         emit("container_security_findings", &mut base.clone(), &f);
     }
+    if let Some(p) = &s.peers.current {
+        let (i, o) = (&p.inbound, &p.outbound);
+        let f = [
+            ("inbound_container", Field::U64(i.container)),
+            ("inbound_cluster", Field::U64(i.cluster)),
+            ("inbound_external", Field::U64(i.external)),
+            ("outbound_container", Field::U64(o.container)),
+            ("outbound_cluster", Field::U64(o.cluster)),
+            ("outbound_external", Field::U64(o.external)),
+        ];
+        emit("container_network_peers", &mut base.clone(), &f);
+    }
+    if let Some(n) = &s.peers.new_total {
+        let f = n.labeled().map(|(k, v)| (k, Field::U64(v)));
+        emit("container_network_new_peers", &mut base.clone(), &f);
+    }
 
     let mut pressure = Vec::new();
     for (res, psi) in [
@@ -406,6 +422,22 @@ fn event_point(
             fields.push((k, Field::Str(v)));
         }
     }
+    if let Some(p) = &f.peer {
+        fields.extend([
+            ("peer_direction", Field::Str(p.direction.name())),
+            ("peer_scope", Field::Str(p.scope.name())),
+            ("peer_port", Field::U64(p.port.into())),
+        ]);
+        let named = [
+            ("peer_container_id", &p.container_id),
+            ("peer_container_name", &p.container_name),
+        ];
+        for (k, v) in named {
+            if let Some(v) = v {
+                fields.push((k, Field::Str(v)));
+            }
+        }
+    }
     emit("container_events", &mut tags, &fields);
 }
 
@@ -447,6 +479,7 @@ mod tests {
             }),
             local: None,
             remote: None,
+            peer: None,
         }
     }
 
@@ -490,6 +523,7 @@ mod tests {
             process: None,
             local: Some("10.0.0.2:40000".parse().unwrap()),
             remote: Some("[2001:db8::1]:3333".parse().unwrap()),
+            peer: None,
         };
         let got = lines(vec![event(
             "/docker/c0ffee",

@@ -98,14 +98,8 @@ impl ClientSamples<'_, '_> {
 }
 
 impl Samples for ClientSamples<'_, '_> {
-    fn container(
-        &mut self,
-        i: usize,
-        extra: Option<(&str, &str)>,
-        v: Value,
-    ) -> Result<(), FmtError> {
+    fn container(&mut self, i: usize, extra: &[(&str, &str)], v: Value) -> Result<(), FmtError> {
         let labels = self.labels;
-        let extra = extra.as_slice();
         self.sample(&labels[i], extra, v)
     }
 

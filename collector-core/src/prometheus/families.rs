@@ -5,7 +5,7 @@ use std::fmt::Error as FmtError;
 use super::{Kind, Out, Value, Value::Float, Value::Int};
 use crate::collector::{Container, Snapshot};
 use crate::machine::MachineStats;
-use crate::stats::{DeviceIo, FsStats, InterfaceStats, NetworkStatus, Psi};
+use crate::stats::{DeviceIo, Direction, FsStats, InterfaceStats, NetworkStatus, Psi};
 
 const NS_PER_S: f64 = 1e9;
 
@@ -315,6 +315,20 @@ pub(crate) fn write(out: &mut dyn Out, snap: &Snapshot) -> Result {
             states(
                 "kind",
                 c.stats.security.findings.as_ref().map(|x| x.labeled()),
+                out,
+            )
+        },
+    )?;
+
+    fam.peers()?;
+    fam.multi(
+        "container_network_new_peers",
+        "Peers (address, port and direction) first met after the container's learning window, by scope.",
+        C,
+        |c, out| {
+            states(
+                "scope",
+                c.stats.peers.new_total.as_ref().map(|x| x.labeled()),
                 out,
             )
         },
@@ -680,19 +694,42 @@ impl Families<'_> {
                     let cpu = &c.stats.cpu;
                     if cpu.per_cpu_ns.is_empty() {
                         if let Some(v) = cpu.usage_ns {
-                            s.container(i, Some(("cpu", "total")), Float(v as f64 / NS_PER_S))?;
+                            s.container(i, &[("cpu", "total")], Float(v as f64 / NS_PER_S))?;
                         }
                         continue;
                     }
                     for (v, name) in cpu.per_cpu_ns.iter().zip(&names) {
                         if *v > 0 {
-                            s.container(i, Some(("cpu", name)), Float(*v as f64 / NS_PER_S))?;
+                            s.container(i, &[("cpu", name)], Float(*v as f64 / NS_PER_S))?;
                         }
                     }
                 }
                 Ok(())
             },
         )
+    }
+
+    /// `container_network_peers{direction,scope}`: distinct peers now.
+    fn peers(&mut self) -> Result {
+        let cs = &self.snap.containers;
+        if !cs.iter().any(|c| c.stats.peers.current.is_some()) {
+            return Ok(());
+        }
+        let help = "Distinct peers (address, port and direction) of the container's TCP connections now, by scope.";
+        self.out
+            .family("container_network_peers", help, Kind::Gauge, &mut |s| {
+                for (i, c) in cs.iter().enumerate() {
+                    let Some(p) = &c.stats.peers.current else {
+                        continue;
+                    };
+                    for d in Direction::ALL {
+                        for (scope, v) in p.of(d).labeled() {
+                            s.container(i, &[("direction", d.name()), ("scope", scope)], Int(v))?;
+                        }
+                    }
+                }
+                Ok(())
+            })
     }
 
     /// One value per container.
@@ -710,7 +747,7 @@ impl Families<'_> {
         self.out.family(name, help, kind, &mut |s| {
             for (i, c) in cs.iter().enumerate() {
                 if let Some(v) = value(c) {
-                    s.container(i, None, v)?;
+                    s.container(i, &[], v)?;
                 }
             }
             Ok(())
@@ -740,7 +777,7 @@ impl Families<'_> {
                 buf.clear();
                 values(c, &mut buf);
                 for (extra, v) in &buf {
-                    s.container(i, *extra, *v)?;
+                    s.container(i, extra.as_slice(), *v)?;
                 }
             }
             Ok(())
@@ -762,7 +799,7 @@ impl Families<'_> {
         self.out.family(name, help, Kind::Counter, &mut |s| {
             for (i, c) in cs.iter().enumerate() {
                 for f in ifaces(c) {
-                    s.container(i, Some(("interface", &f.name)), Int(value(f)))?;
+                    s.container(i, &[("interface", &f.name)], Int(value(f)))?;
                 }
             }
             Ok(())
@@ -781,7 +818,7 @@ impl Families<'_> {
             for (i, c) in cs.iter().enumerate() {
                 for d in &c.stats.blkio {
                     device_label(&mut dev, d.device.as_deref(), d.major, d.minor);
-                    s.container(i, Some(("device", &dev)), Int(value(d)))?;
+                    s.container(i, &[("device", &dev)], Int(value(d)))?;
                 }
             }
             Ok(())
@@ -808,7 +845,7 @@ impl Families<'_> {
                     continue;
                 };
                 device_label(&mut dev, fs.device.as_deref(), fs.major, fs.minor);
-                s.container(i, Some(("device", &dev)), v)?;
+                s.container(i, &[("device", &dev)], v)?;
             }
             Ok(())
         })

@@ -194,13 +194,8 @@ pub(crate) trait Out {
 
 /// The samples of the family being written.
 pub(crate) trait Samples {
-    /// A sample of container `i` of the snapshot: its label set, and one more label if any.
-    fn container(
-        &mut self,
-        i: usize,
-        extra: Option<(&str, &str)>,
-        v: Value,
-    ) -> Result<(), FmtError>;
+    /// A sample of container `i` of the snapshot: its label set, and the family's own labels.
+    fn container(&mut self, i: usize, extra: &[(&str, &str)], v: Value) -> Result<(), FmtError>;
 
     /// A sample with just these labels (the machine's families).
     fn plain(&mut self, labels: &[(&str, &str)], v: Value) -> Result<(), FmtError>;

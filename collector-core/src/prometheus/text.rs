@@ -107,12 +107,7 @@ struct TextSamples<'w, 'a, 'f, 'n> {
 }
 
 impl Samples for TextSamples<'_, '_, '_, '_> {
-    fn container(
-        &mut self,
-        i: usize,
-        extra: Option<(&str, &str)>,
-        v: Value,
-    ) -> Result<(), FmtError> {
+    fn container(&mut self, i: usize, extra: &[(&str, &str)], v: Value) -> Result<(), FmtError> {
         let w = &mut *self.w;
         let start = if i == 0 { 0 } else { w.ends[i - 1] };
         let labels = &w.labels[start..w.ends[i]];
@@ -121,8 +116,8 @@ impl Samples for TextSamples<'_, '_, '_, '_> {
         o.push_str(self.suffix);
         o.push('{');
         o.push_str(labels);
-        if let Some((k, x)) = extra {
-            if !labels.is_empty() {
+        for (n, (k, x)) in extra.iter().enumerate() {
+            if n > 0 || !labels.is_empty() {
                 o.push(',');
             }
             push_label(o, k, x);

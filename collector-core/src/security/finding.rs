@@ -42,6 +42,9 @@ pub struct Finding {
     pub local: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<SocketAddr>,
+    /// For `new_peer` and `unauthorized_connection`: the peer, with the container at its address when on this node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<crate::stats::Peer>,
 }
 
 impl FindingCounts {
@@ -54,7 +57,7 @@ impl FindingCounts {
     }
 
     /// Each kind's name and count, in [`FindingKind::ALL`]'s order.
-    pub fn labeled(&self) -> [(&'static str, u64); 7] {
+    pub fn labeled(&self) -> [(&'static str, u64); 9] {
         FindingKind::ALL.map(|k| (k.name(), self.get(k)))
     }
 
@@ -67,6 +70,8 @@ impl FindingCounts {
             FindingKind::FilelessExec => &self.fileless_exec,
             FindingKind::NewListener => &self.new_listener,
             FindingKind::UnexpectedProcess => &self.unexpected_process,
+            FindingKind::NewPeer => &self.new_peer,
+            FindingKind::UnauthorizedConnection => &self.unauthorized_connection,
         }
     }
 
@@ -79,6 +84,8 @@ impl FindingCounts {
             FindingKind::FilelessExec => &mut self.fileless_exec,
             FindingKind::NewListener => &mut self.new_listener,
             FindingKind::UnexpectedProcess => &mut self.unexpected_process,
+            FindingKind::NewPeer => &mut self.new_peer,
+            FindingKind::UnauthorizedConnection => &mut self.unauthorized_connection,
         }
     }
 }

@@ -303,6 +303,7 @@ impl Examiner {
                 process: Some(process.clone()),
                 local,
                 remote,
+                peer: None,
             });
         }
     }

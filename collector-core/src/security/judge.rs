@@ -28,10 +28,16 @@ pub enum FindingKind {
     NewListener,
     /// A process outside the container's expected set. Decided by the caller's policy.
     UnexpectedProcess,
+    /// A peer (address, port and direction) first met after the container's learning
+    /// window. Decided by the caller.
+    NewPeer,
+    /// A connection it opened to a peer its image's `allowed_peers` does not allow. Decided
+    /// by the caller's policy.
+    UnauthorizedConnection,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 7] = [
+    pub const ALL: [FindingKind; 9] = [
         FindingKind::MinerProcess,
         FindingKind::MinerPortConnection,
         FindingKind::ReverseShell,
@@ -39,6 +45,8 @@ impl FindingKind {
         FindingKind::FilelessExec,
         FindingKind::NewListener,
         FindingKind::UnexpectedProcess,
+        FindingKind::NewPeer,
+        FindingKind::UnauthorizedConnection,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +58,8 @@ impl FindingKind {
             FindingKind::FilelessExec => "fileless_exec",
             FindingKind::NewListener => "new_listener",
             FindingKind::UnexpectedProcess => "unexpected_process",
+            FindingKind::NewPeer => "new_peer",
+            FindingKind::UnauthorizedConnection => "unauthorized_connection",
         }
     }
 }

@@ -14,10 +14,11 @@ pub mod exec_watch;
 pub mod finding;
 pub mod inspect;
 pub mod judge;
+pub mod peers;
 pub mod policy;
 pub mod proc_events;
 pub mod sockets;
 
 pub use finding::{Finding, ProcessRef};
 pub use judge::{FindingKind, Rules};
-pub use policy::{ImagePolicy, ProcessPolicy};
+pub use policy::{ImagePolicy, PeerFacts, PeerRule, ProcessPolicy};

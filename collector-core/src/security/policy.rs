@@ -1,12 +1,15 @@
-//! Which programs and listening ports an image is expected to have. A process outside its
-//! image's `allowed_processes` is an `unexpected_process` finding; a listening port outside
-//! its `allowed_listen_ports` a `new_listener` one, even at the container's first read.
+//! Which programs, listening ports and peers an image is expected to have. A process outside
+//! its image's `allowed_processes` is an `unexpected_process` finding; a listening port
+//! outside its `allowed_listen_ports` a `new_listener` one, even at the container's first
+//! read; a connection it opened to a peer no rule of `allowed_peers` matches an
+//! `unauthorized_connection` one.
 //!
 //! ```toml
 //! [[image]]
 //! image = "nginx:*"
 //! allowed_processes = ["nginx", "/docker-entrypoint.sh", "sh"]
 //! allowed_listen_ports = [80, 443]
+//! allowed_peers = [{ container = "api-*", ports = [8080] }, { cidr = "10.96.0.10/32", ports = [53] }]
 //! ```
 //! The first entry whose `image` glob matches applies; an empty or absent list allows
 //! everything. Only containers a runtime has named (with an image) are judged.
@@ -24,6 +27,37 @@ pub struct ImagePolicy {
     pub allowed_processes: Vec<String>,
     #[serde(default)]
     pub allowed_listen_ports: Vec<u16>,
+    /// Whom it may open connections to: a peer is allowed when one rule matches it.
+    #[serde(default)]
+    pub allowed_peers: Vec<PeerRule>,
+}
+
+/// One allowed kind of peer. Every field given must match; `ports` empty is any port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerRule {
+    /// The peer's address is in this range.
+    #[serde(default)]
+    pub cidr: Option<ipnet::IpNet>,
+    /// The port the connection serves (the remote one: the container opened it).
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// A glob over the runtime name of the container at the peer's address, on this node.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// A glob over that container's image.
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+/// The peer a rule is matched against.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerFacts<'a> {
+    pub addr: std::net::IpAddr,
+    pub port: u16,
+    /// The container at that address, when it is on this node: its name and image, where a
+    /// runtime has named them.
+    pub container: Option<(Option<&'a str>, Option<&'a str>)>,
 }
 
 /// Per-image expectations, first match wins.
@@ -47,7 +81,15 @@ impl ProcessPolicy {
     pub fn empty_pattern(&self) -> Option<&str> {
         self.images
             .iter()
-            .flat_map(|p| std::iter::once(&p.image).chain(&p.allowed_processes))
+            .flat_map(|p| {
+                let peers = p
+                    .allowed_peers
+                    .iter()
+                    .flat_map(|r| r.container.iter().chain(&r.image));
+                std::iter::once(&p.image)
+                    .chain(&p.allowed_processes)
+                    .chain(peers)
+            })
             .find(|g| g.is_empty())
             .map(String::as_str)
     }
@@ -84,6 +126,38 @@ impl ImagePolicy {
     /// Whether it says anything about listening ports.
     pub fn limits_ports(&self) -> bool {
         !self.allowed_listen_ports.is_empty()
+    }
+
+    /// Whether it says anything about peers.
+    pub fn limits_peers(&self) -> bool {
+        !self.allowed_peers.is_empty()
+    }
+
+    /// Whether a rule names containers by name or image: a peer container the runtime has
+    /// not named yet cannot be judged.
+    pub fn names_peers(&self) -> bool {
+        self.allowed_peers
+            .iter()
+            .any(|r| r.container.is_some() || r.image.is_some())
+    }
+
+    /// Whether the container may have opened a connection to this peer.
+    pub fn allows_peer(&self, peer: &PeerFacts<'_>) -> bool {
+        self.allowed_peers.is_empty() || self.allowed_peers.iter().any(|r| r.matches(peer))
+    }
+}
+
+impl PeerRule {
+    fn matches(&self, peer: &PeerFacts<'_>) -> bool {
+        let (name, image) = peer.container.unwrap_or((None, None));
+        let named = |glob_: &Option<String>, v: Option<&str>| match glob_ {
+            None => true,
+            Some(g) => v.is_some_and(|v| glob(g, v)),
+        };
+        self.cidr.is_none_or(|n| n.contains(&peer.addr))
+            && (self.ports.is_empty() || self.ports.contains(&peer.port))
+            && named(&self.container, name)
+            && named(&self.image, image)
     }
 }
 
@@ -161,6 +235,50 @@ mod tests {
         let other = p.for_image("redis:7").expect("the catch-all");
         assert!(other.allows_process("anything", "/x", "") && other.allows_port(1));
         assert!(ProcessPolicy::default().for_image("x").is_none());
+    }
+
+    #[test]
+    fn peers_by_range_port_name_and_image() {
+        let p: ProcessPolicy = toml::from_str(
+            "[[image]]\nimage = \"api:*\"\nallowed_peers = [\n  { cidr = \"10.96.0.10/32\", ports = [53] },\n  { container = \"db-*\", ports = [5432] },\n  { image = \"redis:*\" },\n]\n",
+        )
+        .expect("a policy");
+        let api = p.for_image("api:1").expect("api's entry");
+        assert!(api.limits_peers() && api.names_peers());
+        let peer =
+            |a: [u8; 4], port: u16, c: Option<(Option<&'static str>, Option<&'static str>)>| {
+                PeerFacts {
+                    addr: std::net::IpAddr::from(a),
+                    port,
+                    container: c,
+                }
+            };
+        assert!(api.allows_peer(&peer([10, 96, 0, 10], 53, None)));
+        assert!(!api.allows_peer(&peer([10, 96, 0, 10], 80, None)));
+        assert!(!api.allows_peer(&peer([10, 96, 0, 11], 53, None)));
+        assert!(api.allows_peer(&peer([10, 1, 0, 5], 5432, Some((Some("db-0"), None)))));
+        assert!(!api.allows_peer(&peer([10, 1, 0, 5], 5433, Some((Some("db-0"), None)))));
+        assert!(!api.allows_peer(&peer([10, 1, 0, 5], 5432, Some((None, None)))));
+        assert!(api.allows_peer(&peer(
+            [10, 1, 0, 6],
+            6379,
+            Some((Some("cache"), Some("redis:7")))
+        )));
+        assert!(!api.allows_peer(&peer([192, 0, 2, 1], 443, None)));
+        // No rules: anything.
+        assert!(ImagePolicy::default().allows_peer(&peer([192, 0, 2, 1], 443, None)));
+        assert!(toml::from_str::<ProcessPolicy>(
+            "[[image]]\nimage = \"x\"\nallowed_peers = [{ cidr = \"10.0.0.0/33\" }]\n"
+        )
+        .is_err());
+        assert!(toml::from_str::<ProcessPolicy>(
+            "[[image]]\nimage = \"x\"\nallowed_peers = [{ host = \"db\" }]\n"
+        )
+        .is_err());
+        let empty: ProcessPolicy =
+            toml::from_str("[[image]]\nimage = \"x\"\nallowed_peers = [{ container = \"\" }]\n")
+                .expect("parses");
+        assert_eq!(empty.empty_pattern(), Some(""));
     }
 
     #[test]
