@@ -7,7 +7,7 @@
 //!
 //! To find the missing ones each push keeps its series compactly: every label set once (a
 //! container's, with the external labels) and per series a hash, its name, its set and its
-//! one extra label, in arenas reused from push to push.
+//! family's own labels, in arenas reused from push to push.
 
 use std::fmt::Error as FmtError;
 
@@ -36,11 +36,12 @@ struct Series {
     hash: u64,
     name: Span,
     set: u32,
-    /// Index in `labels`, or `NO_EXTRA`.
-    extra: u32,
+    /// The family's own labels (`cpu`, `interface`, ...): a range of `labels`, sorted by name.
+    extra: Span,
 }
 
-const NO_EXTRA: u32 = u32::MAX;
+/// The most labels of its own a family's sample has, beside the container's.
+const MAX_EXTRA: usize = 7;
 
 impl Pushed {
     fn clear(&mut self) {
@@ -92,28 +93,31 @@ impl Pushed {
     /// all in name order (a set label of the extra's name, an external one, gives way).
     fn put_labels(&self, s: &Series, out: &mut Vec<u8>) {
         let ((a, b), _) = self.sets[s.set as usize];
-        let name = ("__name__", self.str(s.name));
-        let extra = (s.extra != NO_EXTRA).then(|| self.label(s.extra));
-        // The two labels not in the set, in name order, each written before the first set
-        // label that sorts after it.
-        let mut pending: [Option<(&str, &str)>; 2] = match extra {
-            Some(e) if e.0 < name.0 => [Some(e), Some(name)],
-            e => [Some(name), e],
-        };
+        // The labels not in the set (`__name__` and the family's own, sorted), each written
+        // before the first set label that sorts after it; a set label of an own label's name
+        // gives way.
+        let mut pending = [("", ""); MAX_EXTRA + 1];
+        pending[0] = ("__name__", self.str(s.name));
+        let mut n = 1;
+        for i in s.extra.0..s.extra.1 {
+            pending[n] = self.label(i);
+            n += 1;
+        }
+        let pending = &mut pending[..n];
+        pending.sort_unstable_by(|x, y| x.0.cmp(y.0));
+        let mut next = 0;
         for i in a..b {
             let (k, v) = self.label(i);
-            if extra.is_some_and(|(e, _)| e == k) {
+            if pending.iter().any(|(e, _)| *e == k) {
                 continue;
             }
-            for p in pending.iter_mut() {
-                if let Some((pk, pv)) = p.filter(|(pk, _)| *pk < k) {
-                    put_label(out, pk, pv);
-                    *p = None;
-                }
+            while next < pending.len() && pending[next].0 < k {
+                put_label(out, pending[next].0, pending[next].1);
+                next += 1;
             }
             put_label(out, k, v);
         }
-        for (k, v) in pending.into_iter().flatten() {
+        for &(k, v) in &pending[next..] {
             put_label(out, k, v);
         }
     }
@@ -178,7 +182,7 @@ impl SeriesEncoder {
                         l.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
                     w.now.add_set(&mut own, w.external);
                     let set = w.now.sets.len() as u32 - 1;
-                    w.sample(name, name_hash, set, None, l.value);
+                    w.sample(name, name_hash, set, &[], l.value);
                 }
                 Err(e) => tracing::debug!("remote write, extra series: {e}"),
             }
@@ -229,29 +233,21 @@ impl Writer<'_> {
     }
 
     /// One sample of series `name` with label set `set` and one more label if any.
-    fn sample(
-        &mut self,
-        name: Span,
-        name_hash: u64,
-        set: u32,
-        extra: Option<(&str, &str)>,
-        value: f64,
-    ) {
+    fn sample(&mut self, name: Span, name_hash: u64, set: u32, extra: &[(&str, &str)], value: f64) {
         let now = &mut *self.now;
         let mut hash = Hasher::default();
         hash.u64(name_hash);
         hash.u64(now.sets[set as usize].1);
-        let extra = match extra.filter(|(_, v)| !v.is_empty()) {
-            Some((k, v)) => {
-                hash.str(k);
-                hash.str(v);
-                let k = now.put(k);
-                let v = now.put(v);
-                now.labels.push((k, v));
-                now.labels.len() as u32 - 1
-            }
-            None => NO_EXTRA,
-        };
+        let start = now.labels.len() as u32;
+        // An empty value is no label, as in the text exposition.
+        for &(k, v) in extra.iter().filter(|(_, v)| !v.is_empty()).take(MAX_EXTRA) {
+            hash.str(k);
+            hash.str(v);
+            let k = now.put(k);
+            let v = now.put(v);
+            now.labels.push((k, v));
+        }
+        let extra = (start, now.labels.len() as u32);
         let s = Series {
             hash: hash.finish(),
             name,
@@ -298,12 +294,7 @@ fn value(v: Value) -> f64 {
 }
 
 impl Samples for FamilySamples<'_, '_> {
-    fn container(
-        &mut self,
-        i: usize,
-        extra: Option<(&str, &str)>,
-        v: Value,
-    ) -> Result<(), FmtError> {
+    fn container(&mut self, i: usize, extra: &[(&str, &str)], v: Value) -> Result<(), FmtError> {
         self.w
             .sample(self.name, self.name_hash, i as u32, extra, value(v));
         Ok(())
@@ -313,8 +304,7 @@ impl Samples for FamilySamples<'_, '_> {
         let mut own = labels.to_vec();
         self.w.now.add_set(&mut own, self.w.external);
         let set = self.w.now.sets.len() as u32 - 1;
-        self.w
-            .sample(self.name, self.name_hash, set, None, value(v));
+        self.w.sample(self.name, self.name_hash, set, &[], value(v));
         Ok(())
     }
 }

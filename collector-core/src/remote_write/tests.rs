@@ -15,6 +15,19 @@ fn snapshot() -> Snapshot {
     let mut s = crate::testutil::fixture_collector("cgroup-v2-kubepods").sweep();
     assert!(!s.containers.is_empty());
     s.containers[0].meta.image = Some("img:1".into());
+    // Families with two labels of their own (direction and scope).
+    s.containers[0].stats.peers.current = Some(crate::stats::PeerCounts {
+        inbound: crate::stats::ScopeCounts {
+            container: 2,
+            cluster: 1,
+            external: 0,
+        },
+        outbound: crate::stats::ScopeCounts {
+            container: 1,
+            cluster: 0,
+            external: 3,
+        },
+    });
     let mut odd = s.containers[0].clone();
     odd.id.push_str("/odd");
     odd.meta.name = Some("quote\" back\\slash new\nline".into());
