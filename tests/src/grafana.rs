@@ -143,3 +143,23 @@ pub fn disk_of(path: &Path) -> Option<String> {
     }
     sys.exists().then(|| format!("{maj}:{min}"))
 }
+
+/// Work that gives the dashboards' panels data, all in `cg` and in namespace `pair.a` (so the
+/// first process shows its interface): direct disk IO on a file in `dir`, pings to the other
+/// namespace, and a CPU burner.
+pub fn dashboard_workload(cg: &mut crate::TestCgroup, pair: &crate::NetnsPair, dir: &Path) {
+    let file = dir.join("io");
+    let script = format!(
+        "while :; do dd if=/dev/zero of={f} bs=64k count=16 oflag=direct 2>/dev/null; \
+         dd if={f} of=/dev/null bs=64k iflag=direct 2>/dev/null; \
+         ping -c 2 -i 0.2 -W 1 {peer} >/dev/null 2>&1; sleep 0.3; done",
+        f = file.display(),
+        peer = pair.b_addr
+    );
+    cg.spawn(&mut crate::NetnsPair::exec(&pair.a, "sh", &["-c", &script]));
+    cg.spawn(&mut crate::NetnsPair::exec(
+        &pair.a,
+        "sh",
+        &["-c", "while :; do :; done"],
+    ));
+}

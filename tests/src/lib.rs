@@ -586,3 +586,29 @@ pub fn repo_root() -> PathBuf {
         .expect("tests/ has a parent")
         .to_path_buf()
 }
+
+/// Waits up to 10 s until `path` exists (a test workload's ready file), naming `what` if not.
+pub fn wait_for_file(path: &Path, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not get ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The `tcp_peer` test program (`bin`, the test's `CARGO_BIN_EXE_tcp_peer`) in cgroup `cg` and
+/// network namespace `ns`, in `mode` (`serve`, `listen` or `connect`) on `addr`; returns its
+/// pid once it is ready.
+pub fn tcp_peer(bin: &str, cg: &mut TestCgroup, ns: &str, mode: &str, addr: &str) -> u32 {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ready = dir.path().join("ready");
+    let ready_arg = ready.to_str().expect("a utf-8 temp path").to_owned();
+    let mut cmd = NetnsPair::exec(ns, bin, &[mode, addr, &ready_arg]);
+    cmd.stderr(std::process::Stdio::null());
+    let pid = cg.spawn(&mut cmd);
+    wait_for_file(&ready, "tcp_peer");
+    pid
+}

@@ -89,11 +89,7 @@ fn webhook() -> (u16, Arc<Mutex<Vec<String>>>) {
 
 /// Waits until `path` exists (a test workload's ready file).
 fn wait_for(path: &std::path::Path, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "{what} did not get ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    tests::wait_for_file(path, what);
 }
 
 /// Every alert received so far, as (alertname, labels, annotations).

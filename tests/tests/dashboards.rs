@@ -611,21 +611,7 @@ fn every_prometheus_dashboard_query_returns_data_from_a_real_scrape() {
             &format!("{disk} 10000000000"),
         );
     }
-    // Everything in the test namespace, so the first process shows its interface.
-    let file = work.path().join("io");
-    let script = format!(
-        "while :; do dd if=/dev/zero of={f} bs=64k count=16 oflag=direct 2>/dev/null; \
-         dd if={f} of=/dev/null bs=64k iflag=direct 2>/dev/null; \
-         ping -c 2 -i 0.2 -W 1 {peer} >/dev/null 2>&1; sleep 0.5; done",
-        f = file.display(),
-        peer = pair.b_addr
-    );
-    cg.spawn(&mut NetnsPair::exec(&pair.a, "sh", &["-c", &script]));
-    cg.spawn(&mut NetnsPair::exec(
-        &pair.a,
-        "sh",
-        &["-c", "while :; do :; done"],
-    ));
+    grafana::dashboard_workload(&mut cg, &pair, work.path());
     let ready = work.path().join("ready");
     cg.spawn(&mut NetnsPair::exec(
         &pair.a,

@@ -256,23 +256,8 @@ fn every_influxdb_dashboard_query_returns_data_from_the_real_sink() {
             .map(|(_, why)| *why)
     };
 
-    // Everything in the test namespace, so the first process shows its interface: disk IO,
-    // pings to the other namespace, a CPU burner, and a process named like a miner (a
-    // miner_process finding and its event).
-    let file = work.path().join("io");
-    let script = format!(
-        "while :; do dd if=/dev/zero of={f} bs=64k count=16 oflag=direct 2>/dev/null; \
-         dd if={f} of=/dev/null bs=64k iflag=direct 2>/dev/null; \
-         ping -c 2 -i 0.2 -W 1 {peer} >/dev/null 2>&1; sleep 0.3; done",
-        f = file.display(),
-        peer = pair.b_addr
-    );
-    cg.spawn(&mut NetnsPair::exec(&pair.a, "sh", &["-c", &script]));
-    cg.spawn(&mut NetnsPair::exec(
-        &pair.a,
-        "sh",
-        &["-c", "while :; do :; done"],
-    ));
+    grafana::dashboard_workload(&mut cg, &pair, work.path());
+    // A process named like a miner: a miner_process finding and its event.
     let xmrig = work.path().join("xmrig");
     std::fs::copy("/bin/sleep", &xmrig).expect("copy /bin/sleep to xmrig");
     let xmrig = xmrig.to_str().expect("a UTF-8 temp path");

@@ -5,8 +5,6 @@
 //! ordinary workload that talks only to its learned peer and fires nothing; and a connection
 //! outside the image's `allowed_peers`. Traffic stays inside the test's namespaces.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use collector_core::prometheus::{render, Format, Options};
@@ -38,29 +36,10 @@ fn config(ids: &[&str], learning: Duration, cluster: &[&str]) -> Config {
     }
 }
 
-fn wait_for(path: &Path, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "{what} did not get ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// `tcp_peer` in namespace `ns` (`serve`, `listen` or `connect` on `addr`); waits until it is
 /// ready.
 fn tcp_peer(cg: &mut TestCgroup, ns: &str, mode: &str, addr: &str) -> u32 {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let ready = dir.path().join("ready");
-    let ready_arg = ready.to_str().expect("a utf-8 temp path").to_owned();
-    let mut cmd = NetnsPair::exec(
-        ns,
-        env!("CARGO_BIN_EXE_tcp_peer"),
-        &[mode, addr, &ready_arg],
-    );
-    cmd.stderr(Stdio::null());
-    let pid = cg.spawn(&mut cmd);
-    wait_for(&ready, "tcp_peer");
-    pid
+    tests::tcp_peer(env!("CARGO_BIN_EXE_tcp_peer"), cg, ns, mode, addr)
 }
 
 /// Sweeps `rounds` times, 100 ms apart: the `new_peer` findings of `id` and the last snapshot.
@@ -341,29 +320,22 @@ fn the_exporter_serves_the_peer_graph() {
     let mut client = TestCgroup::new("ccol-peers-ecli");
     tcp_peer(&mut server, &ns.b, "serve", &format!("{B}:8080"));
     tcp_peer(&mut client, &ns.a, "connect", &format!("{B}:8080"));
-    let exp = tests::Exporter::start(
-        env!("CARGO_BIN_EXE_exporter"),
-        &[
-            "--cgroups.include",
-            &server.id,
-            "--cgroups.include",
-            &client.id,
-            "--housekeeping.interval",
-            "250ms",
-            "--containers.process-interval",
-            "250ms",
-            "--security.peer-learning",
-            "1h",
-            "--security.cluster-cidrs",
-            "10.213.0.0/16",
-            "--runtime.docker-socket",
-            "off",
-            "--runtime.containerd-socket",
-            "off",
-            "--runtime.crio-socket",
-            "off",
-        ],
-    );
+    let mut args = vec![
+        "--cgroups.include",
+        &server.id,
+        "--cgroups.include",
+        &client.id,
+        "--housekeeping.interval",
+        "250ms",
+        "--containers.process-interval",
+        "250ms",
+        "--security.peer-learning",
+        "1h",
+        "--security.cluster-cidrs",
+        "10.213.0.0/16",
+    ];
+    args.extend(tests::NO_RUNTIMES);
+    let exp = tests::Exporter::start(env!("CARGO_BIN_EXE_exporter"), &args);
     let deadline = Instant::now() + Duration::from_secs(10);
     let graph = loop {
         let r = exp.get("/api/v1/connections");

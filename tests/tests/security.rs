@@ -66,11 +66,7 @@ fn kinds(found: &[Finding]) -> Vec<FindingKind> {
 }
 
 fn wait_for(path: &Path, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "{what} did not get ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    tests::wait_for_file(path, what);
 }
 
 /// A copy of a system program under another name, in a temp dir.
@@ -82,18 +78,7 @@ fn renamed(dir: &Path, program: &str, name: &str) -> PathBuf {
 
 /// `tcp_peer` in namespace `ns`, listening on or connected to `addr`; waits until it is.
 fn tcp_peer(cg: &mut TestCgroup, ns: &str, mode: &str, addr: &str) -> u32 {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let ready = dir.path().join("ready");
-    let ready_arg = ready.to_str().expect("a utf-8 temp path").to_owned();
-    let mut cmd = NetnsPair::exec(
-        ns,
-        env!("CARGO_BIN_EXE_tcp_peer"),
-        &[mode, addr, &ready_arg],
-    );
-    cmd.stderr(Stdio::null());
-    let pid = cg.spawn(&mut cmd);
-    wait_for(&ready, "tcp_peer");
-    pid
+    tests::tcp_peer(env!("CARGO_BIN_EXE_tcp_peer"), cg, ns, mode, addr)
 }
 
 #[test]
