@@ -10,28 +10,41 @@ pub enum Error {
     /// The file could not be read (permissions, I/O error, ...).
     #[error("reading {path}: {source}")]
     Read {
+        /// The file or directory.
         path: PathBuf,
+        /// The error the read returned.
         #[source]
         source: io::Error,
     },
     /// The file was read but its content is not in the kernel's format.
     #[error("parsing {path}: {reason}")]
-    Parse { path: PathBuf, reason: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong, with the offending line where there is one.
+        reason: String,
+    },
     /// No cgroup hierarchy could be found under the given roots.
     #[error("no cgroup hierarchy found: {0}")]
     NoHierarchy(String),
     /// A setting that cannot be used: a sink's URL, index, database or bucket name.
     #[error("invalid {what} {value:?}: {reason}")]
     Invalid {
+        /// Which setting (`url`, `container id`).
         what: &'static str,
+        /// The value given.
         value: String,
+        /// Why it cannot be used.
         reason: String,
     },
     /// A file a setting names could not be read (a CA bundle).
     #[error("reading {what} {path}: {source}")]
     ReadSetting {
+        /// Which setting names the file (`CA file`, a client certificate or key).
         what: &'static str,
+        /// The file.
         path: PathBuf,
+        /// The error the read returned.
         #[source]
         source: io::Error,
     },
@@ -41,6 +54,7 @@ pub enum Error {
 }
 
 impl Error {
+    /// A [`Error::Read`] for `path`.
     pub fn read(path: &Path, source: io::Error) -> Self {
         Error::Read {
             path: path.to_path_buf(),
@@ -48,6 +62,7 @@ impl Error {
         }
     }
 
+    /// A [`Error::Parse`] for `path`.
     pub fn parse(path: &Path, reason: impl Into<String>) -> Self {
         Error::Parse {
             path: path.to_path_buf(),
@@ -76,4 +91,5 @@ pub fn is_vanished(e: &io::Error) -> bool {
     )
 }
 
+/// The crate's `Result`, with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -8,6 +8,7 @@ use serde::{Serialize, Serializer};
 use crate::identity::Runtime;
 use crate::security::{Finding, FindingKind};
 
+/// What happened to a container, as events carry it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
     /// First seen after the collector's first scan (those present at start are not news).
@@ -25,6 +26,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The event's name as the sinks write it (`started`, `oom_kill`, a finding's kind).
     pub fn name(self) -> &'static str {
         match self {
             EventKind::Started => "started",
@@ -43,20 +45,28 @@ impl Serialize for EventKind {
     }
 }
 
+/// Something that happened to one container, noticed by a sweep.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
     /// When the sweep that noticed it started (Unix milliseconds).
     pub time_ms: u64,
+    /// What happened.
     pub kind: EventKind,
     /// The cgroup path.
     pub id: String,
+    /// The runtime's container id from the cgroup path; `None` for pods, systemd units and raw
+    /// cgroups.
     pub container_id: Option<String>,
+    /// The runtime that made the cgroup, when the path tells.
     pub runtime: Option<Runtime>,
+    /// The runtime's name for the container; `None` until a runtime has answered.
     pub name: Option<String>,
+    /// The image the runtime reports; `None` until a runtime has answered.
     pub image: Option<String>,
-    /// The Kubernetes namespace and pod, where the runtime named them.
+    /// The Kubernetes namespace, where the runtime named it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The Kubernetes pod name, where the runtime named it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
     /// How many times it happened (OOM kills since the last sweep; 1 otherwise).

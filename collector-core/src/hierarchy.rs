@@ -15,7 +15,10 @@ use crate::mountinfo::{self, MountEntry};
 /// Where the host's `/proc` and `/sys` are visible to this process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Roots {
+    /// Where the host's `/proc` is visible to this process (default `/proc`).
     pub proc_root: PathBuf,
+    /// Where the host's `/sys` is visible (default `/sys`); cgroup mount points are rebased
+    /// onto it.
     pub sys_root: PathBuf,
 }
 
@@ -65,15 +68,22 @@ pub enum Setup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Controller {
+    /// `cpu`: CFS quota, period, shares and throttling.
     Cpu,
+    /// `cpuacct`: CPU usage, total, by mode and per CPU.
     Cpuacct,
+    /// `cpuset`: the CPUs and memory nodes allowed.
     Cpuset,
+    /// `memory`: usage, `memory.stat`, limits and OOM kills.
     Memory,
+    /// `blkio`: block IO per device.
     Blkio,
+    /// `pids`: task count and limit.
     Pids,
 }
 
 impl Controller {
+    /// Every v1 controller the collector reads.
     pub const ALL: [Controller; 6] = [
         Controller::Cpu,
         Controller::Cpuacct,
@@ -83,6 +93,7 @@ impl Controller {
         Controller::Pids,
     ];
 
+    /// The controller's name as the kernel writes it in mount options and `/proc/<pid>/cgroup`.
     pub fn name(self) -> &'static str {
         match self {
             Controller::Cpu => "cpu",
@@ -154,6 +165,7 @@ impl Mount {
 /// The hierarchies found on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hierarchy {
+    /// Which of v1, hybrid or v2 the host runs.
     pub setup: Setup,
     v1: [Option<Mount>; 6],
     /// The cgroup2 mount: the only hierarchy on `Unified`, the `unified` twin on `Hybrid`.

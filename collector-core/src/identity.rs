@@ -8,13 +8,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Runtime {
+    /// Docker (`/docker/<id>`, `docker-<id>.scope`).
     Docker,
+    /// containerd, standalone or under Kubernetes (`cri-containerd-<id>.scope`).
     Containerd,
+    /// CRI-O (`crio-<id>.scope`).
     Crio,
+    /// Podman (`libpod-<id>.scope`).
     Podman,
 }
 
 impl Runtime {
+    /// The runtime's name as a label value (`docker`, `containerd`, `crio`, `podman`).
     pub fn name(self) -> &'static str {
         match self {
             Runtime::Docker => "docker",
@@ -44,7 +49,10 @@ pub enum Kind {
 /// Everything known about a cgroup from its path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
+    /// What kind of cgroup it is.
     pub kind: Kind,
+    /// The runtime that made it, when the path tells; `None` for the root, pods, systemd and raw
+    /// cgroups.
     pub runtime: Option<Runtime>,
     /// The runtime's container id (64 hex digits for Docker, containerd and CRI-O).
     pub container_id: Option<String>,

@@ -19,6 +19,7 @@ use crate::parse::{self, Reason};
 use crate::read::Reader;
 use crate::stats::PressureStats;
 
+/// Figures about the machine itself, read once per sweep (cAdvisor's `machine_*` series).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MachineStats {
     /// Online logical CPUs (`<sys_root>/devices/system/cpu/online`, else `processor` rows of
@@ -112,13 +113,21 @@ impl MachineIdentity {
 /// (older kernels lack steal) are `None`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuTime {
+    /// Time in user mode, guest time included (`/proc/stat` `cpu` row).
     pub user_ns: u64,
+    /// Time in user mode at lowered priority, guest nice time included.
     pub nice_ns: u64,
+    /// Time in kernel mode.
     pub system_ns: u64,
+    /// Time idle.
     pub idle_ns: u64,
+    /// Time idle while IO was outstanding; `None` where the kernel does not report it.
     pub iowait_ns: Option<u64>,
+    /// Time serving hardware interrupts; `None` where the kernel does not report it.
     pub irq_ns: Option<u64>,
+    /// Time serving softirqs; `None` where the kernel does not report it.
     pub softirq_ns: Option<u64>,
+    /// Time stolen by the hypervisor; `None` on older kernels.
     pub steal_ns: Option<u64>,
 }
 
@@ -143,7 +152,9 @@ impl CpuTime {
 /// One mounted filesystem's space and inodes (`statvfs`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Filesystem {
+    /// Major number of its device (mountinfo `major:minor`).
     pub major: u32,
+    /// Minor number of its device.
     pub minor: u32,
     /// Kernel name of the block device (`vda`, `loop3`, `dm-0`); `None` for filesystems not
     /// on a block device of their own (network filesystems, btrfs subvolume numbers).
@@ -152,7 +163,9 @@ pub struct Filesystem {
     pub source: String,
     /// The host path it is mounted at.
     pub mountpoint: String,
+    /// Filesystem type from mountinfo (`ext4`, `xfs`, `nfs4`).
     pub fstype: String,
+    /// Total size in bytes (`statvfs` blocks times `f_frsize`).
     pub size_bytes: u64,
     /// Free blocks, the root-reserved ones included.
     pub free_bytes: u64,
@@ -160,7 +173,9 @@ pub struct Filesystem {
     pub avail_bytes: u64,
     /// Inodes; absent where the filesystem has no fixed count (btrfs).
     pub files: Option<u64>,
+    /// Free inodes; absent where the filesystem has no fixed count.
     pub files_free: Option<u64>,
+    /// Mounted read-only (`statvfs` `ST_RDONLY`).
     pub readonly: bool,
 }
 
@@ -177,26 +192,37 @@ impl Filesystem {
 /// One block device's counters from `/proc/diskstats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Disk {
+    /// Device major number (`/proc/diskstats` column 1).
     pub major: u32,
+    /// Device minor number (column 2).
     pub minor: u32,
     /// Kernel name (`vda`, `sda1`, `loop0`).
     pub name: String,
+    /// Reads completed (field 1).
     pub reads_completed: u64,
+    /// Adjacent reads merged into one (field 2).
     pub reads_merged: u64,
     /// Sectors read * 512 (the kernel counts 512-byte sectors whatever the device's block size).
     pub read_bytes: u64,
+    /// Milliseconds spent reading (field 4).
     pub read_time_ms: u64,
+    /// Writes completed (field 5).
     pub writes_completed: u64,
+    /// Adjacent writes merged into one (field 6).
     pub writes_merged: u64,
+    /// Sectors written * 512 (field 7).
     pub written_bytes: u64,
+    /// Milliseconds spent writing (field 8).
     pub write_time_ms: u64,
     /// IOs in flight now.
     pub io_in_progress: u64,
     /// Time the device had IO in flight.
     pub io_time_ms: u64,
+    /// Milliseconds of IO in flight weighted by the number in flight (field 11).
     pub weighted_io_time_ms: u64,
     /// Linux 4.18+.
     pub discards_completed: Option<u64>,
+    /// Sectors discarded * 512 (field 14); `None` before Linux 4.18.
     pub discarded_bytes: Option<u64>,
     /// Linux 5.5+.
     pub flushes_completed: Option<u64>,

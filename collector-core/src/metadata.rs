@@ -20,11 +20,16 @@ pub trait MetadataProvider: Send + Sync + std::fmt::Debug {
 /// container is still reported by its cgroup path meanwhile.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
+    /// The runtime's name for the container (Docker's without the leading `/`, containerd's id).
     pub name: Option<String>,
+    /// The image reference the runtime reports.
     pub image: Option<String>,
-    /// Kubernetes namespace, pod name and container name.
+    /// The Kubernetes namespace (from the runtime's labels, or a dockershim-style name).
     pub namespace: Option<String>,
+    /// The Kubernetes pod name.
     pub pod: Option<String>,
+    /// The container's name within its Kubernetes pod.
     pub container: Option<String>,
+    /// The runtime's labels on the container (cAdvisor's `container_label_*`).
     pub labels: std::collections::BTreeMap<String, String>,
 }

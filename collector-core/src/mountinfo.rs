@@ -5,16 +5,26 @@
 /// One mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
+    /// Unique id of the mount (field 1).
     pub mount_id: u32,
+    /// Id of the parent mount (field 2).
     pub parent_id: u32,
+    /// Major number of the filesystem's device (field 3).
     pub major: u32,
+    /// Minor number of the filesystem's device.
     pub minor: u32,
     /// The directory inside the filesystem that is mounted here.
     pub root: String,
+    /// Where it is mounted, relative to the reading process's root, unescaped.
     pub mount_point: String,
+    /// Per-mount options (`rw,nosuid,relatime`).
     pub mount_options: String,
+    /// Filesystem type (`cgroup2`, `overlay`, `ext4`).
     pub fs_type: String,
+    /// Mount source (`/dev/vda1`, `overlay`), unescaped.
     pub source: String,
+    /// Superblock options: the controllers of a v1 cgroup mount, an overlay's `upperdir`; empty
+    /// when absent.
     pub super_options: String,
 }
 

@@ -305,14 +305,19 @@ pub fn task_state(content: &str) -> Option<u8> {
 pub struct PidStat<'a> {
     /// Between the first `(` and the last `)`: it may hold spaces and parentheses.
     pub comm: &'a str,
+    /// State letter (`R`, `S`, `D`, `Z`, ...; field 3).
     pub state: u8,
+    /// Parent pid (field 4).
     pub ppid: u32,
-    /// In clock ticks.
+    /// User time in clock ticks (field 14).
     pub utime: u64,
+    /// System time in clock ticks (field 15).
     pub stime: u64,
+    /// Threads in the process (field 20).
     pub threads: u64,
     /// Clock ticks after boot.
     pub start_ticks: u64,
+    /// Resident set size in pages (field 24).
     pub rss_pages: u64,
 }
 

@@ -22,11 +22,15 @@ pub const CMDLINE_MAX: usize = 4096;
 /// One process, as `ps` would show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProcessInfo {
+    /// Process id, as the host's `/proc` sees it.
     pub pid: u32,
+    /// Parent's pid (`/proc/<pid>/stat`).
     pub ppid: u32,
     /// The effective uid's name in the host's `/etc/passwd`; `None` when it has none there.
     pub user: Option<String>,
+    /// Effective uid (`/proc/<pid>/status` `Uid:`).
     pub uid: u32,
+    /// Command name (`/proc/<pid>/stat` comm, at most 15 bytes).
     pub comm: String,
     /// Where `/proc/<pid>/exe` points; empty when it cannot be read (kernel threads, no rights).
     pub exe: String,
@@ -36,7 +40,9 @@ pub struct ProcessInfo {
     pub start_time_ms: u64,
     /// User and system CPU time.
     pub cpu_seconds: f64,
+    /// Resident memory in bytes (`/proc/<pid>/stat` rss pages times the page size).
     pub rss_bytes: u64,
+    /// Threads (`/proc/<pid>/stat` `num_threads`).
     pub threads: u64,
     /// Open descriptors; `None` when its `fd` directory cannot be read.
     pub fds: Option<u64>,
@@ -49,6 +55,7 @@ pub struct ProcessInfo {
 /// A container's processes, by pid.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProcessList {
+    /// The processes, sorted by pid, at most [`MAX_PROCESSES`].
     pub processes: Vec<ProcessInfo>,
     /// It had more than [`MAX_PROCESSES`]; those with the lowest pids are listed.
     pub truncated: bool,

@@ -7,9 +7,13 @@ use serde::{Deserialize, Serialize};
 /// Everything read for one container in one sweep.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerStats {
+    /// CPU time and CFS throttling (`cpu.stat`, `cpuacct.*`).
     pub cpu: CpuStats,
+    /// Memory usage and its breakdown (`memory.*`).
     pub memory: MemoryStats,
+    /// Block IO per device; empty when the blkio/io controller is not there.
     pub blkio: Vec<DeviceIo>,
+    /// Task count and limit (`pids.current`, `pids.max`).
     pub pids: PidsStats,
     /// Its processes and what they hold open (cAdvisor's process group).
     #[serde(default)]
@@ -23,9 +27,14 @@ pub struct ContainerStats {
     /// Whom it talks to: the far ends of its own TCP connections (security signals).
     #[serde(default)]
     pub peers: PeerStats,
+    /// Stall figures from the `*.pressure` files (v2 and hybrid hosts).
     pub pressure: PressureStats,
+    /// Interface counters of its network namespace (`/proc/<pid>/net/dev`).
     pub network: NetworkStats,
+    /// Task counts by state and their 10 s averages; `None` when load reading is off or the
+    /// tasks could not be counted (procfs budget spent).
     pub load: Option<LoadStats>,
+    /// Its limits and shares (cAdvisor's `container_spec_*`).
     pub spec: Spec,
     /// The writable layer (overlay `upperdir`), measured in the background; absent until a
     /// first walk has finished, and for cgroups that are not overlay-rooted containers.
@@ -41,11 +50,15 @@ pub struct CpuStats {
     /// User time. From v2 `user_usec` (also the unified twin in hybrid mode, which is exact),
     /// else v1 `cpuacct.stat` ticks converted with USER_HZ.
     pub user_ns: Option<u64>,
+    /// System time. From v2 `system_usec`, else v1 `cpuacct.stat` ticks converted with USER_HZ.
     pub system_ns: Option<u64>,
     /// Per-CPU usage (v1 `cpuacct.usage_percpu`); empty on v2, which has no such file.
     pub per_cpu_ns: Vec<u64>,
+    /// CFS enforcement periods elapsed (`cpu.stat` `nr_periods`).
     pub nr_periods: Option<u64>,
+    /// Periods in which the cgroup was throttled (`cpu.stat` `nr_throttled`).
     pub nr_throttled: Option<u64>,
+    /// Time spent throttled (v1 `cpu.stat` `throttled_time`, v2 `throttled_usec`).
     pub throttled_ns: Option<u64>,
 }
 
@@ -64,19 +77,30 @@ pub struct MemoryStats {
     pub cache_bytes: Option<u64>,
     /// v1 `total_mapped_file`, v2 `file_mapped`.
     pub mapped_file_bytes: Option<u64>,
+    /// Shared memory and tmpfs pages (`memory.stat` v1 `total_shmem`, v2 `shmem`).
     pub shmem_bytes: Option<u64>,
+    /// File pages waiting to be written back (v1 `total_dirty`, v2 `file_dirty`).
     pub dirty_bytes: Option<u64>,
+    /// File pages being written back (v1 `total_writeback`, v2 `file_writeback`).
     pub writeback_bytes: Option<u64>,
+    /// Anonymous pages on the active LRU list (`memory.stat` `[total_]active_anon`).
     pub active_anon_bytes: Option<u64>,
+    /// Anonymous pages on the inactive LRU list (`memory.stat` `[total_]inactive_anon`).
     pub inactive_anon_bytes: Option<u64>,
+    /// File pages on the active LRU list (`memory.stat` `[total_]active_file`).
     pub active_file_bytes: Option<u64>,
+    /// File pages on the inactive LRU list (`memory.stat` `[total_]inactive_file`); subtracted
+    /// from usage for the working set.
     pub inactive_file_bytes: Option<u64>,
+    /// Pages that cannot be reclaimed, e.g. mlocked (`memory.stat` `[total_]unevictable`).
     pub unevictable_bytes: Option<u64>,
     /// Kernel memory (v2 `kernel`, v1 `memory.kmem.usage_in_bytes`).
     pub kernel_bytes: Option<u64>,
     /// Swap in use: v1 `memory.stat` `total_swap`, v2 `memory.swap.current`.
     pub swap_bytes: Option<u64>,
+    /// Page faults, a count (`memory.stat` `[total_]pgfault`; `container_memory_failures`).
     pub pgfault: Option<u64>,
+    /// Major page faults, a count (`memory.stat` `[total_]pgmajfault`).
     pub pgmajfault: Option<u64>,
     /// v1 `memory.failcnt` (times the limit was hit).
     pub failcnt: Option<u64>,
@@ -87,30 +111,46 @@ pub struct MemoryStats {
 /// v2 `memory.events`; on v1 only `oom_kill` (from `memory.oom_control`) is known.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryEvents {
+    /// Times usage went under `memory.low` protection and was reclaimed anyway (v2 only).
     pub low: Option<u64>,
+    /// Times usage went over `memory.high` and was throttled (v2 only).
     pub high: Option<u64>,
+    /// Times usage hit `memory.max` (v2 only).
     pub max: Option<u64>,
+    /// Times the OOM killer was invoked for the cgroup (v2 only).
     pub oom: Option<u64>,
+    /// Processes killed by the OOM killer (v2 `oom_kill`, v1 `memory.oom_control`; feeds
+    /// `container_oom_events_total`).
     pub oom_kill: Option<u64>,
 }
 
 /// Block IO on one device (v1 blkio throttle files, v2 `io.stat`).
 #[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceIo {
+    /// Device major number.
     pub major: u32,
+    /// Device minor number.
     pub minor: u32,
     /// Kernel name of the device (`sda`, `vda`, `nullb0`) when it could be resolved.
     pub device: Option<String>,
+    /// Bytes read (v1 `io_service_bytes_recursive` `Read`, v2 `rbytes`).
     pub read_bytes: u64,
+    /// Bytes written (v1 `io_service_bytes_recursive` `Write`, v2 `wbytes`).
     pub write_bytes: u64,
+    /// Read operations (v1 `io_serviced_recursive` `Read`, v2 `rios`).
     pub reads: u64,
+    /// Write operations (v1 `io_serviced_recursive` `Write`, v2 `wios`).
     pub writes: u64,
+    /// Bytes discarded (v1 `Discard`, v2 `dbytes`); `None` where the kernel does not report it.
     pub discard_bytes: Option<u64>,
+    /// Discard operations (v1 `Discard`, v2 `dios`); `None` where the kernel does not report it.
     pub discards: Option<u64>,
 }
 
+/// Tasks (threads) of the cgroup and their limit, from the pids controller.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PidsStats {
+    /// Tasks now (`pids.current`; cAdvisor's `container_threads`).
     pub current: Option<u64>,
     /// `None` when unlimited (`max`).
     pub limit: Option<u64>,
@@ -141,21 +181,31 @@ pub struct SecurityStats {
     /// process found new in `cgroup.procs` that no event announced (those started before
     /// the collector, or all of them where the events are not available).
     pub processes_started: Option<u64>,
+    /// Findings so far by kind (`container_security_findings_total`).
     pub findings: Option<FindingCounts>,
 }
 
 /// Findings by kind (`container_security_findings_total{kind}`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FindingCounts {
+    /// Processes named like a miner, or with a mining pool in their command line.
     pub miner_process: u64,
+    /// TCP connections out to a port mining pools commonly use.
     pub miner_port_connection: u64,
+    /// Shells whose stdin and stdout are an outgoing TCP connection.
     pub reverse_shell: u64,
+    /// Programs run from the writable layer rather than the image.
     pub exec_from_writable_layer: u64,
+    /// Programs run with no file behind them (memfd, or deleted since started).
     pub fileless_exec: u64,
+    /// Listening sockets not seen in earlier sweeps.
     pub new_listener: u64,
+    /// Processes outside the container's expected set (policy).
     pub unexpected_process: u64,
+    /// Peers first met after the container's learning window.
     #[serde(default)]
     pub new_peer: u64,
+    /// Connections to a peer its image's `allowed_peers` does not allow (policy).
     #[serde(default)]
     pub unauthorized_connection: u64,
 }
@@ -179,15 +229,20 @@ pub struct PeerStats {
 /// Distinct peers by direction and scope.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerCounts {
+    /// Peers that connected to its listening ports.
     pub inbound: ScopeCounts,
+    /// Peers it connected to.
     pub outbound: ScopeCounts,
 }
 
 /// A count per peer scope.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScopeCounts {
+    /// Peers that are containers on this node.
     pub container: u64,
+    /// Peers in the configured cluster ranges.
     pub cluster: u64,
+    /// Peers anywhere else.
     pub external: u64,
 }
 
@@ -195,7 +250,9 @@ pub struct ScopeCounts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
+    /// The peer connected to one of the container's listening ports.
     Inbound,
+    /// The container opened the connection.
     Outbound,
 }
 
@@ -204,8 +261,11 @@ pub enum Direction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
+    /// A container on this node.
     Container,
+    /// An address in the configured cluster ranges.
     Cluster,
+    /// Anywhere else.
     External,
 }
 
@@ -214,20 +274,27 @@ pub enum Scope {
 /// node, which one.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Peer {
+    /// Which side opened the connection.
     pub direction: Direction,
+    /// Where the peer is.
     pub scope: Scope,
+    /// The far end's IP address.
     pub addr: std::net::IpAddr,
+    /// The remote port going out, the container's own listening port coming in.
     pub port: u16,
-    /// The cgroup id and runtime name of the container at that address, when on this node.
+    /// The cgroup id of the container at that address, when on this node.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+    /// The runtime's name for that container, when on this node and known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
 }
 
 impl Direction {
+    /// Both directions, in label order.
     pub const ALL: [Direction; 2] = [Direction::Inbound, Direction::Outbound];
 
+    /// The `direction` label value.
     pub fn name(self) -> &'static str {
         match self {
             Direction::Inbound => "inbound",
@@ -237,8 +304,10 @@ impl Direction {
 }
 
 impl Scope {
+    /// All scopes, in label order.
     pub const ALL: [Scope; 3] = [Scope::Container, Scope::Cluster, Scope::External];
 
+    /// The `scope` label value.
     pub fn name(self) -> &'static str {
         match self {
             Scope::Container => "container",
@@ -249,6 +318,7 @@ impl Scope {
 }
 
 impl ScopeCounts {
+    /// The count for `scope`.
     pub fn get(&self, scope: Scope) -> u64 {
         match scope {
             Scope::Container => self.container,
@@ -257,6 +327,7 @@ impl ScopeCounts {
         }
     }
 
+    /// Counts one more peer in `scope`.
     pub fn add(&mut self, scope: Scope) {
         let slot = match scope {
             Scope::Container => &mut self.container,
@@ -273,6 +344,7 @@ impl ScopeCounts {
 }
 
 impl PeerCounts {
+    /// The counts for `direction`.
     pub fn of(&self, direction: Direction) -> &ScopeCounts {
         match direction {
             Direction::Inbound => &self.inbound,
@@ -280,6 +352,7 @@ impl PeerCounts {
         }
     }
 
+    /// Counts one more peer in `direction` and `scope`.
     pub fn add(&mut self, direction: Direction, scope: Scope) {
         match direction {
             Direction::Inbound => self.inbound.add(scope),
@@ -294,25 +367,40 @@ impl PeerCounts {
 /// `None` for a container in the host's namespace (whose sockets are the host's).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SocketStats {
+    /// IPv4 TCP sockets (`net/tcp`).
     pub tcp: Option<TcpCounts>,
+    /// IPv6 TCP sockets (`net/tcp6`).
     pub tcp6: Option<TcpCounts>,
+    /// IPv4 UDP sockets (`net/udp`).
     pub udp: Option<UdpCounts>,
+    /// IPv6 UDP sockets (`net/udp6`).
     pub udp6: Option<UdpCounts>,
 }
 
 /// Counts of a `tcp` or `tcp6` table, by state, as cAdvisor's `TcpStat`.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TcpCounts {
+    /// Sockets in `ESTABLISHED`.
     pub established: u64,
+    /// Sockets in `SYN_SENT`.
     pub syn_sent: u64,
+    /// Sockets in `SYN_RECV`.
     pub syn_recv: u64,
+    /// Sockets in `FIN_WAIT1`.
     pub fin_wait1: u64,
+    /// Sockets in `FIN_WAIT2`.
     pub fin_wait2: u64,
+    /// Sockets in `TIME_WAIT`.
     pub time_wait: u64,
+    /// Sockets in `CLOSE`.
     pub close: u64,
+    /// Sockets in `CLOSE_WAIT`.
     pub close_wait: u64,
+    /// Sockets in `LAST_ACK`.
     pub last_ack: u64,
+    /// Sockets in `LISTEN`.
     pub listen: u64,
+    /// Sockets in `CLOSING`.
     pub closing: u64,
 }
 
@@ -324,32 +412,44 @@ pub struct TcpCounts {
 /// `txqueued` and the other way round.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UdpCounts {
+    /// Every UDP socket in the table (its row count).
     pub listen: u64,
+    /// Datagrams dropped, summed over the sockets (the `drops` column).
     pub dropped: u64,
+    /// Bytes in receive queues (the kernel's `rx_queue` column).
     pub rx_queued: u64,
+    /// Bytes in transmit queues (the kernel's `tx_queue` column).
     pub tx_queued: u64,
 }
 
 /// Pressure stall information for the three resources.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PressureStats {
+    /// `cpu.pressure`; `None` where the file is absent (v1 only, or PSI off).
     pub cpu: Option<Psi>,
+    /// `memory.pressure`; `None` where the file is absent.
     pub memory: Option<Psi>,
+    /// `io.pressure`; `None` where the file is absent.
     pub io: Option<Psi>,
 }
 
 /// One `*.pressure` file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Psi {
+    /// The `some` line: time at least one task was stalled.
     pub some: PsiLine,
     /// Absent from `cpu.pressure` on older kernels.
     pub full: Option<PsiLine>,
 }
 
+/// One line of a `*.pressure` file: stall averages in percent and the total stall time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct PsiLine {
+    /// Percent of the last 10 s stalled.
     pub avg10: f64,
+    /// Percent of the last 60 s stalled.
     pub avg60: f64,
+    /// Percent of the last 300 s stalled.
     pub avg300: f64,
     /// Total stall time in microseconds.
     pub total_us: u64,
@@ -360,9 +460,11 @@ pub struct PsiLine {
 pub struct NetworkStats {
     /// Why there are no interfaces, when there are none.
     pub status: NetworkStatus,
+    /// Counters per interface, less the ignored name prefixes; empty unless `status` is `Own`.
     pub interfaces: Vec<InterfaceStats>,
 }
 
+/// Whose network figures a container got, or why it got none.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NetworkStatus {
@@ -381,26 +483,41 @@ pub enum NetworkStatus {
     PodSandbox,
 }
 
+/// Counters of one interface, from a row of `/proc/<pid>/net/dev`.
 #[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfaceStats {
+    /// Interface name (`eth0`).
     pub name: String,
+    /// Bytes received.
     pub rx_bytes: u64,
+    /// Packets received.
     pub rx_packets: u64,
+    /// Receive errors.
     pub rx_errors: u64,
+    /// Received packets dropped.
     pub rx_dropped: u64,
+    /// Bytes sent.
     pub tx_bytes: u64,
+    /// Packets sent.
     pub tx_packets: u64,
+    /// Send errors.
     pub tx_errors: u64,
+    /// Packets dropped on send.
     pub tx_dropped: u64,
 }
 
 /// Task counts by state and their decaying 10 s averages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadStats {
+    /// Runnable tasks (procfs state `R`).
     pub running: u64,
+    /// Sleeping tasks (procfs `S` or `I`; netlink misses futex and `nanosleep` waits).
     pub sleeping: u64,
+    /// Stopped or traced tasks (procfs `T`, `t`).
     pub stopped: u64,
+    /// Tasks in uninterruptible sleep (procfs `D`).
     pub uninterruptible: u64,
+    /// Tasks waiting on IO that matched no other state (netlink only; 0 from procfs).
     pub io_wait: u64,
     /// Runnable tasks averaged over 10 s (cAdvisor's `container_cpu_load_average_10s`).
     pub load_average_10s: f64,
@@ -410,6 +527,7 @@ pub struct LoadStats {
     pub source: LoadSource,
 }
 
+/// Where task counts came from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadSource {
@@ -531,8 +649,11 @@ pub struct Spec {
     pub cpu_weight: Option<u64>,
     /// CFS quota in microseconds; `None` when unlimited.
     pub cpu_quota_us: Option<u64>,
+    /// CFS period in microseconds (v1 `cpu.cfs_period_us`, v2 `cpu.max`).
     pub cpu_period_us: Option<u64>,
+    /// CPUs it may run on, as a list (`0-3,6`) (v1 `cpuset.cpus`, v2 `cpuset.cpus.effective`).
     pub cpuset_cpus: Option<String>,
+    /// Memory nodes it may use (v1 `cpuset.mems`, v2 `cpuset.mems.effective`).
     pub cpuset_mems: Option<String>,
     /// `None` when unlimited.
     pub memory_limit_bytes: Option<u64>,
@@ -542,6 +663,7 @@ pub struct Spec {
     pub memory_high_bytes: Option<u64>,
     /// v1 `memsw.limit` (memory plus swap), v2 `memory.swap.max` (swap alone); `None` when unlimited.
     pub memory_swap_limit_bytes: Option<u64>,
+    /// Task limit (`pids.max`); `None` when unlimited.
     pub pids_limit: Option<u64>,
 }
 
@@ -566,8 +688,9 @@ impl Spec {
 /// the filesystem that holds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsStats {
-    /// The backing filesystem's device numbers (`st_dev` of the upper directory).
+    /// Major number of the backing filesystem's device (`st_dev` of the upper directory).
     pub major: u32,
+    /// Minor number of that device.
     pub minor: u32,
     /// Kernel name of that device (`vda`, `dm-0`) when it resolves; else the mount's source.
     pub device: Option<String>,
@@ -577,15 +700,20 @@ pub struct FsStats {
     pub usage_bytes: u64,
     /// Inodes in the layer, its top directory included (hard links once).
     pub inodes_used: u64,
-    /// The backing filesystem's size, free space for unprivileged users, and inodes
-    /// (`statvfs`); inodes are absent where the filesystem has no fixed count (btrfs).
+    /// The backing filesystem's size in bytes (`statvfs`); `None` until `statvfs` on it has
+    /// answered.
     pub limit_bytes: Option<u64>,
+    /// Bytes free for unprivileged users (`statvfs` `f_bavail`); `None` until `statvfs` on it
+    /// has answered.
     pub available_bytes: Option<u64>,
+    /// Inodes in total (`statvfs`); `None` where the filesystem has no fixed count (btrfs).
     pub inodes_total: Option<u64>,
+    /// Inodes free (`statvfs`); `None` where the filesystem has no fixed count.
     pub inodes_free: Option<u64>,
-    /// When the walk that gave `usage_bytes` finished (Unix milliseconds) and its age at this
-    /// sweep: the figure is the last good one, not a fresh reading.
+    /// When the walk that gave `usage_bytes` finished (Unix milliseconds): the figure is the
+    /// last good one, not a fresh reading.
     pub measured_ms: u64,
+    /// Milliseconds since `measured_ms` at this sweep (`container_fs_usage_age_seconds`).
     pub age_ms: u64,
     /// Wall time the walk took, over all its slices.
     pub walk_duration_ms: u64,

@@ -11,6 +11,7 @@ use crate::security::{ProcessPolicy, Rules};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
+    /// Where the host's `/proc` and `/sys` are.
     pub roots: Roots,
     /// Only cgroups under these prefixes (all when empty).
     pub include: Vec<String>,
@@ -54,17 +55,21 @@ pub struct Config {
     pub watch: bool,
     /// At most this many inotify watches (one per cgroup directory per hierarchy).
     pub watch_limit: usize,
+    /// Read each container's interface counters from its network namespace. On by default.
     pub network: bool,
     /// Interfaces left out of the network figures, by name prefix. The default is cAdvisor's
     /// list: a namespace's loopback and host-side bridge and veth ends, which would add eight
     /// series per container and say nothing about its traffic.
     pub network_ignore: Vec<String>,
+    /// Read task counts by state and their 10 s averages (`container_tasks_state`, load). On by
+    /// default.
     pub load: bool,
     /// Read each container's processes, the descriptors and sockets they hold, and its
     /// open-files limit (cAdvisor's process group). A walk of the descriptors costs a system
     /// call each, so full reads take it at most every `process_interval` (an idle container's
     /// are carried over like its other figures); the machine's own cgroup is left out.
     pub processes: bool,
+    /// How often full reads take the processes and their descriptors. 10 s by default.
     pub process_interval: Duration,
     /// Count the TCP and UDP sockets of each container's network namespace by state (cAdvisor's
     /// tcp and udp groups): four tables read by full reads on the process interval. Off by
@@ -86,6 +91,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SecurityConfig {
+    /// Turn the security signals on (they also need `Config::processes`). On by default.
     pub enabled: bool,
     /// Follow every exec as it happens through the kernel's process events, where this
     /// process may subscribe (root or CAP_NET_ADMIN, the host's network and PID

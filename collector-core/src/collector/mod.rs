@@ -120,10 +120,12 @@ impl Collector {
         })
     }
 
+    /// The cgroup hierarchies found when the collector was made.
     pub fn hierarchy(&self) -> &Hierarchy {
         &self.hierarchy
     }
 
+    /// The settings it was made with.
     pub fn config(&self) -> &Config {
         &self.config
     }

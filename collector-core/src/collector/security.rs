@@ -25,6 +25,7 @@ pub enum ExecSource {
 }
 
 impl ExecSource {
+    /// The source's name for self-metrics (`off`, `process_events`, `polling`).
     pub fn name(self) -> &'static str {
         match self {
             ExecSource::Off => "off",

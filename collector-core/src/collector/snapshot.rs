@@ -14,6 +14,7 @@ use crate::stats::ContainerStats;
 pub struct Container {
     /// The cgroup path, as cAdvisor's `id` label (`/docker/<id>`, `/` for the machine).
     pub id: String,
+    /// What the cgroup path says: kind, runtime, container id, pod.
     #[serde(flatten)]
     pub identity: Identity,
     /// When this collector first saw it (Unix milliseconds).
@@ -25,6 +26,7 @@ pub struct Container {
     pub idle: bool,
     /// Names, image and labels from the container runtime, where known.
     pub meta: Metadata,
+    /// The figures read for it in this sweep.
     pub stats: ContainerStats,
 }
 
@@ -33,8 +35,11 @@ pub struct Container {
 pub struct Snapshot {
     /// When the sweep started (Unix milliseconds).
     pub timestamp_ms: u64,
+    /// The host's cgroup setup; `None` only in an empty default snapshot.
     pub setup: Option<Setup>,
+    /// The containers followed, the machine's own cgroup (`/`) among them.
     pub containers: Vec<Container>,
+    /// Figures about the machine itself.
     pub machine: crate::machine::MachineStats,
     /// Lifecycle events noticed in this sweep.
     pub events: Vec<Event>,
@@ -42,6 +47,7 @@ pub struct Snapshot {
     /// the fields that could be read.
     #[serde(serialize_with = "errors_as_text")]
     pub errors: Vec<Error>,
+    /// How long the sweep took, in microseconds.
     pub duration_us: u64,
 }
 
@@ -53,6 +59,7 @@ fn errors_as_text<S: serde::Serializer>(
 }
 
 impl Snapshot {
+    /// The container with cgroup path `id`, if in this snapshot.
     pub fn get(&self, id: &str) -> Option<&Container> {
         self.containers.iter().find(|c| c.id == id)
     }

@@ -1,5 +1,5 @@
 //! Filesystem figures: each container's writable layer (measured in the background by
-//! [`walker`]) and the host's mount table for the machine's own filesystems.
+//! `walker`) and the host's mount table for the machine's own filesystems.
 //!
 //! A container's layer is found once: the root mount in `/proc/<pid>/mountinfo` of a process
 //! in its cgroup, when that is an overlay, names its `upperdir` (a host path, read under
@@ -93,6 +93,7 @@ impl Default for FsConfig {
 }
 
 impl FsConfig {
+    /// The mount filters of these settings, as the machine's filesystem listing applies them.
     pub fn select(&self) -> statfs::Select<'_> {
         statfs::Select {
             mount_points_include: &self.mount_points_include,
