@@ -227,6 +227,7 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// Starts with no previous figures, writing the machine document (`machine` on).
     pub fn new(host: impl Into<String>, dest: Destination) -> Encoder {
         Encoder {
             host: host.into(),
@@ -237,6 +238,7 @@ impl Encoder {
         }
     }
 
+    /// Where the items go: a data stream or dated indices.
     pub fn destination(&self) -> &Destination {
         &self.dest
     }

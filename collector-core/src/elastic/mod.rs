@@ -42,10 +42,14 @@ use base64::Engine as _;
 /// How to authenticate.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Auth {
+    /// No `Authorization` header (the default).
     #[default]
     None,
+    /// HTTP basic authentication.
     Basic {
+        /// The user name.
         username: String,
+        /// The user's password.
         password: Secret,
     },
     /// An API key: either the `encoded` value Elasticsearch returns (base64 of `id:api_key`),
@@ -88,16 +92,22 @@ impl Default for TemplateConfig {
     }
 }
 
+/// Settings of the Elasticsearch sink; [`ElasticConfig::new`] gives the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElasticConfig {
     /// Base URL, like `https://es.example:9200` (a path prefix behind a proxy is kept).
     pub url: String,
+    /// How to authenticate; none by default.
     pub auth: Auth,
+    /// Where documents go; the data stream `metrics-container-default` by default.
     pub target: Target,
+    /// The index template to install before the first batch.
     pub template: TemplateConfig,
     /// `host.name`; the machine's hostname when `None`.
     pub host: Option<String>,
+    /// Gzip the `_bulk` body (`Content-Encoding: gzip`); on by default.
     pub gzip: bool,
+    /// How long one request may take before it fails; 10 s by default.
     pub timeout: Duration,
     /// PEM file of an extra CA to trust for https.
     pub ca_file: Option<PathBuf>,
@@ -131,6 +141,7 @@ struct TemplatePlan {
     overwrite: bool,
 }
 
+/// The Elasticsearch (or OpenSearch) sink; run it with a [`SinkRunner`](crate::sink::SinkRunner).
 pub struct ElasticSink {
     client: reqwest::Client,
     bulk_url: String,
@@ -153,6 +164,8 @@ impl fmt::Debug for ElasticSink {
 }
 
 impl ElasticSink {
+    /// Checks the URL and names, and builds the client; fails on a bad URL, data stream name,
+    /// index pattern or template name, or an unreadable CA file.
     pub fn new(cfg: ElasticConfig) -> Result<Self, Error> {
         let base = cfg.url.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {

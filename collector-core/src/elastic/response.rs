@@ -31,10 +31,13 @@ struct ItemResult {
 pub struct ItemError {
     /// Position in the request.
     pub pos: usize,
+    /// The item's HTTP status, like 400.
     pub status: u16,
     /// `mapper_parsing_exception: failed to parse field [...] (caused by ...)`.
     pub reason: String,
+    /// The index the item went to; `None` when the answer does not say.
     pub index: Option<String>,
+    /// The document's `_id`; `None` when the answer does not say.
     pub id: Option<String>,
 }
 

@@ -11,13 +11,18 @@
 
 use std::io::Write;
 
+/// A field value of a point.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Field<'a> {
+    /// A float; NaN and infinities are left out.
     F64(f64),
+    /// A signed integer, written with `i`.
     I64(i64),
     /// Written with `u` when the server takes unsigned integers, else as a clamped `i`.
     U64(u64),
+    /// Written as `true` or `false`.
     Bool(bool),
+    /// A string, quoted and escaped.
     Str(&'a str),
 }
 

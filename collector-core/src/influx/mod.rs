@@ -27,35 +27,49 @@ use crate::Error;
 /// Which write API, with its credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Api {
+    /// InfluxDB 1.x: `/write` with basic auth.
     V1 {
+        /// The database to write to.
         database: String,
+        /// The retention policy (`rp`); the database's default when `None`.
         retention_policy: Option<String>,
+        /// User for basic auth; no `Authorization` header when `None`.
         username: Option<String>,
+        /// The user's password; empty when `None`.
         password: Option<Secret>,
     },
+    /// InfluxDB 2 and later: `/api/v2/write` with a token.
     V2 {
+        /// The organization, by name or ID.
         org: String,
+        /// The bucket to write to.
         bucket: String,
+        /// The API token, sent as `Authorization: Token <token>`.
         token: Secret,
     },
 }
 
+/// Settings of the InfluxDB sink; [`InfluxConfig::new`] gives the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InfluxConfig {
     /// Base URL, like `http://127.0.0.1:8086`.
     pub url: String,
+    /// Which write API, with its credentials.
     pub api: Api,
     /// The `host` tag; the machine's hostname when `None`.
     pub host: Option<String>,
     /// Write unsigned integers with `u` (InfluxDB 2 and later; 1.x refuses them).
     pub unsigned: bool,
+    /// Gzip the request body (`Content-Encoding: gzip`); on by default.
     pub gzip: bool,
+    /// How long one request may take before it fails; 10 s by default.
     pub timeout: Duration,
     /// PEM file of an extra CA to trust for https.
     pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl InfluxConfig {
+    /// Gzip on, signed integers only, a 10 s timeout, the machine's hostname as `host`.
     pub fn new(url: impl Into<String>, api: Api) -> Self {
         InfluxConfig {
             url: url.into(),
@@ -69,6 +83,7 @@ impl InfluxConfig {
     }
 }
 
+/// The InfluxDB sink; run it with a [`SinkRunner`](crate::sink::SinkRunner).
 pub struct InfluxSink {
     client: reqwest::Client,
     write_url: String,
@@ -80,6 +95,8 @@ pub struct InfluxSink {
 }
 
 impl InfluxSink {
+    /// Checks the URL and builds the client; fails on a URL that is not http(s) or an
+    /// unreadable CA file.
     pub fn new(cfg: InfluxConfig) -> Result<Self, Error> {
         let base = cfg.url.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {

@@ -21,6 +21,7 @@ pub struct SnapshotCollector {
 }
 
 impl SnapshotCollector {
+    /// A collector for this snapshot, encoded with these options.
     pub fn new(snapshot: Arc<Snapshot>, options: Arc<Options>) -> Self {
         SnapshotCollector { snapshot, options }
     }

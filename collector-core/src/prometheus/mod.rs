@@ -53,6 +53,7 @@ pub enum Format {
 }
 
 impl Format {
+    /// The `Content-Type` of an answer in this format.
     pub fn content_type(self) -> &'static str {
         match self {
             Format::PrometheusText => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,

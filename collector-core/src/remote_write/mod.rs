@@ -39,10 +39,14 @@ use crate::Error;
 /// How to authenticate.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Auth {
+    /// No `Authorization` header (the default).
     #[default]
     None,
+    /// HTTP basic authentication.
     Basic {
+        /// The user name.
         username: String,
+        /// The user's password.
         password: Secret,
     },
     /// `Authorization: Bearer <token>`.
@@ -68,6 +72,7 @@ impl PartialEq for ExtraSeries {
 
 impl Eq for ExtraSeries {}
 
+/// Settings of the remote-write sink; [`RemoteWriteConfig::new`] gives the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteWriteConfig {
     /// The receiver's write endpoint, like `http://mimir:8080/api/v1/push`.
@@ -76,17 +81,22 @@ pub struct RemoteWriteConfig {
     pub external_labels: Vec<(String, String)>,
     /// Sent with every request (`X-Scope-OrgID` for a tenant, say).
     pub headers: Vec<(String, String)>,
+    /// How to authenticate; none by default.
     pub auth: Auth,
+    /// How long one request may take before it fails; 10 s by default.
     pub timeout: Duration,
+    /// Extra CA, client certificate and verification for https; the built-in roots by default.
     pub tls: Tls,
     /// As /metrics has them (the runtime labels exposed), so the series are the same.
     pub options: Options,
+    /// The `User-Agent` header; `collector-core/<version>` by default.
     pub user_agent: String,
     /// Pushed with each snapshot's series, at its time (the exporter's own series).
     pub extra: Option<ExtraSeries>,
 }
 
 impl RemoteWriteConfig {
+    /// No labels, headers, auth or extra series; a 10 s timeout and the default [`Options`].
     pub fn new(url: impl Into<String>) -> Self {
         RemoteWriteConfig {
             url: url.into(),
@@ -117,6 +127,7 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-prometheus-remote-write-version",
 ];
 
+/// The Prometheus remote-write sink; run it with a [`SinkRunner`](crate::sink::SinkRunner).
 pub struct RemoteWriteSink {
     client: reqwest::Client,
     url: String,
@@ -155,6 +166,8 @@ pub fn check_label_name(name: &str) -> Result<(), String> {
 }
 
 impl RemoteWriteSink {
+    /// Checks the URL, external labels and headers, and builds the client; fails on any that is
+    /// invalid, on a header the sink sets itself, or on unreadable TLS files.
     pub fn new(cfg: RemoteWriteConfig) -> Result<Self, Error> {
         let invalid = |what: &'static str, value: &str, reason: String| Error::Invalid {
             what,

@@ -14,10 +14,12 @@
 /// The request body, before snappy.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WriteRequest {
+    /// The series, each with its samples.
     #[prost(message, repeated, tag = "1")]
     pub timeseries: Vec<TimeSeries>,
 }
 
+/// One series: its labels and its samples.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TimeSeries {
     /// Sorted by name; `__name__` among them.
@@ -28,16 +30,21 @@ pub struct TimeSeries {
     pub samples: Vec<Sample>,
 }
 
+/// One label of a series.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct Label {
+    /// The label's name (`__name__` for the metric name).
     #[prost(string, tag = "1")]
     pub name: String,
+    /// The label's value.
     #[prost(string, tag = "2")]
     pub value: String,
 }
 
+/// One value of a series at one time.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Sample {
+    /// The value; [`STALE_NAN`]'s bits mark the end of a series.
     #[prost(double, tag = "1")]
     pub value: f64,
     /// Unix milliseconds.

@@ -6,17 +6,25 @@
 
 use crate::collector::Metadata;
 
+/// The label holding the pod's namespace.
 pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+/// The label holding the pod's name.
 pub const POD_NAME: &str = "io.kubernetes.pod.name";
+/// The label holding the pod's UID.
 pub const POD_UID: &str = "io.kubernetes.pod.uid";
+/// The label holding the container's name within its pod.
 pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
 
 /// The parts of a dockershim-style name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShimName<'a> {
+    /// The container's name within its pod.
     pub container: &'a str,
+    /// The pod's name.
     pub pod: &'a str,
+    /// The pod's namespace.
     pub namespace: &'a str,
+    /// The pod's UID.
     pub uid: &'a str,
 }
 

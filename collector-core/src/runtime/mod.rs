@@ -62,16 +62,19 @@ pub mod kube;
 /// A Docker Engine API endpoint: Docker itself, or Podman's Docker-compatible service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
+    /// The Engine API's unix socket.
     pub socket: PathBuf,
     /// A full re-list at least this often, a backstop for events missed.
     pub relist_interval: Duration,
 }
 
 impl EngineConfig {
+    /// Where Docker listens by default.
     pub const DOCKER_SOCKET: &'static str = "/var/run/docker.sock";
     /// Where `podman.socket` (or `podman system service`) listens for root.
     pub const PODMAN_SOCKET: &'static str = "/run/podman/podman.sock";
 
+    /// Docker at [`Self::DOCKER_SOCKET`], re-listed every 60 s.
     pub fn docker() -> EngineConfig {
         EngineConfig {
             socket: Self::DOCKER_SOCKET.into(),
@@ -79,6 +82,7 @@ impl EngineConfig {
         }
     }
 
+    /// Podman's root service at [`Self::PODMAN_SOCKET`], re-listed every 60 s.
     pub fn podman() -> EngineConfig {
         EngineConfig {
             socket: Self::PODMAN_SOCKET.into(),
@@ -90,6 +94,7 @@ impl EngineConfig {
 /// containerd's gRPC API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerdConfig {
+    /// containerd's unix socket; [`Self::SOCKET`] by default.
     pub socket: PathBuf,
     /// The namespaces to follow; empty for every namespace containerd has (`k8s.io`, `moby`,
     /// `default`, ...), listed again at each re-list.
@@ -99,6 +104,7 @@ pub struct ContainerdConfig {
 }
 
 impl ContainerdConfig {
+    /// Where containerd listens by default.
     pub const SOCKET: &'static str = "/run/containerd/containerd.sock";
 }
 
@@ -115,6 +121,7 @@ impl Default for ContainerdConfig {
 /// CRI-O's inspect endpoint (it has no list or event stream there).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrioConfig {
+    /// CRI-O's unix socket; [`Self::SOCKET`] by default.
     pub socket: PathBuf,
     /// Containers already known are inspected again this often; those CRI-O no longer knows
     /// are forgotten.
@@ -122,6 +129,7 @@ pub struct CrioConfig {
 }
 
 impl CrioConfig {
+    /// Where CRI-O listens by default.
     pub const SOCKET: &'static str = "/var/run/crio/crio.sock";
 }
 
@@ -138,12 +146,17 @@ impl Default for CrioConfig {
 /// at their usual sockets, and those absent cost one failed `connect` per back-off period.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// Docker's Engine API; `None` to leave Docker out.
     pub docker: Option<EngineConfig>,
+    /// Podman's Docker-compatible service; `None` to leave Podman out.
     pub podman: Option<EngineConfig>,
+    /// containerd; `None` to leave it out.
     pub containerd: Option<ContainerdConfig>,
+    /// CRI-O; `None` to leave it out.
     pub crio: Option<CrioConfig>,
     /// The first retry after a runtime is found absent or down; doubles up to `backoff_max`.
     pub backoff_initial: Duration,
+    /// The longest wait between retries; 30 s by default.
     pub backoff_max: Duration,
     /// The longest a single request may take (not the event streams).
     pub request_timeout: Duration,
@@ -179,17 +192,23 @@ impl Config {
 /// One runtime endpoint followed by a [`Providers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
+    /// Docker's Engine API.
     Docker,
+    /// Podman's Docker-compatible service.
     Podman,
+    /// containerd's gRPC API.
     Containerd,
+    /// CRI-O's inspect endpoint.
     Crio,
 }
 
 impl Source {
+    /// The runtime's name for logs and labels (`docker`, `podman`, `containerd`, `crio`).
     pub fn name(self) -> &'static str {
         self.runtime().name()
     }
 
+    /// The container runtime this endpoint belongs to.
     pub fn runtime(self) -> Runtime {
         match self {
             Source::Docker => Runtime::Docker,
@@ -203,7 +222,9 @@ impl Source {
 /// What a [`Providers`] knows of one runtime, for health metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceStatus {
+    /// The runtime endpoint.
     pub source: Source,
+    /// The socket it is followed on.
     pub socket: PathBuf,
     /// Connected now (it answered and its event stream, where it has one, is open).
     pub up: bool,

@@ -33,9 +33,13 @@ const WINDOWS_MAX: usize = 4096;
 /// One exec, attributed to the cgroup its process was in.
 #[derive(Debug)]
 pub struct ExecRecord {
+    /// When the exec was seen, in Unix milliseconds.
     pub time_ms: u64,
+    /// The process that ran the new program, as `proc_root` numbers it.
     pub pid: u32,
+    /// The cgroup path of the process, relative to the hierarchy's root.
     pub cgroup: String,
+    /// What looking at the process found; empty when it was not looked at.
     pub findings: Vec<Finding>,
     /// The process as looked at, for what the sweep decides (a policy's
     /// `unexpected_process`); `None` when it was not (gone, or over its container's rate).
@@ -70,16 +74,23 @@ pub struct ExecWatch {
 
 /// What the thread needs.
 pub struct WatchConfig {
+    /// The `/proc` to read processes from (the host's, as mounted for the exporter).
     pub proc_root: PathBuf,
+    /// Which cgroup hierarchy layout the host has, for reading `/proc/<pid>/cgroup`.
     pub setup: Setup,
+    /// Reads and judges each process looked at.
     pub examiner: Examiner,
+    /// At most this many execs a second looked at per cgroup; beyond, they are counted only.
     pub per_container_per_sec: u32,
     /// Which cgroups the collector follows (`Config::include`, `exclude`, `runtime_only`):
     /// an exec elsewhere (the host's own services, the machine's root cgroup) is not looked
     /// at, so a busy host's builds and cron jobs cost one read each.
     pub include: Vec<String>,
+    /// Cgroup path prefixes left out, as the collector's `exclude`.
     pub exclude: Vec<String>,
+    /// Look only at runtimes' containers and pods, and cgroups nested in them.
     pub runtime_only: bool,
+    /// containerd namespaces whose cgroups count as containers, for `runtime_only`.
     pub containerd_namespaces: Vec<String>,
     /// The host path of this process's cgroup namespace root, when it has one of its own
     /// (`cgroupns::namespace_root`): `/proc/<pid>/cgroup` paths are relative to it.
@@ -146,6 +157,7 @@ impl ExecWatch {
         out.extend(self.rx.try_iter());
     }
 
+    /// The watch's counters, live.
     pub fn counters(&self) -> &ExecCounters {
         &self.counters
     }

@@ -14,10 +14,13 @@ pub const CMDLINE_MAX: usize = 1024;
 /// A process as a finding names it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ProcessRef {
+    /// The process id, as the exporter's `/proc` numbers it.
     pub pid: u32,
+    /// The parent's process id; 0 when it was not read.
     pub ppid: u32,
     /// The real user id, in the host's user namespace.
     pub uid: u32,
+    /// The process's name (`/proc/<pid>/comm`, at most 15 bytes).
     pub comm: String,
     /// The target of `/proc/<pid>/exe`, as the process's own mount namespace names it; empty
     /// when it could not be read.
@@ -29,6 +32,7 @@ pub struct ProcessRef {
 /// What was found, and what it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    /// What kind of finding this is.
     pub kind: FindingKind,
     /// When it was seen (Unix milliseconds): the exec, or the sweep that found it.
     pub time_ms: u64,
@@ -36,10 +40,13 @@ pub struct Finding {
     /// new in `cgroup.procs` since the last look) or `socket_table` (the network namespace's
     /// TCP tables).
     pub source: &'static str,
+    /// The process concerned; `None` for a finding from the socket tables.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<ProcessRef>,
+    /// The container's end of the connection or listening socket; `None` for a process finding.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local: Option<SocketAddr>,
+    /// The other end of the connection; `None` for a process finding or a new listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<SocketAddr>,
     /// For `new_peer` and `unauthorized_connection`: the peer, with the container at its address when on this node.
@@ -48,10 +55,12 @@ pub struct Finding {
 }
 
 impl FindingCounts {
+    /// How many findings of this kind were counted.
     pub fn get(&self, kind: FindingKind) -> u64 {
         *self.slot(kind)
     }
 
+    /// Counts one more finding of this kind.
     pub fn add(&mut self, kind: FindingKind) {
         *self.slot_mut(kind) += 1;
     }

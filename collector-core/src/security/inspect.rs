@@ -18,6 +18,7 @@ use crate::hierarchy::Setup;
 /// A process as read from `/proc/<pid>`.
 #[derive(Debug, Clone)]
 pub struct Facts {
+    /// Who the process is: pid, parent, user, name, executable and command line.
     pub process: ProcessRef,
     /// The command line as read (NUL-separated), at most [`CMDLINE_MAX`] bytes.
     pub cmdline_raw: Vec<u8>,
@@ -221,6 +222,9 @@ const UPPER_TTL: Duration = Duration::from_secs(60);
 const UPPERS_MAX: usize = 4096;
 
 impl Examiner {
+    /// Reads processes under `proc_root` and executables under `rootfs` (the host's root as
+    /// mounted for the exporter), judged by `rules`; `ids_always` reads every process's parent
+    /// and user (a policy needs them), not only those of processes with a finding.
     pub fn new(proc_root: &Path, rootfs: &Path, rules: Arc<Rules>, ids_always: bool) -> Examiner {
         Examiner {
             proc_root: proc_root.to_path_buf(),

@@ -37,6 +37,7 @@ pub enum FindingKind {
 }
 
 impl FindingKind {
+    /// Every kind, in the order counters and metrics list them.
     pub const ALL: [FindingKind; 9] = [
         FindingKind::MinerProcess,
         FindingKind::MinerPortConnection,
@@ -49,6 +50,7 @@ impl FindingKind {
         FindingKind::UnauthorizedConnection,
     ];
 
+    /// The kind's name in metric labels and events (`miner_process`, `new_peer`, ...).
     pub fn name(self) -> &'static str {
         match self {
             FindingKind::MinerProcess => "miner_process",
@@ -200,7 +202,9 @@ impl Rules {
 pub enum Fd {
     /// A tty, pipe, file, ...
     Other,
+    /// A socket.
     Socket {
+        /// The socket's inode, as in `socket:[<inode>]`; the socket tables' `inode` column.
         inode: u64,
     },
     /// The fd could not be read (closed, or no rights).
@@ -224,7 +228,9 @@ impl Fd {
 /// A process as read from `/proc/<pid>`.
 #[derive(Debug, Clone, Copy)]
 pub struct Process<'a> {
+    /// The process id.
     pub pid: u32,
+    /// The parent's process id.
     pub ppid: u32,
     /// `/proc/<pid>/comm`: at most 15 bytes, and settable by the process itself.
     pub comm: &'a str,
@@ -233,6 +239,7 @@ pub struct Process<'a> {
     pub exe: &'a str,
     /// `/proc/<pid>/cmdline`: NUL-separated arguments, already cut to a bounded length.
     pub cmdline: &'a [u8],
+    /// The real user id, in the host's user namespace.
     pub uid: u32,
     /// File descriptors 0, 1 and 2.
     pub stdio: [Fd; 3],
@@ -241,7 +248,9 @@ pub struct Process<'a> {
 /// A connection from a socket table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conn {
+    /// This end of the connection.
     pub local: SocketAddr,
+    /// The other end; unspecified (`0.0.0.0:0`) for a listening socket.
     pub remote: SocketAddr,
     /// `None` for a UDP socket.
     pub tcp_state: Option<TcpState>,

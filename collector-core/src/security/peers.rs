@@ -19,8 +19,12 @@ pub use crate::stats::{Direction, Scope};
 /// A peer as the tables show it, before it is resolved to a scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerKey {
+    /// Whether the container accepted the connection or opened it.
     pub direction: Direction,
+    /// The peer's address (an IPv4-mapped IPv6 address as IPv4).
     pub addr: IpAddr,
+    /// The port served: the container's own for an inbound connection, the peer's for an
+    /// outbound one.
     pub port: u16,
 }
 

@@ -25,6 +25,7 @@ pub struct ImagePolicy {
     /// Globs over a process's `comm`, its executable's path or that path's last part.
     #[serde(default)]
     pub allowed_processes: Vec<String>,
+    /// Ports it may listen on; empty allows any.
     #[serde(default)]
     pub allowed_listen_ports: Vec<u16>,
     /// Whom it may open connections to: a peer is allowed when one rule matches it.
@@ -53,7 +54,9 @@ pub struct PeerRule {
 /// The peer a rule is matched against.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerFacts<'a> {
+    /// The peer's address.
     pub addr: std::net::IpAddr,
+    /// The port the connection serves (the peer's, for a connection the container opened).
     pub port: u16,
     /// The container at that address, when it is on this node: its name and image, where a
     /// runtime has named them.
@@ -64,15 +67,18 @@ pub struct PeerFacts<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessPolicy {
+    /// One entry per image (`[[image]]` in the file), tried in order.
     #[serde(default, rename = "image")]
     pub images: Vec<ImagePolicy>,
 }
 
 impl ProcessPolicy {
+    /// No image has a policy.
     pub fn is_empty(&self) -> bool {
         self.images.is_empty()
     }
 
+    /// The first policy whose `image` glob matches this image reference; `None` when none does.
     pub fn for_image(&self, image: &str) -> Option<&ImagePolicy> {
         self.images.iter().find(|p| glob(&p.image, image))
     }
@@ -119,6 +125,7 @@ impl ImagePolicy {
             })
     }
 
+    /// Whether it may listen on this port: any port when `allowed_listen_ports` is empty.
     pub fn allows_port(&self, port: u16) -> bool {
         self.allowed_listen_ports.is_empty() || self.allowed_listen_ports.contains(&port)
     }

@@ -84,18 +84,33 @@ static SEQ: AtomicU32 = AtomicU32::new(1);
 pub enum ProcEvent {
     /// `tgid` (the process) replaced its program; `pid` is the thread that called `execve`,
     /// which by then has become the leader, so the two are equal.
-    Exec { pid: u32, tgid: u32 },
+    Exec {
+        /// The thread that called `execve`.
+        pid: u32,
+        /// The process.
+        tgid: u32,
+    },
     /// A new process (`child_pid == child_tgid`) or thread of `child_tgid` was created by
     /// a thread of `parent_tgid`.
     Fork {
+        /// The process that forked.
         parent_tgid: u32,
+        /// The new thread or process.
         child_pid: u32,
+        /// The process the new one belongs to.
         child_tgid: u32,
     },
     /// Thread `pid` of process `tgid` exited. `exit_code` is the wait status as the kernel
     /// keeps it: the exit status shifted left by 8, or the killing signal (0x80 added when
     /// it dumped core).
-    Exit { pid: u32, tgid: u32, exit_code: u32 },
+    Exit {
+        /// The thread that exited.
+        pid: u32,
+        /// Its process.
+        tgid: u32,
+        /// The wait status, as described above.
+        exit_code: u32,
+    },
 }
 
 /// What one [`ProcEvents::drain`] did.

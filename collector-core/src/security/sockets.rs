@@ -16,16 +16,27 @@ pub use crate::stats::{TcpCounts, UdpCounts};
 /// A TCP state, numbered as the kernel's `include/net/tcp_states.h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TcpState {
+    /// `ESTABLISHED`.
     Established = 0x01,
+    /// `SYN_SENT`.
     SynSent = 0x02,
+    /// `SYN_RECV`.
     SynRecv = 0x03,
+    /// `FIN_WAIT1`.
     FinWait1 = 0x04,
+    /// `FIN_WAIT2`.
     FinWait2 = 0x05,
+    /// `TIME_WAIT`.
     TimeWait = 0x06,
+    /// `CLOSE`.
     Close = 0x07,
+    /// `CLOSE_WAIT`.
     CloseWait = 0x08,
+    /// `LAST_ACK`.
     LastAck = 0x09,
+    /// `LISTEN`.
     Listen = 0x0A,
+    /// `CLOSING`.
     Closing = 0x0B,
 }
 
@@ -73,13 +84,16 @@ impl TcpState {
 /// One row of a socket table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketRow {
+    /// The local address and port.
     pub local: SocketAddr,
+    /// The remote address and port; all zeros for a listening or unconnected socket.
     pub remote: SocketAddr,
     /// The `st` column. For TCP see [`TcpState`]; UDP uses the same numbers
     /// (`07` unconnected, `01` connected).
     pub state: u8,
     /// Bytes queued for sending and for reading (`tx_queue:rx_queue`).
     pub tx_queue: u64,
+    /// Bytes received and not yet read.
     pub rx_queue: u64,
     /// The owner's uid, as seen from the reader's user namespace.
     pub uid: u32,
@@ -88,16 +102,19 @@ pub struct SocketRow {
 }
 
 impl SocketRow {
+    /// The TCP state of `state`; `None` when the number is not one.
     pub fn tcp_state(&self) -> Option<TcpState> {
         TcpState::from_code(self.state)
     }
 }
 
 impl TcpCounts {
+    /// Counts one more socket in this state.
     pub fn add(&mut self, state: TcpState) {
         *self.get_mut(state) += 1;
     }
 
+    /// How many sockets were counted in this state.
     pub fn get(&self, state: TcpState) -> u64 {
         use TcpState::*;
         match state {

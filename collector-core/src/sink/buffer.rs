@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 /// A FIFO of encoded items.
 #[derive(Debug)]
 pub enum Buffer {
+    /// Held in memory; lost on restart.
     Memory(MemoryBuffer),
+    /// Held in an on-disk spool that survives a restart.
     Disk(DiskSpool),
 }
 
@@ -53,6 +55,7 @@ impl Buffer {
         }
     }
 
+    /// How many items wait.
     pub fn len(&self) -> u64 {
         match self {
             Buffer::Memory(b) => b.items.len() as u64,
@@ -60,10 +63,12 @@ impl Buffer {
         }
     }
 
+    /// No item waits.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Bytes the waiting items take (framing included for the disk spool).
     pub fn bytes(&self) -> u64 {
         match self {
             Buffer::Memory(b) => b.bytes as u64,
@@ -90,6 +95,7 @@ pub struct MemoryBuffer {
 }
 
 impl MemoryBuffer {
+    /// An empty buffer holding at most `max_bytes` of items.
     pub fn new(max_bytes: usize) -> Self {
         MemoryBuffer {
             items: VecDeque::new(),

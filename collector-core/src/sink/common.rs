@@ -28,6 +28,7 @@ pub struct Tls {
     pub ca_file: Option<std::path::PathBuf>,
     /// PEM files of a client certificate and its key, for servers that ask for one.
     pub cert_file: Option<std::path::PathBuf>,
+    /// The PEM key of `cert_file`; both or neither must be set.
     pub key_file: Option<std::path::PathBuf>,
     /// Accept any server certificate (a test set-up; never in production).
     pub insecure_skip_verify: bool,

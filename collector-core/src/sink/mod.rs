@@ -26,16 +26,23 @@ pub enum Outcome {
     Delivered,
     /// Nothing landed, and trying again later may work (server down, 5xx, 429, timeout).
     Retry {
+        /// The server's `Retry-After`, if it sent one: wait at least this long.
         after: Option<Duration>,
+        /// Why, for the logs.
         reason: String,
     },
     /// The server refused the batch as a whole (4xx). With more than one item the runner
     /// splits the batch to find the items at fault; a single refused item is dropped and
     /// counted.
-    Rejected { reason: String },
+    Rejected {
+        /// Why, for the logs.
+        reason: String,
+    },
     /// Some items landed; `retry` and `rejected` index into the batch.
     Partial {
+        /// Positions of the items to try again.
         retry: Vec<usize>,
+        /// Positions of the items refused for good, each with the reason.
         rejected: Vec<(usize, String)>,
     },
 }
@@ -102,6 +109,7 @@ pub struct SinkStats {
 }
 
 impl SinkStats {
+    /// Reads one of the counters above.
     pub fn get(&self, c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
     }

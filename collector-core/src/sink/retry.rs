@@ -14,6 +14,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// Starts at `base`; the seed of the jitter comes from the clock and process id.
     pub fn new(base: Duration, max: Duration) -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -28,10 +29,12 @@ impl Backoff {
         }
     }
 
+    /// Starts over from `base`, after a success.
     pub fn reset(&mut self) {
         self.attempt = 0;
     }
 
+    /// Waits handed out since the last reset.
     pub fn attempts(&self) -> u32 {
         self.attempt
     }

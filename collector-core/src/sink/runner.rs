@@ -21,15 +21,19 @@ pub struct RunnerConfig {
     pub interval: Duration,
     /// A batch holds at most this many items and bytes.
     pub batch_items: usize,
+    /// At most this many bytes of items in a batch; 4 MiB by default.
     pub batch_bytes: usize,
     /// Bound of the in-memory queue, in bytes of encoded items.
     pub queue_bytes: usize,
     /// An on-disk spool instead of the memory queue: survives restarts of the process.
     pub spool_dir: Option<PathBuf>,
+    /// Bound of the spool on disk, in bytes; 1 GiB by default.
     pub spool_bytes: u64,
     /// A request taking longer than this counts as failed and is retried.
     pub timeout: Duration,
+    /// The first wait after a failure; it doubles per failure. 500 ms by default.
     pub backoff_base: Duration,
+    /// The longest wait between attempts; 60 s by default.
     pub backoff_max: Duration,
 }
 
@@ -54,6 +58,7 @@ impl Default for RunnerConfig {
 #[derive(Debug)]
 pub struct SinkHandle {
     tx: mpsc::UnboundedSender<Arc<Snapshot>>,
+    /// The sink's counters, live.
     pub stats: Arc<SinkStats>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -77,6 +82,7 @@ impl SinkHandle {
         let _ = self.tx.send(snapshot);
     }
 
+    /// A feeder that can be cloned and sent to other threads.
     pub fn feeder(&self) -> SinkFeeder {
         SinkFeeder {
             tx: self.tx.clone(),
@@ -92,6 +98,7 @@ impl SinkHandle {
     }
 }
 
+/// Starts sinks: see [`SinkRunner::spawn`].
 pub struct SinkRunner;
 
 impl SinkRunner {
