@@ -21,6 +21,9 @@
 //! Every root is injectable through [`Roots`], so the collector runs on fixture trees and
 //! inside a container with the host's `/proc` and `/sys` mounted elsewhere.
 
+// Every public item says what it is: CI's clippy -D warnings holds it.
+#![warn(missing_docs)]
+
 // What an embedder uses.
 pub mod collector;
 pub mod descriptors;

@@ -37,6 +37,7 @@ impl Verdict {
         }
     }
 
+    /// What was seen, found or missing, for a log line or `check`'s table.
     pub fn detail(&self) -> &str {
         match self {
             Verdict::Ok(s) | Verdict::Partial(s) | Verdict::Fatal(s) | Verdict::Unknown(s) => s,
@@ -52,7 +53,9 @@ impl Verdict {
 /// The three roots' verdicts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preflight {
+    /// The proc filesystem (`Roots::proc_root`).
     pub procfs: Verdict,
+    /// The cgroup mounts under `Roots::sys_root`.
     pub sysfs: Verdict,
     /// The host's `/` for writable layers (`Unknown` when layers are off).
     pub rootfs: Verdict,
