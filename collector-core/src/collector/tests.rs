@@ -177,26 +177,33 @@ fn the_root_never_stops_when_the_hierarchy_goes() {
     assert!(problem.contains("sys/fs/cgroup"), "{problem}");
 }
 
-/// A pod's own cgroup is named by its containers (namespace and pod, no container or image);
-/// a pod none of whose containers is named stays unnamed.
-#[test]
-fn a_pod_cgroup_takes_its_containers_namespace_and_pod() {
-    let fixture = fixture_collector("cgroup-v2-kubepods").sweep();
-    let pod = fixture
+/// A pod of the v2 capture and one of its containers.
+fn a_pod_and_its_container() -> (crate::Container, crate::Container) {
+    let snap = fixture_collector("cgroup-v2-kubepods").sweep();
+    let pod = snap
         .containers
         .iter()
         .find(|c| c.identity.kind == crate::Kind::Pod)
         .expect("a pod in the capture")
         .clone();
-    let uid = pod.identity.pod_uid.clone().expect("its uid");
-    let mut child = fixture
+    let child = snap
         .containers
         .iter()
         .find(|c| {
-            c.identity.kind == crate::Kind::Container && c.identity.pod_uid == Some(uid.clone())
+            c.identity.kind == crate::Kind::Container
+                && c.identity.pod_uid.is_some()
+                && c.identity.pod_uid == pod.identity.pod_uid
         })
         .expect("one of its containers")
         .clone();
+    (pod, child)
+}
+
+/// A pod's own cgroup is named by its containers (namespace and pod, no container or image);
+/// a pod none of whose containers is named stays unnamed.
+#[test]
+fn a_pod_cgroup_takes_its_containers_namespace_and_pod() {
+    let (pod, mut child) = a_pod_and_its_container();
     child.meta.namespace = Some("prod".into());
     child.meta.pod = Some("payments-7c9d".into());
     child.meta.container = Some("api".into());
@@ -220,22 +227,7 @@ fn a_pod_cgroup_takes_its_containers_namespace_and_pod() {
 #[test]
 fn a_pods_network_is_reported_once() {
     use crate::stats::{InterfaceStats, NetworkStatus};
-    let snap = fixture_collector("cgroup-v2-kubepods").sweep();
-    let pod = snap
-        .containers
-        .iter()
-        .find(|c| c.identity.kind == crate::Kind::Pod)
-        .expect("a pod in the capture")
-        .clone();
-    let uid = pod.identity.pod_uid.clone().expect("its uid");
-    let template = snap
-        .containers
-        .iter()
-        .find(|c| {
-            c.identity.kind == crate::Kind::Container && c.identity.pod_uid.as_deref() == Some(&uid)
-        })
-        .expect("one of its containers")
-        .clone();
+    let (pod, template) = a_pod_and_its_container();
     let member = |id: &str, container: Option<&str>| {
         let mut c = template.clone();
         c.id = format!("{}/{id}", pod.id);
