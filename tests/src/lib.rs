@@ -612,3 +612,25 @@ pub fn tcp_peer(bin: &str, cg: &mut TestCgroup, ns: &str, mode: &str, addr: &str
     wait_for_file(&ready, "tcp_peer");
     pid
 }
+
+/// Runs `cmd` to its end; a program that is not installed fails the test naming the set-up
+/// command that installs it.
+pub fn run_tool(cmd: &mut Command) -> std::process::Output {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    match cmd.output() {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("`{program}` is not installed (or not on PATH): run {SETUP} (it installs it)")
+        }
+        Err(e) => panic!("running {program}: {e}"),
+    }
+}
+
+/// A finished program's stdout then stderr, as text.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}

@@ -23,26 +23,11 @@ fn tests_file() -> PathBuf {
 }
 
 fn run(program: &str, args: &[&str]) -> Output {
-    match Command::new(program)
-        .args(args)
-        .current_dir(repo())
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "`{program}` is not installed (or not on PATH): run {} (it installs it)",
-            tests::SETUP
-        ),
-        Err(e) => panic!("running {program}: {e}"),
-    }
+    tests::run_tool(Command::new(program).args(args).current_dir(repo()))
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    tests::output_text(o)
 }
 
 /// A YAML file as JSON, through PyYAML (as tests/tests/deploy.rs reads the manifests).

@@ -42,16 +42,11 @@ fn dashboards() -> Vec<(String, Value)> {
 fn the_committed_dashboards_are_what_generate_py_writes() {
     let out = tempfile::tempdir().expect("a temp dir");
     let script = root().join("deploy/grafana/generate.py");
-    let run = std::process::Command::new("python3")
-        .arg(&script)
-        .arg(out.path())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "python3 not runnable ({e}); install it with `{}`",
-                tests::SETUP
-            )
-        });
+    let run = tests::run_tool(
+        std::process::Command::new("python3")
+            .arg(&script)
+            .arg(out.path()),
+    );
     assert!(run.status.success(), "{}: {run:?}", script.display());
     for (name, _) in dashboards() {
         let committed = root().join("deploy/grafana/dashboards").join(&name);

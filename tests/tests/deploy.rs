@@ -69,23 +69,11 @@ fn run_tool(program: &str, args: &[&str], cwd: &Path) -> Output {
             c.env_remove(&k);
         }
     }
-    match c.output() {
-        Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "`{program}` is not installed (or not on PATH): run {} (it calls \
-             scripts/deploy-check-deps.sh, which installs it)",
-            tests::SETUP
-        ),
-        Err(e) => panic!("running {program}: {e}"),
-    }
+    tests::run_tool(&mut c)
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    tests::output_text(o)
 }
 
 // ---- the tools ----
