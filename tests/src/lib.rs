@@ -634,3 +634,33 @@ pub fn output_text(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// Sweeps `rounds` times, 100 ms apart: the security findings of cgroup `id` made events in
+/// those sweeps (each event's kind checked against its finding's), and the last snapshot.
+pub fn findings_over(
+    col: &mut collector_core::Collector,
+    id: &str,
+    rounds: usize,
+) -> (
+    Vec<collector_core::security::Finding>,
+    collector_core::Snapshot,
+) {
+    let mut found = Vec::new();
+    let mut last = None;
+    for i in 0..rounds {
+        if i > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let snap = col.sweep();
+        for e in snap.events.iter().filter(|e| e.id == id) {
+            if let (collector_core::EventKind::Finding(kind), Some(f)) =
+                (e.kind, e.finding.as_deref())
+            {
+                assert_eq!(kind, f.kind);
+                found.push(f.clone());
+            }
+        }
+        last = Some(snap);
+    }
+    (found, last.expect("at least one sweep"))
+}

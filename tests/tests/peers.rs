@@ -11,8 +11,8 @@ use collector_core::prometheus::{render, Format, Options};
 use collector_core::security::{Finding, FindingKind, ImagePolicy, PeerRule, ProcessPolicy};
 use collector_core::stats::{Direction, Peer, PeerCounts, Scope, ScopeCounts};
 use collector_core::{
-    Collector, Config, EventKind, FindingCounts, Identity, Metadata, MetadataProvider,
-    SecurityConfig, Snapshot,
+    Collector, Config, FindingCounts, Identity, Metadata, MetadataProvider, SecurityConfig,
+    Snapshot,
 };
 use tests::{find, require_root, samples, NetnsPair, TestCgroup};
 
@@ -42,24 +42,9 @@ fn tcp_peer(cg: &mut TestCgroup, ns: &str, mode: &str, addr: &str) -> u32 {
     tests::tcp_peer(env!("CARGO_BIN_EXE_tcp_peer"), cg, ns, mode, addr)
 }
 
-/// Sweeps `rounds` times, 100 ms apart: the `new_peer` findings of `id` and the last snapshot.
+/// Sweeps `rounds` times, 100 ms apart: the findings of `id` and the last snapshot.
 fn sweeps(col: &mut Collector, id: &str, rounds: usize) -> (Vec<Finding>, Snapshot) {
-    let mut found = Vec::new();
-    let mut last = None;
-    for i in 0..rounds {
-        if i > 0 {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let snap = col.sweep();
-        for e in snap.events.iter().filter(|e| e.id == id) {
-            if let (EventKind::Finding(kind), Some(f)) = (e.kind, e.finding.as_deref()) {
-                found.push(f.clone());
-                assert_eq!(kind, f.kind);
-            }
-        }
-        last = Some(snap);
-    }
-    (found, last.expect("at least one sweep"))
+    tests::findings_over(col, id, rounds)
 }
 
 fn peers<'s>(snap: &'s Snapshot, id: &str) -> &'s [Peer] {

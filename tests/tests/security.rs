@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use collector_core::security::{Finding, FindingKind, ImagePolicy, ProcessPolicy};
 use collector_core::{
-    Collector, Config, EventKind, ExecSource, FindingCounts, Identity, Metadata, MetadataProvider,
+    Collector, Config, ExecSource, FindingCounts, Identity, Metadata, MetadataProvider,
     SecurityConfig,
 };
 use tests::{find, require_root, samples, Exporter, NetnsPair, TestCgroup};
@@ -35,22 +35,8 @@ fn sweep_findings(
     id: &str,
     rounds: usize,
 ) -> (Vec<Finding>, FindingCounts, u64) {
-    let mut found = Vec::new();
-    let mut last = None;
-    for i in 0..rounds {
-        if i > 0 {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let snap = col.sweep();
-        for e in snap.events.iter().filter(|e| e.id == id) {
-            if let (EventKind::Finding(kind), Some(f)) = (e.kind, e.finding.as_deref()) {
-                assert_eq!(kind, f.kind);
-                found.push(f.clone());
-            }
-        }
-        last = Some(find(&snap, id).stats.security.clone());
-    }
-    let s = last.expect("at least one sweep");
+    let (found, snap) = tests::findings_over(col, id, rounds);
+    let s = find(&snap, id).stats.security.clone();
     (
         found,
         s.findings.expect("findings counted"),
