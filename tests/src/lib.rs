@@ -664,3 +664,19 @@ pub fn findings_over(
     }
     (found, last.expect("at least one sweep"))
 }
+
+/// One sweep of a kernel capture in tests/fixtures (`cgroup-v2-kubepods`, ...): a snapshot
+/// with every figure, read from files only.
+pub fn fixture_snapshot(capture: &str) -> collector_core::Snapshot {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(capture);
+    let mut c = collector_core::Collector::new(collector_core::Config {
+        roots: collector_core::Roots::under(&root),
+        watch: false,
+        load: false,
+        ..collector_core::Config::default()
+    })
+    .unwrap_or_else(|e| panic!("{}: {e}", root.display()));
+    c.sweep()
+}

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use collector_core::remote_write::proto::WriteRequest;
 use collector_core::remote_write::{RemoteWriteConfig, RemoteWriteSink};
 use collector_core::sink::{RunnerConfig, SinkRunner};
-use collector_core::{Collector, Config, Roots};
 use prost::Message;
 use serde_json::Value;
 use tests::servers::{Prometheus, Victoria};
@@ -333,15 +332,7 @@ fn an_outage_with_a_kill_in_it_loses_nothing() {
 }
 
 fn fixture_snapshot() -> collector_core::Snapshot {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cgroup-v2-kubepods");
-    let mut c = Collector::new(Config {
-        roots: Roots::under(&root),
-        watch: false,
-        load: false,
-        ..Config::default()
-    })
-    .unwrap();
-    c.sweep()
+    tests::fixture_snapshot("cgroup-v2-kubepods")
 }
 
 /// One request as the fake receiver got it.

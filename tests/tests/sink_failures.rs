@@ -4,14 +4,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use collector_core::influx::{Api, InfluxConfig, InfluxSink};
 use collector_core::sink::{RunnerConfig, SinkRunner};
-use collector_core::{Collector, Config, Roots};
 
 const OOM_ID: &str = "0000000000000000000000000000000000000000000000000000000000000001";
 
@@ -119,15 +117,7 @@ fn serve(conn: TcpStream, mode: Mode, reqs: Arc<Mutex<Vec<Vec<String>>>>) {
 }
 
 fn fixture_snapshot() -> collector_core::Snapshot {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cgroup-v2-kubepods");
-    let mut c = Collector::new(Config {
-        roots: Roots::under(&root),
-        watch: false,
-        load: false,
-        ..Config::default()
-    })
-    .unwrap();
-    c.sweep()
+    tests::fixture_snapshot("cgroup-v2-kubepods")
 }
 
 fn sink(addr: SocketAddr, timeout: Duration) -> InfluxSink {
