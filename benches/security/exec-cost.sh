@@ -22,6 +22,7 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 
 die() { echo "exec-cost.sh: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root"
+command -v curl >/dev/null || die "needs curl (apt-get install curl)"
 
 HIERS=()
 for d in "$CG"/*/; do

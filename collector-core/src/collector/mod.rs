@@ -394,41 +394,42 @@ fn pod_network_once(containers: &mut [Container]) {
     if !containers.iter().any(is_pod_app_container) {
         return;
     }
+    // Read first, keyed by borrowed uids (no allocation per container); then apply.
     let mut with_sandbox = std::collections::HashSet::new();
     let mut pod_at = std::collections::HashMap::new();
     for (i, c) in containers.iter().enumerate() {
-        let Some(uid) = c.identity.pod_uid.as_deref() else {
-            continue;
-        };
-        match c.identity.kind {
-            Kind::Pod => {
-                pod_at.insert(uid.to_string(), i);
+        match (c.identity.pod_uid.as_deref(), c.identity.kind) {
+            (Some(uid), Kind::Pod) => {
+                pod_at.insert(uid, i);
             }
-            Kind::Container if !is_pod_app_container(c) => {
-                with_sandbox.insert(uid.to_string());
+            (Some(uid), Kind::Container) if !is_pod_app_container(c) => {
+                with_sandbox.insert(uid);
             }
             _ => {}
         }
     }
+    // Each application container, and where its figures go first (the pod's cgroup, or
+    // `None`: it keeps them) for the first of a sandbox-less pod that read the namespace.
     let mut moved = std::collections::HashSet::new();
-    for i in 0..containers.len() {
-        if !is_pod_app_container(&containers[i]) {
+    let mut plan: Vec<(usize, Option<Option<usize>>)> = Vec::new();
+    for (i, c) in containers.iter().enumerate() {
+        if !is_pod_app_container(c) {
             continue;
         }
-        let uid = containers[i].identity.pod_uid.clone().unwrap_or_default();
-        // The first container of a pod without a sandbox that read the namespace gives its
-        // figures to the pod's cgroup, or keeps them where that is not followed.
-        if !with_sandbox.contains(&uid)
-            && containers[i].stats.network.status == NetworkStatus::Own
-            && moved.insert(uid.clone())
-        {
-            match pod_at.get(&uid) {
-                Some(&p) => {
-                    let net = std::mem::take(&mut containers[i].stats.network);
-                    containers[p].stats.network = net;
-                }
-                None => continue,
+        let uid = c.identity.pod_uid.as_deref().unwrap_or_default();
+        let first = !with_sandbox.contains(uid)
+            && c.stats.network.status == NetworkStatus::Own
+            && moved.insert(uid);
+        plan.push((i, first.then(|| pod_at.get(uid).copied())));
+    }
+    for (i, first) in plan {
+        match first {
+            Some(None) => continue,
+            Some(Some(p)) => {
+                let net = std::mem::take(&mut containers[i].stats.network);
+                containers[p].stats.network = net;
             }
+            None => {}
         }
         let n = &mut containers[i].stats.network;
         n.status = NetworkStatus::PodSandbox;
@@ -447,22 +448,26 @@ fn name_pods(containers: &mut [Container]) {
     {
         return;
     }
-    let named: std::collections::HashMap<String, (Option<String>, Option<String>)> = containers
-        .iter()
-        .filter(|c| c.identity.kind == Kind::Container && c.meta.pod.is_some())
-        .filter_map(|c| {
-            let uid = c.identity.pod_uid.clone()?;
-            Some((uid, (c.meta.namespace.clone(), c.meta.pod.clone())))
-        })
-        .collect();
-    for c in containers
-        .iter_mut()
-        .filter(|c| c.identity.kind == Kind::Pod && c.meta.pod.is_none())
+    // Borrowed while reading; only the names given to pods are copied.
+    let mut names = Vec::new();
     {
-        if let Some((ns, pod)) = c.identity.pod_uid.as_ref().and_then(|u| named.get(u)) {
-            c.meta.namespace.clone_from(ns);
-            c.meta.pod.clone_from(pod);
+        let named: std::collections::HashMap<&str, &crate::Metadata> = containers
+            .iter()
+            .filter(|c| c.identity.kind == Kind::Container && c.meta.pod.is_some())
+            .filter_map(|c| Some((c.identity.pod_uid.as_deref()?, &c.meta)))
+            .collect();
+        for (i, c) in containers.iter().enumerate() {
+            if c.identity.kind != Kind::Pod || c.meta.pod.is_some() {
+                continue;
+            }
+            if let Some(m) = c.identity.pod_uid.as_deref().and_then(|u| named.get(u)) {
+                names.push((i, m.namespace.clone(), m.pod.clone()));
+            }
         }
+    }
+    for (i, ns, pod) in names {
+        containers[i].meta.namespace = ns;
+        containers[i].meta.pod = pod;
     }
 }
 

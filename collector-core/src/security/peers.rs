@@ -34,10 +34,15 @@ pub struct PeerKey {
 /// when its local port is one the namespace listens on.
 pub fn peers_of(rows: &[SocketRow], own: impl Fn(u64) -> bool, out: &mut Vec<PeerKey>) {
     out.clear();
-    let listening = |port: u16| {
-        rows.iter()
-            .any(|r| r.tcp_state() == Some(TcpState::Listen) && r.local.port() == port)
-    };
+    // Once per table, not once per row: a host-network container sees the host's whole table.
+    let mut listen: Vec<u16> = rows
+        .iter()
+        .filter(|r| r.tcp_state() == Some(TcpState::Listen))
+        .map(|r| r.local.port())
+        .collect();
+    listen.sort_unstable();
+    listen.dedup();
+    let listening = |port: u16| listen.binary_search(&port).is_ok();
     for r in rows {
         let state = r.tcp_state();
         if !matches!(state, Some(TcpState::Established | TcpState::SynSent)) {
@@ -51,18 +56,15 @@ pub fn peers_of(rows: &[SocketRow], own: impl Fn(u64) -> bool, out: &mut Vec<Pee
             continue;
         }
         let inbound = state == Some(TcpState::Established) && listening(r.local.port());
-        out.push(if inbound {
-            PeerKey {
-                direction: Direction::Inbound,
-                addr,
-                port: r.local.port(),
-            }
+        let (direction, port) = if inbound {
+            (Direction::Inbound, r.local.port())
         } else {
-            PeerKey {
-                direction: Direction::Outbound,
-                addr,
-                port: r.remote.port(),
-            }
+            (Direction::Outbound, r.remote.port())
+        };
+        out.push(PeerKey {
+            direction,
+            addr,
+            port,
         });
     }
     out.sort_unstable();
