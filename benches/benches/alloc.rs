@@ -270,7 +270,7 @@ fn main() {
             std::fs::read_dir("/proc/self/fd")
                 .map(|d| d.count())
                 .unwrap_or(0),
-            collector_core::descriptors::held()
+            collector_core::FdBudget::process_default().held()
         );
         let floor = std::rc::Rc::new(std::cell::RefCell::new(
             Floor::new(&set).expect("open the floor files"),

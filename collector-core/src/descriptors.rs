@@ -1,22 +1,23 @@
-//! The descriptors the collector holds open across sweeps (cgroup directories, process
-//! handles with their `net/dev`, held files), and the most it may hold. Both are counted for the
-//! whole process, as the open-files limit they share is: by default the soft `RLIMIT_NOFILE`
-//! less an eighth (at least 1,024), so the rest of the program always has room. Beyond the
+//! The descriptors a collector holds open across sweeps (cgroup directories, process handles
+//! with their `net/dev`, held files), and the most it may hold: its [`FdBudget`]. Beyond the
 //! budget files are opened by path, which costs about twice the CPU.
+//!
+//! A collector counts against the budget its [`Config`](crate::Config) names
+//! (`descriptor_budget`), else against [`FdBudget::process_default`], shared by every
+//! collector of the process that has none of its own. Every descriptor is given back when
+//! its container goes or the collector is dropped.
+//!
+//! ```
+//! use collector_core::{Collector, Config, FdBudget};
+//!
+//! // Two collectors that together hold at most 2,000 descriptors.
+//! let budget = FdBudget::new(2_000);
+//! let a = Collector::with_budget(Config::default(), budget.clone())?;
+//! let b = Collector::with_budget(Config::default(), budget.clone())?;
+//! assert_eq!(a.resources().descriptor_budget, 2_000);
+//! drop((a, b));
+//! assert_eq!(budget.held(), 0);
+//! # Ok::<(), collector_core::Error>(())
+//! ```
 
-/// How many descriptors the collectors of this process hold now.
-pub fn held() -> usize {
-    crate::read::held_dir_fds()
-}
-
-/// The most they may hold.
-pub fn budget() -> usize {
-    crate::read::dir_fd_budget()
-}
-
-/// Sets the budget (`None`: back to the default from `RLIMIT_NOFILE`), for a program that
-/// needs more descriptors for itself, or a test that wants none held. Descriptors already held
-/// stay until their containers are read again.
-pub fn set_budget(n: Option<usize>) {
-    crate::read::set_dir_fd_budget(n.unwrap_or(usize::MAX));
-}
+pub use crate::read::FdBudget;

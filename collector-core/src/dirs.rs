@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::hierarchy::{Controller, Setup};
-use crate::read::CgDir;
+use crate::read::{CgDir, FdBudget};
 
 /// Which hierarchy a directory lies in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +198,7 @@ impl CgDirs {
     /// With its files held, a container needs a directory descriptor only for the netlink
     /// load query; the others would only spend the budget. Spec files, read rarely, are then
     /// opened by path.
-    pub(crate) fn hold_netlink_dir_only(&mut self) {
+    pub(crate) fn hold_netlink_dir_only(&mut self, budget: &FdBudget) {
         let keep = if self.v1(Controller::Cpu).is_some() {
             Slot::V1(Controller::Cpu)
         } else {
@@ -206,7 +206,7 @@ impl CgDirs {
         };
         for (slot, d) in self.iter_mut() {
             if slot == keep {
-                d.hold();
+                d.hold(budget);
             } else {
                 d.release();
             }
@@ -216,12 +216,12 @@ impl CgDirs {
     /// Holds descriptors on the directories read from on sweeps, not on the spec-only one:
     /// those the probe reads come first; those only full reads need are held as `plan`
     /// allows, or let go to make room.
-    pub(crate) fn hold(&mut self, plan: &mut DirPlan) {
+    pub(crate) fn hold(&mut self, plan: &mut DirPlan, budget: &FdBudget) {
         let twin = self.twin();
         for (slot, d) in self.iter_mut() {
             match use_of(slot, twin) {
                 Use::Spec => d.release(),
-                Use::Probe => d.hold(),
+                Use::Probe => d.hold(budget),
                 Use::Full if d.is_held() => {
                     if plan.to_release > 0 {
                         d.release();
@@ -230,7 +230,7 @@ impl CgDirs {
                 }
                 Use::Full => {
                     if plan.full_allowance > 0 {
-                        d.hold();
+                        d.hold(budget);
                         plan.full_allowance -= 1;
                     }
                 }

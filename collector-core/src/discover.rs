@@ -230,6 +230,11 @@ impl Watcher {
     pub fn saturated(&self) -> bool {
         self.saturated
     }
+
+    /// Watches held now.
+    pub fn watches(&self) -> usize {
+        self.watched.len()
+    }
 }
 
 #[cfg(test)]

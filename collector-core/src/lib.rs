@@ -82,8 +82,9 @@ mod testutil;
 mod encoder_coverage;
 
 pub use collector::{
-    Collector, Config, Container, ExecSource, SecurityConfig, SecurityCounters, Snapshot,
+    Collector, Config, Container, ExecSource, Resources, SecurityConfig, SecurityCounters, Snapshot,
 };
+pub use descriptors::FdBudget;
 pub use driver::Driver;
 pub use error::{Error, Result};
 pub use events::{Event, EventKind};

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 use crate::parse;
-use crate::read::{CgDir, HeldFd, Reader};
+use crate::read::{CgDir, FdBudget, HeldFd, Reader};
 use crate::security::sockets;
 use crate::stats::{NetworkStats, NetworkStatus, SocketStats};
 
@@ -35,6 +35,8 @@ pub struct NetReader {
     seen_sockets: std::collections::HashMap<NsId, SocketStats>,
     /// Interfaces whose names start with one of these are left out.
     pub ignore: Vec<String>,
+    /// Where process handles take their place; none held without one.
+    pub budget: Option<FdBudget>,
 }
 
 impl NetReader {
@@ -50,6 +52,7 @@ impl NetReader {
             seen_index: std::collections::HashMap::new(),
             seen_sockets: std::collections::HashMap::new(),
             ignore: Vec::new(),
+            budget: None,
         }
     }
 
@@ -92,7 +95,9 @@ impl NetReader {
     pub fn handle(&mut self, pid: u32) -> ProcHandle {
         self.set_pid_dir(pid);
         let mut dir = CgDir::new(self.pid_dir.clone());
-        dir.hold();
+        if let Some(b) = &self.budget {
+            dir.hold(b);
+        }
         // Told through the held directory where there is one: then it is this process's
         // namespace even if the pid passed to another process meanwhile.
         let (link, ino) = match dir.fd() {
@@ -281,7 +286,10 @@ impl ProcHandle {
                 return None;
             }
             if self.net_dev.is_none() {
-                self.net_dev = self.dir.fd().and_then(|fd| HeldFd::open_at(fd, c"net/dev"));
+                self.net_dev = match (self.dir.fd(), r.budget()) {
+                    (Some(fd), Some(b)) => HeldFd::open_at(fd, c"net/dev", b),
+                    _ => None,
+                };
             }
             if let Some(f) = &self.net_dev {
                 // Reborrowed so that a failed read can fall through to a fresh open.

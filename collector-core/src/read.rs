@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::error::{is_vanished, Error};
 use crate::parse;
@@ -38,28 +39,86 @@ impl<'a> From<&'a CgDir> for Dir<'a> {
     fn from(d: &'a CgDir) -> Self {
         Dir {
             path: &d.path,
-            fd: d.fd.as_ref().map(|f| f.as_fd()),
+            fd: d.fd(),
         }
     }
 }
 
-/// Directory descriptors held by all `CgDir`s of this process, and the most allowed.
-static HELD: AtomicUsize = AtomicUsize::new(0);
-static BUDGET: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// How many descriptors may be held open across sweeps (cgroup directories, held files,
+/// process handles), and how many are. Cloning shares it: the collectors given one clone
+/// share its limit. Each held descriptor carries a [`Grant`] that gives its place back when
+/// the descriptor closes, so a dropped collector leaves its budget as it found it.
+#[derive(Debug, Clone)]
+pub struct FdBudget(Arc<BudgetCount>);
 
-/// How many directory and file descriptors are held now (for self-metrics and tests).
-pub fn held_dir_fds() -> usize {
-    HELD.load(Ordering::Relaxed)
+#[derive(Debug)]
+struct BudgetCount {
+    held: AtomicUsize,
+    limit: AtomicUsize,
+}
+
+impl FdBudget {
+    /// A budget of at most `limit` descriptors.
+    pub fn new(limit: usize) -> FdBudget {
+        FdBudget(Arc::new(BudgetCount {
+            held: AtomicUsize::new(0),
+            limit: AtomicUsize::new(limit),
+        }))
+    }
+
+    /// The budget shared by every collector of the process not given one of its own: the
+    /// soft `RLIMIT_NOFILE` less an eighth (at least 1,024), so the rest of the program
+    /// always has room.
+    pub fn process_default() -> FdBudget {
+        static DEFAULT: OnceLock<FdBudget> = OnceLock::new();
+        DEFAULT
+            .get_or_init(|| FdBudget::new(budget_from_rlimit()))
+            .clone()
+    }
+
+    /// How many are held now.
+    pub fn held(&self) -> usize {
+        self.0.held.load(Ordering::Relaxed)
+    }
+
+    /// The most that may be held.
+    pub fn limit(&self) -> usize {
+        self.0.limit.load(Ordering::Relaxed)
+    }
+
+    /// Changes the limit. Descriptors held beyond a lowered limit stay until their
+    /// containers let them go; no new ones are taken meanwhile.
+    pub fn set_limit(&self, limit: usize) {
+        self.0.limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Room for one more descriptor, if there is any.
+    fn take(&self) -> Option<Grant> {
+        if self.0.held.fetch_add(1, Ordering::Relaxed) >= self.limit() {
+            self.0.held.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Grant(self.0.clone()))
+    }
+}
+
+/// One descriptor's place in a budget, given back on drop.
+#[derive(Debug)]
+struct Grant(Arc<BudgetCount>);
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A cgroup directory followed across sweeps. It holds a descriptor on the directory while
-/// the process's budget allows: `RLIMIT_NOFILE`'s soft limit less an eighth (at least 1,024),
-/// so the rest of the program always has room. A directory descriptor costs the kernel a
+/// its collector's budget ([`FdBudget`]) allows. A directory descriptor costs the kernel a
 /// `struct file`; a held file (see `FileCache`) also a page for its seq_file buffer.
 #[derive(Debug)]
 pub struct CgDir {
     pub path: PathBuf,
-    fd: Option<OwnedFd>,
+    fd: Option<(OwnedFd, Grant)>,
 }
 
 impl CgDir {
@@ -71,44 +130,33 @@ impl CgDir {
         self.fd.is_some()
     }
 
-    /// Opens the descriptor if none is held and the budget has room. Failure is quiet: reads
+    /// Opens the descriptor if none is held and `budget` has room. Failure is quiet: reads
     /// fall back to the full path.
-    pub fn hold(&mut self) {
+    pub fn hold(&mut self, budget: &FdBudget) {
         if self.fd.is_some() {
             return;
         }
-        if !take_budget() {
+        let Some(grant) = budget.take() else {
             return;
-        }
+        };
         // Not O_PATH: the netlink cgroupstats query resolves the same descriptor, and the
         // kernel's fd lookup there ignores O_PATH ones.
-        match std::fs::OpenOptions::new()
+        if let Ok(f) = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY)
             .open(&self.path)
         {
-            Ok(f) => self.fd = Some(OwnedFd::from(f)),
-            Err(_) => {
-                HELD.fetch_sub(1, Ordering::Relaxed);
-            }
+            self.fd = Some((OwnedFd::from(f), grant));
         }
     }
 
     /// Closes the descriptor (it may point at a removed directory of the same name).
     pub fn release(&mut self) {
-        if self.fd.take().is_some() {
-            HELD.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.fd = None;
     }
 
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.fd.as_ref().map(|f| f.as_fd())
-    }
-}
-
-impl Drop for CgDir {
-    fn drop(&mut self) {
-        self.release();
+        self.fd.as_ref().map(|(f, _)| f.as_fd())
     }
 }
 
@@ -125,39 +173,27 @@ fn budget_from_rlimit() -> usize {
     soft.saturating_sub((soft / 8).max(1024))
 }
 
-/// The most descriptors `CgDir`s, held files and process handles may hold together.
-pub fn dir_fd_budget() -> usize {
-    if BUDGET.load(Ordering::Relaxed) == usize::MAX {
-        BUDGET.store(budget_from_rlimit(), Ordering::Relaxed);
-    }
-    BUDGET.load(Ordering::Relaxed)
-}
-
-/// Sets the budget of held directory descriptors by hand (tests; embedders with other needs);
-/// `usize::MAX` goes back to the default taken from `RLIMIT_NOFILE`.
-pub fn set_dir_fd_budget(n: usize) {
-    BUDGET.store(n, Ordering::Relaxed);
-}
-
 /// A file held open within the descriptor budget and read with `pread` at offset 0, for a
 /// file read on every sweep whose open is dear (`/proc/<pid>/net/dev`: the lookup goes through
 /// the process's namespace). Like any held seq_file it keeps a page of kernel memory.
 #[derive(Debug)]
-pub struct HeldFd(File);
+pub struct HeldFd {
+    file: File,
+    _grant: Grant,
+}
 
 impl HeldFd {
-    /// Opens `name` under `dir` and holds it, if the budget has room.
-    pub fn open_at(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> Option<HeldFd> {
-        if !take_budget() {
-            return None;
-        }
-        match open_ro_at(dir, name) {
-            Ok(f) => Some(HeldFd(f)),
-            Err(_) => {
-                HELD.fetch_sub(1, Ordering::Relaxed);
-                None
-            }
-        }
+    /// Opens `name` under `dir` and holds it, if `budget` has room.
+    pub fn open_at(
+        dir: BorrowedFd<'_>,
+        name: &std::ffi::CStr,
+        budget: &FdBudget,
+    ) -> Option<HeldFd> {
+        let grant = budget.take()?;
+        open_ro_at(dir, name).ok().map(|file| HeldFd {
+            file,
+            _grant: grant,
+        })
     }
 }
 
@@ -179,12 +215,6 @@ fn open_ro_at(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> io::Result<File> {
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
-impl Drop for HeldFd {
-    fn drop(&mut self) {
-        HELD.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// A cgroup file held open and read with `pread` at offset 0: no path lookup, no open, no
 /// close. Once read, a held cgroup file keeps a page-sized seq_file buffer, charged to the
 /// reader's memory cgroup (`benches/kmem/held-fds.py`: 10,000 held files = 43 MB of slab).
@@ -194,12 +224,7 @@ struct HeldFile {
     file: File,
     /// Read in the current pass over the container; files left unread are let go.
     used: bool,
-}
-
-impl Drop for HeldFile {
-    fn drop(&mut self) {
-        HELD.fetch_sub(1, Ordering::Relaxed);
-    }
+    _grant: Grant,
 }
 
 /// The files of one container held open between sweeps, in the order they are read. Hand it to
@@ -256,14 +281,29 @@ pub struct Reader {
     /// Set when a held directory descriptor no longer found a file its path still has: the
     /// directory was removed and made again under the same name. The caller releases it.
     stale_dir: bool,
-    /// Keep the cgroup files read from now on open in `files` (within the budget).
+    /// Keep the cgroup files read from now on open in `files` (within `budget`).
     hold_files: bool,
     files: FileCache,
+    /// Where held files take their place; none held without one.
+    budget: Option<FdBudget>,
 }
 
 impl Reader {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A reader that may hold files open within `budget` (see `set_hold_files`).
+    pub fn with_budget(budget: FdBudget) -> Self {
+        Reader {
+            budget: Some(budget),
+            ..Self::default()
+        }
+    }
+
+    /// The budget held descriptors take their place in, if any.
+    pub fn budget(&self) -> Option<&FdBudget> {
+        self.budget.as_ref()
     }
 
     /// Reads `dir/file`. `None` when it does not exist (an older kernel or a vanished cgroup),
@@ -313,8 +353,13 @@ impl Reader {
         // Only files of held cgroup directories: never /proc/<tid> files and the like, and
         // never pid lists (v1 keeps serving an open file the list it built on its first read).
         let hold = fallback && self.hold_files && dir.fd.is_some() && !self.stale_dir && !pid_list;
+        let grant = if hold {
+            self.budget.as_ref().and_then(FdBudget::take)
+        } else {
+            None
+        };
         let res = opened.and_then(|f| {
-            if hold && take_budget() {
+            if let Some(grant) = grant {
                 let r = pread_into(&f, &mut self.buf, one_record);
                 let at = self.files.next.min(self.files.files.len());
                 self.files.files.insert(
@@ -323,6 +368,7 @@ impl Reader {
                         path: self.path.clone(),
                         file: f,
                         used: true,
+                        _grant: grant,
                     },
                 );
                 self.files.next = at + 1;
@@ -353,7 +399,7 @@ impl Reader {
         self.path.clear();
         self.path.push(dir);
         self.path.push(name);
-        match pread_into(&f.0, &mut self.buf, false) {
+        match pread_into(&f.file, &mut self.buf, false) {
             Ok(()) => Some(self.buf.as_str()),
             Err(_) => None,
         }
@@ -563,13 +609,4 @@ fn finish_utf8(bytes: Vec<u8>, buf: &mut String, res: io::Result<()>) -> io::Res
             res.and(Err(io::Error::new(io::ErrorKind::InvalidData, "not UTF-8")))
         }
     }
-}
-
-/// One more held descriptor, if the budget has room.
-fn take_budget() -> bool {
-    if HELD.fetch_add(1, Ordering::Relaxed) >= dir_fd_budget() {
-        HELD.fetch_sub(1, Ordering::Relaxed);
-        return false;
-    }
-    true
 }

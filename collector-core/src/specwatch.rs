@@ -207,7 +207,7 @@ impl SpecWatch {
         out
     }
 
-    #[cfg(test)]
+    /// Directories watched now.
     pub fn watches(&self) -> usize {
         self.known.len()
     }

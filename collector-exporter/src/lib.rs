@@ -387,6 +387,7 @@ fn sweep_loop(
         stats
             .watch_saturated
             .store(collector.watch_saturated() as u64, Ordering::Relaxed);
+        stats.set_resources(collector.resources());
         stats.set_problem(collector.hierarchy_problem());
         *stats
             .security

@@ -26,9 +26,25 @@ pub struct SweepStats {
         std::sync::Mutex<Option<(collector_core::ExecSource, collector_core::SecurityCounters)>>,
     /// Why the last sweep could read nothing (`Collector::hierarchy_problem`).
     problem: std::sync::Mutex<Option<String>>,
+    /// What the collector held after the last sweep.
+    resources: std::sync::Mutex<Option<collector_core::Resources>>,
 }
 
 impl SweepStats {
+    pub fn set_resources(&self, r: collector_core::Resources) {
+        *self
+            .resources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(r);
+    }
+
+    fn resources(&self) -> Option<collector_core::Resources> {
+        *self
+            .resources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub fn set_problem(&self, p: Option<String>) {
         let mut g = self
             .problem
@@ -113,12 +129,32 @@ impl Collector for SelfCollector {
             "Containers read as idle in the last sweep: no activity since their last full read, so only CPU, memory usage, tasks and network were read.",
             s.idle_containers.load(Ordering::Relaxed) as f64,
         )?;
-        gauge(
-            &mut enc,
-            "collector_held_descriptors",
-            "Descriptors held open on cgroup directories, processes, their net/dev and (with hold-files) cgroup files.",
-            collector_core::descriptors::held() as f64,
-        )?;
+        if let Some(r) = s.resources() {
+            gauge(
+                &mut enc,
+                "collector_held_descriptors",
+                "Descriptors held open on cgroup directories, processes, their net/dev and (with hold-files) cgroup files.",
+                r.held_descriptors as f64,
+            )?;
+            gauge(
+                &mut enc,
+                "collector_descriptor_budget",
+                "The most descriptors the collector holds open across sweeps; beyond it files are opened by path.",
+                r.descriptor_budget as f64,
+            )?;
+            gauge(
+                &mut enc,
+                "collector_inotify_watches",
+                "inotify watches held for new and removed cgroups and spec writes.",
+                r.inotify_watches as f64,
+            )?;
+            gauge(
+                &mut enc,
+                "collector_layer_walker_threads",
+                "Threads walking containers' writable layers.",
+                r.walker_threads as f64,
+            )?;
+        }
         gauge(&mut enc, "collector_inotify_watch_limit_reached", "1 when the inotify watch limit was hit: new cgroups are then found by the periodic rescan.", s.watch_saturated.load(Ordering::Relaxed) as f64)?;
         self.encode_setup(&mut enc)?;
         self.encode_sinks(&mut enc)?;

@@ -1,57 +1,50 @@
 //! Directory descriptors the collector holds on cgroup directories (to open files with
 //! `openat`): a cgroup removed and made again under the same name is read afresh, a spent
 //! budget falls back to full paths, and nothing is held for cgroups that are gone.
-//! The budget and the count are process-wide, so these run one at a time (`--test-threads 1`
-//! is not needed: each holds `SERIAL`).
+//! Each test's collectors count against a budget of its own, so they run side by side.
 
 use std::process::Command;
 use std::time::Duration;
 
-use collector_core::descriptors::{held as held_dir_fds, set_budget};
-use collector_core::{Collector, Config};
+use collector_core::{Collector, Config, FdBudget};
 use tests::{sleeper, NetnsPair, TestCgroup};
 
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// One test at a time, each with a budget of its own: the default comes from the soft
-/// `RLIMIT_NOFILE`, which may be as low as 1,024 (a budget of 0) where CI runs.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    set_budget(Some(AMPLE));
-    guard
-}
-
+/// Each test's own budget: the default comes from the soft `RLIMIT_NOFILE`, which may be as
+/// low as 1,024 (a budget of 0) where CI runs.
 const AMPLE: usize = 4_096;
 
-fn collector(id: &str) -> Collector {
-    collector_holding(id, false)
+fn collector(id: &str, budget: &FdBudget) -> Collector {
+    collector_holding(id, false, budget)
 }
 
-fn collector_holding(id: &str, hold_files: bool) -> Collector {
-    Collector::new(Config {
-        hold_files,
-        include: vec![id.to_string()],
-        // No inotify and no rescan: the held descriptors alone must notice the change.
-        watch: false,
-        rescan_interval: Duration::from_secs(3600),
-        // Spec reads are never held: with a long interval, the sweeps after the first read
-        // only hot files.
-        spec_interval: if hold_files {
-            Duration::from_secs(3600)
-        } else {
-            Duration::ZERO
+fn collector_holding(id: &str, hold_files: bool, budget: &FdBudget) -> Collector {
+    Collector::with_budget(
+        Config {
+            hold_files,
+            include: vec![id.to_string()],
+            // No inotify and no rescan: the held descriptors alone must notice the change.
+            watch: false,
+            rescan_interval: Duration::from_secs(3600),
+            // Spec reads are never held: with a long interval, the sweeps after the first read
+            // only hot files.
+            spec_interval: if hold_files {
+                Duration::from_secs(3600)
+            } else {
+                Duration::ZERO
+            },
+            network: false,
+            // Every sweep a full one: idle sweeps would hold only the probe files.
+            idle_interval: Duration::ZERO,
+            ..Config::default()
         },
-        network: false,
-        // Every sweep a full one: idle sweeps would hold only the probe files.
-        idle_interval: Duration::ZERO,
-        ..Config::default()
-    })
+        budget.clone(),
+    )
     .expect("cgroup hierarchy")
 }
 
 #[test]
 fn held_directories_follow_removal_recreation_and_the_budget() {
-    let _one_at_a_time = serial();
+    let budget = FdBudget::new(AMPLE);
     let mut cg = TestCgroup::new("ccol-held");
     // Every directory but cpuset's (read for the spec only, by path).
     let dirs = cg
@@ -61,14 +54,14 @@ fn held_directories_follow_removal_recreation_and_the_budget() {
         .count();
     cg.set("pids", "pids.max", "10");
     cg.spawn(&mut sleeper());
-    let before = held_dir_fds();
-    let mut col = collector(&cg.id);
+    let before = budget.held();
+    let mut col = collector(&cg.id, &budget);
     let s = col.sweep();
     let c = s.get(&cg.id).expect("found");
     assert_eq!(c.stats.pids.current, Some(1));
     assert_eq!(c.stats.pids.limit, Some(10));
     // cpu and cpuacct may share one directory; each controller's slot holds its own.
-    let held = held_dir_fds() - before;
+    let held = budget.held() - before;
     assert!(held >= dirs, "{held} held for {dirs} directories");
 
     // Removed and made again under the same name, with new settings and two processes:
@@ -91,29 +84,29 @@ fn held_directories_follow_removal_recreation_and_the_budget() {
     let s = col.sweep();
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert_eq!(s.get(&cg.id).unwrap().stats.pids.current, Some(2));
-    assert_eq!(held_dir_fds() - before, held);
+    assert_eq!(budget.held() - before, held);
 
     // No budget: nothing new is held, and every figure is still read by path.
     drop(col);
-    assert_eq!(held_dir_fds(), before, "dropping the collector closes them");
-    set_budget(Some(before));
-    let mut col = collector(&cg.id);
+    assert_eq!(budget.held(), before, "dropping the collector closes them");
+    budget.set_limit(before);
+    let mut col = collector(&cg.id, &budget);
     let s = col.sweep();
-    set_budget(Some(AMPLE));
-    assert_eq!(held_dir_fds(), before);
+    budget.set_limit(AMPLE);
+    assert_eq!(budget.held(), before);
     let c = s.get(&cg.id).expect("found by path");
     assert_eq!(c.stats.pids.current, Some(2));
     assert!(c.stats.cpu.usage_ns.is_some());
     assert!(s.errors.is_empty(), "{:?}", s.errors);
 
     // Gone for good: dropped from the sweep, descriptors closed.
-    let mut col = collector(&cg.id);
+    let mut col = collector(&cg.id, &budget);
     col.sweep();
-    assert!(held_dir_fds() > before);
+    assert!(budget.held() > before);
     drop(cg);
     let s = col.sweep();
     assert!(s.containers.is_empty(), "{:?}", s.containers);
-    assert_eq!(held_dir_fds(), before);
+    assert_eq!(budget.held(), before);
 }
 
 /// With `hold_files`, the files read on every sweep stay open and are read with `pread`:
@@ -121,17 +114,17 @@ fn held_directories_follow_removal_recreation_and_the_budget() {
 /// is closed when the cgroup goes.
 #[test]
 fn held_files_are_read_again_and_let_go() {
-    let _one_at_a_time = serial();
+    let budget = FdBudget::new(AMPLE);
     let mut cg = TestCgroup::new("ccol-heldf");
     cg.spawn(&mut sleeper());
-    let mut col = collector_holding(&cg.id, true);
-    let base = held_dir_fds();
+    let mut col = collector_holding(&cg.id, true, &budget);
+    let base = budget.held();
     // The first sweep reads the spec too, and holds no file; the second holds the hot
     // files; from the third on only the cpu directory is held besides them.
     col.sweep();
     col.sweep();
     let a = col.sweep();
-    let held = held_dir_fds() - base;
+    let held = budget.held() - base;
     assert!(held >= 10, "only {held} descriptors held");
     let mut burn = Command::new("sh");
     burn.args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"]);
@@ -148,7 +141,7 @@ fn held_files_are_read_again_and_let_go() {
         "usage did not move through held files: {ua} -> {ub}"
     );
     assert_eq!(
-        held_dir_fds() - base,
+        budget.held() - base,
         held,
         "no new descriptors in steady state"
     );
@@ -170,7 +163,7 @@ fn held_files_are_read_again_and_let_go() {
     drop(cg);
     let s = col.sweep();
     assert!(s.containers.is_empty(), "{:?}", s.containers);
-    assert_eq!(held_dir_fds(), base, "all closed once the cgroup is gone");
+    assert_eq!(budget.held(), base, "all closed once the cgroup is gone");
 }
 
 /// Pid lists are never held: v1 keeps serving an open `cgroup.procs` the list it built at its
@@ -178,17 +171,20 @@ fn held_files_are_read_again_and_let_go() {
 /// would stay unseen while sweeps come quickly.
 #[test]
 fn a_process_joining_an_empty_container_is_seen_with_files_held() {
-    let _one_at_a_time = serial();
+    let budget = FdBudget::new(AMPLE);
     let pair = NetnsPair::create();
     let mut cg = TestCgroup::new("ccol-heldp");
-    let mut col = Collector::new(Config {
-        include: vec![cg.id.clone()],
-        watch: false,
-        rescan_interval: Duration::from_secs(3600),
-        spec_interval: Duration::from_secs(3600),
-        hold_files: true,
-        ..Config::default()
-    })
+    let mut col = Collector::with_budget(
+        Config {
+            include: vec![cg.id.clone()],
+            watch: false,
+            rescan_interval: Duration::from_secs(3600),
+            spec_interval: Duration::from_secs(3600),
+            hold_files: true,
+            ..Config::default()
+        },
+        budget.clone(),
+    )
     .expect("cgroup hierarchy");
     for _ in 0..4 {
         let s = col.sweep();
@@ -208,20 +204,23 @@ fn a_process_joining_an_empty_container_is_seen_with_files_held() {
 /// held files stay open for the next full read (no closing and reopening in between).
 #[test]
 fn held_files_stay_open_over_idle_sweeps() {
-    let _one_at_a_time = serial();
+    let budget = FdBudget::new(AMPLE);
     let mut cg = TestCgroup::new("ccol-heldidle");
     cg.spawn(&mut sleeper());
-    let mut col = Collector::new(Config {
-        include: vec![cg.id.clone()],
-        watch: false,
-        rescan_interval: Duration::from_secs(3600),
-        spec_interval: Duration::from_secs(3600),
-        network: false,
-        hold_files: true,
-        ..Config::default()
-    })
+    let mut col = Collector::with_budget(
+        Config {
+            include: vec![cg.id.clone()],
+            watch: false,
+            rescan_interval: Duration::from_secs(3600),
+            spec_interval: Duration::from_secs(3600),
+            network: false,
+            hold_files: true,
+            ..Config::default()
+        },
+        budget.clone(),
+    )
     .expect("cgroup hierarchy");
-    let base = held_dir_fds();
+    let base = budget.held();
     let mut idle_at = None;
     for i in 0..80 {
         let s = col.sweep();
@@ -232,13 +231,13 @@ fn held_files_stay_open_over_idle_sweeps() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(idle_at.is_some(), "never read as idle");
-    let held = held_dir_fds() - base;
+    let held = budget.held() - base;
     assert!(held >= 10, "only {held} descriptors held");
     for _ in 0..3 {
         let s = col.sweep();
         assert!(s.get(&cg.id).unwrap().idle);
         assert_eq!(
-            held_dir_fds() - base,
+            budget.held() - base,
             held,
             "held files let go on an idle sweep"
         );
@@ -254,7 +253,7 @@ fn held_files_stay_open_over_idle_sweeps() {
     assert!(!c.idle && c.stats.cpu.usage_ns > before);
     assert!(c.stats.memory.rss_bytes.is_some());
     cg.kill(pid);
-    assert!(held_dir_fds() - base >= held);
+    assert!(budget.held() - base >= held);
 }
 
 /// Descriptors held on directories whose path contains `part`, per cgroup id of `ids`.
@@ -280,7 +279,7 @@ fn held_in(part: &str, ids: &[&str]) -> Vec<usize> {
 /// containers found kept everything and later ones got nothing.
 #[test]
 fn a_short_budget_holds_every_containers_probe_first() {
-    let _one_at_a_time = serial();
+    let budget = FdBudget::new(AMPLE);
     let mut cgs: Vec<TestCgroup> = (0..4).map(|_| TestCgroup::new("ccol-tier")).collect();
     // The last two come later.
     cgs[2].remove();
@@ -293,15 +292,18 @@ fn a_short_budget_holds_every_containers_probe_first() {
     let probe = ["memory", "pids", "unified"];
     let full = ["cpu", "cpuacct", "blkio"];
 
-    let before = held_dir_fds();
-    let mut col = Collector::new(Config {
-        include: owned.clone(),
-        watch: false,
-        rescan_interval: Duration::from_secs(3600),
-        network: false,
-        idle_interval: Duration::ZERO,
-        ..Config::default()
-    })
+    let before = budget.held();
+    let mut col = Collector::with_budget(
+        Config {
+            include: owned.clone(),
+            watch: false,
+            rescan_interval: Duration::from_secs(3600),
+            network: false,
+            idle_interval: Duration::ZERO,
+            ..Config::default()
+        },
+        budget.clone(),
+    )
     .expect("cgroup hierarchy");
     // Ample: everything held.
     col.sweep();
@@ -312,11 +314,11 @@ fn a_short_budget_holds_every_containers_probe_first() {
             "{part} held with an ample budget"
         );
     }
-    let two = held_dir_fds() - before;
+    let two = budget.held() - before;
     assert_eq!(two, 12, "six directories each");
 
     // Exactly what is held now: two more containers need room.
-    set_budget(Some(before + two));
+    budget.set_limit(before + two);
     cgs[2].recreate();
     cgs[3].recreate();
     cgs[2].spawn(&mut sleeper());
@@ -325,7 +327,7 @@ fn a_short_budget_holds_every_containers_probe_first() {
     let s = col.sweep();
     // A second sweep: what the first let go late in its loop is taken now.
     let s2 = col.sweep();
-    set_budget(Some(AMPLE));
+    budget.set_limit(AMPLE);
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert!(s2.errors.is_empty(), "{:?}", s2.errors);
     for part in probe {
@@ -340,7 +342,7 @@ fn a_short_budget_holds_every_containers_probe_first() {
         .map(|p| held_in(p, &ids).iter().sum::<usize>())
         .sum();
     assert_eq!(full_held, 0, "full-read directories let go for the probes");
-    assert_eq!(held_dir_fds() - before, 12, "within the budget");
+    assert_eq!(budget.held() - before, 12, "within the budget");
     // Every container is still read in full, by path where nothing is held.
     for id in &ids {
         let c = s2.get(id).expect("followed");

@@ -9,14 +9,17 @@ use tests::{find, sleeper, TestCgroup};
 
 /// Both spec intervals an hour: only a noticed write can bring a new spec within the test.
 fn collector(id: &str, watch: bool) -> Collector {
-    Collector::new(Config {
+    Collector::new(config(id, watch)).expect("cgroup hierarchy")
+}
+
+fn config(id: &str, watch: bool) -> Config {
+    Config {
         include: vec![id.to_string()],
         watch,
         spec_interval: Duration::from_secs(3600),
         watched_spec_interval: Duration::from_secs(3600),
         ..Config::default()
-    })
-    .expect("cgroup hierarchy")
+    }
 }
 
 const MIB: u64 = 1 << 20;
@@ -99,16 +102,18 @@ fn written_limits_are_read_at_the_next_sweep() {
 }
 
 /// A cgroup removed and made again under the same name has new directories: the watches
-/// follow them, so a later write is still noticed. No directory descriptor is held (budget
-/// 0, process-wide: the other test here needs none), so nothing but the rescan can tell that
-/// the directories are new.
+/// follow them, so a later write is still noticed. No directory descriptor is held (a budget
+/// of 0), so nothing but the rescan can tell that the directories are new.
 #[test]
 fn writes_are_noticed_after_the_cgroup_is_made_again() {
-    collector_core::descriptors::set_budget(Some(0));
     let mut cg = TestCgroup::new("ccol-spec-re");
     cg.set("pids", "pids.max", "10");
     cg.spawn(&mut sleeper());
-    let mut col = collector(&cg.id, true);
+    let mut col = Collector::new(Config {
+        descriptor_budget: Some(0),
+        ..config(&cg.id, true)
+    })
+    .expect("cgroup hierarchy");
     assert_eq!(find(&col.sweep(), &cg.id).stats.spec.pids_limit, Some(10));
 
     cg.recreate();

@@ -48,6 +48,13 @@ pub struct Config {
     /// kernel memory (charged to this process's memory cgroup): some 60 KiB per container.
     /// Off by default. Held descriptors stay within `RLIMIT_NOFILE` less a reserve.
     pub hold_files: bool,
+    /// The most descriptors this collector holds open across sweeps (cgroup directories,
+    /// held files, process handles); beyond it files are opened by path, which costs about
+    /// twice the CPU. `None` shares the process's default budget
+    /// ([`FdBudget::process_default`](crate::descriptors::FdBudget::process_default): the soft
+    /// `RLIMIT_NOFILE` less an eighth) with every other collector that has none of its own.
+    /// Another way to share one: [`Collector::with_budget`](crate::Collector::with_budget).
+    pub descriptor_budget: Option<usize>,
     /// Read per-CPU usage (v1 `cpuacct.usage_percpu`), one more file per container. Off by
     /// default, as the kubelet runs cAdvisor: such series grow with cores times containers.
     pub per_cpu: bool,
@@ -151,6 +158,7 @@ impl Default for Config {
             idle_interval: Duration::from_secs(60),
             per_cpu: false,
             hold_files: false,
+            descriptor_budget: None,
             watch: true,
             watch_limit: 65_536,
             network: true,

@@ -113,10 +113,12 @@ impl Sweep<'_> {
                 t.spec.watches = w.watch(t.dirs.spec_dirs(self.setup));
             }
         }
-        if self.config.hold_files && !t.files.is_empty() {
-            t.dirs.hold_netlink_dir_only();
-        } else {
-            t.dirs.hold(&mut self.plan);
+        if let Some(budget) = self.reader.budget() {
+            if self.config.hold_files && !t.files.is_empty() {
+                t.dirs.hold_netlink_dir_only(budget);
+            } else {
+                t.dirs.hold(&mut self.plan, budget);
+            }
         }
         self.reader.swap_files(&mut t.files, false);
         t.stats.reset();

@@ -12,6 +12,8 @@ mod tracked;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use serde::Serialize;
+
 use crate::devices::DeviceNames;
 use crate::dirs::DirPlan;
 use crate::discover::Watcher;
@@ -21,7 +23,7 @@ use crate::hierarchy::Hierarchy;
 use crate::load::LoadReader;
 use crate::metadata::MetadataProvider;
 use crate::network::NetReader;
-use crate::read::Reader;
+use crate::read::{FdBudget, Reader};
 use crate::specwatch::Written;
 use container::Sweep;
 use security::Security;
@@ -31,6 +33,28 @@ pub use crate::metadata::Metadata;
 pub use config::{Config, SecurityConfig};
 pub use security::{ExecSource, SecurityCounters};
 pub use snapshot::{Container, Snapshot};
+
+/// What a collector holds of the process's and the kernel's resources
+/// ([`Collector::resources`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Resources {
+    /// Descriptors held open across sweeps, counted in its budget (with a shared budget,
+    /// those of every collector sharing it).
+    pub held_descriptors: usize,
+    /// The most its budget allows.
+    pub descriptor_budget: usize,
+    /// inotify instances: one for new and removed cgroups, one for spec writes
+    /// (`Config::watch`).
+    pub inotify_instances: usize,
+    /// inotify watches those hold (at most `Config::watch_limit` each).
+    pub inotify_watches: usize,
+    /// Writable-layer walker threads (`fs.container_layers`): none until the first layer
+    /// is asked for, then `fs.workers`.
+    pub walker_threads: usize,
+    /// Whether a thread follows execs through the kernel's process events
+    /// (`security.exec_events`).
+    pub exec_watch: bool,
+}
 
 /// Finds containers and reads them. Not `Sync`: one sweep at a time; share the snapshots.
 #[derive(Debug)]
@@ -61,11 +85,23 @@ pub struct Collector {
     security: Security,
     /// The mounts where the last sweep found no cgroup filesystem.
     missing_mounts: Vec<std::path::PathBuf>,
+    /// What its held descriptors count against.
+    budget: FdBudget,
 }
 
 impl Collector {
     /// Detects the hierarchy under the configured roots. Fails only when there is none.
     pub fn new(config: Config) -> Result<Collector> {
+        let budget = match config.descriptor_budget {
+            Some(n) => FdBudget::new(n),
+            None => FdBudget::process_default(),
+        };
+        Self::with_budget(config, budget)
+    }
+
+    /// As [`new`](Self::new), its held descriptors counted against `budget` whatever
+    /// `config.descriptor_budget` says: collectors given clones of one budget share it.
+    pub fn with_budget(config: Config, budget: FdBudget) -> Result<Collector> {
         let hierarchy = Hierarchy::detect(&config.roots)?;
         let security = Security::new(&config, &hierarchy);
         let watcher = if config.watch {
@@ -89,6 +125,7 @@ impl Collector {
             net: {
                 let mut n = NetReader::new(&config.roots.proc_root);
                 n.ignore = config.network_ignore.clone();
+                n.budget = Some(budget.clone());
                 n
             },
             devices: DeviceNames::new(config.roots.sys_root.clone()),
@@ -98,7 +135,7 @@ impl Collector {
             watcher,
             spec_watch,
             last_scan: None,
-            reader: Reader::new(),
+            reader: Reader::with_budget(budget.clone()),
             load,
             processes: config.processes.then(|| {
                 let mut p = crate::processes::ProcessReader::new(&config.roots.proc_root);
@@ -116,6 +153,7 @@ impl Collector {
                 .then(|| crate::fs::Layers::new(&config.roots.proc_root, &config.fs)),
             security,
             missing_mounts: Vec::new(),
+            budget,
             config,
         })
     }
@@ -128,6 +166,29 @@ impl Collector {
     /// The settings it was made with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The budget this collector's held descriptors count against.
+    pub fn descriptor_budget(&self) -> &FdBudget {
+        &self.budget
+    }
+
+    /// What this collector holds of the process's and the kernel's resources now. All of
+    /// it is let go when the collector is dropped.
+    pub fn resources(&self) -> Resources {
+        Resources {
+            held_descriptors: self.budget.held(),
+            descriptor_budget: self.budget.limit(),
+            inotify_instances: usize::from(self.watcher.is_some())
+                + usize::from(self.spec_watch.is_some()),
+            inotify_watches: self.watcher.as_ref().map_or(0, Watcher::watches)
+                + self
+                    .spec_watch
+                    .as_ref()
+                    .map_or(0, crate::specwatch::SpecWatch::watches),
+            walker_threads: self.layers.as_ref().map_or(0, crate::fs::Layers::threads),
+            exec_watch: self.security.watching(),
+        }
     }
 
     /// Why nothing can be read, when the last sweep found no cgroup filesystem at any of the
@@ -342,7 +403,7 @@ impl Collector {
     /// held.
     fn dir_plan(&mut self) -> DirPlan {
         let short: usize = self.tracked.iter().map(Tracked::probe_short).sum();
-        let free = crate::read::dir_fd_budget().saturating_sub(crate::read::held_dir_fds());
+        let free = self.budget.limit().saturating_sub(self.budget.held());
         let plan = DirPlan::new(short, free);
         if short > free && !self.budget_warned {
             self.budget_warned = true;
@@ -352,7 +413,7 @@ impl Collector {
                  containers want about {wanted}: those beyond it are read by full path, which \
                  costs about twice the CPU; raise RLIMIT_NOFILE (LimitNOFILE=, ulimit -n) to \
                  {} or more",
-                crate::read::dir_fd_budget(),
+                self.budget.limit(),
                 self.tracked.len(),
                 wanted + (wanted / 7).max(1024)
             );

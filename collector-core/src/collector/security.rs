@@ -69,6 +69,11 @@ pub(super) struct Security {
 }
 
 impl Security {
+    /// Whether the exec watch (a thread and a netlink socket) runs.
+    pub fn watching(&self) -> bool {
+        self.watch.is_some()
+    }
+
     pub fn new(config: &Config, hierarchy: &Hierarchy) -> Security {
         let sec = &config.security;
         if !(sec.enabled && config.processes) {

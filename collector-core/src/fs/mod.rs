@@ -247,6 +247,11 @@ impl Layers {
         self.walker.settle(timeout)
     }
 
+    /// Walker threads running.
+    pub fn threads(&self) -> usize {
+        self.walker.threads()
+    }
+
     #[cfg(test)]
     /// Layers being measured.
     pub fn measured(&self) -> usize {

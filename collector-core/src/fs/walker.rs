@@ -193,6 +193,11 @@ impl Walker {
         self.len() == 0
     }
 
+    /// Walker threads running: none until the first layer is asked for.
+    pub fn threads(&self) -> usize {
+        self.threads.len()
+    }
+
     fn spawn_workers(&mut self) {
         for i in 0..self.shared.pace.workers {
             let shared = self.shared.clone();
