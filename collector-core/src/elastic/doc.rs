@@ -818,12 +818,6 @@ fn identity(w: Who<'_>) -> (EcsContainer<'_>, Option<Orchestrator<'_>>) {
     (container, orchestrator)
 }
 
-/// Label keys with dots would become nested objects in Elasticsearch (and `a` next to `a.b`
-/// would clash), so dots become underscores, as Beats do.
-pub fn dedot(k: &str) -> String {
-    k.replace('.', "_")
-}
-
 /// `container.labels`: keys dedotted, the empty one left out. Of keys that are one once
 /// dedotted (`a.b`, `a_b`) the last in key order wins, as when a map was built from them.
 /// Labels are few: a scan for such a key costs less than a map of the dedotted ones.
@@ -847,7 +841,9 @@ fn same_dedotted(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| undot(x) == undot(y))
 }
 
-/// `dedot` written out piece by piece, without a new string.
+/// A label key with its dots made underscores, as Beats do: dots would become nested objects
+/// in Elasticsearch (and `a` next to `a.b` would clash). Written piece by piece, without a
+/// new string.
 struct Dedotted<'a>(&'a str);
 
 impl fmt::Display for Dedotted<'_> {

@@ -14,8 +14,8 @@
 //! halves it to isolate the culprit); 401, 403, 404, 429, 5xx and no answer are retried,
 //! keeping the data.
 
-pub mod doc;
-pub mod response;
+pub(crate) mod doc;
+pub(crate) mod response;
 pub mod template;
 
 use std::fmt;

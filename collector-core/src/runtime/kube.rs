@@ -11,6 +11,7 @@ pub const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
 /// The label holding the pod's name.
 pub const POD_NAME: &str = "io.kubernetes.pod.name";
 /// The label holding the pod's UID.
+#[cfg(test)]
 pub const POD_UID: &str = "io.kubernetes.pod.uid";
 /// The label holding the container's name within its pod.
 pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";

@@ -57,7 +57,7 @@ mod crio;
 mod docker;
 #[cfg(any(feature = "docker", feature = "crio"))]
 mod http;
-pub mod kube;
+pub(crate) mod kube;
 
 /// A Docker Engine API endpoint: Docker itself, or Podman's Docker-compatible service.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -37,6 +37,7 @@ pub struct Want<'a> {
     pub stdio: &'a dyn Fn(&str, &str) -> bool,
 }
 
+#[cfg(test)]
 impl Want<'_> {
     /// Everything.
     pub const ALL: Want<'static> = Want {
@@ -261,12 +262,9 @@ impl Examiner {
             .proc_root
             .join(itoa::Buffer::new().format(f.process.pid));
         let p = Process {
-            pid: f.process.pid,
-            ppid: f.process.ppid,
             comm: &f.process.comm,
             exe: &f.process.exe,
             cmdline: &f.cmdline_raw,
-            uid: f.process.uid,
             stdio: f.stdio,
         };
         // The TCP tables are read only when a rule asks (a shell with a socket on stdin).

@@ -228,10 +228,6 @@ impl Fd {
 /// A process as read from `/proc/<pid>`.
 #[derive(Debug, Clone, Copy)]
 pub struct Process<'a> {
-    /// The process id.
-    pub pid: u32,
-    /// The parent's process id.
-    pub ppid: u32,
     /// `/proc/<pid>/comm`: at most 15 bytes, and settable by the process itself.
     pub comm: &'a str,
     /// The target of `/proc/<pid>/exe`; may start with `/memfd:` or end in ` (deleted)`;
@@ -239,8 +235,6 @@ pub struct Process<'a> {
     pub exe: &'a str,
     /// `/proc/<pid>/cmdline`: NUL-separated arguments, already cut to a bounded length.
     pub cmdline: &'a [u8],
-    /// The real user id, in the host's user namespace.
-    pub uid: u32,
     /// File descriptors 0, 1 and 2.
     pub stdio: [Fd; 3],
 }
@@ -394,12 +388,9 @@ mod tests {
 
     fn proc<'a>(comm: &'a str, exe: &'a str, cmdline: &'a [u8]) -> Process<'a> {
         Process {
-            pid: 42,
-            ppid: 1,
             comm,
             exe,
             cmdline,
-            uid: 0,
             stdio: [Fd::Other; 3],
         }
     }

@@ -9,15 +9,15 @@
 //! - `policy`: which programs and listening ports an image is expected to have;
 //! - `finding`: a finding as the events carry it.
 
-pub mod cgroupns;
-pub mod exec_watch;
-pub mod finding;
-pub mod inspect;
-pub mod judge;
-pub mod peers;
+pub(crate) mod cgroupns;
+pub(crate) mod exec_watch;
+pub(crate) mod finding;
+pub(crate) mod inspect;
+pub(crate) mod judge;
+pub(crate) mod peers;
 pub mod policy;
-pub mod proc_events;
-pub mod sockets;
+pub(crate) mod proc_events;
+pub(crate) mod sockets;
 
 pub use finding::{Finding, ProcessRef};
 pub use judge::{FindingKind, Rules};

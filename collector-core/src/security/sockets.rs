@@ -110,12 +110,12 @@ impl SocketRow {
 
 impl TcpCounts {
     /// Counts one more socket in this state.
-    pub fn add(&mut self, state: TcpState) {
+    pub(crate) fn add(&mut self, state: TcpState) {
         *self.get_mut(state) += 1;
     }
 
     /// How many sockets were counted in this state.
-    pub fn get(&self, state: TcpState) -> u64 {
+    pub(crate) fn get(&self, state: TcpState) -> u64 {
         use TcpState::*;
         match state {
             Established => self.established,
@@ -224,25 +224,15 @@ pub fn count_udp(text: &str, counts: &mut UdpCounts) -> Result<(), Reason> {
 }
 
 /// The local addresses of the TCP sockets in LISTEN. Bad rows are left out.
+#[cfg(test)]
 pub fn listeners(text: &str) -> impl Iterator<Item = SocketAddr> + '_ {
-    rows(text)
-        .filter_map(|l| parse_row(l).ok())
-        .filter(|r| r.state == TcpState::Listen as u8)
-        .map(|r| r.local)
-}
-
-/// The lines after the header, blank lines left out.
-fn rows(text: &str) -> impl Iterator<Item = &str> {
-    let mut lines = text.lines();
-    // The header starts with `sl`; a text without one is parsed from its first line.
-    let header = lines
-        .clone()
-        .next()
-        .is_some_and(|l| l.trim_start().starts_with("sl"));
-    if header {
-        lines.next();
-    }
-    lines.filter(|l| !l.trim().is_empty())
+    let mut out = Vec::new();
+    let _ = each_row(text, |r, _, _| {
+        if r.state == TcpState::Listen as u8 {
+            out.push(r.local);
+        }
+    });
+    out.into_iter()
 }
 
 /// Calls `f` with each good row, its line index and its text.

@@ -6,9 +6,9 @@
 //! delivered, or rejected for good (counted as failed and logged). When the queue's bound is
 //! hit the oldest items go first, counted as dropped. Nothing else is lost.
 
-pub mod buffer;
-pub mod common;
-pub mod retry;
+pub(crate) mod buffer;
+pub(crate) mod common;
+pub(crate) mod retry;
 mod runner;
 
 use std::future::Future;

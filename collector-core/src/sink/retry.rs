@@ -34,11 +34,6 @@ impl Backoff {
         self.attempt = 0;
     }
 
-    /// Waits handed out since the last reset.
-    pub fn attempts(&self) -> u32 {
-        self.attempt
-    }
-
     /// The next wait; at least `floor` (a server's Retry-After).
     pub fn next(&mut self, floor: Option<Duration>) -> Duration {
         let ceiling = self
