@@ -62,6 +62,9 @@ cargo fmt --version >/dev/null 2>&1 || die "rustfmt missing: rustup component ad
 cargo clippy --version >/dev/null 2>&1 || die "clippy missing: rustup component add clippy"
 cargo fmt --all --check || die "cargo fmt --all --check: run cargo fmt --all"
 cargo clippy --workspace --all-targets --locked -- -D warnings || die "cargo clippy found warnings"
+# The library's docs as docs.rs would build them: every link resolves.
+RUSTDOCFLAGS="-D warnings" cargo doc -p collector-core --all-features --no-deps --locked \
+    || die "cargo doc found broken or private links in collector-core's docs"
 
 # Every test binary runs even when an earlier one fails, so one run shows every failure.
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -2,14 +2,15 @@
 //! each snapshot out, so an async program never runs a sweep (blocking file I/O, tens of
 //! milliseconds at a thousand containers) on its runtime's threads.
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
 //! use collector_core::{Collector, Config};
 //!
-//! let driver = Collector::new(Config::default())?.spawn(Duration::from_secs(10))?;
+//! let driver = Collector::new(Config::default())?.spawn(Duration::from_millis(100))?;
 //! driver.on_snapshot(|s| println!("{} containers", s.containers.len()));
-//! std::thread::sleep(Duration::from_secs(30));
-//! let _collector = driver.stop(); // the last sweep has been handed out
+//! std::thread::sleep(Duration::from_millis(300));
+//! let collector = driver.stop(); // the last sweep has been handed out
+//! assert!(collector.is_some(), "the collector comes back, to sweep again or drop");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

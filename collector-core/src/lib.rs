@@ -1,25 +1,76 @@
 //! # collector-core
 //!
 //! Finds every container on a Linux host through its cgroups (v1, v2 and hybrid) and reads
-//! its CPU, memory, block IO, pids, pressure, load and network figures.
+//! its CPU, memory, block IO, pids, pressure, load, network and filesystem figures, what
+//! runs in it and whom it talks to. The figures and names are cAdvisor's.
 //!
-//! ```no_run
+//! ## Three ways to use it
+//!
+//! **Sweep when you like** (blocking; a sweep is file I/O, tens of milliseconds at a
+//! thousand containers):
+//!
+//! ```
 //! use collector_core::{Collector, Config};
 //!
-//! let mut collector = Collector::new(Config::default())?;
-//! let snapshot = collector.sweep();
+//! let mut collector = Collector::new(Config::default())?; // detects v1, hybrid or v2
+//! let snapshot = collector.sweep(); // what could be read, and the errors met
 //! for c in &snapshot.containers {
-//!     println!("{} {:?} cpu={:?}ns mem={:?}B", c.id, c.identity.runtime,
-//!              c.stats.cpu.usage_ns, c.stats.memory.usage_bytes);
+//!     println!("{} cpu={:?}ns working_set={:?}B", c.id, c.stats.cpu.usage_ns,
+//!              c.stats.memory.working_set_bytes);
 //! }
 //! for e in &snapshot.errors {
 //!     eprintln!("{e}");
 //! }
+//! # assert!(snapshot.get("/").is_some(), "the machine's own cgroup is always there");
 //! # Ok::<(), collector_core::Error>(())
 //! ```
 //!
-//! Every root is injectable through [`Roots`], so the collector runs on fixture trees and
-//! inside a container with the host's `/proc` and `/sys` mounted elsewhere.
+//! **Let it sweep on its own thread** and take the snapshots from a callback, a
+//! `tokio::sync::watch` channel or a sink ([`Collector::spawn`], [`Driver`]): an async
+//! program never runs a sweep on its runtime.
+//!
+//! ```
+//! use std::time::Duration;
+//! use collector_core::{Collector, Config};
+//!
+//! let driver = Collector::new(Config::default())?.spawn(Duration::from_millis(100))?;
+//! let mut snapshots = driver.watch();
+//! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! # rt.block_on(async {
+//! let first = snapshots.wait_for(Option::is_some).await?.clone();
+//! println!("{} containers", first.map_or(0, |s| s.containers.len()));
+//! # Ok::<(), tokio::sync::watch::error::RecvError>(())
+//! # })?;
+//! driver.stop(); // after the sweep in progress has been handed out
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! **Serve or push what it reads**: [`prometheus`] writes a snapshot as Prometheus text or
+//! OpenMetrics (or hands it to your own `prometheus-client` registry), and the [`sink`]s
+//! push it to InfluxDB, Elasticsearch or a Remote-Write receiver, queued, retried and
+//! spooled. The `collector-exporter` binary is all of this behind one HTTP server.
+//!
+//! ## What it holds
+//!
+//! A collector's descriptors (within its [`FdBudget`]), inotify instances, walker threads and
+//! exec watch are its own, reported by [`Collector::resources`] and let go when it is
+//! dropped. Every root is injectable through [`Roots`], so a collector runs on fixture trees
+//! and inside a container with the host's `/proc` and `/sys` mounted elsewhere; two with
+//! different roots work side by side.
+//!
+//! ## Features
+//!
+//! | Feature | What it adds |
+//! |---|---|
+//! | `prometheus` (default) | [`prometheus`]: the exposition with cAdvisor's names |
+//! | `sinks` | [`sink`]: the push framework (a task per sink, queue, retry, spool) |
+//! | `influxdb` | [`influx`]: InfluxDB v1 and v2 line protocol over HTTP |
+//! | `elasticsearch` | [`elastic`]: ECS documents to `_bulk`, data streams or dated indices |
+//! | `remote_write` | [`remote_write`]: Prometheus Remote-Write 1.0 |
+//! | `runtime` | [`runtime`]: names, images and labels from container runtimes (the common part) |
+//! | `docker`, `containerd`, `crio` | each runtime's API, over its unix socket |
+//!
+//! Without any, the crate reads and returns [`Snapshot`]s and nothing else.
 
 // Every public item says what it is: CI's clippy -D warnings holds it.
 #![warn(missing_docs)]

@@ -46,7 +46,7 @@ impl<'a> From<&'a CgDir> for Dir<'a> {
 
 /// How many descriptors may be held open across sweeps (cgroup directories, held files,
 /// process handles), and how many are. Cloning shares it: the collectors given one clone
-/// share its limit. Each held descriptor carries a [`Grant`] that gives its place back when
+/// share its limit. Each held descriptor carries a grant that gives its place back when
 /// the descriptor closes, so a dropped collector leaves its budget as it found it.
 #[derive(Debug, Clone)]
 pub struct FdBudget(Arc<BudgetCount>);

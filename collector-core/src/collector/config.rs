@@ -7,7 +7,32 @@ use serde::{Deserialize, Serialize};
 use crate::hierarchy::Roots;
 use crate::security::{ProcessPolicy, Rules};
 
-/// What to collect and where from.
+/// What to collect and where from. Every field has a default (`Config::default()` is what
+/// the exporter runs with); set those you need. It (de)serializes with serde, durations as
+/// `{ secs, nanos }`.
+///
+/// ```
+/// use std::time::Duration;
+/// use collector_core::{Collector, Config, Roots};
+///
+/// let config = Config {
+///     // The host's /proc and /sys as a container sees them when mounted under /host;
+///     // here this machine's own.
+///     roots: Roots::default(),
+///     // Docker, containerd, CRI-O and Podman containers and pods only.
+///     runtime_only: true,
+///     // No writable-layer walker threads, no process or socket walks.
+///     fs: collector_core::fs::FsConfig { container_layers: false, ..Default::default() },
+///     processes: false,
+///     // Read an idle container in full at least every 30 s.
+///     idle_interval: Duration::from_secs(30),
+///     ..Config::default()
+/// };
+/// let collector = Collector::new(config)?;
+/// assert_eq!(collector.resources().walker_threads, 0);
+/// assert!(!collector.resources().exec_watch);
+/// # Ok::<(), collector_core::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {

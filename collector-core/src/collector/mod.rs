@@ -57,6 +57,31 @@ pub struct Resources {
 }
 
 /// Finds containers and reads them. Not `Sync`: one sweep at a time; share the snapshots.
+///
+/// A container is followed from the sweep that finds its cgroup until the one that finds it
+/// gone; its counters are read as the kernel keeps them (cumulative), so rates are the
+/// reader's business, as in Prometheus.
+///
+/// ```
+/// use std::time::Duration;
+/// use collector_core::{Collector, Config};
+///
+/// // Only the machine's own cgroup and what runs under /system.slice, say.
+/// let mut collector = Collector::new(Config {
+///     include: vec!["/".into()],
+///     ..Config::default()
+/// })?;
+/// let before = collector.sweep();
+/// std::thread::sleep(Duration::from_millis(100));
+/// let after = collector.sweep();
+/// let cpu = |s: &collector_core::Snapshot| s.get("/").and_then(|c| c.stats.cpu.usage_ns);
+/// if let (Some(a), Some(b)) = (cpu(&before), cpu(&after)) {
+///     let cores = (b - a) as f64 / 1e9 / 0.1;
+///     println!("the machine used {cores:.2} cores");
+/// }
+/// println!("{:?}", collector.resources());
+/// # Ok::<(), collector_core::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Collector {
     config: Config,

@@ -31,6 +31,25 @@ pub struct Container {
 }
 
 /// One sweep's result: everything that could be read, and what could not.
+///
+/// ```
+/// use collector_core::{Collector, Config, EventKind};
+///
+/// let mut collector = Collector::new(Config::default())?;
+/// let snapshot = collector.sweep();
+/// for e in &snapshot.events {
+///     match e.kind {
+///         EventKind::Started | EventKind::Stopped => println!("{} {}", e.kind.name(), e.id),
+///         EventKind::OomKill => println!("{} lost {} processes to the OOM killer", e.id, e.count),
+///         EventKind::Finding(kind) => println!("{} in {}: {:?}", kind.name(), e.id, e.finding),
+///         EventKind::Raised(name) => println!("{name} in {}", e.id),
+///     }
+/// }
+/// // Everything in it serializes, as the exporter's JSON API shows it.
+/// let json = serde_json::to_string(&snapshot).expect("serializable");
+/// assert!(json.contains("\"containers\""));
+/// # Ok::<(), collector_core::Error>(())
+/// ```
 #[derive(Debug, Default, Serialize)]
 pub struct Snapshot {
     /// When the sweep started (Unix milliseconds).

@@ -1,13 +1,13 @@
 //! The Elasticsearch sink: `_bulk` NDJSON over HTTP(S), gzip-compressed, into a data stream
 //! (`create` actions, the default) or into dated indices (`index` actions), with documents in
-//! Elastic Common Schema terms (see [`doc`] and docs/METRICS.md). Works with Elasticsearch 7.9+
+//! Elastic Common Schema terms (see `doc.rs` and docs/METRICS.md). Works with Elasticsearch 7.9+
 //! and 8, and with OpenSearch in dated-index mode.
 //!
 //! Before the first batch it makes sure the index template is there (`HEAD`, then `PUT` when
 //! missing, or always when told to overwrite); it checks again after the server was
 //! unreachable, which covers a cluster rebuilt empty.
 //!
-//! Replies: a 2xx answer is read item by item ([`response`]): 2xx items and `create` items
+//! Replies: a 2xx answer is read item by item (`response.rs`): 2xx items and `create` items
 //! answered 409 (the same id is already there: a resend) are delivered; 429 and 5xx items are
 //! retried; other refusals (a mapping conflict) are counted as failed and logged with their
 //! reason, never retried. For the request as a whole: 400 and 413 refuse the batch (the runner

@@ -13,7 +13,26 @@ use super::{container_labels, families, Kind, Options, Out, Samples, Value};
 use crate::collector::Snapshot;
 
 /// Encodes a snapshot's series through a `prometheus-client` registry. Cheap to make: it
-/// holds the snapshot by `Arc`.
+/// holds the snapshot by `Arc`. To follow a running collector, make one from the latest
+/// snapshot at each scrape (`examples/serve_registry.rs` does it with [`crate::Driver::watch`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use collector_core::prometheus::{Options, SnapshotCollector};
+/// use collector_core::{Collector, Config};
+/// use prometheus_client::registry::Registry;
+///
+/// let snapshot = Arc::new(Collector::new(Config::default())?.sweep());
+/// let mut registry = Registry::default();
+/// registry.register_collector(Box::new(SnapshotCollector::new(
+///     snapshot,
+///     Arc::new(Options::default()),
+/// )));
+/// let mut text = String::new();
+/// prometheus_client::encoding::text::encode(&mut text, &registry)?;
+/// assert!(text.contains("container_cpu_usage_seconds_total{"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct SnapshotCollector {
     snapshot: Arc<Snapshot>,

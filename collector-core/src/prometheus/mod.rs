@@ -1,7 +1,7 @@
 //! The Prometheus exposition of a [`Snapshot`], with cAdvisor's metric names and labels.
 //!
 //! One list of families (`families.rs`) drives two writers:
-//! - [`write`] / [`render`]: text written straight into a `String` (`text.rs`), each
+//! - [`write()`] / [`render`]: text written straight into a `String` (`text.rs`), each
 //!   container's label set escaped once per scrape. This is what the exporter serves: at
 //!   10,000 containers it takes a third of the time `prometheus-client`'s encoder does.
 //! - [`SnapshotCollector`]: a `prometheus-client` collector (`client.rs`), for an embedder
@@ -78,7 +78,7 @@ pub fn write(out: &mut String, snapshot: &Snapshot, options: &Options, format: F
     let _ = families::write(&mut w, snapshot);
 }
 
-/// As [`write`], in pieces: whenever `out` holds `chunk` bytes or more (between samples),
+/// As [`write()`], in pieces: whenever `out` holds `chunk` bytes or more (between samples),
 /// `flush` takes the text and should leave `out` empty. An error from `flush` (the reader has
 /// gone, say) stops the writing and is returned. What is left in `out` at the end is the
 /// caller's to send. So a body of any size is served with `chunk`-sized buffers.

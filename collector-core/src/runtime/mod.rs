@@ -21,7 +21,7 @@
 //! how CRI-O is read at all, and a backstop for a missed Docker or containerd event.
 //!
 //! Kubernetes identity (`namespace`, `pod`, `container`) comes from the `io.kubernetes.*`
-//! labels that kubelet's runtimes put on containers; see [`kube`].
+//! labels that kubelet's runtimes put on containers; see `kube.rs`.
 //!
 //! ```no_run
 //! use collector_core::{runtime, Collector, Config};

@@ -25,7 +25,7 @@ pub struct ProcessRef {
     /// The target of `/proc/<pid>/exe`, as the process's own mount namespace names it; empty
     /// when it could not be read.
     pub exe: String,
-    /// The arguments joined by spaces, cut to [`CMDLINE_MAX`] bytes.
+    /// The arguments joined by spaces, cut to [`CMDLINE_MAX`](crate::CMDLINE_MAX) bytes.
     pub cmdline: String,
 }
 

@@ -47,7 +47,47 @@ pub enum Outcome {
     },
 }
 
-/// A destination for snapshots.
+/// A destination for snapshots. [`SinkRunner`] runs one on a task of its own: it calls
+/// `encode` for each snapshot fed to it, queues the items (in memory or spooled to disk),
+/// and calls `send` with batches of them, retrying with back-off as the outcome says.
+///
+/// ```
+/// use std::time::Duration;
+/// use collector_core::sink::{Outcome, RunnerConfig, Sink, SinkRunner};
+/// use collector_core::{Collector, Config, Snapshot};
+///
+/// /// Counts the containers it is handed.
+/// struct Count(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+///
+/// impl Sink for Count {
+///     fn kind(&self) -> &'static str {
+///         "count"
+///     }
+///     fn encode(&mut self, snapshot: &Snapshot, metrics: bool, out: &mut Vec<Vec<u8>>) {
+///         if metrics {
+///             out.extend(snapshot.containers.iter().map(|c| c.id.clone().into_bytes()));
+///         }
+///     }
+///     async fn send(&mut self, batch: &[Vec<u8>]) -> Outcome {
+///         self.0.fetch_add(batch.len(), std::sync::atomic::Ordering::Relaxed);
+///         Outcome::Delivered
+///     }
+/// }
+///
+/// let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+/// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+/// rt.block_on(async {
+///     let sink = SinkRunner::spawn(Count(seen.clone()), RunnerConfig::default())?;
+///     let driver = Collector::new(Config::default())?.spawn(Duration::from_secs(10))?;
+///     driver.feed(sink.feeder());
+///     tokio::time::sleep(Duration::from_millis(200)).await;
+///     driver.stop();
+///     sink.shutdown(Duration::from_secs(5)).await; // delivers what it holds
+///     Ok::<(), Box<dyn std::error::Error>>(())
+/// })?;
+/// assert!(seen.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Sink: Send + 'static {
     /// A short name for logs and metrics (`influxdb`, `elasticsearch`).
     fn kind(&self) -> &'static str;
