@@ -11,6 +11,12 @@ use crate::security::{ProcessPolicy, Rules};
 /// the exporter runs with); set those you need. It (de)serializes with serde, durations as
 /// `{ secs, nanos }`.
 ///
+/// What the defaults hold, all reported by [`Collector::resources`](crate::Collector::resources)
+/// and let go on drop: two inotify instances (`watch`); descriptors within the process's
+/// shared budget (`descriptor_budget`); `fs.workers` walker threads once the first overlay
+/// layer is met (`fs.container_layers`); a thread on the kernel's process events where this
+/// process may subscribe (`security.exec_events`). Turn off what you do not want.
+///
 /// ```
 /// use std::time::Duration;
 /// use collector_core::{Collector, Config, Roots};
