@@ -34,13 +34,12 @@
 //! use collector_core::{Collector, Config};
 //!
 //! let driver = Collector::new(Config::default())?.spawn(Duration::from_millis(100))?;
-//! let mut snapshots = driver.watch();
-//! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-//! # rt.block_on(async {
-//! let first = snapshots.wait_for(Option::is_some).await?.clone();
-//! println!("{} containers", first.map_or(0, |s| s.containers.len()));
-//! # Ok::<(), tokio::sync::watch::error::RecvError>(())
-//! # })?;
+//! // On the sweep thread, so keep it quick; async code takes `driver.watch()` instead
+//! // (feature `sinks`), and sinks take `driver.feed(..)`.
+//! driver.on_snapshot(|s| println!("{} containers", s.containers.len()));
+//! std::thread::sleep(Duration::from_millis(300));
+//! let latest = driver.latest().expect("a sweep by now");
+//! assert!(latest.get("/").is_some());
 //! driver.stop(); // after the sweep in progress has been handed out
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
