@@ -129,6 +129,12 @@ settings! {
     /// (kubelet's); every other path stays behind it.
     #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     healthz_without_auth: bool = "web.healthz-without-auth", default false;
+    /// Connections served at once. At the limit a new one takes the place of the oldest idle
+    /// one (between requests, or still sending its headers); when all are busy it is closed.
+    max_connections: usize = "web.max-connections", default crate::connections::DEFAULT_LIMIT;
+    /// A client that takes no byte of its answer for this long is cut, e.g. 30s.
+    write_timeout: String = "web.write-timeout",
+        default format_duration(crate::connections::DEFAULT_STALL);
     /// How often to read every container, e.g. 1s, 500ms.
     interval: String = "housekeeping.interval", default "5s".into();
     /// How often limits and shares (the spec files) are re-read where writes to them cannot be
@@ -249,6 +255,12 @@ impl Shown for String {
 impl Shown for PathBuf {
     fn shown(&self) -> Option<String> {
         Some(self.display().to_string())
+    }
+}
+
+impl Shown for usize {
+    fn shown(&self) -> Option<String> {
+        Some(self.to_string())
     }
 }
 
@@ -448,6 +460,8 @@ pub struct Settings {
     pub telemetry_path: String,
     pub web_config: Option<PathBuf>,
     pub healthz_without_auth: bool,
+    pub max_connections: usize,
+    pub write_timeout: Duration,
     pub interval: Duration,
     pub spec_interval: Duration,
     pub idle_interval: Duration,
@@ -650,6 +664,24 @@ impl Settings {
             telemetry_path,
             web_config: v.web_config,
             healthz_without_auth: v.healthz_without_auth,
+            max_connections: match v.max_connections {
+                0 => {
+                    return Err(Error::new(
+                        "web.max-connections",
+                        "must be at least 1".to_string(),
+                    ))
+                }
+                n => n,
+            },
+            write_timeout: match duration_up_to_1h("web.write-timeout", &v.write_timeout)? {
+                d if d.is_zero() => {
+                    return Err(Error::new(
+                        "web.write-timeout",
+                        "must be above 0".to_string(),
+                    ))
+                }
+                d => d,
+            },
             interval,
             spec_interval,
             idle_interval,

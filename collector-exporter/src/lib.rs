@@ -7,6 +7,7 @@
 pub mod body;
 pub mod check;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod listener;
 pub mod policy;
@@ -317,6 +318,7 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
         procfs,
         setup: Some(Arc::new(setup_info)),
         healthz_without_auth: s.healthz_without_auth,
+        connections: connections::Connections::new(s.max_connections, s.write_timeout),
     });
     let _ = own_state.set(app.clone());
     let served = rt.block_on(listener::serve(app, s.listen_address, web));

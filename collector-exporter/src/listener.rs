@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::connections::{Marker, Ticket, Tracked};
 use crate::server;
 use crate::webconfig::WebConfig;
 
@@ -23,8 +24,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Resp = Response<server::Body>;
 
-/// Binds `addr` and serves `app` there until SIGTERM or SIGINT. With a web config, over TLS
-/// and/or behind basic auth as it says.
+/// Binds `addr` and serves `app` there until SIGTERM or SIGINT, at most `app.connections`'
+/// limit of connections at once. With a web config, over TLS and/or behind basic auth as it
+/// says.
 pub async fn serve(
     app: Arc<server::App>,
     addr: SocketAddr,
@@ -58,7 +60,11 @@ pub async fn serve(
                         continue;
                     }
                 };
-                tokio::spawn(connection(app.clone(), web.clone(), tls.clone(), stream, peer));
+                // Dropped at once when every connection is busy: closed, and counted.
+                let Some(ticket) = app.connections.admit() else {
+                    continue;
+                };
+                tokio::spawn(connection(app.clone(), web.clone(), tls.clone(), stream, peer, ticket));
             }
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); return Ok(()); }
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); return Ok(()); }
@@ -66,15 +72,31 @@ pub async fn serve(
     }
 }
 
+/// Serves one connection until it ends, or until it must make room for another.
 async fn connection(
+    app: Arc<server::App>,
+    web: Option<Arc<WebConfig>>,
+    tls: Option<TlsAcceptor>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    ticket: Ticket,
+) {
+    tokio::select! {
+        () = serve_one(app, web, tls, stream, peer, &ticket) => {}
+        () = ticket.evicted() => tracing::debug!("closed idle connection from {peer} to make room"),
+    }
+}
+
+async fn serve_one(
     app: Arc<server::App>,
     web: Option<Arc<WebConfig>>,
     tls: Option<TlsAcceptor>,
     mut stream: TcpStream,
     peer: SocketAddr,
+    ticket: &Ticket,
 ) {
     let Some(acceptor) = tls else {
-        return http(app, web, stream).await;
+        return http(app, web, ticket.guard(stream), ticket.marker()).await;
     };
     let handshake = async move {
         if plain_http(&mut stream).await? {
@@ -83,7 +105,7 @@ async fn connection(
         acceptor.accept(stream).await.map(Some)
     };
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(Some(tls_stream))) => http(app, web, tls_stream).await,
+        Ok(Ok(Some(tls_stream))) => http(app, web, ticket.guard(tls_stream), ticket.marker()).await,
         Ok(Ok(None)) => {}
         // A refused client certificate is worth seeing when setting up mutual TLS; a probe
         // that connects and leaves is not.
@@ -125,11 +147,16 @@ async fn plain_http(stream: &mut TcpStream) -> std::io::Result<bool> {
     Ok(true)
 }
 
-async fn http<S>(app: Arc<server::App>, web: Option<Arc<WebConfig>>, stream: S)
+async fn http<S>(app: Arc<server::App>, web: Option<Arc<WebConfig>>, stream: S, marker: Marker)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| respond(app.clone(), web.clone(), req));
+    let svc = hyper::service::service_fn(move |req| {
+        // Busy from the request until its answer has been sent: not to be closed for room.
+        let busy = marker.busy();
+        let answer = respond(app.clone(), web.clone(), req);
+        async move { answer.await.map(|r| r.map(|b| Tracked::new(b, busy))) }
+    });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT)

@@ -78,6 +78,7 @@ pub struct SelfCollector {
     pub violations: std::sync::Arc<crate::state::Violations>,
     pub criticals: std::sync::Arc<crate::state::Criticals>,
     pub setup: Option<std::sync::Arc<crate::setup::SetupInfo>>,
+    pub connections: Option<std::sync::Arc<crate::connections::Connections>>,
 }
 
 impl Collector for SelfCollector {
@@ -156,6 +157,35 @@ impl Collector for SelfCollector {
             )?;
         }
         gauge(&mut enc, "collector_inotify_watch_limit_reached", "1 when the inotify watch limit was hit: new cgroups are then found by the periodic rescan.", s.watch_saturated.load(Ordering::Relaxed) as f64)?;
+        if let Some(c) = &self.connections {
+            gauge(
+                &mut enc,
+                "collector_http_connections",
+                "HTTP connections open now.",
+                c.open() as f64,
+            )?;
+            gauge(
+                &mut enc,
+                "collector_http_connections_limit",
+                "The most HTTP connections served at once (--web.max-connections).",
+                c.limit() as f64,
+            )?;
+            let mut me = enc.encode_descriptor(
+                "collector_http_connections_closed",
+                "HTTP connections closed by the exporter: evicted (idle, to make room), refused (all busy), stalled (the client took no byte of its answer for --web.write-timeout).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (reason, n) in [
+                ("evicted", &c.evicted),
+                ("refused", &c.refused),
+                ("stalled", &c.stalled),
+            ] {
+                let labels = [("reason", reason)];
+                ConstCounter::new(n.load(Ordering::Relaxed) as f64)
+                    .encode(me.encode_family(&labels)?)?;
+            }
+        }
         self.encode_setup(&mut enc)?;
         self.encode_sinks(&mut enc)?;
         self.encode_security(&mut enc)?;

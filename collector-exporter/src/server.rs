@@ -36,6 +36,8 @@ pub struct App {
     pub setup: Option<Arc<crate::setup::SetupInfo>>,
     /// `/healthz` answered without basic auth (`--web.healthz-without-auth`).
     pub healthz_without_auth: bool,
+    /// The connections served, within `--web.max-connections`.
+    pub connections: Arc<crate::connections::Connections>,
 }
 
 /// Where `/api/v1/containers/{id}/processes` reads a container's processes from.
@@ -186,6 +188,7 @@ pub fn encode_own(app: &App, out: &mut String, format: Format) -> Result<(), std
         violations: app.violations.clone(),
         criticals: app.criticals.clone(),
         setup: app.setup.clone(),
+        connections: Some(app.connections.clone()),
     }));
     prom::encode(out, &registry, format)
 }

@@ -1,0 +1,304 @@
+#!/usr/bin/env python3
+"""Clients that misbehave, and one that does not: what the exporter's HTTP side holds under
+200 concurrent scrapers, a thousand idle connections (plain and TLS), a reader taking one byte
+a second, and scrapes during sweeps of many containers. Prints one line per figure.
+
+    benches/soak/clients.py                          # the exporter from target/release
+    EXPORTER=target/debug/collector-exporter CONTAINERS=200 benches/soak/clients.py
+    CONTAINERS=10000 benches/soak/clients.py         # scrapes during 10,000-container sweeps
+
+Figures: a well-behaved client's scrape latency (p50/p99/max) during each phase, the
+exporter's descriptors, threads and RSS, how many idle connections it kept, and how long
+before it cut the slow reader. Needs root (cgroups). Stops what it started (by pid) and removes
+its cgroups on any exit.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+EXPORTER = os.environ.get("EXPORTER", os.path.join(REPO, "target/release/collector-exporter"))
+CONTAINERS = int(os.environ.get("CONTAINERS", "200"))
+IDLE = int(os.environ.get("IDLE", "1000"))
+SCRAPERS = int(os.environ.get("SCRAPERS", "200"))
+PHASE = float(os.environ.get("PHASE", "20"))
+CG = "/sys/fs/cgroup"
+PARENT = f"ccol-clients-{os.getpid()}"
+
+started = []
+made = []
+
+
+def die(msg):
+    print(f"clients.py: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def hierarchies():
+    out = []
+    for d in sorted(os.listdir(CG)):
+        p = os.path.join(CG, d)
+        # cpuset takes no task until its cpus and mems are set; not needed here.
+        if d != "cpuset" and os.path.isfile(os.path.join(p, "cgroup.procs")) and not os.path.islink(p):
+            out.append(p)
+    if os.path.isfile(os.path.join(CG, "cgroup.procs")):
+        out = [CG]
+    return out
+
+
+def make_cgroups(n):
+    for h in hierarchies():
+        base = os.path.join(h, PARENT)
+        os.mkdir(base)
+        made.append(base)
+        for i in range(n):
+            os.mkdir(os.path.join(base, f"c{i}"))
+
+
+def remove_cgroups():
+    for base in reversed(made):
+        for c in os.listdir(base):
+            p = os.path.join(base, c)
+            if os.path.isdir(p):
+                for _ in range(20):
+                    try:
+                        os.rmdir(p)
+                        break
+                    except OSError:
+                        time.sleep(0.05)
+        try:
+            os.rmdir(base)
+        except OSError as e:
+            print(f"clients.py: could not remove {base}: {e}", file=sys.stderr)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_exporter(extra=()):
+    port = free_port()
+    args = [EXPORTER, f"--web.listen-address=127.0.0.1:{port}", "--housekeeping.interval=1s",
+            f"--cgroups.include=/{PARENT}", *extra]
+    log = tempfile.TemporaryFile()
+    p = subprocess.Popen(args, stdout=log, stderr=log)
+    started.append(p)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return p, port, log
+        except OSError:
+            if p.poll() is not None:
+                log.seek(0)
+                die(f"the exporter exited: {log.read().decode(errors='replace')}")
+            time.sleep(0.1)
+    die("the exporter did not listen within 30 s")
+
+
+def stop(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def proc_figures(pid):
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    threads = len(os.listdir(f"/proc/{pid}/task"))
+    rss = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+    return {"fds": fds, "threads": threads, "rss_mb": round(rss / 2**20, 1)}
+
+
+def scrape(port, tls=None, timeout=30):
+    scheme = "https" if tls else "http"
+    req = urllib.request.Request(f"{scheme}://127.0.0.1:{port}/metrics")
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=timeout, context=tls) as r:
+        body = r.read()
+    return time.perf_counter() - t0, len(body)
+
+
+def latency(port, seconds, tls=None):
+    """A well-behaved scraper, one request at a time: latency percentiles and failures."""
+    got, failed = [], 0
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            got.append(scrape(port, tls)[0])
+        except Exception:
+            failed += 1
+            time.sleep(0.1)
+        time.sleep(0.05)
+    got.sort()
+    pick = lambda q: round(got[min(len(got) - 1, int(q * len(got)))] * 1000, 1) if got else None
+    return {"scrapes": len(got), "failed": failed, "p50_ms": pick(0.5), "p99_ms": pick(0.99),
+            "max_ms": round(got[-1] * 1000, 1) if got else None}
+
+
+def report(name, **figures):
+    print(f"{name}: {json.dumps(figures)}", flush=True)
+
+
+def phase_concurrent(p, port):
+    stop_at = time.time() + PHASE
+    counts = {"ok": 0, "failed": 0}
+    lock = threading.Lock()
+
+    def hammer():
+        while time.time() < stop_at:
+            try:
+                scrape(port)
+                k = "ok"
+            except Exception:
+                k = "failed"
+            with lock:
+                counts[k] += 1
+
+    threads = [threading.Thread(target=hammer, daemon=True) for _ in range(SCRAPERS)]
+    for t in threads:
+        t.start()
+    time.sleep(1)
+    peak = proc_figures(p.pid)
+    probe = latency(port, PHASE - 2)
+    for t in threads:
+        t.join()
+    report("concurrent", scrapers=SCRAPERS, seconds=PHASE, scrapes=counts["ok"],
+           failed=counts["failed"], probe=probe, exporter=peak)
+
+
+def alive(s):
+    """Whether the server still holds the connection (no EOF or reset waiting)."""
+    try:
+        s.setblocking(False)
+        data = s.recv(1, socket.MSG_PEEK)
+        return data != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+def phase_idle(p, port, tls_port=None, ctx=None):
+    label = "idle_tls" if tls_port else "idle"
+    target = tls_port or port
+    conns, refused = [], 0
+    for _ in range(IDLE):
+        try:
+            s = socket.create_connection(("127.0.0.1", target), timeout=5)
+            conns.append(s)
+        except OSError:
+            refused += 1
+    time.sleep(1)
+    held = proc_figures(p.pid)
+    probe = latency(target, 5, tls=ctx)
+    after = {}
+    for wait in (15, 65):
+        time.sleep(max(0, wait - (time.time() - t0_idle[0])))
+        after[f"open_after_{wait}s"] = sum(alive(s) for s in conns)
+    for s in conns:
+        s.close()
+    time.sleep(1)
+    report(label, connections=IDLE, refused_at_connect=refused, exporter_while_held=held,
+           probe_while_held=probe, **after, exporter_after=proc_figures(p.pid))
+
+
+t0_idle = [0.0]
+
+
+def phase_slow_reader(p, port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=120)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    rss0 = proc_figures(p.pid)["rss_mb"]
+    t0 = time.time()
+    read = 0
+    cut = None
+    while time.time() - t0 < 120:
+        try:
+            b = s.recv(1)
+        except OSError:
+            cut = time.time() - t0
+            break
+        if not b:
+            cut = time.time() - t0
+            break
+        read += 1
+        time.sleep(1)
+    probe = latency(port, 3)
+    s.close()
+    report("slow_reader", bytes_read=read, cut_after_s=round(cut, 1) if cut else None,
+           rss_mb_before=rss0, rss_mb_after=proc_figures(p.pid)["rss_mb"], probe_after=probe)
+
+
+def tls_files(dir):
+    key, crt = os.path.join(dir, "k.pem"), os.path.join(dir, "c.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", crt,
+                    "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    web = os.path.join(dir, "web.yml")
+    with open(web, "w") as f:
+        f.write(f"tls_server_config:\n  cert_file: {crt}\n  key_file: {key}\n")
+    ctx = ssl.create_default_context(cafile=crt)
+    return web, ctx
+
+
+def main():
+    if os.geteuid() != 0:
+        die("needs root (cgroups)")
+    if not os.access(EXPORTER, os.X_OK):
+        die(f"no exporter at {EXPORTER}: cargo build --release -p collector-exporter")
+    make_cgroups(CONTAINERS)
+    p, port, log = start_exporter()
+    time.sleep(3)
+    report("setup", containers=CONTAINERS, exporter=EXPORTER, body_bytes=scrape(port)[1],
+           **proc_figures(p.pid))
+    report("baseline", probe=latency(port, 5), exporter=proc_figures(p.pid))
+    phase_concurrent(p, port)
+    t0_idle[0] = time.time()
+    phase_idle(p, port)
+    phase_slow_reader(p, port)
+    tmp = tempfile.mkdtemp()
+    try:
+        web, ctx = tls_files(tmp)
+        tp, tport, _ = start_exporter([f"--web.config.file={web}"])
+        time.sleep(2)
+        t0_idle[0] = time.time()
+        phase_idle(tp, None, tls_port=tport, ctx=ctx)
+        stop(tp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    stop(p)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        for proc in started:
+            stop(proc)
+        remove_cgroups()
