@@ -319,6 +319,7 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
         setup: Some(Arc::new(setup_info)),
         healthz_without_auth: s.healthz_without_auth,
         connections: connections::Connections::new(s.max_connections, s.write_timeout),
+        writers: server::writers(),
     });
     let _ = own_state.set(app.clone());
     let served = rt.block_on(listener::serve(app, s.listen_address, web));

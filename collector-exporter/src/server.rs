@@ -38,6 +38,14 @@ pub struct App {
     pub healthz_without_auth: bool,
     /// The connections served, within `--web.max-connections`.
     pub connections: Arc<crate::connections::Connections>,
+    /// Turns to write a `/metrics` body (`writers()` at once).
+    pub writers: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many `/metrics` bodies are written at once: one per core, at least two.
+pub fn writers() -> Arc<tokio::sync::Semaphore> {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    Arc::new(tokio::sync::Semaphore::new(cores.max(2)))
 }
 
 /// Where `/api/v1/containers/{id}/processes` reads a container's processes from.
@@ -124,7 +132,17 @@ fn metrics(app: &Arc<App>, req: &Request<hyper::body::Incoming>) -> Resp {
         .is_some_and(accepts_gzip);
     let (tx, body) = Body::pieces(4);
     let app = app.clone();
-    tokio::task::spawn_blocking(move || write_metrics(&app, &snap, format, gzip, tx));
+    // A few bodies are written at once, each on a blocking thread; other scrapes wait their
+    // turn, so two hundred scrapers cost a few threads, not two hundred.
+    tokio::spawn(async move {
+        let Ok(turn) = app.writers.clone().acquire_owned().await else {
+            return;
+        };
+        tokio::task::spawn_blocking(move || {
+            write_metrics(&app, &snap, format, gzip, tx);
+            drop(turn);
+        });
+    });
     let mut resp = Response::new(body);
     if gzip {
         resp.headers_mut()
