@@ -129,6 +129,9 @@ settings! {
     /// (kubelet's); every other path stays behind it.
     #[arg(num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     healthz_without_auth: bool = "web.healthz-without-auth", default false;
+    /// How far back the web page's charts go (a ring of figures per container, at most 512
+    /// points each: finer sweeps are thinned), e.g. 15m; 0 keeps only the latest rates.
+    ui_history: String = "web.ui-history", default "15m".into();
     /// How often to read every container, e.g. 1s, 500ms.
     interval: String = "housekeeping.interval", default "5s".into();
     /// How often limits and shares (the spec files) are re-read where writes to them cannot be
@@ -448,6 +451,7 @@ pub struct Settings {
     pub telemetry_path: String,
     pub web_config: Option<PathBuf>,
     pub healthz_without_auth: bool,
+    pub ui_history: Duration,
     pub interval: Duration,
     pub spec_interval: Duration,
     pub idle_interval: Duration,
@@ -516,12 +520,14 @@ impl Settings {
         let telemetry_path = v.telemetry_path;
         if !telemetry_path.starts_with('/')
             || telemetry_path.starts_with("/api/")
+            || telemetry_path.starts_with("/ui/")
             || telemetry_path == "/healthz"
+            || telemetry_path == "/"
         {
             return Err(Error::new(
                 "web.telemetry-path",
                 format!(
-                    "{telemetry_path:?} must start with / and not clash with /healthz or /api/"
+                    "{telemetry_path:?} must start with / and not clash with the page (/, /ui/), /healthz or /api/"
                 ),
             ));
         }
@@ -533,6 +539,11 @@ impl Settings {
                 format!("{:?} is outside 100ms..1h", v.interval),
             ));
         }
+        let ui_history = duration_up_to(
+            "web.ui-history",
+            &v.ui_history,
+            Duration::from_secs(24 * 3600),
+        )?;
         let spec_interval = duration_up_to_1h("housekeeping.spec-interval", &v.spec_interval)?;
         let idle_interval = duration_up_to_1h("housekeeping.idle-interval", &v.idle_interval)?;
         let process_interval =
@@ -650,6 +661,7 @@ impl Settings {
             telemetry_path,
             web_config: v.web_config,
             healthz_without_auth: v.healthz_without_auth,
+            ui_history,
             interval,
             spec_interval,
             idle_interval,

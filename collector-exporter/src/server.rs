@@ -1,4 +1,4 @@
-//! The HTTP side: `/metrics`, `/healthz` and the JSON API. Every handler reads the latest
+//! The HTTP side: `/metrics`, `/healthz`, the JSON API and the web page (`ui`). Every handler reads the latest
 //! cached snapshot; only a container's process list reads procfs, on a blocking thread.
 
 use std::convert::Infallible;
@@ -18,6 +18,7 @@ pub use crate::body::Body;
 use crate::body::Piece;
 use crate::selfmetrics::{SelfCollector, SweepStats};
 use crate::state::Latest;
+use crate::views;
 
 pub struct App {
     pub latest: Arc<Latest>,
@@ -36,6 +37,8 @@ pub struct App {
     pub setup: Option<Arc<crate::setup::SetupInfo>>,
     /// `/healthz` answered without basic auth (`--web.healthz-without-auth`).
     pub healthz_without_auth: bool,
+    /// The web page's recent figures (`--web.ui-history`).
+    pub history: crate::views::SharedHistory,
 }
 
 /// Where `/api/v1/containers/{id}/processes` reads a container's processes from.
@@ -73,27 +76,39 @@ pub async fn handle(
             Some(s) => json(&Connections::of(&s)),
             None => not_ready(),
         }
-    } else if let Some(rest) = path.strip_prefix("/api/v1/containers/") {
-        match rest.strip_suffix("/processes") {
-            // A cgroup whose last component is `processes` keeps its own route.
-            Some(key) if !names_container(&app, rest) => processes(&app, key).await,
-            _ => container(&app, rest),
+    } else if path == "/api/v1/machine" {
+        match app.latest.get() {
+            Some(s) => {
+                let h = views::lock(&app.history);
+                json(&views::Machine::of(&s, &h, app.interval.as_millis() as u64))
+            }
+            None => not_ready(),
         }
-    } else if path == "/" {
-        let body = format!(
-            "<html><head><title>collector-exporter</title></head><body><h1>collector-exporter</h1>\
-             <ul><li><a href=\"{0}\">{0}</a></li><li><a href=\"/healthz\">/healthz</a></li>\
-             <li><a href=\"/api/v1/containers\">/api/v1/containers</a></li>\
-             <li><a href=\"/api/v1/events\">/api/v1/events</a></li>\
-             <li><a href=\"/api/v1/connections\">/api/v1/connections</a></li></ul></body></html>\n",
-            app.telemetry_path
-        );
-        let mut r = Response::new(Body::whole(body));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        r
+    } else if path == "/api/v1/overview" {
+        match app.latest.get() {
+            Some(s) => {
+                let h = views::lock(&app.history);
+                json(&views::Overview::of(
+                    &s,
+                    &h,
+                    app.interval.as_millis() as u64,
+                ))
+            }
+            None => not_ready(),
+        }
+    } else if let Some(rest) = path.strip_prefix("/api/v1/containers/") {
+        match sub_resource(&app, rest) {
+            Some((key, "processes")) => processes(&app, key).await,
+            Some((key, _)) => history(&app, key),
+            None => container(&app, rest),
+        }
+    } else if let Some(page) = crate::ui::route(path) {
+        let gzip = req
+            .headers()
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(accepts_gzip);
+        crate::ui::serve(page, req.headers(), gzip)
     } else {
         text(StatusCode::NOT_FOUND, "not found\n")
     };
@@ -288,6 +303,39 @@ fn container(app: &App, id: &str) -> Resp {
     }
 }
 
+/// `{key}/processes` or `{key}/history` as (key, what); `None` for a container's own figures.
+/// A cgroup whose last component is `processes` or `history` keeps its own route.
+fn sub_resource<'a>(app: &App, rest: &'a str) -> Option<(&'a str, &'static str)> {
+    ["processes", "history"].into_iter().find_map(|what| {
+        let key = rest.strip_suffix(what)?.strip_suffix('/')?;
+        (!names_container(app, rest)).then_some((key, what))
+    })
+}
+
+/// A container's recent figures, as the web page charts them.
+fn history(app: &App, key: &str) -> Resp {
+    let Some(s) = app.latest.get() else {
+        return not_ready();
+    };
+    let key = percent_decode(key);
+    let Some(c) = find(&s, &key) else {
+        return json_error(StatusCode::NOT_FOUND, &format!("no container {key:?}"));
+    };
+    let h = views::lock(&app.history);
+    match crate::history::Columns::of(&h, &c.id, app.interval) {
+        Some(columns) => json(&views::HistoryOf {
+            columns,
+            cpu_limit_cores: views::cpu_limit(c),
+            memory_limit_bytes: views::memory_limit(c, s.machine.memory_bytes),
+        }),
+        // Seen by a sweep the history has not recorded yet.
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            &format!("no history of {:?} yet", c.id),
+        ),
+    }
+}
+
 fn names_container(app: &App, key: &str) -> bool {
     app.latest
         .get()
@@ -450,6 +498,9 @@ fn json<T: Serialize + ?Sized>(v: &T) -> Resp {
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
+            // The latest figures: never from a cache.
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
