@@ -77,6 +77,9 @@ fn the_page_over_real_containers() {
     let mut busy = TestCgroup::new("ccol-ui-busy");
     busy.set_where_present("cpu.cfs_quota_us", "50000");
     busy.set_where_present("cpu.max", "50000 100000");
+    let limit = (256u64 << 20).to_string();
+    busy.set_where_present("memory.limit_in_bytes", &limit);
+    busy.set_where_present("memory.max", &limit);
     busy.spawn(&mut burner());
     // A name with what HTML would take for markup: it must show as text.
     let mut calm = TestCgroup::new("ccol-ui-<b>calm<&\"é>");
