@@ -99,13 +99,30 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    println!("containers  window  interval  points  stride  heap MB  heap B/point  RSS MB  record us (median)");
-    for (window, interval) in [
+    let configs = [
         (Duration::from_secs(900), Duration::from_secs(5)),
         (Duration::from_secs(900), Duration::from_secs(1)),
         (Duration::from_secs(512), Duration::from_secs(1)),
         (Duration::from_secs(3600), Duration::from_secs(10)),
-    ] {
+    ];
+    // Each configuration in a process of its own, so that its RSS is not pages another
+    // one freed.
+    let Some(one) = std::env::var("CCOL_UI_HISTORY_ONE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    else {
+        println!("containers  window  interval  points  stride  heap MB  heap B/point  RSS MB  record us (median)");
+        for i in 0..configs.len() {
+            let exe = std::env::current_exe().expect("the bench's path");
+            let st = std::process::Command::new(exe)
+                .env("CCOL_UI_HISTORY_ONE", i.to_string())
+                .status()
+                .expect("run the bench again");
+            assert!(st.success(), "configuration {i}: {st}");
+        }
+        return;
+    };
+    for (window, interval) in configs.get(one..=one).unwrap_or_default().iter().copied() {
         let mut snap = snapshot(n);
         let (heap0, rss0) = (LIVE.load(Relaxed), rss_bytes());
         let mut h = History::new(window, interval);
