@@ -539,11 +539,11 @@ impl Settings {
                 format!("{:?} is outside 100ms..1h", v.interval),
             ));
         }
-        let ui_history = duration_up_to(
-            "web.ui-history",
-            &v.ui_history,
-            Duration::from_secs(24 * 3600),
-        )?;
+        // A bare 0 (no unit) turns the history off, as the help says.
+        let ui_history = match v.ui_history.trim() {
+            "0" => Duration::ZERO,
+            t => duration_up_to("web.ui-history", t, Duration::from_secs(24 * 3600))?,
+        };
         let spec_interval = duration_up_to_1h("housekeeping.spec-interval", &v.spec_interval)?;
         let idle_interval = duration_up_to_1h("housekeeping.idle-interval", &v.idle_interval)?;
         let process_interval =
@@ -707,6 +707,21 @@ mod tests {
         assert_eq!(s.telemetry_path, "/metrics");
         assert_eq!(s.interval, Duration::from_secs(5));
         assert!(!s.runtime_only && s.label_allowlist.is_empty());
+        assert_eq!(s.ui_history, Duration::from_secs(15 * 60));
+    }
+
+    #[test]
+    fn the_page_history_and_paths_it_keeps() {
+        let mut f = flags();
+        f.given.ui_history = Some("0".into());
+        assert_eq!(Settings::resolve(&f).unwrap().ui_history, Duration::ZERO);
+        f.given.ui_history = Some("2d".into());
+        assert!(Settings::resolve(&f).is_err());
+        for p in ["/", "/ui/metrics"] {
+            let mut f = flags();
+            f.given.telemetry_path = Some(p.into());
+            assert!(Settings::resolve(&f).is_err(), "{p}");
+        }
     }
 
     #[test]

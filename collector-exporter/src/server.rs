@@ -79,20 +79,17 @@ pub async fn handle(
     } else if path == "/api/v1/machine" {
         match app.latest.get() {
             Some(s) => {
-                let h = views::lock(&app.history);
-                json(&views::Machine::of(&s, &h, app.interval.as_millis() as u64))
+                let m = views::Machine::of(&s, &views::lock(&app.history), interval_ms(&app));
+                json(&m)
             }
             None => not_ready(),
         }
     } else if path == "/api/v1/overview" {
         match app.latest.get() {
             Some(s) => {
-                let h = views::lock(&app.history);
-                json(&views::Overview::of(
-                    &s,
-                    &h,
-                    app.interval.as_millis() as u64,
-                ))
+                // Written out after the history's lock is let go: the sweep thread waits on it.
+                let o = views::Overview::of(&s, &views::lock(&app.history), interval_ms(&app));
+                json(&o)
             }
             None => not_ready(),
         }
@@ -312,6 +309,10 @@ fn sub_resource<'a>(app: &App, rest: &'a str) -> Option<(&'a str, &'static str)>
     })
 }
 
+fn interval_ms(app: &App) -> u64 {
+    app.interval.as_millis() as u64
+}
+
 /// A container's recent figures, as the web page charts them.
 fn history(app: &App, key: &str) -> Resp {
     let Some(s) = app.latest.get() else {
@@ -321,8 +322,8 @@ fn history(app: &App, key: &str) -> Resp {
     let Some(c) = find(&s, &key) else {
         return json_error(StatusCode::NOT_FOUND, &format!("no container {key:?}"));
     };
-    let h = views::lock(&app.history);
-    match crate::history::Columns::of(&h, &c.id, app.interval) {
+    let columns = crate::history::Columns::of(&views::lock(&app.history), &c.id, app.interval);
+    match columns {
         Some(columns) => json(&views::HistoryOf {
             columns,
             cpu_limit_cores: views::cpu_limit(c),

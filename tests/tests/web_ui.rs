@@ -19,16 +19,17 @@ fn burner() -> Command {
     c
 }
 
-/// The exporter sweeping every 250 ms over `ids`, with a minute of history.
+/// The exporter sweeping every 250 ms over `ids`, with a minute of history unless `more` says.
 fn exporter(ids: &[&str], more: &[&str]) -> Exporter {
     let mut args = vec![
         "--housekeeping.interval",
         "250ms",
-        "--web.ui-history",
-        "1m",
         "--containers.process-interval",
         "250ms",
     ];
+    if !more.contains(&"--web.ui-history") {
+        args.extend(["--web.ui-history", "1m"]);
+    }
     for id in ids {
         args.extend(["--cgroups.include", id]);
     }
@@ -338,4 +339,36 @@ fn basic_auth_covers_the_page_its_assets_and_json() {
         &[json!(cg.id)],
     );
     no_errors(&b, "the overview behind basic auth");
+}
+
+/// `--web.ui-history=0`: no points kept, the overview's rates still there.
+#[test]
+fn no_history_keeps_the_latest_rates() {
+    let mut cg = TestCgroup::new("ccol-ui-nohist");
+    cg.spawn(&mut burner());
+    let exp = exporter(&[&cg.id], &["--web.ui-history", "0"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let cpu = loop {
+        let o: Value = serde_json::from_slice(&exp.get("/api/v1/overview").body).expect("JSON");
+        let row = o["containers"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["id"] == cg.id.as_str()).cloned());
+        if let Some(cpu) = row.as_ref().and_then(|r| r["cpu_cores"].as_f64()) {
+            break cpu;
+        }
+        assert!(std::time::Instant::now() < deadline, "no CPU rate: {o}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(cpu > 0.1, "{cpu}");
+    let h = exp.get(&format!(
+        "/api/v1/containers/{}/history",
+        tests::urlencode(&cg.id)
+    ));
+    assert_eq!(h.status, 200, "{}", h.text());
+    let h: Value = serde_json::from_slice(&h.body).expect("JSON");
+    assert_eq!(
+        (h["window_ms"].as_u64(), &h["times_ms"]),
+        (Some(0), &json!([]))
+    );
+    assert_eq!(exp.get("/api/v1/containers/nope/history").status, 404);
 }

@@ -328,7 +328,12 @@ const kindCell = (e) => el("td", {}, el("span", { class: e.finding ? "tag findin
 
 function container() {
   const raw = location.pathname.slice("/ui/containers/".length);
-  const key = encodeURIComponent(decodeURIComponent(raw));
+  let key;
+  try {
+    key = encodeURIComponent(decodeURIComponent(raw));
+  } catch (e) {
+    key = encodeURIComponent(raw); // a stray % in the address: taken as it is
+  }
   const api = "/api/v1/containers/" + key;
   let interval = 5000;
   let slow = 0;
