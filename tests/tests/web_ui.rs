@@ -213,6 +213,8 @@ fn the_page_over_real_containers() {
         &[],
     );
     b.screenshot(&shots.join("container.png"));
+    b.exec("window.scrollTo(0, document.body.scrollHeight)", &[]);
+    b.screenshot(&shots.join("container-details.png"));
     no_errors(&b, "the container page");
 
     // 4. A finding: a process named like a miner, on the events page.

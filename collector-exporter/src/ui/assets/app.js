@@ -210,7 +210,8 @@ function chart(title, times, series, fmt, lines) {
   const W = 600, H = 160, L = 4, R = 4, T = 8, B = 4;
   const fig = el("figure", { class: "chart" });
   const all = series.flatMap((s) => s.values.filter(known)).concat((lines || []).map((l) => l.value).filter(known));
-  const max = Math.max(...all, 0) * 1.05 || 1;
+  const top = Math.max(...all, 0);
+  const max = top * 1.05 || 1; // headroom over the highest point; a flat zero still draws
   const t0 = times[0], t1 = times[times.length - 1];
   const x = (t) => L + (t1 > t0 ? ((t - t0) / (t1 - t0)) * (W - L - R) : W - L - R);
   const y = (v) => T + (1 - v / max) * (H - T - B);
@@ -238,7 +239,7 @@ function chart(title, times, series, fmt, lines) {
   }
   fig.setAttribute("data-points", points);
   const span = t1 > t0 ? Math.round((t1 - t0) / 1000) + " s" : "–";
-  const scale = points ? "max " + fmt(max / 1.05) + ", last " + span : "no data";
+  const scale = points ? "max " + fmt(top) + ", last " + span : "no data";
   fig.append(el("figcaption", {}, el("strong", {}, title), el("span", { class: "muted" }, " " + scale)), g, legend);
   return fig;
 }
@@ -300,16 +301,21 @@ function processes(p) {
   if (p.truncated) body.append(el("tr", {}, el("td", { colspan: 7 }, "… more processes not listed")));
 }
 
-function peers(c) {
+// Its sockets: counts by state (with --containers.socket-states) and its peers from
+// /api/v1/connections: inbound ones name its listening ports.
+function peers(c, list) {
   const ul = document.getElementById("peers");
   const tcp = c.stats.sockets && c.stats.sockets.tcp;
   const items = [];
   if (tcp) items.push(el("li", {}, "TCP: " + tcp.listen + " listening, " + tcp.established + " established"));
-  for (const p of (c.stats.peers && c.stats.peers.list) || []) {
-    items.push(el("li", { class: "mono" }, p.direction + " " + p.scope + " " + p.addr + ":" + p.port +
-      (p.container_name ? " (" + p.container_name + ")" : "")));
+  const listening = [...new Set(list.filter((p) => p.direction === "inbound").map((p) => p.port))].sort((a, b) => a - b);
+  if (listening.length) items.push(el("li", {}, "listening on port " + listening.join(", ") + " (connected to)"));
+  for (const p of list) {
+    const far = p.addr.includes(":") ? "[" + p.addr + "]" : p.addr;
+    const text = p.direction === "inbound" ? "from " + far + " to port " + p.port : "to " + far + ":" + p.port;
+    items.push(el("li", { class: "mono" }, text + " · " + p.scope + (p.container_name ? " (" + p.container_name + ")" : "")));
   }
-  if (!items.length) items.push(el("li", { class: "muted" }, "no sockets read"));
+  if (!items.length) items.push(el("li", { class: "muted" }, "no connection seen (peers are read with the security signals)"));
   ul.replaceChildren(...items);
 }
 
@@ -345,13 +351,15 @@ function container() {
     document.getElementById("subtitle").textContent = c.id + (c.meta.image ? " · " + c.meta.image : "");
     charts(h);
     spec(c);
-    peers(c);
-    // Processes and events change less often: every fifth update.
+    // Processes, peers and events change less often: every fifth update.
     if (slow++ % 5 === 0) {
-      const [p, ev] = await Promise.all([getJSON(api + "/processes"), getJSON("/api/v1/events")]);
+      const [p, ev, conn] = await Promise.all([getJSON(api + "/processes"), getJSON("/api/v1/events"),
+        getJSON("/api/v1/connections")]);
       processes(p);
-      const mine = ev.filter((e) => e.id === c.id).reverse();
-      document.querySelector("#events tbody").replaceChildren(...(mine.length ? mine.map((e) => el("tr", {},
+      const mine = conn.containers.find((x) => x.id === c.id);
+      peers(c, mine ? mine.peers : []);
+      const ours = ev.filter((e) => e.id === c.id).reverse();
+      document.querySelector("#events tbody").replaceChildren(...(ours.length ? ours.map((e) => el("tr", {},
         el("td", {}, dateTime(e.time_ms)), kindCell(e), el("td", { class: "mono" }, eventDetails(e))))
         : [el("tr", {}, el("td", { colspan: 3, class: "muted" }, "none"))]));
     }
