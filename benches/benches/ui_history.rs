@@ -111,6 +111,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
     else {
+        overview_size(n);
         println!("containers  window  interval  points  stride  heap MB  heap B/point  RSS MB  record us (median)");
         for i in 0..configs.len() {
             let exe = std::env::current_exe().expect("the bench's path");
@@ -157,6 +158,35 @@ fn main() {
         );
         drop(h);
     }
+}
+
+/// The size of `/api/v1/overview` (what the page polls each sweep) at `n` containers with
+/// runtime names, images and pods, plain and gzipped as the server sends it.
+fn overview_size(n: usize) {
+    use std::io::Write;
+    let mut snap = snapshot(n);
+    for (i, c) in snap.containers.iter_mut().enumerate() {
+        c.meta.name = Some(format!("k8s_app-{i}_shop-{i}-7d9f8b6c5-x2x4z_shop_0"));
+        c.meta.image = Some(format!("registry.example.com/shop/app-{i}:1.24.3"));
+        c.meta.namespace = Some("shop".into());
+        c.meta.pod = Some(format!("shop-{i}-7d9f8b6c5-x2x4z"));
+        c.stats.spec.memory_limit_bytes = Some(512 << 20);
+    }
+    let mut h = History::new(Duration::from_secs(900), Duration::from_secs(5));
+    for _ in 0..2 {
+        advance(&mut snap, Duration::from_secs(5));
+        h.record(&snap);
+    }
+    let body = serde_json::to_vec(&collector_exporter::views::Overview::of(&snap, &h, 5000))
+        .expect("JSON");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&body).expect("gzip");
+    let zipped = gz.finish().expect("gzip");
+    println!(
+        "/api/v1/overview at {n} containers: {:.0} KB, {:.0} KB gzipped",
+        body.len() as f64 / 1e3,
+        zipped.len() as f64 / 1e3
+    );
 }
 
 fn humantime(d: Duration) -> String {

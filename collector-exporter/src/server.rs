@@ -119,7 +119,7 @@ fn wants_gzip(req: &Request<hyper::body::Incoming>) -> bool {
 }
 
 /// JSON answers above this size go gzipped to a client that accepts it: the overview the page
-/// polls each sweep is some 400 KB at 1,000 containers, a tenth of that gzipped.
+/// polls each sweep is about 600 KB at 1,000 containers, 45 KB gzipped (the ui_history bench).
 const GZIP_JSON_OVER: usize = 8 * 1024;
 
 fn gzip_json(mut resp: Resp) -> Resp {
