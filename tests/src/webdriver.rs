@@ -83,15 +83,25 @@ impl Browser {
 
     /// One WebDriver command; its `value`, or a panic with the driver's error.
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// One WebDriver command; its `value`, or the driver's error (`{"error", "message"}`).
+    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Value> {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let (status, text) = request(self.addr, method, path, &body)
             .unwrap_or_else(|e| panic!("{method} {path} to chromedriver: {e}"));
         let v: Value =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"));
         if status != 200 {
-            panic!("{method} {path}: {status} {}", v["value"]);
+            let mut err = v["value"].clone();
+            if let Some(o) = err.as_object_mut() {
+                o.remove("stacktrace");
+            }
+            return Err(err);
         }
-        v["value"].clone()
+        Ok(v["value"].clone())
     }
 
     fn s(&self, rest: &str) -> String {
@@ -143,22 +153,27 @@ impl Browser {
     }
 
     pub fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.call(
-            "POST",
-            &self.s(&format!("/element/{id}/click")),
-            Some(json!({})),
-        );
+        self.on_element(css, "click", json!({}));
     }
 
     /// Types `text` into the element (focusing it first); `\u{E007}` is Enter.
     pub fn type_into(&self, css: &str, text: &str) {
-        let id = self.element(css);
-        self.call(
-            "POST",
-            &self.s(&format!("/element/{id}/value")),
-            Some(json!({ "text": text })),
-        );
+        self.on_element(css, "value", json!({ "text": text }));
+    }
+
+    /// An element command; the element found again when the page replaced it meanwhile (the
+    /// pages rebuild their rows at each refresh).
+    fn on_element(&self, css: &str, what: &str, body: Value) {
+        for _ in 0..10 {
+            let id = self.element(css);
+            let path = self.s(&format!("/element/{id}/{what}"));
+            match self.try_call("POST", &path, Some(body.clone())) {
+                Ok(_) => return,
+                Err(e) if e["error"] == "stale element reference" => continue,
+                Err(e) => panic!("{what} on {css}: {e}"),
+            }
+        }
+        panic!("{what} on {css}: the element kept being replaced");
     }
 
     pub fn set_window(&self, width: u32, height: u32) {

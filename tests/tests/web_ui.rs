@@ -163,6 +163,18 @@ fn the_page_over_real_containers() {
         "return document.querySelectorAll('#containers tbody tr').length >= 3",
         &[],
     );
+    // A keyboard user on a row's link stays there across refreshes.
+    b.exec(
+        "document.querySelector(`#containers tr[data-id=\"${arguments[0]}\"] a`).focus()",
+        &[json!(busy.id)],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let focused = b.exec(
+        "const a = document.activeElement; return a.closest('tr') && a.closest('tr').dataset.id",
+        &[],
+    );
+    assert_eq!(focused, json!(busy.id));
+    b.exec("document.activeElement.blur()", &[]);
     b.screenshot(&shots.join("overview.png"));
     // A phone: the page does not overflow sideways.
     b.set_window(390, 844);

@@ -55,6 +55,20 @@ function status(text, bad) {
   const s = document.getElementById("status");
   s.textContent = text;
   s.classList.toggle("bad", !!bad);
+  // A screen reader hears failures, not the time of every refresh.
+  s.setAttribute("aria-live", bad ? "assertive" : "off");
+}
+
+// Replaces a table body's rows; the link a keyboard user was on keeps the focus.
+function replaceRows(body, rows) {
+  const at = document.activeElement;
+  const row = at && body.contains(at) ? at.closest("tr[data-id]") : null;
+  body.replaceChildren(...rows);
+  if (row) {
+    const again = [...body.rows].find((r) => r.dataset.id === row.dataset.id);
+    const link = again && again.querySelector("a");
+    if (link) link.focus();
+  }
 }
 
 // Runs `tick` now and then every `ms()` milliseconds; a failure shows in the status line.
@@ -163,8 +177,7 @@ function overview() {
       const o = x < y ? -1 : x > y ? 1 : displayName(a).localeCompare(displayName(b));
       return state.desc ? -o : o;
     });
-    const body = table.tBodies[0];
-    body.replaceChildren(...rows.map(row));
+    replaceRows(table.tBodies[0], rows.map(row));
     document.getElementById("empty").hidden = rows.length > 0;
     document.getElementById("count").textContent = "(" + rows.length + " of " + state.rows.length + ")";
   }
@@ -378,7 +391,7 @@ function events() {
     const have = new Set([...select.options].map((o) => o.value));
     for (const k of kinds) if (!have.has(k)) select.append(el("option", { value: k }, k));
     const shown = all.filter((e) => !want || (want === "findings" ? !!e.finding : e.kind === want));
-    document.querySelector("#events tbody").replaceChildren(...shown.map((e) => el("tr", { "data-kind": e.kind },
+    replaceRows(document.querySelector("#events tbody"), shown.map((e) => el("tr", { "data-kind": e.kind, "data-id": e.time_ms + " " + e.kind + " " + e.id },
       el("td", {}, dateTime(e.time_ms)), kindCell(e),
       el("td", {}, el("a", { href: containerHref(e.id), title: e.id }, displayName(e)),
         e.pod ? el("span", { class: "muted" }, " " + (e.namespace || "") + "/" + e.pod) : null),
