@@ -174,3 +174,59 @@ pub struct HistoryOf<'a> {
     pub cpu_limit_cores: Option<f64>,
     pub memory_limit_bytes: Option<u64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn container(id: &str) -> Container {
+        Container {
+            id: id.into(),
+            identity: collector_core::identity::classify(id, &[]),
+            first_seen_ms: 0,
+            created_ms: None,
+            idle: false,
+            meta: Default::default(),
+            stats: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_overview_leaves_the_machine_out_and_says_limits_and_findings() {
+        let mut a = container("/a");
+        a.stats.spec.cpu_quota_us = Some(50_000);
+        a.stats.spec.cpu_period_us = Some(100_000);
+        a.stats.spec.memory_limit_bytes = Some(1 << 30);
+        let mut f = collector_core::FindingCounts::default();
+        f.add(collector_core::security::FindingKind::MinerProcess);
+        a.stats.security.findings = Some(f);
+        let mut b = container("/b");
+        // v1's "unlimited": no lower than the machine's memory.
+        b.stats.spec.memory_limit_bytes = Some(9_223_372_036_854_771_712);
+        b.idle = true;
+        let mut s = Snapshot {
+            containers: vec![container("/"), a, b],
+            ..Snapshot::default()
+        };
+        s.machine.memory_bytes = Some(8 << 30);
+        let h = History::new(Duration::from_secs(60), Duration::from_secs(1));
+        let v = serde_json::to_value(Overview::of(&s, &h, 1000)).unwrap();
+        let rows = v["containers"].as_array().unwrap();
+        assert_eq!(rows.len(), 2, "{v}");
+        assert_eq!(rows[0]["cpu_limit_cores"], 0.5);
+        assert_eq!(rows[0]["memory_limit_bytes"], 1u64 << 30);
+        assert_eq!(
+            rows[0]["findings"],
+            serde_json::json!([{"kind": "miner_process", "count": 1}])
+        );
+        assert_eq!(rows[0]["cpu_cores"], serde_json::Value::Null, "no rate yet");
+        assert_eq!(rows[1]["memory_limit_bytes"], serde_json::Value::Null);
+        assert_eq!(rows[1]["idle"], true);
+        let m = serde_json::to_value(Machine::of(&s, &h, 1000)).unwrap();
+        assert_eq!(
+            (m["containers"].as_u64(), m["idle_containers"].as_u64()),
+            (Some(2), Some(1))
+        );
+    }
+}
