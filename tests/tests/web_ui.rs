@@ -272,6 +272,7 @@ fn the_page_over_real_containers() {
          return r && r.textContent.includes('miner_process')",
         &[json!(miner.id)],
     );
+    b.screenshot(&shots.join("overview-finding.png"));
     no_errors(&b, "the overview");
 }
 

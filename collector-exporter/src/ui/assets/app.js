@@ -184,7 +184,7 @@ function overview() {
 
   function row(c) {
     const findings = c.findings.length
-      ? el("span", { class: "flag" }, "⚠ " + c.findings.map((f) => f.kind + (f.count > 1 ? " ×" + f.count : "")).join(", "))
+      ? el("span", { class: "flag" }, "⚠\u00a0" + c.findings.map((f) => f.kind + (f.count > 1 ? " ×" + f.count : "")).join(", "))
       : el("span", { class: "muted" }, "none");
     const mem = el("td", { "data-value": c.memory_bytes ?? "" }, bytes(c.memory_bytes));
     if (known(c.memory_limit_bytes)) {
@@ -343,7 +343,7 @@ function eventDetails(e) {
   return parts.filter((p) => p).join(" · ");
 }
 
-const kindCell = (e) => el("td", {}, el("span", { class: e.finding ? "tag finding" : "tag" }, (e.finding ? "⚠ finding: " : "") + e.kind));
+const kindCell = (e) => el("td", {}, el("span", { class: e.finding ? "tag finding" : "tag" }, (e.finding ? "⚠\u00a0finding: " : "") + e.kind));
 
 function container() {
   const raw = location.pathname.slice("/ui/containers/".length);
