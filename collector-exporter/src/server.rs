@@ -1,5 +1,6 @@
-//! The HTTP side: `/metrics`, `/healthz`, the JSON API and the web page (`ui`). Every handler reads the latest
-//! cached snapshot; only a container's process list reads procfs, on a blocking thread.
+//! The HTTP side: `/metrics`, `/healthz`, the JSON API and the web page (`ui`). Every handler
+//! reads the latest cached snapshot; only a container's process list reads procfs, on a
+//! blocking thread.
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -98,6 +99,16 @@ pub async fn handle(
             Some((key, "processes")) => processes(&app, key).await,
             Some((key, _)) => history(&app, key),
             None => container(&app, rest),
+        }
+    } else if path == "/ui/metrics" {
+        // The page's link to the metrics, wherever `--web.telemetry-path` put them.
+        let mut r = text(StatusCode::FOUND, "");
+        match HeaderValue::from_str(&app.telemetry_path) {
+            Ok(to) => {
+                r.headers_mut().insert(header::LOCATION, to);
+                r
+            }
+            Err(_) => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     } else if let Some(page) = crate::ui::route(path) {
         crate::ui::serve(page, req.headers(), wants_gzip(&req))

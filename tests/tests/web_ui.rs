@@ -323,6 +323,12 @@ fn basic_auth_covers_the_page_its_assets_and_json() {
         let r = http_get(exp.addr, p, &[("Authorization", &good)]);
         assert_eq!(r.status, 200, "{p} with credentials: {}", r.text());
     }
+    assert_eq!(http_get(exp.addr, "/ui/metrics", &[]).status, 401);
+    let metrics = http_get(exp.addr, "/ui/metrics", &[("Authorization", &good)]);
+    assert_eq!(
+        (metrics.status, metrics.header("location")),
+        (302, Some("/metrics"))
+    );
     let page = http_get(exp.addr, "/", &[("Authorization", &good)]);
     assert!(page
         .header("content-type")
