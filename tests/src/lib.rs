@@ -354,7 +354,12 @@ impl Exporter {
                 .map_while(Result::ok)
             {
                 if !sent {
-                    if let Some(a) = line.split("listening on http://").nth(1) {
+                    // Plain HTTP or TLS (`get` speaks plain HTTP only).
+                    let found = line
+                        .split("listening on http://")
+                        .nth(1)
+                        .or_else(|| line.split("listening on https://").nth(1));
+                    if let Some(a) = found {
                         let _ = tx.send(a.trim().to_string());
                         sent = true;
                     }

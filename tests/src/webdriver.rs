@@ -29,6 +29,11 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver on a free port and a headless Chromium session, 1280x900.
     pub fn start() -> Browser {
+        Browser::start_with(&[])
+    }
+
+    /// The same, with more Chromium flags (`--ignore-certificate-errors` for a test CA).
+    pub fn start_with(flags: &[&str]) -> Browser {
         for p in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 Path::new(p).exists(),
@@ -57,14 +62,22 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(50));
         }
         let profile = tempfile::tempdir().expect("a temp dir for the browser profile");
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1280,900",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+        ]
+        .iter()
+        .chain(flags)
+        .map(|a| a.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900",
-                         "--disable-dev-shm-usage", "--no-first-run",
-                         format!("--user-data-dir={}", profile.path().display())],
-            },
+            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
             "goog:loggingPrefs": {"browser": "ALL"},
         }}});
         let mut b = Browser {

@@ -1,7 +1,7 @@
 //! The built-in web page in a real headless Chromium, over real cgroups made here: the
 //! overview lists them with their figures, sorts and filters; a container's page draws its
 //! charts; a finding shows on the events page; no script error; basic auth covers the page,
-//! its assets and its JSON. Screenshots go to `$UI_SCREENSHOTS`, else
+//! its assets and its JSON, and the page works over TLS. Screenshots go to `$UI_SCREENSHOTS`, else
 //! `<target dir>/ui-screenshots/`.
 
 use std::path::PathBuf;
@@ -392,4 +392,53 @@ fn no_history_keeps_the_latest_rates() {
         (Some(0), &json!([]))
     );
     assert_eq!(exp.get("/api/v1/containers/nope/history").status, 404);
+}
+
+/// Over TLS with basic auth (one web config, as for /metrics): plain HTTP is refused, and the
+/// browser, trusting the test's certificate, logs in and gets the page and its data.
+#[test]
+fn the_page_over_tls() {
+    let mut cg = TestCgroup::new("ccol-ui-tls");
+    cg.spawn(&mut tests::sleeper());
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("a certificate");
+    std::fs::write(dir.path().join("server.crt"), ck.cert.pem()).expect("write the cert");
+    std::fs::write(
+        dir.path().join("server.key"),
+        ck.signing_key.serialize_pem(),
+    )
+    .expect("write the key");
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
+             basic_auth_users:\n  alice: '{}'\n",
+            hash("pa55-word")
+        ),
+    )
+    .expect("write the web config");
+    let exp = exporter(&[&cg.id], &["--web.config.file", web.to_str().unwrap()]);
+    assert_eq!(http_get(exp.addr, "/", &[]).status, 400, "plain HTTP");
+    let b = Browser::start_with(&["--ignore-certificate-errors"]);
+    b.goto(&format!("https://alice:pa55-word@{}/", exp.addr));
+    b.wait_for(
+        "the row of the test's container over TLS",
+        "return [...document.querySelectorAll('#containers tbody tr')]
+           .some(r => r.dataset.id === arguments[0])",
+        &[json!(cg.id)],
+    );
+    b.goto(&format!(
+        "https://{}/ui/containers/{}",
+        exp.addr,
+        tests::urlencode(&cg.id)
+    ));
+    b.wait_for(
+        "the container's charts over TLS",
+        "const f = document.querySelector('#charts figure');
+         return f && Number(f.dataset.points) >= 2",
+        &[],
+    );
+    no_errors(&b, "the pages over TLS");
 }
