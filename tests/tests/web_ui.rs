@@ -1,8 +1,8 @@
 //! The built-in web page in a real headless Chromium, over real cgroups made here: the
 //! overview lists them with their figures, sorts and filters; a container's page draws its
 //! charts; a finding shows on the events page; no script error; basic auth covers the page,
-//! its assets and its JSON, and the page works over TLS. Screenshots go to `$UI_SCREENSHOTS`, else
-//! `<target dir>/ui-screenshots/`.
+//! its assets and its JSON, and the page works over TLS. Screenshots go to
+//! `$UI_SCREENSHOTS`, else `<target dir>/ui-screenshots/`.
 
 use std::path::PathBuf;
 use std::process::Command;
