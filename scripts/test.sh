@@ -34,6 +34,9 @@ command -v nsenter >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || need+=(python3 python3-pip)
 # The alert-rule tests read the rules with PyYAML (tests/tests/alert_rules.rs).
 python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
+# The web page in a headless browser (tests/tests/web_ui.rs).
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${need[*]}" >&2
     DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -qq --no-install-recommends "${need[@]}" >&2 \

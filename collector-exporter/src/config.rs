@@ -135,6 +135,9 @@ settings! {
     /// A client that takes no byte of its answer for this long is cut, e.g. 30s.
     write_timeout: String = "web.write-timeout",
         default format_duration(crate::connections::DEFAULT_STALL);
+    /// How far back the web page's charts go (a ring of figures per container, at most 512
+    /// points each: finer sweeps are thinned), e.g. 15m; 0 keeps only the latest rates.
+    ui_history: String = "web.ui-history", default "15m".into();
     /// How often to read every container, e.g. 1s, 500ms.
     interval: String = "housekeeping.interval", default "5s".into();
     /// How often limits and shares (the spec files) are re-read where writes to them cannot be
@@ -462,6 +465,7 @@ pub struct Settings {
     pub healthz_without_auth: bool,
     pub max_connections: usize,
     pub write_timeout: Duration,
+    pub ui_history: Duration,
     pub interval: Duration,
     pub spec_interval: Duration,
     pub idle_interval: Duration,
@@ -530,12 +534,14 @@ impl Settings {
         let telemetry_path = v.telemetry_path;
         if !telemetry_path.starts_with('/')
             || telemetry_path.starts_with("/api/")
+            || telemetry_path.starts_with("/ui/")
             || telemetry_path == "/healthz"
+            || telemetry_path == "/"
         {
             return Err(Error::new(
                 "web.telemetry-path",
                 format!(
-                    "{telemetry_path:?} must start with / and not clash with /healthz or /api/"
+                    "{telemetry_path:?} must start with / and not clash with the page (/, /ui/), /healthz or /api/"
                 ),
             ));
         }
@@ -547,6 +553,11 @@ impl Settings {
                 format!("{:?} is outside 100ms..1h", v.interval),
             ));
         }
+        // A bare 0 (no unit) turns the history off, as the help says.
+        let ui_history = match v.ui_history.trim() {
+            "0" => Duration::ZERO,
+            t => duration_up_to("web.ui-history", t, Duration::from_secs(24 * 3600))?,
+        };
         let spec_interval = duration_up_to_1h("housekeeping.spec-interval", &v.spec_interval)?;
         let idle_interval = duration_up_to_1h("housekeeping.idle-interval", &v.idle_interval)?;
         let process_interval =
@@ -682,6 +693,7 @@ impl Settings {
                 }
                 d => d,
             },
+            ui_history,
             interval,
             spec_interval,
             idle_interval,
@@ -727,6 +739,21 @@ mod tests {
         assert_eq!(s.telemetry_path, "/metrics");
         assert_eq!(s.interval, Duration::from_secs(5));
         assert!(!s.runtime_only && s.label_allowlist.is_empty());
+        assert_eq!(s.ui_history, Duration::from_secs(15 * 60));
+    }
+
+    #[test]
+    fn the_page_history_and_paths_it_keeps() {
+        let mut f = flags();
+        f.given.ui_history = Some("0".into());
+        assert_eq!(Settings::resolve(&f).unwrap().ui_history, Duration::ZERO);
+        f.given.ui_history = Some("2d".into());
+        assert!(Settings::resolve(&f).is_err());
+        for p in ["/", "/ui/metrics"] {
+            let mut f = flags();
+            f.given.telemetry_path = Some(p.into());
+            assert!(Settings::resolve(&f).is_err(), "{p}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod check;
 pub mod config;
 pub mod connections;
 pub mod error;
+pub mod history;
 pub mod listener;
 pub mod policy;
 pub mod selfmetrics;
@@ -16,7 +17,9 @@ pub mod server;
 pub mod setup;
 pub mod sinks;
 pub mod state;
+pub mod ui;
 pub mod value;
+pub mod views;
 pub mod webconfig;
 
 use std::process::ExitCode;
@@ -278,12 +281,17 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
     let events = Arc::new(state::EventLog::default());
     let violations = Arc::new(state::Violations::default());
     let criticals = Arc::new(state::Criticals::default());
+    let history = Arc::new(std::sync::Mutex::new(history::History::new(
+        s.ui_history,
+        s.interval,
+    )));
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let sweeper = {
         let (latest, stats, interval, ev) =
             (latest.clone(), stats.clone(), s.interval, events.clone());
         let (policy, vio) = (s.policy.clone(), violations.clone());
         let (critical, crit) = (s.critical.clone(), criticals.clone());
+        let hist = history.clone();
         std::thread::Builder::new()
             .name("sweep".into())
             .spawn(move || {
@@ -296,6 +304,7 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
                     violations: vio,
                     critical,
                     criticals: crit,
+                    history: hist,
                 };
                 sweep_loop(collector, interval, stop_rx, out)
             })
@@ -320,6 +329,7 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
         healthz_without_auth: s.healthz_without_auth,
         connections: connections::Connections::new(s.max_connections, s.write_timeout),
         writers: server::writers(),
+        history,
     });
     let _ = own_state.set(app.clone());
     let served = rt.block_on(listener::serve(app, s.listen_address, web));
@@ -348,6 +358,7 @@ struct Outputs {
     /// Components critical to the cluster, and their containers as of the last sweep.
     critical: Vec<String>,
     criticals: Arc<state::Criticals>,
+    history: views::SharedHistory,
 }
 
 fn sweep_loop(
@@ -365,6 +376,7 @@ fn sweep_loop(
         violations,
         critical,
         criticals,
+        history,
     } = out;
     let mut flagged = std::collections::HashSet::new();
     let mut spare: Option<Snapshot> = None;
@@ -406,6 +418,7 @@ fn sweep_loop(
         for e in &snap.events {
             tracing::info!(event = e.kind.name(), id = %e.id, name = ?e.name, image = ?e.image, count = e.count, "container event");
         }
+        views::lock(&history).record(&snap);
         let snap = Arc::new(snap);
         for f in &sinks {
             f.push(snap.clone());

@@ -14,6 +14,7 @@ use collector_core::{Container, Controller, Hierarchy, Roots, Snapshot};
 pub mod grafana;
 pub mod osmem;
 pub mod servers;
+pub mod webdriver;
 
 /// The command that prepares a machine for the whole suite.
 pub const SETUP: &str = "scripts/test.sh";
@@ -353,7 +354,12 @@ impl Exporter {
                 .map_while(Result::ok)
             {
                 if !sent {
-                    if let Some(a) = line.split("listening on http://").nth(1) {
+                    // Plain HTTP or TLS (`get` speaks plain HTTP only).
+                    let found = line
+                        .split("listening on http://")
+                        .nth(1)
+                        .or_else(|| line.split("listening on https://").nth(1));
+                    if let Some(a) = found {
                         let _ = tx.send(a.trim().to_string());
                         sent = true;
                     }
