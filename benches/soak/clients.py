@@ -6,6 +6,7 @@ a second, and scrapes during sweeps of many containers. Prints one line per figu
     benches/soak/clients.py                          # the exporter from target/release
     EXPORTER=target/debug/collector-exporter CONTAINERS=200 benches/soak/clients.py
     CONTAINERS=10000 benches/soak/clients.py         # scrapes during 10,000-container sweeps
+    ONLY=concurrent,slow_reader benches/soak/clients.py   # some phases only
 
 Figures: a well-behaved client's scrape latency (p50/p99/max) during each phase, the
 exporter's descriptors, threads and RSS, how many idle connections it kept, and how long
@@ -211,11 +212,13 @@ def phase_idle(p, port, tls_port=None, ctx=None):
             conns.append(s)
         except OSError:
             refused += 1
+    # The waits below count from the last connection made.
+    t0_idle[0] = time.time()
     time.sleep(1)
     held = proc_figures(p.pid)
     probe = latency(target, 5, tls=ctx)
     after = {}
-    for wait in (15, 65):
+    for wait in (12, 65):
         time.sleep(max(0, wait - (time.time() - t0_idle[0])))
         after[f"open_after_{wait}s"] = sum(alive(s) for s in conns)
     for s in conns:
@@ -228,29 +231,39 @@ def phase_idle(p, port, tls_port=None, ctx=None):
 t0_idle = [0.0]
 
 
+def stalled(port):
+    """The exporter's count of answers it cut for want of progress."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("collector_http_connections_closed_total{") and "stalled" in line:
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 def phase_slow_reader(p, port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=120)
+    """Asks for /metrics and takes one byte a second, with a small receive buffer (set before
+    connecting, so the window is small): once the kernel's buffers are full the exporter's
+    writes stall, and it should cut the answer after --web.write-timeout."""
+    s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(120)
+    s.connect(("127.0.0.1", port))
     s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-    rss0 = proc_figures(p.pid)["rss_mb"]
+    before = stalled(port) or 0
+    fig0 = proc_figures(p.pid)
     t0 = time.time()
-    read = 0
-    cut = None
+    read, cut = 0, None
     while time.time() - t0 < 120:
-        try:
-            b = s.recv(1)
-        except OSError:
-            cut = time.time() - t0
-            break
-        if not b:
-            cut = time.time() - t0
-            break
+        s.recv(1)
         read += 1
+        if (stalled(port) or 0) > before:
+            cut = time.time() - t0
+            break
         time.sleep(1)
     probe = latency(port, 3)
     s.close()
     report("slow_reader", bytes_read=read, cut_after_s=round(cut, 1) if cut else None,
-           rss_mb_before=rss0, rss_mb_after=proc_figures(p.pid)["rss_mb"], probe_after=probe)
+           exporter_before=fig0, exporter_after=proc_figures(p.pid), probe_after=probe)
 
 
 def tls_files(dir):
@@ -278,16 +291,21 @@ def main():
     report("setup", containers=CONTAINERS, exporter=EXPORTER, body_bytes=scrape(port)[1],
            **proc_figures(p.pid))
     report("baseline", probe=latency(port, 5), exporter=proc_figures(p.pid))
-    phase_concurrent(p, port)
-    t0_idle[0] = time.time()
-    phase_idle(p, port)
-    phase_slow_reader(p, port)
+    only = os.environ.get("ONLY", "concurrent,idle,slow_reader,idle_tls").split(",")
+    if "concurrent" in only:
+        phase_concurrent(p, port)
+    if "idle" in only:
+        phase_idle(p, port)
+    if "slow_reader" in only:
+        phase_slow_reader(p, port)
+    if "idle_tls" not in only:
+        stop(p)
+        return
     tmp = tempfile.mkdtemp()
     try:
         web, ctx = tls_files(tmp)
         tp, tport, _ = start_exporter([f"--web.config.file={web}"])
         time.sleep(2)
-        t0_idle[0] = time.time()
         phase_idle(tp, None, tls_port=tport, ctx=ctx)
         stop(tp)
     finally:

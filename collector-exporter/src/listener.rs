@@ -19,6 +19,9 @@ use crate::connections::{Marker, Ticket, Tracked};
 use crate::server;
 use crate::webconfig::WebConfig;
 
+/// Bytes hyper queues for one connection's socket.
+const WRITE_QUEUE: usize = 128 * 1024;
+
 /// How long a client has to send its request headers, or to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -160,6 +163,9 @@ where
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT)
+        // What hyper queues for a connection's socket (400 KB by default): a piece or two
+        // of /metrics, so two hundred slow readers do not hold 80 MB of queued answers.
+        .max_buf_size(WRITE_QUEUE)
         .serve_connection(TokioIo::new(stream), svc);
     if let Err(e) = conn.await {
         tracing::debug!("connection: {e}");

@@ -40,13 +40,13 @@ pub struct App {
     pub healthz_without_auth: bool,
     /// The connections served, within `--web.max-connections`.
     pub connections: Arc<crate::connections::Connections>,
-    /// Turns to write a `/metrics` body (`writers()` at once).
+    /// Turns to write `/metrics` text (`writers()` at once).
     pub writers: Arc<tokio::sync::Semaphore>,
     /// The web page's recent figures (`--web.ui-history`).
     pub history: crate::views::SharedHistory,
 }
 
-/// How many `/metrics` bodies are written at once: one per core, at least two.
+/// How many `/metrics` writers make text at once: one per core, at least two.
 pub fn writers() -> Arc<tokio::sync::Semaphore> {
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     Arc::new(tokio::sync::Semaphore::new(cores.max(2)))
@@ -188,19 +188,9 @@ fn metrics(app: &Arc<App>, req: &Request<hyper::body::Incoming>) -> Resp {
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
-    let (tx, body) = Body::pieces(4);
+    let (tx, body) = Body::pieces(2);
     let app = app.clone();
-    // A few bodies are written at once, each on a blocking thread; other scrapes wait their
-    // turn, so two hundred scrapers cost a few threads, not two hundred.
-    tokio::spawn(async move {
-        let Ok(turn) = app.writers.clone().acquire_owned().await else {
-            return;
-        };
-        tokio::task::spawn_blocking(move || {
-            write_metrics(&app, &snap, format, gzip, tx);
-            drop(turn);
-        });
-    });
+    tokio::task::spawn_blocking(move || write_metrics(&app, &snap, format, gzip, tx));
     let mut resp = Response::new(body);
     if gzip {
         resp.headers_mut()
@@ -226,10 +216,23 @@ fn write_metrics(
     gzip: bool,
     tx: tokio::sync::mpsc::Sender<Piece>,
 ) {
+    // Writing takes a turn (one per core): two hundred scrapers share the cores rather than
+    // each having one, and the text of at most a few pieces is made at once. A writer waiting
+    // for its client to take a piece gives its turn up, so slow readers never hold the others.
+    let turns = app.writers.clone();
+    let rt = tokio::runtime::Handle::current();
+    let take_turn = move || rt.block_on(turns.clone().acquire_owned()).ok();
+    let mut turn = take_turn();
     let data = tx.clone();
-    let mut out = Pieces::new(gzip, move |b| {
-        data.blocking_send(Piece::Data(b))
-            .map_err(|_| std::fmt::Error)
+    let mut out = Pieces::new(gzip, move |b| match data.try_send(Piece::Data(b)) {
+        Ok(()) => Ok(()),
+        Err(tokio::sync::mpsc::error::TrySendError::Full(piece)) => {
+            drop(turn.take());
+            let sent = data.blocking_send(piece).map_err(|_| std::fmt::Error);
+            turn = take_turn();
+            sent
+        }
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(std::fmt::Error),
     });
     let mut text = String::with_capacity(PIECE + PIECE / 4);
     let mut send = |t: &mut String| out.send(t);
