@@ -6,6 +6,7 @@ a second, and scrapes during sweeps of many containers. Prints one line per figu
     benches/soak/clients.py                          # the exporter from target/release
     EXPORTER=target/debug/collector-exporter CONTAINERS=200 benches/soak/clients.py
     CONTAINERS=10000 benches/soak/clients.py         # scrapes during 10,000-container sweeps
+    GZIP=0 benches/soak/clients.py                   # plain-text scrapes (each written apart)
     ONLY=concurrent,slow_reader benches/soak/clients.py   # some phases only
 
 Figures: a well-behaved client's scrape latency (p50/p99/max) during each phase, the
@@ -34,6 +35,7 @@ CONTAINERS = int(os.environ.get("CONTAINERS", "200"))
 IDLE = int(os.environ.get("IDLE", "1000"))
 SCRAPERS = int(os.environ.get("SCRAPERS", "200"))
 PHASE = float(os.environ.get("PHASE", "20"))
+GZIP = os.environ.get("GZIP", "1") != "0"
 CG = "/sys/fs/cgroup"
 PARENT = f"ccol-clients-{os.getpid()}"
 
@@ -134,8 +136,10 @@ def proc_figures(pid):
 
 
 def scrape(port, tls=None, timeout=30):
+    """One scrape, asking for gzip as Prometheus does (GZIP=0: plain text)."""
     scheme = "https" if tls else "http"
-    req = urllib.request.Request(f"{scheme}://127.0.0.1:{port}/metrics")
+    headers = {"Accept-Encoding": "gzip"} if GZIP else {}
+    req = urllib.request.Request(f"{scheme}://127.0.0.1:{port}/metrics", headers=headers)
     t0 = time.perf_counter()
     with urllib.request.urlopen(req, timeout=timeout, context=tls) as r:
         body = r.read()
@@ -157,6 +161,19 @@ def latency(port, seconds, tls=None):
     pick = lambda q: round(got[min(len(got) - 1, int(q * len(got)))] * 1000, 1) if got else None
     return {"scrapes": len(got), "failed": failed, "p50_ms": pick(0.5), "p99_ms": pick(0.99),
             "max_ms": round(got[-1] * 1000, 1) if got else None}
+
+
+def probe_apart(port, seconds, tls=None):
+    """`latency` in a process of its own: the scrapers' threads share this one's GIL, and a
+    probe among them would measure the GIL, not the exporter."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    out, into = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=lambda: into.send(latency(port, seconds, tls)))
+    child.start()
+    got = out.recv()
+    child.join()
+    return got
 
 
 def report(name, **figures):
@@ -183,7 +200,7 @@ def phase_concurrent(p, port):
         t.start()
     time.sleep(1)
     peak = proc_figures(p.pid)
-    probe = latency(port, PHASE - 2)
+    probe = probe_apart(port, PHASE - 2)
     for t in threads:
         t.join()
     report("concurrent", scrapers=SCRAPERS, seconds=PHASE, scrapes=counts["ok"],
@@ -288,7 +305,8 @@ def main():
     make_cgroups(CONTAINERS)
     p, port, log = start_exporter()
     time.sleep(3)
-    report("setup", containers=CONTAINERS, exporter=EXPORTER, body_bytes=scrape(port)[1],
+    report("setup", containers=CONTAINERS, exporter=EXPORTER, gzip=GZIP,
+           body_bytes=scrape(port)[1],
            **proc_figures(p.pid))
     report("baseline", probe=latency(port, 5), exporter=proc_figures(p.pid))
     only = os.environ.get("ONLY", "concurrent,idle,slow_reader,idle_tls").split(",")

@@ -15,6 +15,7 @@ pub mod policy;
 pub mod selfmetrics;
 pub mod server;
 pub mod setup;
+pub mod shared_body;
 pub mod sinks;
 pub mod state;
 pub mod ui;
@@ -328,7 +329,7 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
         setup: Some(Arc::new(setup_info)),
         healthz_without_auth: s.healthz_without_auth,
         connections: connections::Connections::new(s.max_connections, s.write_timeout),
-        writers: server::writers(),
+        shared_bodies: shared_body::SharedBodies::default(),
         history,
     });
     let _ = own_state.set(app.clone());

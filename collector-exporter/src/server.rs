@@ -40,16 +40,10 @@ pub struct App {
     pub healthz_without_auth: bool,
     /// The connections served, within `--web.max-connections`.
     pub connections: Arc<crate::connections::Connections>,
-    /// Turns to write `/metrics` text (`writers()` at once).
-    pub writers: Arc<tokio::sync::Semaphore>,
     /// The web page's recent figures (`--web.ui-history`).
     pub history: crate::views::SharedHistory,
-}
-
-/// How many `/metrics` writers make text at once: one per core, at least two.
-pub fn writers() -> Arc<tokio::sync::Semaphore> {
-    let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    Arc::new(tokio::sync::Semaphore::new(cores.max(2)))
+    /// The latest sweep's gzipped `/metrics` bodies, shared by the scrapes of that sweep.
+    pub shared_bodies: crate::shared_body::SharedBodies,
 }
 
 /// Where `/api/v1/containers/{id}/processes` reads a container's processes from.
@@ -189,8 +183,36 @@ fn metrics(app: &Arc<App>, req: &Request<hyper::body::Incoming>) -> Resp {
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
     let (tx, body) = Body::pieces(2);
-    let app = app.clone();
-    tokio::task::spawn_blocking(move || write_metrics(&app, &snap, format, gzip, tx));
+    if gzip {
+        // Made once for the sweep, shared by every scrape of it.
+        let (shared, write) = app.shared_bodies.get(&snap, format);
+        if write {
+            let (app, shared) = (app.clone(), shared.clone());
+            tokio::task::spawn_blocking(move || {
+                let ok = write_metrics(&app, &snap, format, true, |b| {
+                    shared.push(b);
+                    Ok(())
+                });
+                shared.finish(ok.is_ok());
+            });
+        }
+        tokio::spawn(shared.stream(tx));
+    } else {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || {
+            let data = tx.clone();
+            let written = write_metrics(&app, &snap, format, false, move |b| {
+                data.blocking_send(Piece::Data(b))
+                    .map_err(|_| std::fmt::Error)
+            });
+            if written
+                .and_then(|()| tx.blocking_send(Piece::End).map_err(|_| std::fmt::Error))
+                .is_err()
+            {
+                tracing::debug!("/metrics: the client left");
+            }
+        });
+    }
     let mut resp = Response::new(body);
     if gzip {
         resp.headers_mut()
@@ -208,51 +230,27 @@ fn metrics(app: &Arc<App>, req: &Request<hyper::body::Incoming>) -> Resp {
 }
 
 /// The containers' families by the text writer, then the exporter's own and `# EOF`, handed
-/// to `tx` piece by piece. Stops when the client goes.
+/// to `put` piece by piece (gzipped with `gzip`). An error from `put` (the client went) stops
+/// it; an error ends the body short, and the caller must not say it ended whole.
 fn write_metrics(
     app: &App,
     snap: &Snapshot,
     format: Format,
     gzip: bool,
-    tx: tokio::sync::mpsc::Sender<Piece>,
-) {
-    // Writing takes a turn (one per core): two hundred scrapers share the cores rather than
-    // each having one, and the text of at most a few pieces is made at once. A writer waiting
-    // for its client to take a piece gives its turn up, so slow readers never hold the others.
-    let turns = app.writers.clone();
-    let rt = tokio::runtime::Handle::current();
-    let take_turn = move || rt.block_on(turns.clone().acquire_owned()).ok();
-    let mut turn = take_turn();
-    let data = tx.clone();
-    let mut out = Pieces::new(gzip, move |b| match data.try_send(Piece::Data(b)) {
-        Ok(()) => Ok(()),
-        Err(tokio::sync::mpsc::error::TrySendError::Full(piece)) => {
-            drop(turn.take());
-            let sent = data.blocking_send(piece).map_err(|_| std::fmt::Error);
-            turn = take_turn();
-            sent
-        }
-        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(std::fmt::Error),
-    });
+    put: impl FnMut(Bytes) -> Result<(), std::fmt::Error>,
+) -> Result<(), std::fmt::Error> {
+    let mut out = Pieces::new(gzip, put);
     let mut text = String::with_capacity(PIECE + PIECE / 4);
     let mut send = |t: &mut String| out.send(t);
-    if prom::write_chunked(&mut text, snap, &app.options, format, PIECE, &mut send).is_err() {
+    if let Err(e) = prom::write_chunked(&mut text, snap, &app.options, format, PIECE, &mut send) {
         tracing::debug!("/metrics: the client left");
-        return;
+        return Err(e);
     }
     if let Err(e) = encode_own(app, &mut text, format) {
-        // The body ends in an error (the producer leaves without `End`), not cut short
-        // looking whole.
         tracing::error!("encoding the exporter's own metrics failed: {e}");
-        return;
+        return Err(e);
     }
-    let sent = out.send(&mut text).and_then(|()| out.finish());
-    if sent
-        .and_then(|()| tx.blocking_send(Piece::End).map_err(|_| std::fmt::Error))
-        .is_err()
-    {
-        tracing::debug!("/metrics: the client left");
-    }
+    out.send(&mut text).and_then(|()| out.finish())
 }
 
 /// The exporter's own series (`collector_*`, `process_*`, events, policy violations), as

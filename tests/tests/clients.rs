@@ -167,3 +167,52 @@ fn bad_connection_settings_are_refused_with_the_flag_named() {
         assert!(text.contains(says), "{flag}: {text}");
     }
 }
+
+/// Scrapes of one sweep that ask for gzip share one body: twenty at once all get the same
+/// whole text, with the test's container in it, and a later sweep is a new body.
+#[test]
+fn concurrent_gzip_scrapes_of_a_sweep_share_one_whole_body() {
+    let cg = TestCgroup::new("ccol-clients-shared");
+    let exp = Exporter::start(
+        BIN,
+        &["--housekeeping.interval=2s", "--cgroups.include", &cg.id],
+    );
+    scrape_within(exp.addr, 10);
+    let gunzip = |body: &[u8]| {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_string(&mut text)
+            .expect("a whole gzip stream");
+        text
+    };
+    let scrape = |addr| {
+        let r = try_http_request(addr, "GET", "/metrics", &[("Accept-Encoding", "gzip")], b"")
+            .expect("an answer");
+        assert_eq!(r.header("content-encoding"), Some("gzip"));
+        gunzip(&r.body)
+    };
+    let sweeps = |text: &str| {
+        samples(text, "collector_sweeps_total")
+            .first()
+            .map(|(_, v)| *v)
+            .expect("collector_sweeps_total")
+    };
+    let bodies: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20).map(|_| s.spawn(|| scrape(exp.addr))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a scrape"))
+            .collect()
+    });
+    let needle = format!("id=\"{}\"", cg.id);
+    for b in &bodies {
+        assert!(b.contains(&needle), "the test's container");
+        assert!(b.contains("collector_sweeps_total"), "the exporter's own series");
+    }
+    // Within one sweep every body is the same; across two at most two differ.
+    let distinct: std::collections::BTreeSet<&String> = bodies.iter().collect();
+    assert!(distinct.len() <= 2, "{} different bodies", distinct.len());
+    let first = sweeps(&bodies[0]);
+    std::thread::sleep(Duration::from_millis(4500));
+    assert!(sweeps(&scrape(exp.addr)) > first, "a later sweep, a new body");
+}
