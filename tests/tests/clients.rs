@@ -207,12 +207,18 @@ fn concurrent_gzip_scrapes_of_a_sweep_share_one_whole_body() {
     let needle = format!("id=\"{}\"", cg.id);
     for b in &bodies {
         assert!(b.contains(&needle), "the test's container");
-        assert!(b.contains("collector_sweeps_total"), "the exporter's own series");
+        assert!(
+            b.contains("collector_sweeps_total"),
+            "the exporter's own series"
+        );
     }
     // Within one sweep every body is the same; across two at most two differ.
     let distinct: std::collections::BTreeSet<&String> = bodies.iter().collect();
     assert!(distinct.len() <= 2, "{} different bodies", distinct.len());
     let first = sweeps(&bodies[0]);
     std::thread::sleep(Duration::from_millis(4500));
-    assert!(sweeps(&scrape(exp.addr)) > first, "a later sweep, a new body");
+    assert!(
+        sweeps(&scrape(exp.addr)) > first,
+        "a later sweep, a new body"
+    );
 }
