@@ -95,7 +95,7 @@ fn served(caps: Option<&[&str]>, cg: &mut TestCgroup) -> (BTreeSet<String>, Stri
     let procs: serde_json::Value =
         serde_json::from_slice(&exp.get(&format!("/api/v1/containers{id}/processes")).body)
             .expect("the process list as JSON");
-    let exes = procs["processes"].as_array().map_or(false, |ps| {
+    let exes = procs["processes"].as_array().is_some_and(|ps| {
         ps.iter()
             .any(|p| p["exe"].as_str().is_some_and(|e| e.ends_with("/tcp_peer")))
     });
