@@ -259,6 +259,8 @@ struct Shared {
     source: Source,
     socket: PathBuf,
     up: AtomicBool,
+    /// Say the next connection: the first, or the first after an outage that was said.
+    announce: AtomicBool,
     table: RwLock<Table>,
     generation: Arc<AtomicU64>,
     want: Option<tokio::sync::mpsc::Sender<Want>>,
@@ -281,9 +283,10 @@ impl Shared {
         self.up.load(Ordering::Acquire)
     }
 
-    /// Marks the runtime reachable; logs the transition.
+    /// Marks the runtime reachable; logs the transition, unless the runtime is flapping (the
+    /// supervisor said its outage once and stays quiet until it is up steadily).
     fn mark_up(&self) {
-        if !self.up.swap(true, Ordering::AcqRel) {
+        if !self.up.swap(true, Ordering::AcqRel) && self.announce.swap(false, Ordering::AcqRel) {
             tracing::info!(
                 runtime = self.source.name(),
                 socket = %self.socket.display(),
@@ -475,6 +478,7 @@ impl Providers {
                 source,
                 socket: socket.clone(),
                 up: AtomicBool::new(false),
+                announce: AtomicBool::new(true),
                 table: RwLock::new(Table::new()),
                 generation: generation.clone(),
                 want: Some(tx),
@@ -647,8 +651,14 @@ async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     }
 }
 
+/// A connection that stays up this long is healthy: its loss is news again, and the back-off
+/// starts over. One that drops sooner is a runtime flapping, retried with growing waits.
+const STEADY: Duration = Duration::from_secs(60);
+
 /// Runs sessions one after another, with back-off between failures, until stopped. Logs once
-/// per outage: the first failure to reach a runtime, and the loss of a connected one.
+/// per outage: the first failure to reach a runtime, or the loss of one that was up steadily;
+/// a runtime that keeps dropping its connections soon after answering is said once, not at
+/// every drop, and its retries back off.
 async fn supervise<S: Session>(
     shared: Arc<Shared>,
     mut session: S,
@@ -658,29 +668,37 @@ async fn supervise<S: Session>(
     let mut delay = backoff.initial;
     let mut logged = false;
     loop {
+        let started = std::time::Instant::now();
         let err = tokio::select! {
             e = session.run(&shared) => e,
             _ = stopped(&mut stop) => return,
         };
-        if shared.up.swap(false, Ordering::AcqRel) {
+        let was_up = shared.up.swap(false, Ordering::AcqRel);
+        if was_up && started.elapsed() >= STEADY {
+            delay = backoff.initial;
+            logged = false;
+        }
+        if logged {
+            tracing::trace!(runtime = shared.source.name(), "still not reachable: {err}");
+        } else if was_up {
             tracing::warn!(
                 runtime = shared.source.name(),
                 socket = %shared.socket.display(),
                 "lost the container runtime ({err}); keeping what it told, retrying with back-off"
             );
-            delay = backoff.initial;
-            logged = true;
-        } else if !logged {
+        } else {
             tracing::info!(
                 runtime = shared.source.name(),
                 socket = %shared.socket.display(),
                 "container runtime not reachable ({err}); retrying with back-off up to {:?}",
                 backoff.max
             );
-            logged = true;
-        } else {
-            tracing::trace!(runtime = shared.source.name(), "still not reachable: {err}");
         }
+        if !logged {
+            // The next connection is news.
+            shared.announce.store(true, Ordering::Release);
+        }
+        logged = true;
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stopped(&mut stop) => return,
@@ -804,6 +822,7 @@ mod tests {
             source: Source::Crio,
             socket: "/nonexistent".into(),
             up: AtomicBool::new(false),
+            announce: AtomicBool::new(true),
             table: RwLock::new(Table::new()),
             generation: generation.clone(),
             want: Some(tx),
