@@ -8,6 +8,7 @@
 
 pub(crate) mod buffer;
 pub(crate) mod common;
+mod fallback;
 pub(crate) mod retry;
 mod runner;
 
