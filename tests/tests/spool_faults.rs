@@ -361,5 +361,9 @@ fn a_removed_spool_directory_counts_its_items_lost_and_is_made_again() {
     rig.feed(5);
     assert!(segments(&spool) > 0, "the spool was not made again");
     rig.drain();
-    rig.assert_accounted();
+    let sent = rig.assert_accounted();
+    println!(
+        "removed spool: {sent} items delivered, {} dropped (those in the removed directory)",
+        rig.stat(|s| &s.dropped)
+    );
 }
