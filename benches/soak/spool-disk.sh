@@ -5,4 +5,4 @@
 set -eu
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo test -q -p tests --test spool_faults -- --nocapture 2>&1 |
-    grep -E '^(full|read-only|removed)|test result|panicked'
+    grep -E '(full 1 MiB|read-only spool|removed spool)|test result|panicked'

@@ -7,4 +7,4 @@ set -eu
 RUNS=${1:-100}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 SOAK_RUNS=$RUNS cargo test -q -p tests --test spool_signals -- --nocapture --test-threads 1 2>&1 |
-    grep -E '^(SIGTERM|SIGKILL)|test result|panicked'
+    grep -E '(SIGTERM|SIGKILL) |test result|panicked'

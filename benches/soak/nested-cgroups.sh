@@ -1,0 +1,9 @@
+#!/bin/sh
+# Scale campaign: CHAINS chains of 50 nested cgroups (100 by default: 5,000 cgroups) in every
+# hierarchy, found, swept and forgotten by the exporter. Prints the sweep time and its RSS.
+# Run as root from the repository root: benches/soak/nested-cgroups.sh [CHAINS]
+set -eu
+CHAINS=${1:-100}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+NESTED_CHAINS=$CHAINS cargo test -q -p tests --test nested_cgroups -- --nocapture 2>&1 |
+    grep -E 'nested: |test result|panicked'
