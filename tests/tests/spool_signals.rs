@@ -438,3 +438,27 @@ fn sigkill_at_random_moments_leaves_a_spool_that_delivers_everything_whole() {
         "no run was killed with items in the spool"
     );
 }
+
+#[test]
+fn a_read_only_spool_at_start_stops_the_exporter_naming_it() {
+    let mut fs = tests::Tmpfs::mount("1m");
+    let spool = fs.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    fs.make_read_only(&spool);
+    let cfg = config(
+        fs.path(),
+        &[("ro", "http://127.0.0.1:1".into(), &spool)],
+        "1s",
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["--web.listen-address", "127.0.0.1:0", "--config.file"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("sink ro: opening its spool {}", spool.display())),
+        "{said}"
+    );
+}
