@@ -2,7 +2,7 @@
 //! `benches/soak/nested-cgroups.sh`, 5,000 cgroups) of 50 levels, made in every hierarchy
 //! as a runtime makes them. The exporter finds every one, sweeps them without an error, and
 //! once they are removed, deepest first, forgets every one. Prints the sweep time and the
-//! exporter's RSS.
+//! exporter's RSS. `NESTED_EXPORTER` runs another build of the exporter (a release one).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -100,7 +100,8 @@ fn deep_trees_are_found_swept_and_forgotten() {
     let mut args = vec!["--cgroups.include", top.id.as_str()];
     args.extend(NO_RUNTIMES);
     args.extend(["--housekeeping.interval", "1s"]);
-    let exp = Exporter::start(BIN, &args);
+    let bin = std::env::var("NESTED_EXPORTER").unwrap_or_else(|_| BIN.to_string());
+    let exp = Exporter::start(&bin, &args);
     wait_for(&exp, want, Duration::from_secs(60));
     // A few sweeps of the whole tree, then the figures.
     std::thread::sleep(Duration::from_secs(3));
