@@ -153,6 +153,8 @@ pub struct DiskSpool {
     read_offset: u64,
     read_records: u64,
     writer: Option<(u64, File)>,
+    /// The sequence number of the next segment made.
+    next_seq: u64,
     /// The directory's device and inode, to tell when it is removed.
     dir_id: (u64, u64),
     items: u64,
@@ -190,6 +192,7 @@ impl DiskSpool {
             read_offset: 0,
             read_records: 0,
             writer: None,
+            next_seq: seqs.last().map_or(cursor_seq, |&l| l.max(cursor_seq) + 1),
             dir_id: (m.dev(), m.ino()),
             items: 0,
             bytes: 0,
@@ -333,12 +336,13 @@ impl DiskSpool {
     }
 
     fn rotate(&mut self) -> io::Result<()> {
-        let seq = self.segments.back().map_or(0, |s| s.0 + 1);
+        let seq = self.next_seq;
         let f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.segment_path(seq))?;
         self.writer = Some((seq, f));
+        self.next_seq = seq + 1;
         self.segments.push_back((seq, 0, 0));
         Ok(())
     }
@@ -442,8 +446,10 @@ impl DiskSpool {
         for size in peeked {
             if size == u64::MAX {
                 // The front segment is exhausted: remove it unless it is being written.
-                if self.segments.len() > 1 {
-                    // Records not read by now were damaged: `drop_front` counts them.
+                // Records not read by now were damaged: `drop_front` counts them.
+                let front = self.segments.front().map(|s| s.0);
+                let writing = self.writer.as_ref().is_some_and(|w| Some(w.0) == front);
+                if self.segments.len() > 1 || !writing {
                     self.drop_front();
                 }
                 continue;
@@ -461,7 +467,7 @@ impl DiskSpool {
     }
 
     fn write_cursor(&self) -> io::Result<()> {
-        let seq = self.segments.front().map_or(0, |s| s.0);
+        let seq = self.segments.front().map_or(self.next_seq, |s| s.0);
         let tmp = self.dir.join("cursor.tmp");
         match fs::write(&tmp, format!("{seq} {}\n", self.read_offset)) {
             // A full filesystem keeps the last cursor: after a restart some delivered items
@@ -633,6 +639,27 @@ mod tests {
         assert_eq!(b.len(), 5);
         b.push(&items(5..7));
         assert_eq!(drain(&mut b), items(0..7));
+    }
+
+    #[test]
+    fn a_damaged_record_drops_the_rest_of_its_segment_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = spool(dir.path(), 1 << 20);
+        b.push(&items(0..10));
+        // Flip a byte inside the fifth record (18 bytes each, framing included).
+        let seg = dir.path().join(format!("{:020}.seg", 0));
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes[4 * 18 + 10] ^= 0xff;
+        fs::write(&seg, bytes).unwrap();
+        // Appended behind the damage before it is met: lost with it.
+        b.push(&items(10..12));
+        assert_eq!(drain(&mut b), items(0..4));
+        assert_eq!(b.dropped(), 8, "the damaged record and those behind it");
+        assert!(b.is_empty());
+        // Appends go to a new segment, read in full.
+        b.push(&items(12..15));
+        assert_eq!(drain(&mut b), items(12..15));
+        assert_eq!(b.dropped(), 8);
     }
 
     #[test]

@@ -148,3 +148,46 @@ fn clear(dir: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(range: std::ops::Range<u32>) -> Vec<Vec<u8>> {
+        range.map(|i| format!("item-{i:05}").into_bytes()).collect()
+    }
+
+    fn drain(s: &mut Spooled) -> Vec<Vec<u8>> {
+        let (mut all, mut batch) = (Vec::new(), Vec::new());
+        loop {
+            s.peek(3, 1 << 20, &mut batch);
+            if batch.is_empty() {
+                return all;
+            }
+            let n = batch.len();
+            all.append(&mut batch);
+            s.commit(n);
+        }
+    }
+
+    #[test]
+    fn a_removed_directory_falls_back_to_memory_then_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool");
+        let mut s = Spooled::open("t", &path, 1 << 20, 1 << 20).unwrap();
+        s.push(&items(0..5));
+        std::fs::remove_dir_all(&path).unwrap();
+        s.push(&items(5..8));
+        assert!(s.disk.is_none(), "still on the removed directory");
+        assert_eq!((s.len(), s.dropped()), (3, 5));
+        assert_eq!(drain(&mut s), items(5..8));
+        s.push(&items(8..10));
+        // Due again: the directory is made again and memory's items move onto it.
+        s.retry_at = Instant::now();
+        s.push(&items(10..11));
+        assert!(s.disk.is_some() && path.is_dir());
+        assert_eq!(s.mem.len(), 0);
+        assert_eq!(drain(&mut s), items(8..11));
+        assert_eq!(s.dropped(), 5);
+    }
+}
