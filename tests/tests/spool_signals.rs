@@ -22,6 +22,8 @@ enum Mode {
     Up,
     /// Every other request answered 503, the rest taken.
     Flaky,
+    /// Every request answered 503.
+    Down,
     /// Connections accepted and never answered.
     Silent,
 }
@@ -127,6 +129,7 @@ fn serve(
             }
             Mode::Up => true,
             Mode::Flaky => n.fetch_add(1, Ordering::Relaxed).is_multiple_of(2),
+            Mode::Down => false,
         };
         if take {
             let mut text = String::new();
@@ -461,4 +464,58 @@ fn a_read_only_spool_at_start_stops_the_exporter_naming_it() {
         said.contains(&format!("sink ro: opening its spool {}", spool.display())),
         "{said}"
     );
+}
+
+#[test]
+fn a_spool_removed_under_the_exporter_costs_one_log_line_and_its_items() {
+    let cg = TestCgroup::new("ccol-rmspool");
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let rx = Receiver::start(Mode::Down);
+    let cfg = config(dir.path(), &[("rm", rx.url(), &spool)], "200ms");
+    let exp = start(&cfg, &cg);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(sink_figure(&exp, "collector_sink_queue_items", "rm") > 0);
+    std::fs::remove_dir_all(&spool).unwrap();
+    let sweeps = |e: &Exporter| samples(&e.get("/metrics").text(), "collector_sweeps_total")[0].1;
+    let before = sweeps(&exp);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(sweeps(&exp) > before, "sweeps stopped");
+    let said = |what: &str| exp.log.lock().unwrap().matches(what).count();
+    assert_eq!(
+        said("the spool stopped working"),
+        1,
+        "{}",
+        exp.log.lock().unwrap()
+    );
+    assert!(
+        sink_figure(&exp, "collector_sink_dropped_total", "rm") > 0,
+        "the removed items count"
+    );
+    // Delivery goes on from memory once the receiver is back.
+    rx.set(Mode::Up);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sink_figure(&exp, "collector_sink_sent_total", "rm") == 0
+        || sink_figure(&exp, "collector_sink_queue_items", "rm") > 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no delivery; log:\n{}",
+            exp.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // And the spool is made again at the next try.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while said("the spool works again") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the spool was not made again; log:\n{}",
+            exp.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(spool.is_dir());
+    assert_eq!(said("the spool stopped working"), 1);
+    assert!(rx.bad.lock().unwrap().is_empty());
 }
