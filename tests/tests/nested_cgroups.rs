@@ -111,6 +111,8 @@ fn deep_trees_are_found_swept_and_forgotten() {
         .first()
         .map_or(0.0, |s| s.1);
     let rss = rss_kib(exp.child.id());
+    let held = samples(&body, "collector_held_descriptors")[0].1;
+    let watches = samples(&body, "collector_inotify_watches")[0].1;
     // Every leaf is there by its full path.
     let deepest: Vec<String> = (0..chains)
         .map(|c| {
@@ -150,11 +152,26 @@ fn deep_trees_are_found_swept_and_forgotten() {
         "errors after removal; log:\n{}",
         exp.log.lock().unwrap()
     );
+    // Clean: the descriptors and watches held for the tree are let go (the top's stay).
+    let body = exp.get("/metrics").text();
+    let held_after = samples(&body, "collector_held_descriptors")[0].1;
+    let watches_after = samples(&body, "collector_inotify_watches")[0].1;
+    assert!(
+        held > (chains * DEPTH) as f64,
+        "only {held} descriptors held for the tree"
+    );
+    assert!(held_after <= 20.0, "{held_after} descriptors still held");
+    assert!(
+        watches_after < 200.0,
+        "{watches_after} inotify watches still held"
+    );
     let log = exp.log.lock().unwrap().clone();
     assert!(!log.contains("ERROR"), "{log}");
     println!(
         "nested: {} cgroups ({chains} chains x {DEPTH} deep, {} hierarchies) made in {made_in:?}, \
-         removed in {removed_in:?}; last sweep {:.1} ms; exporter RSS {:.1} MiB; 0 errors",
+         removed in {removed_in:?}; last sweep {:.1} ms; exporter RSS {:.1} MiB; \
+         descriptors held {held} then {held_after}, inotify watches {watches} then {watches_after}; \
+         0 errors",
         chains * DEPTH,
         top.dirs().len(),
         sweep * 1e3,
