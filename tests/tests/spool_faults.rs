@@ -324,6 +324,7 @@ fn a_read_only_spool_falls_back_to_memory_and_comes_back() {
     rig.feed(20);
     assert!(rig.stat(|s| &s.sent) >= 400);
     assert_eq!(rig.stat(|s| &s.spool_bytes), 0, "the spool is not in use");
+    assert_eq!(rig.stat(|s| &s.spool_in_memory), 1);
     assert_eq!(logs.count("the spool stopped working"), 1, "one clear line");
     // Writable again: the next push after the retry interval spools again.
     fs.make_writable();
@@ -332,6 +333,7 @@ fn a_read_only_spool_falls_back_to_memory_and_comes_back() {
     rig.feed(5);
     assert!(segments(&spool) > 0, "spooling did not resume");
     assert!(rig.stat(|s| &s.spool_bytes) > 0);
+    assert_eq!(rig.stat(|s| &s.spool_in_memory), 0);
     assert_eq!(logs.count("the spool works again"), 1);
     rig.drain();
     let sent = rig.assert_accounted();
@@ -354,12 +356,14 @@ fn a_removed_spool_directory_counts_its_items_lost_and_is_made_again() {
         "the removed items count as dropped"
     );
     assert_eq!(logs.count("the spool stopped working"), 1, "one clear line");
+    assert_eq!(rig.stat(|s| &s.spool_in_memory), 1);
     rig.drain();
     assert_eq!(rig.stat(|s| &s.sent), 40, "what came after is delivered");
     rig.up.store(false, Ordering::Relaxed);
     rig.sleep(Duration::from_secs(10));
     rig.feed(5);
     assert!(segments(&spool) > 0, "the spool was not made again");
+    assert_eq!(rig.stat(|s| &s.spool_in_memory), 0);
     rig.drain();
     let sent = rig.assert_accounted();
     println!(

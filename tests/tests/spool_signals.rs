@@ -492,6 +492,7 @@ fn a_spool_removed_under_the_exporter_costs_one_log_line_and_its_items() {
         sink_figure(&exp, "collector_sink_dropped_total", "rm") > 0,
         "the removed items count"
     );
+    assert_eq!(sink_figure(&exp, "collector_sink_spool_in_memory", "rm"), 1);
     // Delivery goes on from memory once the receiver is back.
     rx.set(Mode::Up);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -517,5 +518,8 @@ fn a_spool_removed_under_the_exporter_costs_one_log_line_and_its_items() {
     }
     assert!(spool.is_dir());
     assert_eq!(said("the spool stopped working"), 1);
+    // The gauge follows at the next push.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink_figure(&exp, "collector_sink_spool_in_memory", "rm"), 0);
     assert!(rx.bad.lock().unwrap().is_empty());
 }

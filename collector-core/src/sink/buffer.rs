@@ -64,6 +64,11 @@ impl Buffer {
         }
     }
 
+    /// A spool whose directory cannot be used, its items held in memory meanwhile.
+    pub fn spool_in_memory(&self) -> bool {
+        matches!(self, Buffer::Disk(d) if d.in_memory())
+    }
+
     /// Items dropped to keep within the bound, since start.
     pub fn dropped(&self) -> u64 {
         match self {

@@ -79,6 +79,10 @@ impl Spooled {
         self.disk.as_ref().map_or(0, DiskSpool::len) + self.mem.len()
     }
 
+    pub(crate) fn in_memory(&self) -> bool {
+        self.disk.is_none()
+    }
+
     pub(crate) fn bytes(&self) -> u64 {
         self.disk.as_ref().map_or(0, DiskSpool::bytes)
     }

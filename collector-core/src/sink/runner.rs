@@ -206,6 +206,9 @@ impl<S: Sink> State<S> {
             self.stats
                 .spool_bytes
                 .store(self.buffer.bytes(), Ordering::Relaxed);
+            self.stats
+                .spool_in_memory
+                .store(u64::from(self.buffer.spool_in_memory()), Ordering::Relaxed);
         }
     }
 
