@@ -1,5 +1,6 @@
 //! Where a sink's items wait for delivery: in memory, or in an on-disk spool that survives a
 //! restart. Both are bounded in bytes; when full, the oldest items go first and are counted.
+//! The spool's filesystem is a bound too: when it is full, the oldest segment goes.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -146,7 +147,9 @@ impl MemoryBuffer {
 
 /// Items in segment files under a directory, each record framed as length, CRC-32 and bytes.
 /// A cursor file says how far delivery got. A torn record at the end of the last segment (the
-/// process died mid-write) is cut off on open; nothing before it is lost.
+/// process died mid-write) is cut off on open; nothing before it is lost. A write that fails
+/// part way (ENOSPC) is cut off at once. Records are read only up to each segment's recorded
+/// size and only while their CRC matches.
 #[derive(Debug)]
 pub struct DiskSpool {
     dir: PathBuf,
