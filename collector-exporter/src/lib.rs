@@ -38,6 +38,9 @@ use config::{CheckFormat, Cli, Command, Settings, SnapshotFormat};
 use selfmetrics::SweepStats;
 use state::Latest;
 
+/// How long the sinks get, together, to deliver what they hold once a signal says stop.
+const SINK_GRACE: Duration = Duration::from_secs(5);
+
 /// The whole program: parse the command line, then serve or print a snapshot.
 pub fn run() -> ExitCode {
     let cli = match Cli::from_arg_matches(&config::command().get_matches()) {
@@ -336,10 +339,16 @@ fn serve(s: Settings, web: Option<Arc<webconfig::WebConfig>>) -> anyhow::Result<
     let served = rt.block_on(listener::serve(app, s.listen_address, web));
     let _ = stop_tx.send(());
     let _ = sweeper.join();
-    // Give each sink a moment to deliver what it holds; a spool keeps the rest.
+    // Give the sinks, all at once, a moment to deliver what they hold; a spool keeps the
+    // rest (its items are on disk as soon as they are queued). So exit comes within
+    // SINK_GRACE of the signal however many sinks are down.
     rt.block_on(async {
-        for r in sinks {
-            r.handle.shutdown(Duration::from_secs(5)).await;
+        let stops: Vec<_> = sinks
+            .into_iter()
+            .map(|r| tokio::spawn(r.handle.shutdown(SINK_GRACE)))
+            .collect();
+        for s in stops {
+            let _ = s.await;
         }
     });
     tracing::info!("stopped");

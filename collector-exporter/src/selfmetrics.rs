@@ -305,7 +305,7 @@ impl SelfCollector {
             return Ok(());
         }
         type Pick = fn(&SinkStats) -> f64;
-        let families: [(&str, &str, MetricType, Pick); 7] = [
+        let families: [(&str, &str, MetricType, Pick); 8] = [
             (
                 "collector_sink_sent",
                 "Items (points or documents) delivered.",
@@ -320,7 +320,7 @@ impl SelfCollector {
             ),
             (
                 "collector_sink_dropped",
-                "Items dropped because the queue or spool was full (oldest first).",
+                "Items dropped because the queue, spool or its disk was full (oldest first), or lost with the spool.",
                 MetricType::Counter,
                 |s| s.dropped.load(Ordering::Relaxed) as f64,
             ),
@@ -341,6 +341,12 @@ impl SelfCollector {
                 "Bytes in the on-disk spool.",
                 MetricType::Gauge,
                 |s| s.spool_bytes.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "collector_sink_spool_in_memory",
+                "1 while the spool's directory cannot be used and items wait in memory.",
+                MetricType::Gauge,
+                |s| s.spool_in_memory.load(Ordering::Relaxed) as f64,
             ),
             (
                 "collector_sink_last_success_timestamp_seconds",

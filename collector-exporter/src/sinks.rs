@@ -6,7 +6,7 @@
 //! newline is dropped). Exactly one of the three. They never reach logs or `--help`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -513,7 +513,10 @@ pub fn start(
                 SinkRunner::spawn(RemoteWriteSink::new(cfg)?, s.runner.clone())
             }
         }
-        .map_err(|e| anyhow::anyhow!("sink {}: opening its spool: {e}", s.name))?;
+        .map_err(|e| {
+            let dir = s.runner.spool_dir.as_deref().unwrap_or(Path::new("?"));
+            anyhow::anyhow!("sink {}: opening its spool {}: {e}", s.name, dir.display())
+        })?;
         tracing::info!(sink = %s.name, kind = s.kind.type_name(), interval = ?s.runner.interval, spool = ?s.runner.spool_dir, "sink started");
         out.push(Running {
             name: s.name.clone(),

@@ -686,3 +686,66 @@ pub fn fixture_snapshot(capture: &str) -> collector_core::Snapshot {
     .unwrap_or_else(|e| panic!("{}: {e}", root.display()));
     c.sweep()
 }
+
+/// A tmpfs of `size` (`1m`) mounted on a temporary directory, unmounted when dropped (also
+/// when the test panics), with a read-only bind mount over a directory in it on request.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+    binds: Vec<PathBuf>,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Tmpfs {
+        require_root();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let opts = format!("size={size}");
+        run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &opts,
+                "tmpfs",
+                &dir.path().to_string_lossy(),
+            ],
+        );
+        Tmpfs {
+            dir,
+            binds: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Makes `sub` (a directory under the mount) read-only for every new open: a read-only
+    /// bind mount over it. Files already open for writing stay writable, as the kernel
+    /// refuses to remount a filesystem read-only while any are.
+    pub fn make_read_only(&mut self, sub: &Path) {
+        let p = sub.to_string_lossy().into_owned();
+        run("mount", &["--bind", &p, &p]);
+        self.binds.push(sub.to_path_buf());
+        run("mount", &["-o", "remount,bind,ro", &p]);
+    }
+
+    /// Takes the read-only bind mounts away again.
+    pub fn make_writable(&mut self) {
+        for b in self.binds.drain(..).rev() {
+            run("umount", &[&b.to_string_lossy()]);
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        for b in self.binds.drain(..).rev() {
+            let _ = Command::new("umount").arg("-l").arg(&b).status();
+        }
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}

@@ -135,6 +135,7 @@ fn every_alert_has_summary_description_and_runbook() {
         "CollectorDown",
         "CollectorSweepErrors",
         "CollectorSinkDropping",
+        "CollectorSinkSpoolUnusable",
         "CollectorInotifyLimit",
         "CollectorExecEventsUnavailable",
     ]);

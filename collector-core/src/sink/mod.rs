@@ -8,6 +8,7 @@
 
 pub(crate) mod buffer;
 pub(crate) mod common;
+mod fallback;
 pub(crate) mod retry;
 mod runner;
 
@@ -144,6 +145,8 @@ pub struct SinkStats {
     pub queued: AtomicU64,
     /// Bytes of the on-disk spool (0 without one).
     pub spool_bytes: AtomicU64,
+    /// 1 while the spool's directory cannot be used and items wait in memory instead.
+    pub spool_in_memory: AtomicU64,
     /// Unix milliseconds of the last delivery (0 before the first).
     pub last_success_ms: AtomicU64,
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::buffer::{Buffer, DiskSpool, MemoryBuffer};
+use super::buffer::{Buffer, MemoryBuffer};
+use super::fallback::Spooled;
 use super::retry::Backoff;
 use super::{Outcome, Sink, SinkStats};
 use crate::collector::Snapshot;
@@ -106,7 +107,12 @@ impl SinkRunner {
     /// be opened.
     pub fn spawn<S: Sink>(sink: S, cfg: RunnerConfig) -> std::io::Result<SinkHandle> {
         let buffer = match &cfg.spool_dir {
-            Some(dir) => Buffer::Disk(DiskSpool::open(dir, cfg.spool_bytes)?),
+            Some(dir) => Buffer::Disk(Box::new(Spooled::open(
+                &cfg.name,
+                dir,
+                cfg.spool_bytes,
+                cfg.queue_bytes,
+            )?)),
             None => Buffer::Memory(MemoryBuffer::new(cfg.queue_bytes)),
         };
         let stats = Arc::new(SinkStats::default());
@@ -175,9 +181,7 @@ async fn run<S: Sink>(
                 items.clear();
                 st.sink.encode(&snap, due, &mut items);
                 if !items.is_empty() {
-                    if let Err(e) = st.buffer.push(&items) {
-                        tracing::error!(sink = %st.cfg.name, "queueing {} items failed: {e}", items.len());
-                    }
+                    st.buffer.push(&items);
                 }
             }
             Some(None) => {}
@@ -202,6 +206,9 @@ impl<S: Sink> State<S> {
             self.stats
                 .spool_bytes
                 .store(self.buffer.bytes(), Ordering::Relaxed);
+            self.stats
+                .spool_in_memory
+                .store(u64::from(self.buffer.spool_in_memory()), Ordering::Relaxed);
         }
     }
 
@@ -209,28 +216,19 @@ impl<S: Sink> State<S> {
     async fn deliver(&mut self) {
         let mut batch = std::mem::take(&mut self.batch);
         while !self.buffer.is_empty() {
-            if let Err(e) = self
-                .buffer
-                .peek(self.cfg.batch_items, self.cfg.batch_bytes, &mut batch)
-            {
-                tracing::error!(sink = %self.cfg.name, "reading the spool: {e}");
-                break;
-            }
+            self.buffer
+                .peek(self.cfg.batch_items, self.cfg.batch_bytes, &mut batch);
             if batch.is_empty() {
                 break;
             }
             let n = batch.len();
             match self.send_splitting(&batch).await {
                 Ok(requeue) => {
-                    if let Err(e) = self.buffer.commit(n) {
-                        tracing::error!(sink = %self.cfg.name, "advancing the spool: {e}");
-                    }
+                    self.buffer.commit(n);
                     if !requeue.is_empty() {
                         let again: Vec<Vec<u8>> =
                             requeue.into_iter().map(|i| batch[i].clone()).collect();
-                        if let Err(e) = self.buffer.push(&again) {
-                            tracing::error!(sink = %self.cfg.name, "requeueing: {e}");
-                        }
+                        self.buffer.push(&again);
                         self.schedule_retry(None, "some items must be retried");
                         break;
                     }
