@@ -33,6 +33,9 @@ import time
 import urllib.parse
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from soaklib import CG, free_port, hierarchies, proc_figures, stop  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 EXPORTER = os.environ.get("EXPORTER", os.path.join(REPO, "target/release/collector-exporter"))
@@ -43,7 +46,6 @@ WARMUP = float(os.environ.get("WARMUP", "60"))
 INTERVAL = os.environ.get("INTERVAL", "1s")
 MIN_LIFE, MAX_LIFE = float(os.environ.get("MIN_LIFE", "4")), float(os.environ.get("MAX_LIFE", "30"))
 SETTLE = float(os.environ.get("SETTLE", "20"))
-CG = "/sys/fs/cgroup"
 PARENT = f"ccol-churn-{os.getpid()}"
 
 procs = []  # every process started, for the cleanup
@@ -59,30 +61,11 @@ def die(msg):
     sys.exit(1)
 
 
-def hierarchies():
-    if os.path.isfile(os.path.join(CG, "cgroup.procs")):
-        return [CG]
-    out = []
-    for d in sorted(os.listdir(CG)):
-        p = os.path.join(CG, d)
-        # cpuset takes no task until its cpus and mems are set; net_cls,net_prio style
-        # links name the same hierarchy twice.
-        if d == "cpuset" or os.path.islink(p):
-            continue
-        if os.path.isfile(os.path.join(p, "cgroup.procs")):
-            out.append(p)
-    return out
 
 
 HIERS = []
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Container:
@@ -184,14 +167,6 @@ def series(body, name, match=""):
     return total if found else None
 
 
-def proc_figures(pid):
-    rss = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) * 1024
-    return {"rss_mb": round(rss / 2**20, 1), "fds": len(os.listdir(f"/proc/{pid}/fd")),
-            "threads": len(os.listdir(f"/proc/{pid}/task"))}
 
 
 def slab_kb():
@@ -321,14 +296,6 @@ def main():
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def stop(p):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def cleanup():

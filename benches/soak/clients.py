@@ -28,6 +28,9 @@ import threading
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from soaklib import CG, free_port, hierarchies, proc_figures, stop  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 EXPORTER = os.environ.get("EXPORTER", os.path.join(REPO, "target/release/collector-exporter"))
@@ -36,7 +39,6 @@ IDLE = int(os.environ.get("IDLE", "1000"))
 SCRAPERS = int(os.environ.get("SCRAPERS", "200"))
 PHASE = float(os.environ.get("PHASE", "20"))
 GZIP = os.environ.get("GZIP", "1") != "0"
-CG = "/sys/fs/cgroup"
 PARENT = f"ccol-clients-{os.getpid()}"
 
 started = []
@@ -48,16 +50,6 @@ def die(msg):
     sys.exit(1)
 
 
-def hierarchies():
-    out = []
-    for d in sorted(os.listdir(CG)):
-        p = os.path.join(CG, d)
-        # cpuset takes no task until its cpus and mems are set; not needed here.
-        if d != "cpuset" and os.path.isfile(os.path.join(p, "cgroup.procs")) and not os.path.islink(p):
-            out.append(p)
-    if os.path.isfile(os.path.join(CG, "cgroup.procs")):
-        out = [CG]
-    return out
 
 
 def make_cgroups(n):
@@ -86,12 +78,6 @@ def remove_cgroups():
             print(f"clients.py: could not remove {base}: {e}", file=sys.stderr)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def start_exporter(extra=()):
@@ -114,25 +100,8 @@ def start_exporter(extra=()):
     die("the exporter did not listen within 30 s")
 
 
-def stop(p):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
-def proc_figures(pid):
-    fds = len(os.listdir(f"/proc/{pid}/fd"))
-    threads = len(os.listdir(f"/proc/{pid}/task"))
-    rss = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) * 1024
-    return {"fds": fds, "threads": threads, "rss_mb": round(rss / 2**20, 1)}
 
 
 def scrape(port, tls=None, timeout=30):

@@ -527,13 +527,33 @@ struct Connections<'a> {
 
 #[derive(Serialize)]
 struct PeersOf<'a> {
+    #[serde(flatten)]
+    who: Who<'a>,
+    peers: &'a [collector_core::stats::Peer],
+}
+
+/// Who a container is, as the JSON answers name it.
+#[derive(Serialize)]
+pub struct Who<'a> {
     id: &'a str,
     container_id: Option<&'a str>,
     name: Option<&'a str>,
     image: Option<&'a str>,
     namespace: Option<&'a str>,
     pod: Option<&'a str>,
-    peers: &'a [collector_core::stats::Peer],
+}
+
+impl<'a> Who<'a> {
+    pub fn of(c: &'a Container) -> Self {
+        Who {
+            id: &c.id,
+            container_id: c.identity.container_id.as_deref(),
+            name: c.meta.name.as_deref(),
+            image: c.meta.image.as_deref(),
+            namespace: c.meta.namespace.as_deref(),
+            pod: c.meta.pod.as_deref(),
+        }
+    }
 }
 
 impl<'a> Connections<'a> {
@@ -543,12 +563,7 @@ impl<'a> Connections<'a> {
             .iter()
             .filter(|c| c.stats.peers.current.is_some())
             .map(|c| PeersOf {
-                id: &c.id,
-                container_id: c.identity.container_id.as_deref(),
-                name: c.meta.name.as_deref(),
-                image: c.meta.image.as_deref(),
-                namespace: c.meta.namespace.as_deref(),
-                pod: c.meta.pod.as_deref(),
+                who: Who::of(c),
                 peers: &c.stats.peers.list,
             })
             .collect();

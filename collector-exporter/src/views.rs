@@ -73,12 +73,8 @@ pub struct Overview<'a> {
 /// One container of the overview: who it is, its figures now, and its findings so far.
 #[derive(Serialize)]
 struct Row<'a> {
-    id: &'a str,
-    container_id: Option<&'a str>,
-    name: Option<&'a str>,
-    image: Option<&'a str>,
-    namespace: Option<&'a str>,
-    pod: Option<&'a str>,
+    #[serde(flatten)]
+    who: crate::server::Who<'a>,
     idle: bool,
     cpu_cores: Option<f32>,
     /// The CFS quota in cores; `None` when unlimited.
@@ -139,12 +135,7 @@ impl<'a> Overview<'a> {
                     })
                     .unwrap_or_default();
                 Row {
-                    id: &c.id,
-                    container_id: c.identity.container_id.as_deref(),
-                    name: c.meta.name.as_deref(),
-                    image: c.meta.image.as_deref(),
-                    namespace: c.meta.namespace.as_deref(),
-                    pod: c.meta.pod.as_deref(),
+                    who: crate::server::Who::of(c),
                     idle: c.idle,
                     cpu_cores: rate(|p| p.cpu_cores),
                     cpu_limit_cores: cpu_limit(c),
