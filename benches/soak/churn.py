@@ -73,6 +73,8 @@ class Container:
 
     def __init__(self, name):
         self.name = name
+        self.born = time.time()
+        self.died = None
         self.dirs = [os.path.join(h, PARENT, name) for h in HIERS]
         for d in self.dirs:
             os.mkdir(d)
@@ -90,6 +92,7 @@ class Container:
             procs.append(self.proc)
 
     def destroy(self):
+        self.died = time.time()
         self.proc.kill()
         self.proc.wait()
         for d in self.dirs:
@@ -169,6 +172,26 @@ def series(body, name, match=""):
 
 
 
+def event_ids(influx, event):
+    """The cgroup ids InfluxDB holds `event` points of (the sink pushes every event)."""
+    q = urllib.parse.urlencode({"db": "churn", "q": 'SHOW TAG VALUES FROM "container_events" '
+                                f'WITH KEY = "id" WHERE "event" = \'{event}\''})
+    with urllib.request.urlopen(f"{influx}/query?{q}", timeout=60) as r:
+        answer = json.load(r)
+    series = answer.get("results", [{}])[0].get("series", [])
+    return {v[1] for s in series for v in s.get("values", [])}
+
+
+def missed(churned, seen, start):
+    """The churned containers with no such event: id, when made and how long they lived."""
+    out = []
+    for c in churned:
+        if f"/{PARENT}/{c.name}" not in seen:
+            out.append({"id": c.name, "made_at_s": round(c.born - start, 1),
+                        "lived_s": round((c.died or time.time()) - c.born, 1)})
+    return out
+
+
 def slab_kb():
     with open("/proc/meminfo") as f:
         for line in f:
@@ -227,6 +250,7 @@ def main():
     threading.Thread(target=scraper, daemon=True).start()
 
     created = destroyed = 0
+    churned = []
     alive = []  # (dies_at, container)
     start = time.time()
     warm = None
@@ -244,6 +268,7 @@ def main():
             destroyed += 1
         for _ in range(max(1, round(RATE / 60 / 10))):
             c = Container(f"c{seq}")
+            churned.append(c)
             seq += 1
             created += 1
             alive.append((now + random.uniform(MIN_LIFE, MAX_LIFE), c))
@@ -266,6 +291,8 @@ def main():
     ok.sort()
     pick = lambda q: round(ok[min(len(ok) - 1, int(q * len(ok)))] * 1000, 1) if ok else None
     warm = warm or before
+    missed_starts = missed(churned, event_ids(influx, "started"), start)
+    missed_stops = missed(churned, event_ids(influx, "stopped"), start)
     figures = {
         "stable": STABLE, "rate_per_min": RATE, "duration_s": DURATION, "interval": INTERVAL,
         "created": created, "destroyed": destroyed,
@@ -288,6 +315,8 @@ def main():
         "scrape_ms": {"p50": pick(0.5), "p99": pick(0.99), "max": pick(1.0)},
         "sink": {"sent": after["sink_sent"], "dropped": after["sink_dropped"],
                  "failed": after["sink_failed"]},
+        # From InfluxDB's events: which containers had no start or stop, for a look.
+        "missed_starts": missed_starts[:20], "missed_stops": missed_stops[:20],
     }
     stop(exp)
     print(json.dumps(figures), flush=True)
