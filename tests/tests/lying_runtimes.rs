@@ -301,3 +301,154 @@ fn a_runtime_that_drops_every_event_stream_is_retried_with_back_off_and_said_onc
     let lines = runtime_lines(&log);
     assert!(lines.len() <= 3, "said more than once: {lines:#?}");
 }
+
+/// A CRI-O that answers one container's inspect with garbage and another's well: the one it
+/// lied about stays unnamed, the other is named, and the connection is kept (one `/info`, no
+/// reconnection), so one bad answer does not cost every container its metadata. The
+/// containers exist before the exporter connects: they are asked about once it has (before,
+/// a container met while the runtime was not yet up was never asked about again).
+#[test]
+fn one_garbled_inspect_leaves_that_container_unnamed_and_the_others_named() {
+    tests::require_root();
+    let good = CrioCgroup::new('a');
+    let bad = CrioCgroup::new('b');
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("crio.sock");
+    let listener = UnixListener::bind(&path).expect("bind the fake socket");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let infos = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let (infos, stop, good_id, bad_id) = (
+            infos.clone(),
+            stop.clone(),
+            good.hex.clone(),
+            bad.hex.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let (infos, good_id, bad_id) = (infos.clone(), good_id.clone(), bad_id.clone());
+                std::thread::spawn(move || {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+                    let mut r = BufReader::new(s.try_clone().expect("clone"));
+                    let mut w = s;
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                        loop {
+                            let mut h = String::new();
+                            if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                                break;
+                            }
+                        }
+                        let body: Vec<u8> = if path == "/info" {
+                            infos.fetch_add(1, Ordering::Relaxed);
+                            br#"{"storage_driver":"overlay"}"#.to_vec()
+                        } else if path == format!("/containers/{good_id}") {
+                            br#"{"name":"k8s_web_pod","image":"nginx:1","labels":{"io.kubernetes.container.name":"web","io.kubernetes.pod.name":"pod","io.kubernetes.pod.namespace":"ns"}}"#.to_vec()
+                        } else if path == format!("/containers/{bad_id}") {
+                            b"{\"name\": [garbled".to_vec()
+                        } else {
+                            b"{}".to_vec()
+                        };
+                        if !answer(&mut w, &body) {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let include = format!("/{}", good.top);
+    let exp = Exporter::start(
+        BIN,
+        &[
+            "--housekeeping.interval=500ms",
+            "--cgroups.include",
+            &include,
+            "--runtime.crio-socket",
+            path.to_str().expect("utf-8"),
+            "--runtime.docker-socket=off",
+            "--runtime.containerd-socket=off",
+            "--log.level=debug",
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let body = exp.get("/metrics").text();
+    let label = |id: &str, key: &str| {
+        let needle = format!("id=\"{id}\"");
+        body.lines()
+            .find(|l| l.starts_with("container_memory_usage_bytes{") && l.contains(&needle))
+            .unwrap_or_else(|| panic!("{id} is served: {body}"))
+            .split(&format!("{key}=\""))
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("")
+            .to_string()
+    };
+    let log = exp.log.lock().map(|l| l.clone()).unwrap_or_default();
+    assert_eq!(
+        label(&good.id, "image"),
+        "nginx:1",
+        "the good one is named; log: {log}"
+    );
+    assert_eq!(
+        label(&good.id, "container_label_io_kubernetes_pod_name"),
+        ""
+    );
+    assert_eq!(label(&bad.id, "image"), "", "the garbled one stays unnamed");
+    assert_eq!(
+        infos.load(Ordering::Relaxed),
+        1,
+        "the connection was kept: one /info"
+    );
+    stop.store(true, Ordering::Relaxed);
+    drop((good, bad));
+}
+
+/// A cgroup the exporter takes for a CRI-O container: `/<top>/crio-<64 hex>.scope`, with the
+/// same `top` for every one made by this process.
+struct CrioCgroup {
+    top: String,
+    hex: String,
+    id: String,
+    dirs: Vec<PathBuf>,
+}
+
+impl CrioCgroup {
+    fn new(fill: char) -> CrioCgroup {
+        let top = format!("ccol-lying-crio-{}", std::process::id());
+        let hex: String = std::iter::repeat_n(fill, 64).collect();
+        let id = format!("/{top}/crio-{hex}.scope");
+        let mut dirs = Vec::new();
+        for h in ["cpu,cpuacct", "memory", "pids"] {
+            let base = Path::new("/sys/fs/cgroup").join(h);
+            if !base.is_dir() {
+                continue;
+            }
+            let d = base.join(&id[1..]);
+            std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+            dirs.push(d);
+        }
+        CrioCgroup { top, hex, id, dirs }
+    }
+}
+
+impl Drop for CrioCgroup {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir(d);
+            // The shared top goes with the last of them.
+            if let Some(top) = d.parent() {
+                let _ = std::fs::remove_dir(top);
+            }
+        }
+    }
+}

@@ -58,7 +58,15 @@ impl Session {
         let (status, body) = self.http.get(&format!("/containers/{id}")).await?;
         match status {
             StatusCode::OK => {
-                let c: Info = serde_json::from_slice(&body)?;
+                // One container's answer that cannot be read leaves that container unnamed
+                // (asked again with back-off); the others keep theirs.
+                let c: Info = match serde_json::from_slice(&body) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!(runtime = "crio", "GET /containers/{id}: {e}");
+                        return Ok(false);
+                    }
+                };
                 let meta = metadata(
                     c.name.as_deref().unwrap_or(""),
                     c.image.as_deref().unwrap_or(""),

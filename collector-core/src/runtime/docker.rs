@@ -180,7 +180,18 @@ impl Session {
         let (status, body) = self.http.get(&format!("/containers/{id}/json")).await?;
         match status {
             StatusCode::OK => {
-                let c: Inspect = serde_json::from_slice(&body)?;
+                // One container's answer that cannot be read leaves that container unnamed
+                // (asked again after ASK_AGAIN); the others keep theirs.
+                let c: Inspect = match serde_json::from_slice(&body) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::debug!(
+                            runtime = shared.source.name(),
+                            "GET /containers/{id}/json: {e}"
+                        );
+                        return Ok(());
+                    }
+                };
                 let (image, labels) = match c.config {
                     Some(cfg) => (cfg.image, cfg.labels.unwrap_or_default()),
                     None => (None, BTreeMap::new()),

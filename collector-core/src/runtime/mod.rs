@@ -286,7 +286,13 @@ impl Shared {
     /// Marks the runtime reachable; logs the transition, unless the runtime is flapping (the
     /// supervisor said its outage once and stays quiet until it is up steadily).
     fn mark_up(&self) {
-        if !self.up.swap(true, Ordering::AcqRel) && self.announce.swap(false, Ordering::AcqRel) {
+        let was_up = self.up.swap(true, Ordering::AcqRel);
+        if !was_up {
+            // Containers met while the runtime was away were not asked about (lookups ask only
+            // a runtime that is up): a new generation has the collector look them up again.
+            self.bump();
+        }
+        if !was_up && self.announce.swap(false, Ordering::AcqRel) {
             tracing::info!(
                 runtime = self.source.name(),
                 socket = %self.socket.display(),
