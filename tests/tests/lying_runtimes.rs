@@ -76,19 +76,7 @@ fn serve(s: UnixStream, lie: Lie, lists: &AtomicUsize, stop: &AtomicBool) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let mut r = BufReader::new(s.try_clone().expect("clone"));
     let mut w = s;
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-        // The headers, to the blank line.
-        loop {
-            let mut h = String::new();
-            if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                break;
-            }
-        }
+    while let Some(path) = next_request(&mut r) {
         if path.starts_with("/containers/json") {
             lists.fetch_add(1, Ordering::Relaxed);
         }
@@ -150,6 +138,22 @@ fn serve(s: UnixStream, lie: Lie, lists: &AtomicUsize, stop: &AtomicBool) {
         };
         if !ok {
             return;
+        }
+    }
+}
+
+/// The path of the next request on the connection, its headers read; `None` once it closes.
+fn next_request(r: &mut BufReader<UnixStream>) -> Option<String> {
+    let mut line = String::new();
+    if r.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+    // The headers, to the blank line.
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            return Some(path);
         }
     }
 }
@@ -336,18 +340,7 @@ fn one_garbled_inspect_leaves_that_container_unnamed_and_the_others_named() {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
                     let mut r = BufReader::new(s.try_clone().expect("clone"));
                     let mut w = s;
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                        loop {
-                            let mut h = String::new();
-                            if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                                break;
-                            }
-                        }
+                    while let Some(path) = next_request(&mut r) {
                         let body: Vec<u8> = if path == "/info" {
                             infos.fetch_add(1, Ordering::Relaxed);
                             br#"{"storage_driver":"overlay"}"#.to_vec()
