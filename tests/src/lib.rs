@@ -80,6 +80,20 @@ impl TestCgroup {
         }
     }
 
+    /// A cgroup `name` inside `parent`, in the same hierarchies (a runtime's layout such as
+    /// `.../docker/<id>`). Drop it before its parent: declared after it, it is.
+    pub fn under(parent: &TestCgroup, name: &str) -> TestCgroup {
+        let dirs: Vec<PathBuf> = parent.dirs.iter().map(|d| d.join(name)).collect();
+        for d in &dirs {
+            make_dir(d);
+        }
+        TestCgroup {
+            id: format!("{}/{name}", parent.id),
+            dirs,
+            children: Vec::new(),
+        }
+    }
+
     /// Removes the cgroup and makes it again under the same name, as a runtime restarting a
     /// container in place does.
     pub fn recreate(&mut self) {

@@ -224,20 +224,41 @@ impl Drop for CgroupCleanup {
     }
 }
 
-/// Removes a cgroup directory from every hierarchy, once it is empty.
+/// Removes a cgroup directory, and what a runtime made below it, from every mounted
+/// hierarchy: a runtime makes its parents in all of them (devices, freezer, the named systemd
+/// one), not only in those the collector reads.
 pub fn remove_cgroup_everywhere(id: &str) {
-    let Ok(h) = collector_core::Hierarchy::detect(&collector_core::Roots::default()) else {
+    let id = id.trim_start_matches('/');
+    if id.is_empty() {
+        // Never the root: that would be every cgroup on the host.
         return;
-    };
-    for m in h.mounts() {
-        if let Some(dir) = m.dir_of(id) {
-            for _ in 0..50 {
-                match std::fs::remove_dir(&dir) {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                    Ok(()) => break,
-                }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for line in mounts.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(_), Some(at), Some(kind)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if kind == "cgroup" || kind == "cgroup2" {
+            remove_tree(&std::path::Path::new(at).join(id));
+        }
+    }
+}
+
+/// Removes `dir` and the cgroups below it, deepest first, each once its tasks have gone.
+fn remove_tree(dir: &std::path::Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
             }
+        }
+    }
+    for _ in 0..50 {
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            Ok(()) => break,
         }
     }
 }

@@ -6,12 +6,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tests::{samples, unique, Exporter};
+use tests::{samples, Exporter, TestCgroup};
 
 const BIN: &str = env!("CARGO_BIN_EXE_exporter");
 
@@ -170,10 +170,12 @@ fn answer(w: &mut UnixStream, body: &[u8]) -> bool {
     .is_ok()
 }
 
-/// A cgroup the exporter takes for a Docker container (`.../docker/<64 hex>`).
+/// A cgroup the exporter takes for a Docker container (`/<top>/docker/<64 hex>`); the three
+/// levels are removed leaf first.
 struct DockerCgroup {
-    id: String,
-    dirs: Vec<PathBuf>,
+    leaf: TestCgroup,
+    _docker: TestCgroup,
+    _top: TestCgroup,
 }
 
 impl DockerCgroup {
@@ -181,29 +183,12 @@ impl DockerCgroup {
         let hex: String = (0..64)
             .map(|i| char::from(b"0123456789abcdef"[(i * 7 + std::process::id() as usize) % 16]))
             .collect();
-        let top = unique("ccol-lying");
-        let id = format!("/{top}/docker/{hex}");
-        let mut dirs = Vec::new();
-        for h in ["cpu,cpuacct", "memory", "pids", "unified"] {
-            let base = Path::new("/sys/fs/cgroup").join(h);
-            if !base.is_dir() {
-                continue;
-            }
-            let d = base.join(&id[1..]);
-            std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
-            dirs.push(base.join(&top));
-        }
-        DockerCgroup { id, dirs }
-    }
-}
-
-impl Drop for DockerCgroup {
-    fn drop(&mut self) {
-        for top in &self.dirs {
-            let leaf = top.join(self.id.split('/').skip(2).collect::<Vec<_>>().join("/"));
-            let _ = std::fs::remove_dir(&leaf);
-            let _ = std::fs::remove_dir(top.join("docker"));
-            let _ = std::fs::remove_dir(top);
+        let top = TestCgroup::new("ccol-lying");
+        let docker = TestCgroup::under(&top, "docker");
+        DockerCgroup {
+            leaf: TestCgroup::under(&docker, &hex),
+            _docker: docker,
+            _top: top,
         }
     }
 }
@@ -228,7 +213,7 @@ fn against(lie: Lie, secs: u64) -> (f64, String, Option<String>, f64, usize) {
         &[
             "--housekeeping.interval=500ms",
             "--cgroups.include",
-            &cg.id,
+            &cg.leaf.id,
             "--runtime.docker-socket",
             fake.path.to_str().expect("utf-8"),
             "--runtime.containerd-socket=off",
@@ -246,7 +231,7 @@ fn against(lie: Lie, secs: u64) -> (f64, String, Option<String>, f64, usize) {
         sweeps >= elapsed * 2.0 * 0.8,
         "{sweeps} sweeps in {elapsed:.1} s at 500 ms"
     );
-    let needle = format!("id=\"{}\"", cg.id);
+    let needle = format!("id=\"{}\"", cg.leaf.id);
     let line = body
         .lines()
         .find(|l| l.starts_with("container_memory_usage_bytes{") && l.contains(&needle))
@@ -314,8 +299,11 @@ fn a_runtime_that_drops_every_event_stream_is_retried_with_back_off_and_said_onc
 #[test]
 fn one_garbled_inspect_leaves_that_container_unnamed_and_the_others_named() {
     tests::require_root();
-    let good = CrioCgroup::new('a');
-    let bad = CrioCgroup::new('b');
+    // `/<top>/crio-<64 hex>.scope`, a CRI-O container's cgroup.
+    let (good_hex, bad_hex) = ("a".repeat(64), "b".repeat(64));
+    let top = TestCgroup::new("ccol-lying-crio");
+    let good = TestCgroup::under(&top, &format!("crio-{good_hex}.scope"));
+    let bad = TestCgroup::under(&top, &format!("crio-{bad_hex}.scope"));
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("crio.sock");
     let listener = UnixListener::bind(&path).expect("bind the fake socket");
@@ -326,8 +314,8 @@ fn one_garbled_inspect_leaves_that_container_unnamed_and_the_others_named() {
         let (infos, stop, good_id, bad_id) = (
             infos.clone(),
             stop.clone(),
-            good.hex.clone(),
-            bad.hex.clone(),
+            good_hex.clone(),
+            bad_hex.clone(),
         );
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -359,7 +347,7 @@ fn one_garbled_inspect_leaves_that_container_unnamed_and_the_others_named() {
             }
         });
     }
-    let include = format!("/{}", good.top);
+    let include = top.id.clone();
     let exp = Exporter::start(
         BIN,
         &[
@@ -403,45 +391,5 @@ fn one_garbled_inspect_leaves_that_container_unnamed_and_the_others_named() {
         "the connection was kept: one /info"
     );
     stop.store(true, Ordering::Relaxed);
-    drop((good, bad));
-}
-
-/// A cgroup the exporter takes for a CRI-O container: `/<top>/crio-<64 hex>.scope`, with the
-/// same `top` for every one made by this process.
-struct CrioCgroup {
-    top: String,
-    hex: String,
-    id: String,
-    dirs: Vec<PathBuf>,
-}
-
-impl CrioCgroup {
-    fn new(fill: char) -> CrioCgroup {
-        let top = format!("ccol-lying-crio-{}", std::process::id());
-        let hex: String = std::iter::repeat_n(fill, 64).collect();
-        let id = format!("/{top}/crio-{hex}.scope");
-        let mut dirs = Vec::new();
-        for h in ["cpu,cpuacct", "memory", "pids"] {
-            let base = Path::new("/sys/fs/cgroup").join(h);
-            if !base.is_dir() {
-                continue;
-            }
-            let d = base.join(&id[1..]);
-            std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
-            dirs.push(d);
-        }
-        CrioCgroup { top, hex, id, dirs }
-    }
-}
-
-impl Drop for CrioCgroup {
-    fn drop(&mut self) {
-        for d in &self.dirs {
-            let _ = std::fs::remove_dir(d);
-            // The shared top goes with the last of them.
-            if let Some(top) = d.parent() {
-                let _ = std::fs::remove_dir(top);
-            }
-        }
-    }
+    drop((bad, good, top));
 }
