@@ -28,8 +28,10 @@ command -v podman >/dev/null || need+=(podman)
 # Filesystem tests (tests/tests/filesystem.rs): a loop device with ext4 on it.
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v losetup >/dev/null && command -v umount >/dev/null || need+=(mount)
-# Pods' network namespaces entered from outside (tests/tests/kubernetes_mixin.rs).
-command -v nsenter >/dev/null || need+=(util-linux)
+# Pods' network namespaces entered from outside (tests/tests/kubernetes_mixin.rs), the
+# exporter run as nobody with chosen capabilities (least_privilege.rs), the churn soak's
+# containers in network namespaces of their own (churn.rs, through benches/soak/churn.py).
+{ command -v nsenter && command -v setpriv && command -v unshare; } >/dev/null || need+=(util-linux)
 # Elasticsearch sink tests (tests/tests/elasticsearch.rs): osmem-server from PyPI, below.
 command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || need+=(python3 python3-pip)
 # The alert-rule tests read the rules with PyYAML (tests/tests/alert_rules.rs).
