@@ -75,20 +75,7 @@ fn push_influx_pushes_until_ctrl_c_and_delivers_the_last_sweep() {
         .spawn()
         .expect("the push_influx example");
     std::thread::sleep(Duration::from_secs(2));
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "push_influx did not exit on Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(status.success(), "{status:?}");
+    interrupt(&mut child, "push_influx");
     let q = format!(
         "SELECT count(\"usage_seconds\") FROM \"container_cpu\" WHERE \"id\" = '{}'",
         cg.id
