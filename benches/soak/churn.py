@@ -34,7 +34,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from soaklib import CG, free_port, hierarchies, proc_figures, stop  # noqa: E402
+from soaklib import free_port, hierarchies, proc_figures, remove_cgroup, stop  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -334,22 +334,7 @@ def cleanup():
                 p.kill()
                 p.wait()
     for h in HIERS:
-        base = os.path.join(h, PARENT)
-        if not os.path.isdir(base):
-            continue
-        for c in os.listdir(base):
-            p = os.path.join(base, c)
-            if os.path.isdir(p):
-                for _ in range(50):
-                    try:
-                        os.rmdir(p)
-                        break
-                    except OSError:
-                        time.sleep(0.02)
-        try:
-            os.rmdir(base)
-        except OSError as e:
-            log(f"could not remove {base}: {e}")
+        remove_cgroup(os.path.join(h, PARENT))
 
 
 if __name__ == "__main__":

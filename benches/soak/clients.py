@@ -29,7 +29,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from soaklib import CG, free_port, hierarchies, proc_figures, stop  # noqa: E402
+from soaklib import free_port, hierarchies, proc_figures, remove_cgroup, stop  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -63,19 +63,7 @@ def make_cgroups(n):
 
 def remove_cgroups():
     for base in reversed(made):
-        for c in os.listdir(base):
-            p = os.path.join(base, c)
-            if os.path.isdir(p):
-                for _ in range(20):
-                    try:
-                        os.rmdir(p)
-                        break
-                    except OSError:
-                        time.sleep(0.05)
-        try:
-            os.rmdir(base)
-        except OSError as e:
-            print(f"clients.py: could not remove {base}: {e}", file=sys.stderr)
+        remove_cgroup(base)
 
 
 

@@ -54,3 +54,24 @@ def stop(p):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def remove_cgroup(base):
+    """Removes cgroup directory `base` and the cgroups in it (tasks gone first), retrying a
+    moment for tasks still leaving; says what could not be removed."""
+    import sys
+    import time
+    if not os.path.isdir(base):
+        return
+    for c in os.listdir(base):
+        p = os.path.join(base, c)
+        if os.path.isdir(p):
+            remove_cgroup(p)
+    for _ in range(50):
+        try:
+            os.rmdir(base)
+            return
+        except OSError as e:
+            err = e
+            time.sleep(0.02)
+    print(f"could not remove {base}: {err}", file=sys.stderr)
