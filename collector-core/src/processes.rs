@@ -91,11 +91,19 @@ impl ProcessReader {
             if !limit_read {
                 self.set_path(pid, None);
                 let dir = std::mem::take(&mut self.path);
-                if let Some(limit) = r.parsed(Dir::from(dir.as_path()), "limits", |t| {
-                    parse::max_open_files(t)
-                }) {
-                    out.max_open_files = limit;
-                    limit_read = true;
+                // An exiting process's `limits` reads empty (its signal state is gone): passed
+                // over like one already gone, not a parse error.
+                let parsed = r
+                    .read(Dir::from(dir.as_path()), "limits")
+                    .filter(|t| !t.trim().is_empty())
+                    .map(parse::max_open_files);
+                match parsed {
+                    Some(Ok(limit)) => {
+                        out.max_open_files = limit;
+                        limit_read = true;
+                    }
+                    Some(Err(reason)) => r.parse_error(reason),
+                    None => {}
                 }
                 self.path = dir;
             }
@@ -241,6 +249,28 @@ mod tests {
         std::fs::write(root.path().join("7").join("limits"), row("512")).expect("limits");
         reader.read(&mut r, Dir::from(root.path()), &mut out);
         assert_eq!(out.max_open_files, Some(512));
+    }
+
+    /// An exiting process's `limits` reads empty: passed over for the next one, no error.
+    #[test]
+    fn an_exiting_process_with_empty_limits_is_passed_over() {
+        let root = tempfile::tempdir().expect("a temp dir");
+        for pid in ["7", "8"] {
+            std::fs::create_dir_all(root.path().join(pid).join("fd")).expect("a fd dir");
+        }
+        std::fs::write(root.path().join("7").join("limits"), "").expect("limits");
+        std::fs::write(
+            root.path().join("8").join("limits"),
+            "Max open files  2048  4096  files\n",
+        )
+        .expect("limits");
+        std::fs::write(root.path().join("cgroup.procs"), "7\n8\n").expect("a pid list");
+        let mut reader = ProcessReader::new(root.path());
+        let mut r = Reader::new();
+        let mut out = ProcessStats::default();
+        reader.read(&mut r, Dir::from(root.path()), &mut out);
+        assert!(!r.has_errors(), "{r:?}");
+        assert_eq!(out.max_open_files, Some(2048));
     }
 
     #[test]
