@@ -67,6 +67,11 @@ cargo fmt --version >/dev/null 2>&1 || die "rustfmt missing: rustup component ad
 cargo clippy --version >/dev/null 2>&1 || die "clippy missing: rustup component add clippy"
 cargo fmt --all --check || die "cargo fmt --all --check: run cargo fmt --all"
 cargo clippy --workspace --all-targets --locked -- -D warnings || die "cargo clippy found warnings"
+# The fuzz crates are workspaces of their own: checked here so that they keep building.
+for fuzz in collector-core/fuzz collector-exporter/fuzz; do
+    CARGO_TARGET_DIR=target/fuzz-check cargo clippy --manifest-path "$fuzz/Cargo.toml" --bins --locked \
+        -- -D warnings || die "cargo clippy found warnings in $fuzz"
+done
 # The library's docs as docs.rs would build them: every link resolves.
 RUSTDOCFLAGS="-D warnings" cargo doc -p collector-core --all-features --no-deps --locked \
     || die "cargo doc found broken or private links in collector-core's docs"

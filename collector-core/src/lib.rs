@@ -106,6 +106,10 @@ pub mod stats;
 pub mod mountinfo;
 pub mod parse;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 // How the figures are read.
 mod devices;
 mod dirs;

@@ -35,12 +35,12 @@ enum Kind {
     Impl,
 }
 
-fn is_test_only(attrs: &[Attribute]) -> bool {
+/// Built for tests only, or `#[doc(hidden)]` (the fuzz targets' entry points): not API.
+fn not_api(attrs: &[Attribute]) -> bool {
     attrs.iter().any(|a| {
-        a.path().is_ident("cfg")
-            && quote::ToTokens::to_token_stream(&a.meta)
-                .to_string()
-                .contains("test")
+        let tokens = quote::ToTokens::to_token_stream(&a.meta).to_string();
+        (a.path().is_ident("cfg") && tokens.contains("test"))
+            || (a.path().is_ident("doc") && tokens.contains("hidden"))
     })
 }
 
@@ -83,7 +83,7 @@ fn visit_items(items: Vec<Item>, module: &str, public: bool, dir: &Path, out: &m
             })
         };
         match item {
-            Item::Mod(m) if !is_test_only(&m.attrs) => {
+            Item::Mod(m) if !not_api(&m.attrs) => {
                 let name = m.ident.to_string();
                 let path = format!("{module}::{name}");
                 let child_public = public && is_pub(&m.vis);
@@ -108,12 +108,12 @@ fn visit_items(items: Vec<Item>, module: &str, public: bool, dir: &Path, out: &m
                     }
                 }
             }
-            Item::Fn(mut f) if is_pub(&f.vis) && !is_test_only(&f.attrs) => {
+            Item::Fn(mut f) if is_pub(&f.vis) && !not_api(&f.attrs) => {
                 keep_attrs(&mut f.attrs);
                 *f.block = empty_block();
                 found(None, Kind::Other, Item::Fn(f));
             }
-            Item::Struct(mut s) if is_pub(&s.vis) && !is_test_only(&s.attrs) => {
+            Item::Struct(mut s) if is_pub(&s.vis) && !not_api(&s.attrs) => {
                 keep_attrs(&mut s.attrs);
                 let name = s.ident.to_string();
                 let mut private = false;
@@ -147,7 +147,7 @@ fn visit_items(items: Vec<Item>, module: &str, public: bool, dir: &Path, out: &m
                     text,
                 });
             }
-            Item::Enum(mut e) if is_pub(&e.vis) && !is_test_only(&e.attrs) => {
+            Item::Enum(mut e) if is_pub(&e.vis) && !not_api(&e.attrs) => {
                 keep_attrs(&mut e.attrs);
                 for v in &mut e.variants {
                     keep_attrs(&mut v.attrs);
@@ -157,7 +157,7 @@ fn visit_items(items: Vec<Item>, module: &str, public: bool, dir: &Path, out: &m
                 }
                 found(Some(e.ident.to_string()), Kind::Type, Item::Enum(e));
             }
-            Item::Trait(mut t) if is_pub(&t.vis) && !is_test_only(&t.attrs) => {
+            Item::Trait(mut t) if is_pub(&t.vis) && !not_api(&t.attrs) => {
                 keep_attrs(&mut t.attrs);
                 for i in &mut t.items {
                     if let TraitItem::Fn(f) = i {
@@ -168,23 +168,23 @@ fn visit_items(items: Vec<Item>, module: &str, public: bool, dir: &Path, out: &m
                 }
                 found(Some(t.ident.to_string()), Kind::Type, Item::Trait(t));
             }
-            Item::Type(mut t) if is_pub(&t.vis) && !is_test_only(&t.attrs) => {
+            Item::Type(mut t) if is_pub(&t.vis) && !not_api(&t.attrs) => {
                 keep_attrs(&mut t.attrs);
                 found(Some(t.ident.to_string()), Kind::Type, Item::Type(t));
             }
-            Item::Const(mut c) if is_pub(&c.vis) && !is_test_only(&c.attrs) => {
+            Item::Const(mut c) if is_pub(&c.vis) && !not_api(&c.attrs) => {
                 keep_attrs(&mut c.attrs);
                 found(Some(c.ident.to_string()), Kind::Other, Item::Const(c));
             }
-            Item::Static(mut s) if is_pub(&s.vis) && !is_test_only(&s.attrs) => {
+            Item::Static(mut s) if is_pub(&s.vis) && !not_api(&s.attrs) => {
                 keep_attrs(&mut s.attrs);
                 found(Some(s.ident.to_string()), Kind::Other, Item::Static(s));
             }
-            Item::Use(mut u) if is_pub(&u.vis) && !is_test_only(&u.attrs) => {
+            Item::Use(mut u) if is_pub(&u.vis) && !not_api(&u.attrs) => {
                 keep_attrs(&mut u.attrs);
                 found(None, Kind::Other, Item::Use(u));
             }
-            Item::Impl(mut i) if !is_test_only(&i.attrs) => {
+            Item::Impl(mut i) if !not_api(&i.attrs) => {
                 let name = match &*i.self_ty {
                     syn::Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
                     _ => None,
@@ -195,7 +195,7 @@ fn visit_items(items: Vec<Item>, module: &str, public: bool, dir: &Path, out: &m
                     i.items.clear();
                 } else {
                     i.items.retain_mut(|it| match it {
-                        ImplItem::Fn(f) if is_pub(&f.vis) && !is_test_only(&f.attrs) => {
+                        ImplItem::Fn(f) if is_pub(&f.vis) && !not_api(&f.attrs) => {
                             keep_attrs(&mut f.attrs);
                             f.block = empty_block();
                             true

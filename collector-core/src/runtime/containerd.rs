@@ -154,6 +154,38 @@ fn frame<M: Message>(m: &M) -> Bytes {
     b.into()
 }
 
+/// Decodes a stream of gRPC frames as containerd's answers would be read: each message as
+/// a container list, a container and an event envelope, and the envelope's event. Returns
+/// how many whole messages there were.
+#[cfg(feature = "fuzzing")]
+pub(super) fn fuzz_frames(chunks: &[&[u8]]) -> usize {
+    let mut frames = Frames::default();
+    let mut n = 0;
+    for chunk in chunks {
+        frames.push(chunk);
+        while let Ok(Some(msg)) = frames.next() {
+            n += 1;
+            if let Ok(r) = ListContainersResponse::decode(msg.clone()) {
+                for c in r.containers {
+                    let _ = metadata(&c.id, &c.image, c.labels);
+                }
+            }
+            if let Ok(GetContainerResponse { container: Some(c) }) =
+                GetContainerResponse::decode(msg.clone())
+            {
+                let _ = metadata(&c.id, &c.image, c.labels);
+            }
+            if let Ok(Envelope {
+                event: Some(any), ..
+            }) = Envelope::decode(msg)
+            {
+                let _ = ContainerEvent::decode(any.value.as_slice());
+            }
+        }
+    }
+    n
+}
+
 /// Cuts gRPC messages out of a byte stream.
 #[derive(Debug, Default)]
 struct Frames {

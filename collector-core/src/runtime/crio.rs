@@ -29,6 +29,16 @@ struct Info {
     labels: Option<BTreeMap<String, String>>,
 }
 
+/// A `GET /containers/<id>` answer's metadata.
+pub(super) fn info_metadata(body: &[u8]) -> serde_json::Result<crate::Metadata> {
+    let c: Info = serde_json::from_slice(body)?;
+    Ok(metadata(
+        c.name.as_deref().unwrap_or(""),
+        c.image.as_deref().unwrap_or(""),
+        c.labels.unwrap_or_default(),
+    ))
+}
+
 pub(super) struct Session {
     config: CrioConfig,
     http: UnixHttp,
@@ -60,18 +70,13 @@ impl Session {
             StatusCode::OK => {
                 // One container's answer that cannot be read leaves that container unnamed
                 // (asked again with back-off); the others keep theirs.
-                let c: Info = match serde_json::from_slice(&body) {
-                    Ok(c) => c,
+                let meta = match info_metadata(&body) {
+                    Ok(m) => m,
                     Err(e) => {
                         tracing::debug!(runtime = "crio", "GET /containers/{id}: {e}");
                         return Ok(false);
                     }
                 };
-                let meta = metadata(
-                    c.name.as_deref().unwrap_or(""),
-                    c.image.as_deref().unwrap_or(""),
-                    c.labels.unwrap_or_default(),
-                );
                 shared.upsert(id, "", meta);
                 Ok(true)
             }

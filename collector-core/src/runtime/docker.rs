@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::http::{JsonStream, UnixHttp};
 use super::{metadata, safe_id, AbortOnDrop, BoxError, EngineConfig, Shared, Table, Want};
+use crate::Metadata;
 
 /// `filters={"type":["container"]}`, URL-encoded.
 const EVENTS_PATH: &str = "/events?filters=%7B%22type%22%3A%5B%22container%22%5D%7D";
@@ -118,6 +119,64 @@ fn change(e: &Event) -> Change {
     }
 }
 
+/// The containers of a `GET /containers/json` answer, each with its metadata.
+pub(super) fn list_table(body: &[u8]) -> serde_json::Result<Table> {
+    let items: Vec<ListItem> = serde_json::from_slice(body)?;
+    let mut fresh = Table::new();
+    for c in items {
+        let name = c
+            .names
+            .as_ref()
+            .and_then(|n| n.first())
+            .map(String::as_str)
+            .unwrap_or("");
+        let meta = metadata(
+            name,
+            c.image.as_deref().unwrap_or(""),
+            c.labels.unwrap_or_default(),
+        );
+        fresh.insert(
+            c.id,
+            vec![super::Record {
+                namespace: String::new(),
+                meta,
+            }],
+        );
+    }
+    Ok(fresh)
+}
+
+/// A `GET /containers/<id>/json` answer: the container's full id and its metadata.
+pub(super) fn inspect_metadata(body: &[u8]) -> serde_json::Result<(String, Metadata)> {
+    let c: Inspect = serde_json::from_slice(body)?;
+    let (image, labels) = match c.config {
+        Some(cfg) => (cfg.image, cfg.labels.unwrap_or_default()),
+        None => (None, BTreeMap::new()),
+    };
+    let image = image.or(c.image).unwrap_or_default();
+    Ok((
+        c.id,
+        metadata(c.name.as_deref().unwrap_or(""), &image, labels),
+    ))
+}
+
+/// An event stream as it arrived, read as `read_events` and `on_event` read it; returns how
+/// many events named a container.
+#[cfg(feature = "fuzzing")]
+pub(super) fn fuzz_events(chunks: &[&[u8]]) -> usize {
+    let mut split = JsonStream::default();
+    let mut n = 0;
+    for c in chunks {
+        for e in split.push::<Event>(c) {
+            if e.container_id().is_some() {
+                let _ = change(&e);
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
 pub(super) struct Session {
     config: EngineConfig,
     http: UnixHttp,
@@ -144,29 +203,7 @@ impl Session {
         if status != StatusCode::OK {
             return Err(format!("GET /containers/json: {status}").into());
         }
-        let items: Vec<ListItem> = serde_json::from_slice(&body)?;
-        let mut fresh = Table::new();
-        for c in items {
-            let name = c
-                .names
-                .as_ref()
-                .and_then(|n| n.first())
-                .map(String::as_str)
-                .unwrap_or("");
-            let meta = metadata(
-                name,
-                c.image.as_deref().unwrap_or(""),
-                c.labels.unwrap_or_default(),
-            );
-            fresh.insert(
-                c.id,
-                vec![super::Record {
-                    namespace: String::new(),
-                    meta,
-                }],
-            );
-        }
-        shared.replace(fresh);
+        shared.replace(list_table(&body)?);
         let now = Instant::now();
         self.asked.retain(|_, t| now.duration_since(*t) < ASK_AGAIN);
         Ok(())
@@ -182,7 +219,7 @@ impl Session {
             StatusCode::OK => {
                 // One container's answer that cannot be read leaves that container unnamed
                 // (asked again after ASK_AGAIN); the others keep theirs.
-                let c: Inspect = match serde_json::from_slice(&body) {
+                let (full_id, meta) = match inspect_metadata(&body) {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::debug!(
@@ -192,14 +229,8 @@ impl Session {
                         return Ok(());
                     }
                 };
-                let (image, labels) = match c.config {
-                    Some(cfg) => (cfg.image, cfg.labels.unwrap_or_default()),
-                    None => (None, BTreeMap::new()),
-                };
-                let image = image.or(c.image).unwrap_or_default();
-                let meta = metadata(c.name.as_deref().unwrap_or(""), &image, labels);
-                shared.upsert(&c.id, "", meta);
-                if c.id != id {
+                shared.upsert(&full_id, "", meta);
+                if full_id != *id {
                     // Asked by a short id: keep the full one only.
                     shared.remove(id, "");
                 }

@@ -56,7 +56,12 @@ impl UnixHttp {
     }
 }
 
-/// Splits a stream of JSON values (newline-separated or not) as bytes arrive.
+/// The most one streamed value may hold: an event is well under a KiB. An unfinished value is
+/// parsed again as each chunk arrives, so this also bounds that work.
+const MAX_VALUE: usize = 1 << 20;
+
+/// Splits a stream of JSON values (newline-separated or not) as bytes arrive. A value over
+/// `MAX_VALUE` is dropped, to its line's end when one has come, else whole.
 #[derive(Debug, Default)]
 pub(super) struct JsonStream {
     buf: Vec<u8>,
@@ -86,14 +91,25 @@ impl JsonStream {
                     out.push(v);
                 }
                 Some(Err(e)) if e.is_eof() => {
+                    // An unfinished value: wait for the rest, unless it is already too long
+                    // (an unterminated string in an endless stream would grow forever).
                     consumed += start;
+                    if rest.len() - start > MAX_VALUE {
+                        match rest[start..].iter().position(|&b| b == b'\n') {
+                            Some(nl) => {
+                                consumed += nl + 1;
+                                continue;
+                            }
+                            None => consumed = self.buf.len(),
+                        }
+                    }
                     break;
                 }
                 Some(Err(_)) => match rest[start..].iter().position(|&b| b == b'\n') {
                     Some(nl) => consumed += start + nl + 1,
                     None => {
                         // Wait for the end of the line; do not grow without bound.
-                        if rest.len() > MAX_BODY {
+                        if rest.len() - start > MAX_VALUE {
                             consumed = self.buf.len();
                         }
                         break;
@@ -133,5 +149,22 @@ mod tests {
         assert_eq!(s.push::<V>(b"{\"b\":1}\n{\"a\":5}\n"), vec![V { a: 5 }]);
         assert_eq!(s.push::<V>(b"garbage\n{\"a\":6}\n"), vec![V { a: 6 }]);
         assert!(s.buf.is_empty());
+    }
+
+    #[test]
+    fn an_endless_value_is_dropped_not_held() {
+        let mut s = JsonStream::default();
+        assert_eq!(s.push::<V>(b"{\"a\":\""), vec![]);
+        let chunk = vec![b'x'; 64 << 10];
+        for _ in 0..(2 * MAX_VALUE / chunk.len()) {
+            assert_eq!(s.push::<V>(&chunk), vec![]);
+            assert!(
+                s.buf.len() <= MAX_VALUE + chunk.len(),
+                "{} held",
+                s.buf.len()
+            );
+        }
+        // The stream goes on: the next line's value is read.
+        assert_eq!(s.push::<V>(b"\"}\n{\"a\":7}\n"), vec![V { a: 7 }]);
     }
 }

@@ -733,6 +733,28 @@ fn safe_id(id: &str) -> bool {
         && id != ".."
 }
 
+/// One runtime answer read as the clients read it, for `collector-core/fuzz`: `kind` picks
+/// the answer (Docker list, inspect or event stream, CRI-O inspect, containerd frames), and
+/// `chunks` is the body as it arrived. Returns how many containers, events or messages it
+/// held.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_answer(kind: u8, chunks: &[&[u8]]) -> usize {
+    let whole = chunks.concat();
+    match kind % 5 {
+        #[cfg(feature = "docker")]
+        0 => docker::list_table(&whole).map_or(0, |t| t.len()),
+        #[cfg(feature = "docker")]
+        1 => docker::inspect_metadata(&whole).map_or(0, |_| 1),
+        #[cfg(feature = "docker")]
+        2 => docker::fuzz_events(chunks),
+        #[cfg(feature = "crio")]
+        3 => crio::info_metadata(&whole).map_or(0, |_| 1),
+        #[cfg(feature = "containerd")]
+        4 => containerd::fuzz_frames(chunks),
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

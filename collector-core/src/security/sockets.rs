@@ -262,6 +262,9 @@ fn parse_row(line: &str) -> Result<SocketRow, &'static str> {
     }
     let local = addr(next()?).ok_or("bad local address")?;
     let remote = addr(next()?).ok_or("bad remote address")?;
+    if local.is_ipv4() != remote.is_ipv4() {
+        return Err("local and remote addresses of different families");
+    }
     let state = hex(next()?, 2).ok_or("bad state")? as u8;
     let (tx, rx) = next()?.split_once(':').ok_or("bad queues")?;
     let tx_queue = hex(tx, 16).ok_or("bad tx_queue")?;
@@ -589,5 +592,14 @@ mod tests {
             let _ = parse_table(&text, |_| {});
             let _ = count_udp(&text, &mut UdpCounts::default());
         }
+    }
+
+    #[test]
+    fn a_row_mixing_address_families_is_bad() {
+        let text = "   1: 00000000000000000000000000000000:0016 0100007F:C350 01 00000000:00000000 00:00000000 00000000  1000        0 31338 1\n";
+        let mut rows = Vec::new();
+        let e = parse_table_into(text, &mut rows).unwrap_err();
+        assert!(rows.is_empty());
+        assert!(e.contains("different families"), "{e}");
     }
 }

@@ -70,6 +70,11 @@ pub enum ClientAuth {
 /// whole is unreadable or not YAML of the right shape, the reason then naming the key. No
 /// reason holds a password or a private key.
 fn bad(key: &str, reason: impl Into<String>) -> Error {
+    // Keys come from the file (header and user names): a newline in one must not make the
+    // error two lines.
+    if key.chars().any(char::is_control) {
+        return Error::new(key.escape_debug().to_string(), reason);
+    }
     Error::new(key, reason)
 }
 
@@ -155,6 +160,14 @@ mod tests {
     fn header(user: &str, pass: &str) -> Vec<u8> {
         let enc = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
         format!("Basic {enc}").into_bytes()
+    }
+
+    #[test]
+    fn a_key_with_a_newline_is_escaped_in_the_error() {
+        let (key, _) = err("http_server_config:\n  headers: { \"X-Fra\\n\\nme\": deny }\n");
+        assert_eq!(key, "http_server_config.headers.X-Fra\\n\\nme");
+        let (key, _) = err("basic_auth_users:\n  \"a\\nb\": 1\n");
+        assert!(!key.contains('\n'), "{key:?}");
     }
 
     #[test]
