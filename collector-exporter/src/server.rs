@@ -42,7 +42,7 @@ pub struct App {
     pub connections: Arc<crate::connections::Connections>,
     /// The web page's recent figures (`--web.ui-history`).
     pub history: crate::views::SharedHistory,
-    /// The latest sweep's gzipped `/metrics` bodies, shared by the scrapes of that sweep.
+    /// The latest sweep's `/metrics` bodies, shared by the scrapes of that sweep.
     pub shared_bodies: crate::shared_body::SharedBodies,
 }
 
@@ -183,16 +183,21 @@ fn metrics(app: &Arc<App>, req: &Request<hyper::body::Incoming>) -> Resp {
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
     let (tx, body) = Body::pieces(2);
-    if gzip {
+    if gzip || app.shared_bodies.share_plain() {
         // Made once for the sweep, shared by every scrape of it.
-        let (shared, write) = app.shared_bodies.get(&snap, format);
+        let (shared, write) = app.shared_bodies.get(&snap, format, gzip);
         if write {
             let (app, shared) = (app.clone(), shared.clone());
             tokio::task::spawn_blocking(move || {
-                let ok = write_metrics(&app, &snap, format, true, |b| {
+                let mut bytes = 0u64;
+                let ok = write_metrics(&app, &snap, format, gzip, |b| {
+                    bytes += b.len() as u64;
                     shared.push(b);
                     Ok(())
                 });
+                if !gzip && ok.is_ok() {
+                    app.shared_bodies.plain_written(bytes);
+                }
                 shared.finish(ok.is_ok());
             });
         }
@@ -201,10 +206,15 @@ fn metrics(app: &Arc<App>, req: &Request<hyper::body::Incoming>) -> Resp {
         let app = app.clone();
         tokio::task::spawn_blocking(move || {
             let data = tx.clone();
-            let written = write_metrics(&app, &snap, format, false, move |b| {
+            let mut bytes = 0u64;
+            let written = write_metrics(&app, &snap, format, false, |b| {
+                bytes += b.len() as u64;
                 data.blocking_send(Piece::Data(b))
                     .map_err(|_| std::fmt::Error)
             });
+            if written.is_ok() {
+                app.shared_bodies.plain_written(bytes);
+            }
             if written
                 .and_then(|()| tx.blocking_send(Piece::End).map_err(|_| std::fmt::Error))
                 .is_err()

@@ -1,10 +1,15 @@
-//! One gzipped `/metrics` body per sweep and format, made once and shared by every scrape of
-//! that sweep: two hundred scrapers cost one rendering and two hundred streams of bytes, so
-//! a well-behaved scraper among many is answered about as fast as alone. Prometheus,
-//! VictoriaMetrics and the OpenTelemetry collector all ask for gzip. The body is held until a
-//! later sweep's takes its place and its last reader is done: a tenth of the text, some 4 MB
-//! at 10,000 containers. Bodies asked for without gzip are written per request, as before.
+//! One `/metrics` body per sweep, format and encoding, made once and shared by every scrape
+//! of that sweep: two hundred scrapers cost one rendering and two hundred streams of bytes, so
+//! a well-behaved scraper among many is answered about as fast as alone. The body is held
+//! until a later sweep's takes its place and its last reader is done.
+//!
+//! Gzipped bodies (Prometheus, VictoriaMetrics and the OpenTelemetry collector all ask for
+//! gzip) are always shared: a tenth of the text, some 4 MB at 10,000 containers. Plain text is
+//! shared while the last plain body was at most `PLAIN_SHARED_MAX`; above that (a node of
+//! some 2,000 containers or more) holding it whole costs more than writing it per scrape in
+//! 64 KiB pieces, which is what happens then.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -14,10 +19,24 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::body::Piece;
 
-/// The latest shared body of each format.
-#[derive(Default)]
+/// Plain-text bodies up to this size are shared.
+pub const PLAIN_SHARED_MAX: u64 = 16 << 20;
+
+/// The latest shared body of each format and encoding.
 pub struct SharedBodies {
-    slots: Mutex<[Option<Arc<Shared>>; 2]>,
+    /// Prometheus text, OpenMetrics; plain, then gzipped.
+    slots: Mutex<[Option<Arc<Shared>>; 4]>,
+    /// The size of the last plain body written, shared or not.
+    plain_bytes: AtomicU64,
+}
+
+impl Default for SharedBodies {
+    fn default() -> Self {
+        SharedBodies {
+            slots: Mutex::default(),
+            plain_bytes: AtomicU64::new(0),
+        }
+    }
 }
 
 /// A body being written, or written: its pieces so far and whether it ended.
@@ -40,13 +59,23 @@ fn key(snap: &Arc<Snapshot>) -> (u64, usize) {
 }
 
 impl SharedBodies {
-    /// The shared body of `snap` in `format`, and whether the caller must write it (it is
-    /// new).
-    pub fn get(&self, snap: &Arc<Snapshot>, format: Format) -> (Arc<Shared>, bool) {
+    /// Whether a plain-text body is shared now: the last one was small enough to hold.
+    pub fn share_plain(&self) -> bool {
+        self.plain_bytes.load(Ordering::Relaxed) <= PLAIN_SHARED_MAX
+    }
+
+    /// The size of a plain-text body just written, for `share_plain`.
+    pub fn plain_written(&self, bytes: u64) {
+        self.plain_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The shared body of `snap` in `format`, gzipped or not, and whether the caller must
+    /// write it (it is new).
+    pub fn get(&self, snap: &Arc<Snapshot>, format: Format, gzip: bool) -> (Arc<Shared>, bool) {
         let slot = match format {
             Format::PrometheusText => 0,
             Format::OpenMetrics => 1,
-        };
+        } + 2 * usize::from(gzip);
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = &slots[slot] {
             if s.key == key(snap) {
@@ -120,11 +149,15 @@ mod tests {
     async fn every_reader_gets_every_piece_and_the_end() {
         let bodies = SharedBodies::default();
         let snap = Arc::new(Snapshot::default());
-        let (shared, write) = bodies.get(&snap, Format::PrometheusText);
+        let (shared, write) = bodies.get(&snap, Format::PrometheusText, true);
         assert!(write);
-        let (again, write_again) = bodies.get(&snap, Format::PrometheusText);
+        let (again, write_again) = bodies.get(&snap, Format::PrometheusText, true);
         assert!(!write_again && Arc::ptr_eq(&shared, &again));
-        assert!(bodies.get(&snap, Format::OpenMetrics).1, "another format");
+        assert!(
+            bodies.get(&snap, Format::OpenMetrics, true).1,
+            "another format"
+        );
+        assert!(bodies.get(&snap, Format::PrometheusText, false).1, "plain");
 
         shared.push(Bytes::from_static(b"a"));
         let mut readers = Vec::new();
@@ -153,14 +186,24 @@ mod tests {
             timestamp_ms: 1,
             ..Snapshot::default()
         });
-        assert!(bodies.get(&later, Format::PrometheusText).1);
+        assert!(bodies.get(&later, Format::PrometheusText, true).1);
+    }
+
+    #[test]
+    fn plain_text_is_shared_while_it_is_small_enough() {
+        let bodies = SharedBodies::default();
+        assert!(bodies.share_plain(), "before any body");
+        bodies.plain_written(PLAIN_SHARED_MAX + 1);
+        assert!(!bodies.share_plain());
+        bodies.plain_written(PLAIN_SHARED_MAX);
+        assert!(bodies.share_plain());
     }
 
     #[tokio::test]
     async fn a_failed_writing_ends_readers_without_the_end() {
         let bodies = SharedBodies::default();
         let snap = Arc::new(Snapshot::default());
-        let (shared, _) = bodies.get(&snap, Format::OpenMetrics);
+        let (shared, _) = bodies.get(&snap, Format::OpenMetrics, true);
         let (tx, mut rx) = mpsc::channel(4);
         tokio::spawn(shared.clone().stream(tx));
         shared.push(Bytes::from_static(b"part"));

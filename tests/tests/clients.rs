@@ -172,24 +172,40 @@ fn bad_connection_settings_are_refused_with_the_flag_named() {
 /// whole text, with the test's container in it, and a later sweep is a new body.
 #[test]
 fn concurrent_gzip_scrapes_of_a_sweep_share_one_whole_body() {
-    let cg = TestCgroup::new("ccol-clients-shared");
+    scrapes_of_a_sweep_share_one_whole_body("ccol-clients-shared-gz", true);
+}
+
+/// The same for plain text, shared while the body is small (all but the largest nodes).
+#[test]
+fn concurrent_plain_scrapes_of_a_sweep_share_one_whole_body() {
+    scrapes_of_a_sweep_share_one_whole_body("ccol-clients-shared-plain", false);
+}
+
+fn scrapes_of_a_sweep_share_one_whole_body(name: &str, gzip: bool) {
+    let cg = TestCgroup::new(name);
     let exp = Exporter::start(
         BIN,
         &["--housekeeping.interval=2s", "--cgroups.include", &cg.id],
     );
     scrape_within(exp.addr, 10);
-    let gunzip = |body: &[u8]| {
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(body)
-            .read_to_string(&mut text)
-            .expect("a whole gzip stream");
-        text
-    };
     let scrape = |addr| {
-        let r = try_http_request(addr, "GET", "/metrics", &[("Accept-Encoding", "gzip")], b"")
-            .expect("an answer");
-        assert_eq!(r.header("content-encoding"), Some("gzip"));
-        gunzip(&r.body)
+        let headers: &[(&str, &str)] = if gzip {
+            &[("Accept-Encoding", "gzip")]
+        } else {
+            &[]
+        };
+        let r = try_http_request(addr, "GET", "/metrics", headers, b"").expect("an answer");
+        let mut text = String::new();
+        if gzip {
+            assert_eq!(r.header("content-encoding"), Some("gzip"));
+            flate2::read::GzDecoder::new(&r.body[..])
+                .read_to_string(&mut text)
+                .expect("a whole gzip stream");
+        } else {
+            assert_eq!(r.header("content-encoding"), None);
+            text = String::from_utf8(r.body).expect("UTF-8 text");
+        }
+        text
     };
     let sweeps = |text: &str| {
         samples(text, "collector_sweeps_total")
