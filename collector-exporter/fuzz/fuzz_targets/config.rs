@@ -44,6 +44,6 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(v) = text.parse::<toml::Value>() {
             secrets(&v, &mut hidden);
         }
-        common::check_error(&e.to_string(), text, &hidden);
+        common::check_error(&e.to_string(), text, &hidden, &scratch.file);
     }
 });

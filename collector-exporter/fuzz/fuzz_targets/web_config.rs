@@ -24,6 +24,6 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        common::check_error(&e.to_string(), text, &hidden);
+        common::check_error(&e.to_string(), text, &hidden, &scratch.file);
     }
 });
