@@ -13,7 +13,7 @@ use crate::security::exec_watch::ExecRecord;
 use crate::security::inspect::Examiner;
 use crate::security::judge::{judge_connection, Conn};
 use crate::security::policy::is_runtime_init;
-use crate::security::sockets::{SocketRow, TcpState};
+use crate::security::sockets::{ListeningPorts, SocketRow, TcpState};
 use crate::security::{Finding, FindingKind, ImagePolicy, ProcessRef, Rules};
 use crate::stats::{FindingCounts, SecurityStats};
 
@@ -202,10 +202,8 @@ impl Signals {
         learning: bool,
         now_ms: u64,
     ) {
-        let listening = |port: u16| {
-            rows.iter()
-                .any(|r| r.tcp_state() == Some(TcpState::Listen) && r.local.port() == port)
-        };
+        let listen = ListeningPorts::of(rows);
+        let listening = |port: u16| listen.contains(port);
         let own = |r: &&SocketRow| r.inode != 0 && inodes.binary_search(&r.inode).is_ok();
         let learn = learning || (self.preexisting && !self.baseline_taken);
         for row in rows.iter().filter(own) {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::finding::{cmdline_text, Finding, ProcessRef, CMDLINE_MAX};
 use super::judge::{is_shell, judge_process, Conn, Fd, FindingKind, Process, Rules};
-use super::sockets::{self, SocketRow, TcpState};
+use super::sockets::{self, ListeningPorts, SocketRow};
 use crate::fs::{overlay, statfs};
 use crate::hierarchy::Setup;
 
@@ -276,10 +276,11 @@ impl Examiner {
                 .find(|r| r.inode == inode && r.inode != 0)
                 .map(Conn::tcp)
         };
+        let listen: OnceCell<ListeningPorts> = OnceCell::new();
         let listening = |port: u16| {
-            rows()
-                .iter()
-                .any(|r| r.tcp_state() == Some(TcpState::Listen) && r.local.port() == port)
+            listen
+                .get_or_init(|| ListeningPorts::of(rows()))
+                .contains(port)
         };
         let in_upper = self.in_upper_layer(&dir, &f.process.exe);
         let mut kinds = Vec::new();

@@ -12,7 +12,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use super::sockets::{SocketRow, TcpState};
+use super::sockets::{ListeningPorts, SocketRow, TcpState};
 use crate::parse::Reason;
 pub use crate::stats::{Direction, Scope};
 
@@ -34,15 +34,8 @@ pub struct PeerKey {
 /// when its local port is one the namespace listens on.
 pub fn peers_of(rows: &[SocketRow], own: impl Fn(u64) -> bool, out: &mut Vec<PeerKey>) {
     out.clear();
-    // Once per table, not once per row: a host-network container sees the host's whole table.
-    let mut listen: Vec<u16> = rows
-        .iter()
-        .filter(|r| r.tcp_state() == Some(TcpState::Listen))
-        .map(|r| r.local.port())
-        .collect();
-    listen.sort_unstable();
-    listen.dedup();
-    let listening = |port: u16| listen.binary_search(&port).is_ok();
+    let listen = ListeningPorts::of(rows);
+    let listening = |port: u16| listen.contains(port);
     for r in rows {
         let state = r.tcp_state();
         if !matches!(state, Some(TcpState::Established | TcpState::SynSent)) {

@@ -182,6 +182,29 @@ impl UdpCounts {
     }
 }
 
+/// The ports a table's sockets listen on, found once per table: a host-network container sees
+/// the host's whole table, so asking each row's port of every row would be quadratic.
+pub struct ListeningPorts(Vec<u16>);
+
+impl ListeningPorts {
+    /// The TCP ports in LISTEN among `rows`.
+    pub fn of(rows: &[SocketRow]) -> ListeningPorts {
+        let mut ports: Vec<u16> = rows
+            .iter()
+            .filter(|r| r.tcp_state() == Some(TcpState::Listen))
+            .map(|r| r.local.port())
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ListeningPorts(ports)
+    }
+
+    /// Whether a socket of the table listens on `port`.
+    pub fn contains(&self, port: u16) -> bool {
+        self.0.binary_search(&port).is_ok()
+    }
+}
+
 /// Parses a socket table, calling `f` for each row. A bad row is skipped and the first one is
 /// returned as the error, after the rest were parsed.
 pub fn parse_table(text: &str, mut f: impl FnMut(&SocketRow)) -> Result<(), Reason> {
