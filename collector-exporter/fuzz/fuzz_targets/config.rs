@@ -34,16 +34,19 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let scratch = common::Scratch::new("collector.toml", text);
-    let flags = Flags {
-        config_file: Some(scratch.file.clone()),
-        ..Flags::default()
+    let load = |text: &str| {
+        let scratch = common::Scratch::new("collector.toml", text);
+        let flags = Flags {
+            config_file: Some(scratch.file.clone()),
+            ..Flags::default()
+        };
+        Settings::resolve(&flags)
+            .err()
+            .map(|e| e.to_string().replace(&*scratch.file.to_string_lossy(), ""))
     };
-    if let Err(e) = Settings::resolve(&flags) {
-        let mut hidden = Vec::new();
-        if let Ok(v) = text.parse::<toml::Value>() {
-            secrets(&v, &mut hidden);
-        }
-        common::check_error(&e.to_string(), text, &hidden, &scratch.file);
+    let mut hidden = Vec::new();
+    if let Ok(v) = text.parse::<toml::Value>() {
+        secrets(&v, &mut hidden);
     }
+    common::check_error(text, &hidden, load);
 });
