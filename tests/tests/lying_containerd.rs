@@ -1,9 +1,9 @@
 //! A containerd that lies, made by the test on a unix socket (HTTP/2 and gRPC frames, as the
-//! real one): malformed protobuf in its lists, an answer past any sane size, a stall
-//! mid-answer, an event stream of endless garbage, and event streams closed as soon as
-//! opened. Through all of it the exporter sweeps on its
-//! interval, a container the runtime lied about has no image rather than a wrong one, memory
-//! stays bounded, the log says each kind of failure once, and reconnection backs off.
+//! real one): malformed protobuf in its lists and in one container's `Get`, an answer past
+//! any sane size, a stall mid-answer, an event stream of endless garbage, and event streams
+//! closed as soon as opened. Through all of it the exporter sweeps on its interval, a
+//! container the runtime lied about has no image rather than a wrong one, memory stays
+//! bounded, the log says each kind of failure once, and reconnection backs off.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -212,6 +212,58 @@ fn garbled_lists_leave_every_container_unnamed_and_are_said_once() {
     // Back-off from 500 ms doubling: about five lists in 8 s, not sixteen.
     let lists = calls.lists.load(Ordering::Relaxed);
     assert!((2..=6).contains(&lists), "{lists} lists in 8 s");
+}
+
+/// A good list, and `Get` answers for two containers it does not hold: one well, one with
+/// garbage. The garbled one stays unnamed, the other two are named, and the connection is
+/// kept (one `Namespaces/List`), so one bad answer does not cost every container its
+/// metadata.
+#[test]
+fn one_garbled_get_leaves_that_container_unnamed_and_the_others_named() {
+    tests::require_root();
+    let (listed, got, garbled) = (hex_id(1), hex_id(2), hex_id(3));
+    let cg = Cgroups::new(&[&listed, &got, &garbled]);
+    let (got2, garbled2) = (got.clone(), garbled.clone());
+    let (fake, calls) = fake(&[&listed], move |call| {
+        if call.path != CONTAINERS_GET {
+            return None;
+        }
+        let id = call.message::<GetContainerRequest>().id;
+        if id == garbled2 {
+            Some(grpc_ok(vec![grpc_frame(GARBAGE)]))
+        } else if id == got2 {
+            let c = Container {
+                id,
+                image: "got:1".into(),
+                ..Container::default()
+            };
+            Some(grpc_ok(vec![grpc_message(&GetContainerResponse {
+                container: Some(c),
+            })]))
+        } else {
+            None
+        }
+    });
+    let exp = exporter(&fake, &cg);
+    let seen = after(&exp, 5);
+    assert_eq!(seen.image(&cg.leaves[0]), "listed:1", "log: {}", seen.log);
+    assert_eq!(seen.image(&cg.leaves[1]), "got:1", "log: {}", seen.log);
+    assert_eq!(
+        seen.image(&cg.leaves[2]),
+        "",
+        "the garbled one stays unnamed"
+    );
+    assert!(
+        calls.gets.load(Ordering::Relaxed) >= 2,
+        "both were asked for"
+    );
+    assert_eq!(
+        calls.namespaces.load(Ordering::Relaxed),
+        1,
+        "the connection was kept: one Namespaces/List; log: {}",
+        seen.log
+    );
+    assert!(seen.runtime_lines().len() <= 1, "{}", seen.log);
 }
 
 /// A list answer whose frame says 100 MB, and the 100 MB streamed behind it.

@@ -122,10 +122,12 @@ struct ContainerEvent {
     id: String,
 }
 
-/// Why a call failed: the server's gRPC status, or the transport.
+/// Why a call failed: the server's gRPC status, an answer that is not the message it should
+/// be, or the transport.
 #[derive(Debug)]
 enum CallError {
     Status(u32, String),
+    Decode(prost::DecodeError),
     Transport(BoxError),
 }
 
@@ -133,6 +135,7 @@ impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallError::Status(code, msg) => write!(f, "gRPC status {code}: {msg}"),
+            CallError::Decode(e) => write!(f, "{e}"),
             CallError::Transport(e) => write!(f, "{e}"),
         }
     }
@@ -303,12 +306,34 @@ impl Channel {
             let msg = frames
                 .next()?
                 .ok_or_else(|| transport(format!("{path}: no message in the answer")))?;
-            R::decode(msg).map_err(transport)
+            R::decode(msg).map_err(CallError::Decode)
         };
         match tokio::time::timeout(timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(transport(format!("{path}: no answer within {timeout:?}"))),
         }
+    }
+}
+
+/// What one `Get` answer does to the table.
+#[derive(Debug)]
+enum Got {
+    Container(Container),
+    /// containerd no longer has it.
+    Gone,
+    /// A status other than NOT_FOUND, or an answer that does not decode: that container stays
+    /// unnamed (asked again after `ASK_AGAIN`), and the connection, with every other
+    /// container's metadata, is kept.
+    Unreadable(CallError),
+}
+
+/// Reads a `Get` answer; only a failed transport ends the session.
+fn got(answer: Result<GetContainerResponse, CallError>) -> Result<Got, CallError> {
+    match answer {
+        Ok(GetContainerResponse { container: Some(c) }) => Ok(Got::Container(c)),
+        Ok(_) | Err(CallError::Status(NOT_FOUND, _)) => Ok(Got::Gone),
+        Err(e @ (CallError::Status(..) | CallError::Decode(_))) => Ok(Got::Unreadable(e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -380,25 +405,20 @@ impl Session {
         id: &str,
     ) -> Result<(), CallError> {
         let req = GetContainerRequest { id: id.to_string() };
-        match ch
+        let answer = ch
             .call::<_, GetContainerResponse>(CONTAINERS_GET, Some(namespace), &req)
-            .await
-        {
-            Ok(GetContainerResponse { container: Some(c) }) => {
+            .await;
+        match got(answer)? {
+            Got::Container(c) => {
                 let meta = metadata(&c.id, &c.image, c.labels);
                 shared.upsert(&c.id, namespace, meta);
-                Ok(())
             }
-            Ok(_) | Err(CallError::Status(NOT_FOUND, _)) => {
-                shared.remove(id, namespace);
-                Ok(())
+            Got::Gone => shared.remove(id, namespace),
+            Got::Unreadable(e) => {
+                tracing::debug!(runtime = "containerd", "Get {namespace}/{id}: {e}");
             }
-            Err(CallError::Status(code, msg)) => {
-                tracing::debug!(runtime = "containerd", "Get {namespace}/{id}: {code} {msg}");
-                Ok(())
-            }
-            Err(e) => Err(e),
         }
+        Ok(())
     }
 
     async fn on_event(
@@ -579,6 +599,33 @@ mod tests {
         assert_eq!(c.id, "c1");
         assert_eq!(c.image, "docker.io/library/bb:1");
         assert_eq!(c.labels.get("app").map(String::as_str), Some("c"));
+    }
+
+    #[test]
+    fn a_get_answer_that_does_not_decode_leaves_the_connection_up() {
+        // A key of 2^32 - 1: wire type 7, which does not exist.
+        let garbage: &[u8] = b"\xff\xff\xff\xff\x0f garbled";
+        let answer = GetContainerResponse::decode(garbage).map_err(CallError::Decode);
+        assert!(matches!(
+            got(answer),
+            Ok(Got::Unreadable(CallError::Decode(_)))
+        ));
+        let unavailable = Err(CallError::Status(14, "busy".into()));
+        assert!(matches!(got(unavailable), Ok(Got::Unreadable(_))));
+        let not_found = Err(CallError::Status(NOT_FOUND, "no such".into()));
+        assert!(matches!(got(not_found), Ok(Got::Gone)));
+        assert!(matches!(
+            got(Ok(GetContainerResponse { container: None })),
+            Ok(Got::Gone)
+        ));
+        let c = Container {
+            id: "c1".into(),
+            ..Container::default()
+        };
+        let found = Ok(GetContainerResponse { container: Some(c) });
+        assert!(matches!(got(found), Ok(Got::Container(c)) if c.id == "c1"));
+        // Only the transport failing ends the session.
+        assert!(got(Err(transport("connection reset"))).is_err());
     }
 
     #[test]
