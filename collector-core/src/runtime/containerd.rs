@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper::{HeaderMap, Request, StatusCode};
@@ -189,13 +189,29 @@ pub(super) fn fuzz_frames(chunks: &[&[u8]]) -> usize {
     n
 }
 
-/// Cuts gRPC messages out of a byte stream.
-#[derive(Debug, Default)]
+/// Cuts gRPC messages out of a byte stream. A message's length is checked as soon as its
+/// 5-byte header has come, before its bytes are held.
+#[derive(Debug)]
 struct Frames {
     buf: BytesMut,
+    /// The largest message taken.
+    max: usize,
+}
+
+impl Default for Frames {
+    fn default() -> Self {
+        Frames::with_max(MAX_MESSAGE)
+    }
 }
 
 impl Frames {
+    fn with_max(max: usize) -> Frames {
+        Frames {
+            buf: BytesMut::new(),
+            max,
+        }
+    }
+
     fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
     }
@@ -209,14 +225,47 @@ impl Frames {
             return Err(transport("a compressed gRPC message (none was asked for)"));
         }
         let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
-        if len > MAX_MESSAGE {
-            return Err(transport(format!("a gRPC message of {len} bytes")));
+        if len > self.max {
+            return Err(transport(format!(
+                "a gRPC message of {len} bytes (at most {} taken)",
+                self.max
+            )));
         }
         if self.buf.len() < 5 + len {
             return Ok(None);
         }
         self.buf.advance(5);
         Ok(Some(self.buf.split_to(len).freeze()))
+    }
+}
+
+/// The one message of a unary answer, taken as its body arrives: a frame claiming more than
+/// `MAX_MESSAGE` is refused at its header, and a second message is refused, so no more than
+/// one message is ever held.
+#[derive(Debug, Default)]
+struct Unary {
+    frames: Frames,
+    message: Option<Bytes>,
+}
+
+impl Unary {
+    fn push(&mut self, data: &[u8]) -> Result<(), CallError> {
+        self.frames.push(data);
+        while let Some(m) = self.frames.next()? {
+            if self.message.replace(m).is_some() {
+                return Err(transport("more than one message in a unary answer"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The message, once the body has ended.
+    fn finish(self) -> Result<Bytes, CallError> {
+        if !self.frames.buf.is_empty() {
+            return Err(transport("a gRPC message cut short"));
+        }
+        self.message
+            .ok_or_else(|| transport("no message in the answer"))
     }
 }
 
@@ -293,19 +342,24 @@ impl Channel {
     ) -> Result<R, CallError> {
         let timeout = self.timeout;
         let work = async {
-            let body = self.start(path, namespace, req).await?;
-            let all = Limited::new(body, MAX_MESSAGE + 5)
-                .collect()
-                .await
-                .map_err(transport)?;
-            if let Some(Err(e)) = all.trailers().and_then(status) {
-                return Err(e);
+            let mut body = self.start(path, namespace, req).await?;
+            let mut unary = Unary::default();
+            while let Some(f) = body.frame().await {
+                let f = f.map_err(transport)?;
+                // The status comes in the trailers, after the message: it is the word that
+                // counts.
+                if let Some(Err(e)) = f.trailers_ref().and_then(status) {
+                    return Err(e);
+                }
+                if let Some(data) = f.data_ref() {
+                    unary
+                        .push(data)
+                        .map_err(|e| transport(format!("{path}: {e}")))?;
+                }
             }
-            let mut frames = Frames::default();
-            frames.push(&all.to_bytes());
-            let msg = frames
-                .next()?
-                .ok_or_else(|| transport(format!("{path}: no message in the answer")))?;
+            let msg = unary
+                .finish()
+                .map_err(|e| transport(format!("{path}: {e}")))?;
             R::decode(msg).map_err(CallError::Decode)
         };
         match tokio::time::timeout(timeout, work).await {
@@ -581,6 +635,35 @@ mod tests {
         let mut f = Frames::default();
         f.push(&[1, 0, 0, 0, 0]);
         assert!(f.next().is_err(), "compressed refused");
+    }
+
+    #[test]
+    fn a_unary_answer_holds_one_message_and_refuses_a_huge_one_at_its_header() {
+        let msg = ListContainersResponse::default();
+        let mut u = Unary::default();
+        let bytes = frame(&msg);
+        u.push(&bytes[..2]).unwrap();
+        u.push(&bytes[2..]).unwrap();
+        assert_eq!(u.finish().unwrap(), msg.encode_to_vec());
+        // 100 MB said in the header: refused before a byte of it is held.
+        let mut u = Unary::default();
+        let mut head = vec![0u8];
+        head.extend_from_slice(&100_000_000u32.to_be_bytes());
+        assert!(u.push(&head).is_err());
+        // A second message: refused, not gathered.
+        let mut u = Unary::default();
+        u.push(&bytes).unwrap();
+        assert!(u.push(&bytes).is_err());
+        // Cut short, or nothing at all.
+        let mut u = Unary::default();
+        u.push(
+            &frame(&Namespace {
+                name: "k8s.io".into(),
+            })[..7],
+        )
+        .unwrap();
+        assert!(u.finish().is_err());
+        assert!(Unary::default().finish().is_err());
     }
 
     #[test]
