@@ -19,7 +19,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
 use tokio::sync::mpsc;
 
-use super::{metadata, AbortOnDrop, BoxError, ContainerdConfig, Record, Shared, Table, Want};
+use super::{
+    metadata, safe_id, AbortOnDrop, BoxError, ContainerdConfig, Record, Shared, Table, Want,
+};
 
 const NAMESPACES_LIST: &str = "/containerd.services.namespaces.v1.Namespaces/List";
 const CONTAINERS_LIST: &str = "/containerd.services.containers.v1.Containers/List";
@@ -29,6 +31,10 @@ const EVENTS_SUBSCRIBE: &str = "/containerd.services.events.v1.Events/Subscribe"
 /// The largest gRPC message accepted (containerd's own send limit is 16 MiB; a `List` carries
 /// each container's OCI spec).
 const MAX_MESSAGE: usize = 64 << 20;
+
+/// The largest event envelope taken: one tells of a container by id, well under a KiB. A
+/// stream sending more is cut (and followed again after back-off).
+const MAX_EVENT: usize = 1 << 20;
 
 /// An id asked for and not found is not asked for again before this.
 const ASK_AGAIN: Duration = Duration::from_secs(10);
@@ -122,6 +128,44 @@ struct ContainerEvent {
     id: String,
 }
 
+/// A container event as the session acts on it. The stream's reader makes it from the
+/// envelope, so what waits for the session is small whatever the runtime sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Change {
+    namespace: String,
+    id: String,
+    deleted: bool,
+}
+
+/// The change an envelope tells of: `None` for other topics, and for a namespace or an id
+/// containerd would not have made (a lying stream's; the namespace would be sent back in a
+/// request header, the id in a request).
+fn change(e: Envelope) -> Option<Change> {
+    let deleted = match e.topic.as_str() {
+        "/containers/delete" => true,
+        "/containers/create" | "/containers/update" => false,
+        _ => return None,
+    };
+    let ev = ContainerEvent::decode(e.event?.value.as_slice()).ok()?;
+    (valid_namespace(&e.namespace) && safe_id(&ev.id)).then_some(Change {
+        namespace: e.namespace,
+        id: ev.id,
+        deleted,
+    })
+}
+
+/// containerd's rule for a namespace (`identifiers.Validate`): 1 to 76 letters and digits,
+/// with single `.`, `_` or `-` between them.
+fn valid_namespace(ns: &str) -> bool {
+    let b = ns.as_bytes();
+    let sep = |c: &u8| matches!(c, b'.' | b'_' | b'-');
+    (1..=76).contains(&b.len())
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || sep(c))
+        && !b.first().is_some_and(sep)
+        && !b.last().is_some_and(sep)
+        && !b.windows(2).any(|w| sep(&w[0]) && sep(&w[1]))
+}
+
 /// Why a call failed: the server's gRPC status, an answer that is not the message it should
 /// be, or the transport.
 #[derive(Debug)]
@@ -178,11 +222,8 @@ pub(super) fn fuzz_frames(chunks: &[&[u8]]) -> usize {
             {
                 let _ = metadata(&c.id, &c.image, c.labels);
             }
-            if let Ok(Envelope {
-                event: Some(any), ..
-            }) = Envelope::decode(msg)
-            {
-                let _ = ContainerEvent::decode(any.value.as_slice());
+            if let Ok(e) = Envelope::decode(msg) {
+                let _ = change(e);
             }
         }
     }
@@ -466,6 +507,12 @@ impl Session {
             Got::Container(c) => {
                 let meta = metadata(&c.id, &c.image, c.labels);
                 shared.upsert(&c.id, namespace, meta);
+                // A namespace is asked in for unknown ids once a container is found there;
+                // not when an event merely names it (a stream naming a new one each time
+                // would make every later lookup a Get in each, until the next re-list).
+                if !self.namespaces.iter().any(|n| n == namespace) {
+                    self.namespaces.push(namespace.to_string());
+                }
             }
             Got::Gone => shared.remove(id, namespace),
             Got::Unreadable(e) => {
@@ -479,31 +526,16 @@ impl Session {
         &mut self,
         ch: &mut Channel,
         shared: &Shared,
-        e: Envelope,
+        c: Change,
     ) -> Result<(), CallError> {
-        if !self.followed(&e.namespace) {
+        if !self.followed(&c.namespace) {
             return Ok(());
         }
-        let Some(any) = e.event else { return Ok(()) };
-        let Ok(ev) = ContainerEvent::decode(any.value.as_slice()) else {
-            return Ok(());
-        };
-        if ev.id.is_empty() {
+        if c.deleted {
+            shared.remove(&c.id, &c.namespace);
             return Ok(());
         }
-        match e.topic.as_str() {
-            "/containers/delete" => {
-                shared.remove(&ev.id, &e.namespace);
-                Ok(())
-            }
-            "/containers/create" | "/containers/update" => {
-                if !self.namespaces.contains(&e.namespace) {
-                    self.namespaces.push(e.namespace.clone());
-                }
-                self.get(ch, shared, &e.namespace, &ev.id).await
-            }
-            _ => Ok(()),
-        }
+        self.get(ch, shared, &c.namespace, &c.id).await
     }
 
     async fn on_want(
@@ -544,7 +576,7 @@ impl Session {
     async fn follow(&mut self, shared: &Shared) -> Result<(), BoxError> {
         let mut ch = Channel::connect(&self.config.socket, self.timeout).await?;
         // Subscribe first, list second: what happens in between is heard, not lost.
-        let (tx, mut events) = mpsc::channel::<Envelope>(1024);
+        let (tx, mut events) = mpsc::channel::<Change>(1024);
         let mut sub = ch.clone();
         let _reader = AbortOnDrop(tokio::spawn(async move {
             if let Err(e) = read_events(&mut sub, tx).await {
@@ -577,7 +609,7 @@ impl super::Session for Session {
 }
 
 /// Streams `Events/Subscribe` (container topics, every namespace) into `tx`.
-async fn read_events(ch: &mut Channel, tx: mpsc::Sender<Envelope>) -> Result<(), CallError> {
+async fn read_events(ch: &mut Channel, tx: mpsc::Sender<Change>) -> Result<(), CallError> {
     let req = SubscribeRequest {
         filters: ["create", "update", "delete"]
             .iter()
@@ -585,7 +617,7 @@ async fn read_events(ch: &mut Channel, tx: mpsc::Sender<Envelope>) -> Result<(),
             .collect(),
     };
     let mut body = ch.start(EVENTS_SUBSCRIBE, None, &req).await?;
-    let mut frames = Frames::default();
+    let mut frames = Frames::with_max(MAX_EVENT);
     while let Some(f) = body.frame().await {
         let f = f.map_err(transport)?;
         if let Some(t) = f.trailers_ref() {
@@ -597,7 +629,8 @@ async fn read_events(ch: &mut Channel, tx: mpsc::Sender<Envelope>) -> Result<(),
         frames.push(data);
         while let Some(msg) = frames.next()? {
             let e = Envelope::decode(msg).map_err(transport)?;
-            if tx.send(e).await.is_err() {
+            let Some(c) = change(e) else { continue };
+            if tx.send(c).await.is_err() {
                 return Ok(());
             }
         }
@@ -709,6 +742,50 @@ mod tests {
         assert!(matches!(got(found), Ok(Got::Container(c)) if c.id == "c1"));
         // Only the transport failing ends the session.
         assert!(got(Err(transport("connection reset"))).is_err());
+    }
+
+    #[test]
+    fn events_are_taken_only_as_containerd_could_send_them() {
+        let envelope = |namespace: &str, topic: &str, id: &str| Envelope {
+            namespace: namespace.into(),
+            topic: topic.into(),
+            event: Some(Any {
+                type_url: "containerd.events.ContainerUpdate".into(),
+                value: ContainerEvent { id: id.into() }.encode_to_vec(),
+            }),
+        };
+        assert_eq!(
+            change(envelope("k8s.io", "/containers/update", "c1")),
+            Some(Change {
+                namespace: "k8s.io".into(),
+                id: "c1".into(),
+                deleted: false
+            })
+        );
+        assert!(change(envelope("default", "/containers/delete", "c1")).is_some_and(|c| c.deleted));
+        assert_eq!(change(envelope("k8s.io", "/tasks/exit", "c1")), None);
+        // A namespace of 16 KiB, or one containerd refuses to make; an id that is no id.
+        assert_eq!(
+            change(envelope(&"n".repeat(16 << 10), "/containers/update", "c1")),
+            None
+        );
+        for ns in ["", "a..b", "-a", "a-", "a b", "ns/x", &"n".repeat(77)] {
+            assert!(!valid_namespace(ns), "{ns:?}");
+        }
+        for ns in ["k8s.io", "moby", "default", "a-b_c.d", &"n".repeat(76)] {
+            assert!(valid_namespace(ns), "{ns:?}");
+        }
+        assert_eq!(
+            change(envelope("k8s.io", "/containers/create", "../x")),
+            None
+        );
+        assert_eq!(change(envelope("k8s.io", "/containers/create", "")), None);
+        // An event frame over 1 MiB is refused at its header.
+        let mut f = Frames::with_max(MAX_EVENT);
+        let mut head = vec![0u8];
+        head.extend_from_slice(&(64u32 << 20).to_be_bytes());
+        f.push(&head);
+        assert!(f.next().is_err());
     }
 
     #[test]
