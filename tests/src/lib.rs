@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use collector_core::{Container, Controller, Hierarchy, Roots, Snapshot};
 
+pub mod fake_runtime;
 pub mod grafana;
 pub mod osmem;
 pub mod servers;

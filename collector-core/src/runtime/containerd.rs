@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper::{HeaderMap, Request, StatusCode};
@@ -19,7 +19,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
 use tokio::sync::mpsc;
 
-use super::{metadata, AbortOnDrop, BoxError, ContainerdConfig, Record, Shared, Table, Want};
+use super::{
+    metadata, safe_id, AbortOnDrop, BoxError, ContainerdConfig, Record, Shared, Table, Want,
+};
 
 const NAMESPACES_LIST: &str = "/containerd.services.namespaces.v1.Namespaces/List";
 const CONTAINERS_LIST: &str = "/containerd.services.containers.v1.Containers/List";
@@ -29,6 +31,10 @@ const EVENTS_SUBSCRIBE: &str = "/containerd.services.events.v1.Events/Subscribe"
 /// The largest gRPC message accepted (containerd's own send limit is 16 MiB; a `List` carries
 /// each container's OCI spec).
 const MAX_MESSAGE: usize = 64 << 20;
+
+/// The largest event envelope taken: one tells of a container by id, well under a KiB. A
+/// stream sending more is cut (and followed again after back-off).
+const MAX_EVENT: usize = 1 << 20;
 
 /// An id asked for and not found is not asked for again before this.
 const ASK_AGAIN: Duration = Duration::from_secs(10);
@@ -122,10 +128,50 @@ struct ContainerEvent {
     id: String,
 }
 
-/// Why a call failed: the server's gRPC status, or the transport.
+/// A container event as the session acts on it. The stream's reader makes it from the
+/// envelope, so what waits for the session is small whatever the runtime sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Change {
+    namespace: String,
+    id: String,
+    deleted: bool,
+}
+
+/// The change an envelope tells of: `None` for other topics, and for a namespace or an id
+/// containerd would not have made (a lying stream's; the namespace would be sent back in a
+/// request header, the id in a request).
+fn change(e: Envelope) -> Option<Change> {
+    let deleted = match e.topic.as_str() {
+        "/containers/delete" => true,
+        "/containers/create" | "/containers/update" => false,
+        _ => return None,
+    };
+    let ev = ContainerEvent::decode(e.event?.value.as_slice()).ok()?;
+    (valid_namespace(&e.namespace) && safe_id(&ev.id)).then_some(Change {
+        namespace: e.namespace,
+        id: ev.id,
+        deleted,
+    })
+}
+
+/// containerd's rule for a namespace (`identifiers.Validate`): 1 to 76 letters and digits,
+/// with single `.`, `_` or `-` between them.
+fn valid_namespace(ns: &str) -> bool {
+    let b = ns.as_bytes();
+    let sep = |c: &u8| matches!(c, b'.' | b'_' | b'-');
+    (1..=76).contains(&b.len())
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || sep(c))
+        && !b.first().is_some_and(sep)
+        && !b.last().is_some_and(sep)
+        && !b.windows(2).any(|w| sep(&w[0]) && sep(&w[1]))
+}
+
+/// Why a call failed: the server's gRPC status, an answer that is not the message it should
+/// be, or the transport.
 #[derive(Debug)]
 enum CallError {
     Status(u32, String),
+    Decode(prost::DecodeError),
     Transport(BoxError),
 }
 
@@ -133,6 +179,7 @@ impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallError::Status(code, msg) => write!(f, "gRPC status {code}: {msg}"),
+            CallError::Decode(e) => write!(f, "{e}"),
             CallError::Transport(e) => write!(f, "{e}"),
         }
     }
@@ -175,24 +222,37 @@ pub(super) fn fuzz_frames(chunks: &[&[u8]]) -> usize {
             {
                 let _ = metadata(&c.id, &c.image, c.labels);
             }
-            if let Ok(Envelope {
-                event: Some(any), ..
-            }) = Envelope::decode(msg)
-            {
-                let _ = ContainerEvent::decode(any.value.as_slice());
+            if let Ok(e) = Envelope::decode(msg) {
+                let _ = change(e);
             }
         }
     }
     n
 }
 
-/// Cuts gRPC messages out of a byte stream.
-#[derive(Debug, Default)]
+/// Cuts gRPC messages out of a byte stream. A message's length is checked as soon as its
+/// 5-byte header has come, before its bytes are held.
+#[derive(Debug)]
 struct Frames {
     buf: BytesMut,
+    /// The largest message taken.
+    max: usize,
+}
+
+impl Default for Frames {
+    fn default() -> Self {
+        Frames::with_max(MAX_MESSAGE)
+    }
 }
 
 impl Frames {
+    fn with_max(max: usize) -> Frames {
+        Frames {
+            buf: BytesMut::new(),
+            max,
+        }
+    }
+
     fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
     }
@@ -206,14 +266,47 @@ impl Frames {
             return Err(transport("a compressed gRPC message (none was asked for)"));
         }
         let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
-        if len > MAX_MESSAGE {
-            return Err(transport(format!("a gRPC message of {len} bytes")));
+        if len > self.max {
+            return Err(transport(format!(
+                "a gRPC message of {len} bytes (at most {} taken)",
+                self.max
+            )));
         }
         if self.buf.len() < 5 + len {
             return Ok(None);
         }
         self.buf.advance(5);
         Ok(Some(self.buf.split_to(len).freeze()))
+    }
+}
+
+/// The one message of a unary answer, taken as its body arrives: a frame claiming more than
+/// `MAX_MESSAGE` is refused at its header, and a second message is refused, so no more than
+/// one message is ever held.
+#[derive(Debug, Default)]
+struct Unary {
+    frames: Frames,
+    message: Option<Bytes>,
+}
+
+impl Unary {
+    fn push(&mut self, data: &[u8]) -> Result<(), CallError> {
+        self.frames.push(data);
+        while let Some(m) = self.frames.next()? {
+            if self.message.replace(m).is_some() {
+                return Err(transport("more than one message in a unary answer"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The message, once the body has ended.
+    fn finish(self) -> Result<Bytes, CallError> {
+        if !self.frames.buf.is_empty() {
+            return Err(transport("a gRPC message cut short"));
+        }
+        self.message
+            .ok_or_else(|| transport("no message in the answer"))
     }
 }
 
@@ -290,25 +383,52 @@ impl Channel {
     ) -> Result<R, CallError> {
         let timeout = self.timeout;
         let work = async {
-            let body = self.start(path, namespace, req).await?;
-            let all = Limited::new(body, MAX_MESSAGE + 5)
-                .collect()
-                .await
-                .map_err(transport)?;
-            if let Some(Err(e)) = all.trailers().and_then(status) {
-                return Err(e);
+            let mut body = self.start(path, namespace, req).await?;
+            let mut unary = Unary::default();
+            while let Some(f) = body.frame().await {
+                let f = f.map_err(transport)?;
+                // The status comes in the trailers, after the message: it is the word that
+                // counts.
+                if let Some(Err(e)) = f.trailers_ref().and_then(status) {
+                    return Err(e);
+                }
+                if let Some(data) = f.data_ref() {
+                    unary
+                        .push(data)
+                        .map_err(|e| transport(format!("{path}: {e}")))?;
+                }
             }
-            let mut frames = Frames::default();
-            frames.push(&all.to_bytes());
-            let msg = frames
-                .next()?
-                .ok_or_else(|| transport(format!("{path}: no message in the answer")))?;
-            R::decode(msg).map_err(transport)
+            let msg = unary
+                .finish()
+                .map_err(|e| transport(format!("{path}: {e}")))?;
+            R::decode(msg).map_err(CallError::Decode)
         };
         match tokio::time::timeout(timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(transport(format!("{path}: no answer within {timeout:?}"))),
         }
+    }
+}
+
+/// What one `Get` answer does to the table.
+#[derive(Debug)]
+enum Got {
+    Container(Container),
+    /// containerd no longer has it.
+    Gone,
+    /// A status other than NOT_FOUND, or an answer that does not decode: that container stays
+    /// unnamed (asked again after `ASK_AGAIN`), and the connection, with every other
+    /// container's metadata, is kept.
+    Unreadable(CallError),
+}
+
+/// Reads a `Get` answer; only a failed transport ends the session.
+fn got(answer: Result<GetContainerResponse, CallError>) -> Result<Got, CallError> {
+    match answer {
+        Ok(GetContainerResponse { container: Some(c) }) => Ok(Got::Container(c)),
+        Ok(_) | Err(CallError::Status(NOT_FOUND, _)) => Ok(Got::Gone),
+        Err(e @ (CallError::Status(..) | CallError::Decode(_))) => Ok(Got::Unreadable(e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -380,56 +500,42 @@ impl Session {
         id: &str,
     ) -> Result<(), CallError> {
         let req = GetContainerRequest { id: id.to_string() };
-        match ch
+        let answer = ch
             .call::<_, GetContainerResponse>(CONTAINERS_GET, Some(namespace), &req)
-            .await
-        {
-            Ok(GetContainerResponse { container: Some(c) }) => {
+            .await;
+        match got(answer)? {
+            Got::Container(c) => {
                 let meta = metadata(&c.id, &c.image, c.labels);
                 shared.upsert(&c.id, namespace, meta);
-                Ok(())
+                // A namespace is asked in for unknown ids once a container is found there;
+                // not when an event merely names it (a stream naming a new one each time
+                // would make every later lookup a Get in each, until the next re-list).
+                if !self.namespaces.iter().any(|n| n == namespace) {
+                    self.namespaces.push(namespace.to_string());
+                }
             }
-            Ok(_) | Err(CallError::Status(NOT_FOUND, _)) => {
-                shared.remove(id, namespace);
-                Ok(())
+            Got::Gone => shared.remove(id, namespace),
+            Got::Unreadable(e) => {
+                tracing::debug!(runtime = "containerd", "Get {namespace}/{id}: {e}");
             }
-            Err(CallError::Status(code, msg)) => {
-                tracing::debug!(runtime = "containerd", "Get {namespace}/{id}: {code} {msg}");
-                Ok(())
-            }
-            Err(e) => Err(e),
         }
+        Ok(())
     }
 
     async fn on_event(
         &mut self,
         ch: &mut Channel,
         shared: &Shared,
-        e: Envelope,
+        c: Change,
     ) -> Result<(), CallError> {
-        if !self.followed(&e.namespace) {
+        if !self.followed(&c.namespace) {
             return Ok(());
         }
-        let Some(any) = e.event else { return Ok(()) };
-        let Ok(ev) = ContainerEvent::decode(any.value.as_slice()) else {
-            return Ok(());
-        };
-        if ev.id.is_empty() {
+        if c.deleted {
+            shared.remove(&c.id, &c.namespace);
             return Ok(());
         }
-        match e.topic.as_str() {
-            "/containers/delete" => {
-                shared.remove(&ev.id, &e.namespace);
-                Ok(())
-            }
-            "/containers/create" | "/containers/update" => {
-                if !self.namespaces.contains(&e.namespace) {
-                    self.namespaces.push(e.namespace.clone());
-                }
-                self.get(ch, shared, &e.namespace, &ev.id).await
-            }
-            _ => Ok(()),
-        }
+        self.get(ch, shared, &c.namespace, &c.id).await
     }
 
     async fn on_want(
@@ -470,7 +576,7 @@ impl Session {
     async fn follow(&mut self, shared: &Shared) -> Result<(), BoxError> {
         let mut ch = Channel::connect(&self.config.socket, self.timeout).await?;
         // Subscribe first, list second: what happens in between is heard, not lost.
-        let (tx, mut events) = mpsc::channel::<Envelope>(1024);
+        let (tx, mut events) = mpsc::channel::<Change>(1024);
         let mut sub = ch.clone();
         let _reader = AbortOnDrop(tokio::spawn(async move {
             if let Err(e) = read_events(&mut sub, tx).await {
@@ -503,7 +609,7 @@ impl super::Session for Session {
 }
 
 /// Streams `Events/Subscribe` (container topics, every namespace) into `tx`.
-async fn read_events(ch: &mut Channel, tx: mpsc::Sender<Envelope>) -> Result<(), CallError> {
+async fn read_events(ch: &mut Channel, tx: mpsc::Sender<Change>) -> Result<(), CallError> {
     let req = SubscribeRequest {
         filters: ["create", "update", "delete"]
             .iter()
@@ -511,7 +617,7 @@ async fn read_events(ch: &mut Channel, tx: mpsc::Sender<Envelope>) -> Result<(),
             .collect(),
     };
     let mut body = ch.start(EVENTS_SUBSCRIBE, None, &req).await?;
-    let mut frames = Frames::default();
+    let mut frames = Frames::with_max(MAX_EVENT);
     while let Some(f) = body.frame().await {
         let f = f.map_err(transport)?;
         if let Some(t) = f.trailers_ref() {
@@ -523,7 +629,8 @@ async fn read_events(ch: &mut Channel, tx: mpsc::Sender<Envelope>) -> Result<(),
         frames.push(data);
         while let Some(msg) = frames.next()? {
             let e = Envelope::decode(msg).map_err(transport)?;
-            if tx.send(e).await.is_err() {
+            let Some(c) = change(e) else { continue };
+            if tx.send(c).await.is_err() {
                 return Ok(());
             }
         }
@@ -564,6 +671,35 @@ mod tests {
     }
 
     #[test]
+    fn a_unary_answer_holds_one_message_and_refuses_a_huge_one_at_its_header() {
+        let msg = ListContainersResponse::default();
+        let mut u = Unary::default();
+        let bytes = frame(&msg);
+        u.push(&bytes[..2]).unwrap();
+        u.push(&bytes[2..]).unwrap();
+        assert_eq!(u.finish().unwrap(), msg.encode_to_vec());
+        // 100 MB said in the header: refused before a byte of it is held.
+        let mut u = Unary::default();
+        let mut head = vec![0u8];
+        head.extend_from_slice(&100_000_000u32.to_be_bytes());
+        assert!(u.push(&head).is_err());
+        // A second message: refused, not gathered.
+        let mut u = Unary::default();
+        u.push(&bytes).unwrap();
+        assert!(u.push(&bytes).is_err());
+        // Cut short, or nothing at all.
+        let mut u = Unary::default();
+        u.push(
+            &frame(&Namespace {
+                name: "k8s.io".into(),
+            })[..7],
+        )
+        .unwrap();
+        assert!(u.finish().is_err());
+        assert!(Unary::default().finish().is_err());
+    }
+
+    #[test]
     fn container_decodes_skipping_fields_not_declared() {
         // id, labels, image, then a runtime (4), a spec (5) and a snapshotter (6).
         let mut raw = Container {
@@ -579,6 +715,77 @@ mod tests {
         assert_eq!(c.id, "c1");
         assert_eq!(c.image, "docker.io/library/bb:1");
         assert_eq!(c.labels.get("app").map(String::as_str), Some("c"));
+    }
+
+    #[test]
+    fn a_get_answer_that_does_not_decode_leaves_the_connection_up() {
+        // A key of 2^32 - 1: wire type 7, which does not exist.
+        let garbage: &[u8] = b"\xff\xff\xff\xff\x0f garbled";
+        let answer = GetContainerResponse::decode(garbage).map_err(CallError::Decode);
+        assert!(matches!(
+            got(answer),
+            Ok(Got::Unreadable(CallError::Decode(_)))
+        ));
+        let unavailable = Err(CallError::Status(14, "busy".into()));
+        assert!(matches!(got(unavailable), Ok(Got::Unreadable(_))));
+        let not_found = Err(CallError::Status(NOT_FOUND, "no such".into()));
+        assert!(matches!(got(not_found), Ok(Got::Gone)));
+        assert!(matches!(
+            got(Ok(GetContainerResponse { container: None })),
+            Ok(Got::Gone)
+        ));
+        let c = Container {
+            id: "c1".into(),
+            ..Container::default()
+        };
+        let found = Ok(GetContainerResponse { container: Some(c) });
+        assert!(matches!(got(found), Ok(Got::Container(c)) if c.id == "c1"));
+        // Only the transport failing ends the session.
+        assert!(got(Err(transport("connection reset"))).is_err());
+    }
+
+    #[test]
+    fn events_are_taken_only_as_containerd_could_send_them() {
+        let envelope = |namespace: &str, topic: &str, id: &str| Envelope {
+            namespace: namespace.into(),
+            topic: topic.into(),
+            event: Some(Any {
+                type_url: "containerd.events.ContainerUpdate".into(),
+                value: ContainerEvent { id: id.into() }.encode_to_vec(),
+            }),
+        };
+        assert_eq!(
+            change(envelope("k8s.io", "/containers/update", "c1")),
+            Some(Change {
+                namespace: "k8s.io".into(),
+                id: "c1".into(),
+                deleted: false
+            })
+        );
+        assert!(change(envelope("default", "/containers/delete", "c1")).is_some_and(|c| c.deleted));
+        assert_eq!(change(envelope("k8s.io", "/tasks/exit", "c1")), None);
+        // A namespace of 16 KiB, or one containerd refuses to make; an id that is no id.
+        assert_eq!(
+            change(envelope(&"n".repeat(16 << 10), "/containers/update", "c1")),
+            None
+        );
+        for ns in ["", "a..b", "-a", "a-", "a b", "ns/x", &"n".repeat(77)] {
+            assert!(!valid_namespace(ns), "{ns:?}");
+        }
+        for ns in ["k8s.io", "moby", "default", "a-b_c.d", &"n".repeat(76)] {
+            assert!(valid_namespace(ns), "{ns:?}");
+        }
+        assert_eq!(
+            change(envelope("k8s.io", "/containers/create", "../x")),
+            None
+        );
+        assert_eq!(change(envelope("k8s.io", "/containers/create", "")), None);
+        // An event frame over 1 MiB is refused at its header.
+        let mut f = Frames::with_max(MAX_EVENT);
+        let mut head = vec![0u8];
+        head.extend_from_slice(&(64u32 << 20).to_be_bytes());
+        f.push(&head);
+        assert!(f.next().is_err());
     }
 
     #[test]

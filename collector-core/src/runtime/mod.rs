@@ -598,12 +598,13 @@ impl Drop for Providers {
 impl MetadataProvider for Providers {
     fn lookup(&self, identity: &Identity, cgroup_id: &str) -> Option<Metadata> {
         let id = identity.container_id.as_deref()?;
-        // Standalone containerd: `/<namespace>/<id>`.
+        // Standalone containerd: `/<namespace>/<id>`, the bare id. A `cri-containerd-<id>.scope`
+        // two levels down is under a slice, not a namespace: asked in every namespace.
         let namespace = (identity.runtime == Some(Runtime::Containerd))
             .then(|| {
                 let mut parts = cgroup_id.split('/').filter(|p| !p.is_empty());
                 match (parts.next(), parts.next(), parts.next()) {
-                    (Some(ns), Some(_), None) => Some(ns),
+                    (Some(ns), Some(leaf), None) if leaf == id => Some(ns),
                     _ => None,
                 }
             })
@@ -874,6 +875,39 @@ mod tests {
             None
         );
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_containerd_miss_names_a_namespace_only_for_a_bare_id_under_it() {
+        let generation = Arc::new(AtomicU64::new(0));
+        let (tx, mut rx) = tokio::sync::mpsc::channel(WANT_QUEUE);
+        let s = Arc::new(Shared {
+            source: Source::Containerd,
+            socket: "/nonexistent".into(),
+            up: AtomicBool::new(false),
+            announce: AtomicBool::new(true),
+            table: RwLock::new(Table::new()),
+            generation: generation.clone(),
+            want: Some(tx),
+        });
+        let p = Providers {
+            sources: vec![s.clone()],
+            generation,
+            stop: tokio::sync::watch::channel(false).0,
+        };
+        s.mark_up();
+        let ns = vec!["default".to_string()];
+        let asked = |cg: &str, rx: &mut tokio::sync::mpsc::Receiver<Want>| {
+            assert_eq!(p.lookup(&classify(cg, &ns), cg), None);
+            rx.try_recv().map(|w| (w.id, w.namespace)).expect("asked")
+        };
+        assert_eq!(
+            asked("/default/c1", &mut rx),
+            ("c1".to_string(), Some("default".to_string()))
+        );
+        // Before, `system.slice` was taken for a namespace and the id asked for only there.
+        let cg = format!("/system.slice/cri-containerd-{ID}.scope");
+        assert_eq!(asked(&cg, &mut rx), (ID.to_string(), None));
     }
 
     #[test]
