@@ -23,19 +23,27 @@ pub(super) struct UnixHttp {
 }
 
 impl UnixHttp {
-    /// Sends `GET path` and returns the response head; the body streams.
+    /// Sends `GET path` and returns the response head, within the request timeout (a daemon
+    /// that takes the connection and never answers must not hold an event stream's session
+    /// forever); the body streams, for as long as it lasts.
     pub async fn send(&self, path: &str) -> Result<Response<Incoming>, BoxError> {
-        let stream = tokio::net::UnixStream::connect(&self.socket).await?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let req = Request::get(path)
-            .header(hyper::header::HOST, "localhost")
-            .header(hyper::header::ACCEPT, "application/json")
-            .body(Empty::<Bytes>::new())?;
-        Ok(sender.send_request(req).await?)
+        let head = async {
+            let stream = tokio::net::UnixStream::connect(&self.socket).await?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            let req = Request::get(path)
+                .header(hyper::header::HOST, "localhost")
+                .header(hyper::header::ACCEPT, "application/json")
+                .body(Empty::<Bytes>::new())?;
+            Ok::<_, BoxError>(sender.send_request(req).await?)
+        };
+        match tokio::time::timeout(self.timeout, head).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("GET {path}: no answer within {:?}", self.timeout).into()),
+        }
     }
 
     /// `GET path`: the status and the whole body, within the request timeout.
@@ -149,6 +157,28 @@ mod tests {
         assert_eq!(s.push::<V>(b"{\"b\":1}\n{\"a\":5}\n"), vec![V { a: 5 }]);
         assert_eq!(s.push::<V>(b"garbage\n{\"a\":6}\n"), vec![V { a: 6 }]);
         assert!(s.buf.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_daemon_that_never_answers_an_event_stream_times_out() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("mute.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).expect("bind");
+        // Takes the connection, reads nothing, answers nothing.
+        let held = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.expect("accept");
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(s);
+        });
+        let http = UnixHttp {
+            socket,
+            timeout: Duration::from_millis(200),
+        };
+        let started = std::time::Instant::now();
+        let e = http.send("/events").await.expect_err("no answer");
+        assert!(e.to_string().contains("no answer within"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        held.abort();
     }
 
     #[test]
