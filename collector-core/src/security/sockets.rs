@@ -88,7 +88,7 @@ pub struct SocketRow {
     pub local: SocketAddr,
     /// The remote address and port; all zeros for a listening or unconnected socket.
     pub remote: SocketAddr,
-    /// The `st` column. For TCP see [`TcpState`]; UDP uses the same numbers
+    /// The `st` column. For TCP see `TcpState`; UDP uses the same numbers
     /// (`07` unconnected, `01` connected).
     pub state: u8,
     /// Bytes queued for sending and for reading (`tx_queue:rx_queue`).
@@ -211,7 +211,7 @@ pub fn parse_table(text: &str, mut f: impl FnMut(&SocketRow)) -> Result<(), Reas
     each_row(text, |row, _, _| f(row))
 }
 
-/// As [`parse_table`], appended to `out` (so `tcp` and `tcp6` go into one list; rows are
+/// As `parse_table`, appended to `out` (so `tcp` and `tcp6` go into one list; rows are
 /// `Copy`, so a reused `Vec` does not allocate once it is large enough).
 pub fn parse_table_into(text: &str, out: &mut Vec<SocketRow>) -> Result<(), Reason> {
     parse_table(text, |r| out.push(*r))
