@@ -14,6 +14,7 @@ use collector_core::{Container, Controller, Hierarchy, Roots, Snapshot};
 pub mod grafana;
 pub mod osmem;
 pub mod servers;
+pub mod vm;
 pub mod webdriver;
 
 /// The command that prepares a machine for the whole suite.
