@@ -38,6 +38,7 @@ fn every_start_and_stop_is_seen_on_cgroup_v2() {
     let text = String::from_utf8_lossy(&out);
     let f: Value = serde_json::from_str(text.trim())
         .unwrap_or_else(|e| panic!("vm_churn printed no JSON ({e}): {text}"));
+    eprintln!("vm_churn figures: {f}");
     let n = |v: &Value| v.as_f64().unwrap_or_else(|| panic!("no figure: {f}"));
 
     assert_eq!(
@@ -87,14 +88,10 @@ fn every_start_and_stop_is_seen_on_cgroup_v2() {
         "threads not back: {f}"
     );
 
-    // Flat after the warm-up: within 10%, and 2 MB for the allocator's granularity at this
-    // small size.
-    let warm = n(&f["rss_mb"]["after_warmup"]);
-    for at in ["end_of_churn", "settled"] {
-        let rss = n(&f["rss_mb"][at]);
-        assert!(
-            rss <= warm * 1.1 + 2.0,
-            "RSS grew after the warm-up ({at}): {f}"
-        );
-    }
+    // Flat after the warm-up: the median of the churn's second half within 10% of the first
+    // half's, and 2 MB for the allocator's granularity at this small size. (One reading can
+    // meet a sweep's passing buffers: the medians are of a reading a second.)
+    let early = n(&f["rss_mb"]["early_median"]);
+    let late = n(&f["rss_mb"]["late_median"]);
+    assert!(late <= early * 1.1 + 2.0, "RSS grew after the warm-up: {f}");
 }

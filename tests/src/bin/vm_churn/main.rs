@@ -153,6 +153,29 @@ impl Drop for Churn {
     }
 }
 
+/// The median and the largest RSS of each minute of the churn (`[median, max]`), to tell
+/// growth from a passing peak.
+fn rss_by_minute(samples: &[(Instant, f64)], start: Instant, duration_s: f64) -> Vec<Value> {
+    let minutes = (duration_s / 60.0).ceil() as usize;
+    (0..minutes)
+        .map(|m| {
+            let of_minute: Vec<f64> = samples
+                .iter()
+                .filter(|(t, _)| {
+                    t.checked_duration_since(start).is_some_and(|d| {
+                        d.as_secs_f64() < duration_s && d.as_secs() / 60 == m as u64
+                    })
+                })
+                .map(|(_, v)| *v)
+                .collect();
+            match watch::median_max(&of_minute) {
+                Some((median, max)) => json!([median, max]),
+                None => Value::Null,
+            }
+        })
+        .collect()
+}
+
 /// A small xorshift generator: lifetimes need no better, and the tests crate has no `rand`.
 struct Rng(u64);
 
@@ -244,7 +267,7 @@ fn run(a: &Args) -> Result<Value, String> {
     let before = State::read(pid, ex.addr)?;
     log(&format!("before the churn: {:?}", before));
 
-    let scraper = Scraper::start(ex.addr, EVENTS_EVERY_SCRAPES);
+    let scraper = Scraper::start(ex.addr, pid, EVENTS_EVERY_SCRAPES);
     let mut rng = Rng::new(a.seed);
     let per_s = a.rate_per_min / 60.0;
     // At most a second's worth at once: creation lagging on a slow VM catches up gently.
@@ -330,6 +353,26 @@ fn run(a: &Args) -> Result<Value, String> {
             .collect()
     };
     let ok = scrapes.latencies.iter().flatten().count();
+    let rss_by_minute = rss_by_minute(&scrapes.rss, churn.start, a.duration_s);
+    // Flat after the warm-up: the medians of its first and second half, read each second.
+    let mid_s = (a.warmup_s + a.duration_s) / 2.0;
+    let rss_between = |from_s: f64, to_s: f64| -> Option<(f64, f64)> {
+        let v: Vec<f64> = scrapes
+            .rss
+            .iter()
+            .filter(|(t, _)| {
+                let s = t.saturating_duration_since(churn.start).as_secs_f64();
+                from_s <= s && s < to_s
+            })
+            .map(|(_, v)| *v)
+            .collect();
+        watch::median_max(&v)
+    };
+    let (early, late) = (
+        rss_between(a.warmup_s, mid_s),
+        rss_between(mid_s, a.duration_s),
+    );
+    let churn_max = rss_between(a.warmup_s, a.duration_s).map(|m| m.1);
     let figures = json!({
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string()).unwrap_or_default(),
@@ -342,7 +385,12 @@ fn run(a: &Args) -> Result<Value, String> {
         "sweep_errors": after.sweep_errors - before.sweep_errors,
         "sweeps": after.sweeps - before.sweeps,
         "rss_mb": {"before": before.rss_mb, "after_warmup": warm.rss_mb,
-                   "end_of_churn": end_churn.rss_mb, "settled": after.rss_mb},
+                   "end_of_churn": end_churn.rss_mb, "settled": after.rss_mb,
+                   // Read each second: the medians of the first and second half of the churn
+                   // after the warm-up, and the largest reading.
+                   "early_median": early.map(|m| m.0), "late_median": late.map(|m| m.0),
+                   "churn_max": churn_max},
+        "rss_mb_by_minute": rss_by_minute,
         "fds": {"before": before.fds, "settled": after.fds},
         "threads": {"before": before.threads, "end_of_churn": end_churn.threads,
                     "settled": after.threads},

@@ -29,15 +29,19 @@ pub struct State {
 
 impl State {
     pub fn read(pid: u32, addr: SocketAddr) -> Result<State, String> {
-        let body = get(addr, "/metrics")?;
-        let s = |name: &str| series(&body, name, "").unwrap_or(0.0);
+        // The process first: after our own GET its RSS would hold that answer's buffers.
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
             .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+        let fds = count_dir(&format!("/proc/{pid}/fd"))?;
+        let threads = count_dir(&format!("/proc/{pid}/task"))?;
+        let slab_mb = round1(slab_kb() as f64 / 1024.0);
+        let body = get(addr, "/metrics")?;
+        let s = |name: &str| series(&body, name, "").unwrap_or(0.0);
         Ok(State {
-            rss_mb: round1(kb_field(&status, "VmRSS:") as f64 / 1024.0),
-            fds: count_dir(&format!("/proc/{pid}/fd"))?,
-            threads: count_dir(&format!("/proc/{pid}/task"))?,
-            slab_mb: round1(slab_kb() as f64 / 1024.0),
+            rss_mb: rss_mb(&status),
+            fds,
+            threads,
+            slab_mb,
             containers: s("collector_containers"),
             held_descriptors: s("collector_held_descriptors"),
             inotify_watches: s("collector_inotify_watches"),
@@ -69,6 +73,10 @@ pub fn series(body: &str, name: &str, matching: &str) -> Option<f64> {
         .map(|(_, v)| v)
         .collect();
     (!found.is_empty()).then(|| found.iter().sum())
+}
+
+fn rss_mb(status: &str) -> f64 {
+    round1(kb_field(status, "VmRSS:") as f64 / 1024.0)
 }
 
 fn kb_field(text: &str, key: &str) -> u64 {
@@ -103,13 +111,16 @@ pub struct Scrapes {
     pub failures: Vec<String>,
     /// The last sweep's duration as each scrape found it, in seconds.
     pub sweep_s: Vec<Option<f64>>,
+    /// The exporter's RSS (MB) each second: one reading at a moment can meet a sweep's or
+    /// scrape's passing buffers.
+    pub rss: Vec<(Instant, f64)>,
     /// Ids of the `started` and `stopped` events seen in /api/v1/events.
     pub started_ids: BTreeSet<String>,
     pub stopped_ids: BTreeSet<String>,
 }
 
-/// Scrapes /metrics every second, and the recent events (the exporter keeps the last 1,000)
-/// every `events_every` scrapes, until dropped.
+/// Scrapes /metrics and reads the exporter's (`pid`) RSS every second, and the recent events
+/// (the exporter keeps the last 1,000) every `events_every` scrapes, until dropped.
 pub struct Scraper {
     stop: Arc<AtomicBool>,
     pub out: Arc<Mutex<Scrapes>>,
@@ -118,13 +129,15 @@ pub struct Scraper {
 }
 
 impl Scraper {
-    pub fn start(addr: SocketAddr, events_every: usize) -> Scraper {
+    pub fn start(addr: SocketAddr, pid: u32, events_every: usize) -> Scraper {
         let stop = Arc::new(AtomicBool::new(false));
         let out = Arc::new(Mutex::new(Scrapes::default()));
         let (stop2, out2) = (stop.clone(), out.clone());
         let thread = std::thread::spawn(move || {
             let mut n = 0usize;
             while !stop2.load(Ordering::Relaxed) {
+                // RSS before the GET, as `State::read` takes it.
+                let rss = std::fs::read_to_string(format!("/proc/{pid}/status"));
                 let t0 = Instant::now();
                 let r = get(addr, "/metrics");
                 let took = t0.elapsed();
@@ -133,6 +146,9 @@ impl Scraper {
                 }
                 n += 1;
                 let mut o = lock(&out2);
+                if let Ok(status) = rss {
+                    o.rss.push((Instant::now(), rss_mb(&status)));
+                }
                 match r {
                     Ok(body) => {
                         o.latencies.push(Some(took.as_secs_f64()));
@@ -200,6 +216,13 @@ fn gather_events(addr: SocketAddr, out: &Mutex<Scrapes>) {
     }
 }
 
+/// The median and the largest of `values`; `None` when there is none.
+pub fn median_max(values: &[f64]) -> Option<(f64, f64)> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    Some((*v.get(v.len() / 2)?, *v.last()?))
+}
+
 /// The `q` quantile of the figures there are (seconds), in milliseconds.
 pub fn quantile_ms(seconds: &[Option<f64>], q: f64) -> Option<f64> {
     let mut ok: Vec<f64> = seconds.iter().flatten().copied().collect();
@@ -224,6 +247,12 @@ mod tests {
         );
         assert_eq!(super::series(body, "collector_containers", ""), Some(51.0));
         assert_eq!(super::series(body, "collector_sweeps_total", ""), None);
+    }
+
+    #[test]
+    fn median_and_max() {
+        assert_eq!(super::median_max(&[3.0, 1.0, 2.0]), Some((2.0, 3.0)));
+        assert_eq!(super::median_max(&[]), None);
     }
 
     #[test]
