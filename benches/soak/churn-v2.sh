@@ -10,7 +10,8 @@
 #     STABLE=200 RATE=600 DURATION=300 benches/soak/churn-v2.sh  # the run in docs/RELIABILITY.md
 #
 # Environment: STABLE, RATE (a minute), DURATION, WARMUP, SETTLE, MIN_LIFE, MAX_LIFE (seconds),
-# INTERVAL (the exporter's), SEED; VM_MEM (MiB, default 1024), VM_CPUS (default 2), VM_TIMEOUT
+# INTERVAL (the exporter's), SEED, EXPORTER_FLAGS (more exporter flags, space-separated, e.g.
+# "--web.ui-history=0"); VM_MEM (MiB, default 1024), VM_CPUS (default 2), VM_TIMEOUT
 # (default: the run's length plus 10 minutes). Needs root and what scripts/test.sh installs
 # (it runs tests/vm/prepare.sh, which this runs too). Run from anywhere.
 set -euo pipefail
@@ -25,6 +26,8 @@ MIN_LIFE=${MIN_LIFE:-4}
 MAX_LIFE=${MAX_LIFE:-20}
 INTERVAL=${INTERVAL:-1s}
 SEED=${SEED:-0}
+extra=()
+for f in ${EXPORTER_FLAGS:-}; do extra+=(--exporter-flag "$f"); done
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 case "$CARGO_TARGET_DIR" in /*) ;; *) CARGO_TARGET_DIR=$PWD/$CARGO_TARGET_DIR ;; esac
@@ -42,5 +45,5 @@ VM_EXTRA=$CARGO_TARGET_DIR/release/collector-exporter VM_MEM=${VM_MEM:-1024} VM_
     tests/vm/run.sh "$CACHE" "$CARGO_TARGET_DIR/release/vm_churn" \
     --stable "$STABLE" --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" \
     --settle "$SETTLE" --min-life "$MIN_LIFE" --max-life "$MAX_LIFE" --interval "$INTERVAL" \
-    --seed "$SEED"
+    --seed "$SEED" "${extra[@]}"
 echo "churn-v2.sh: $(($(date +%s) - start)) s in all (boot included)" >&2

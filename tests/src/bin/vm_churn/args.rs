@@ -20,11 +20,14 @@ pub struct Args {
     /// The exporter's `--housekeeping.interval`.
     pub interval: String,
     pub exporter: PathBuf,
+    /// More flags for the exporter (`--exporter-flag --web.ui-history=0`, repeatable).
+    pub exporter_flags: Vec<String>,
     pub seed: u64,
 }
 
 pub const USAGE: &str = "usage: vm_churn [--stable N] [--rate PER_MIN] [--duration S] \
-[--warmup S] [--settle S] [--min-life S] [--max-life S] [--interval 1s] [--exporter PATH] [--seed N]";
+[--warmup S] [--settle S] [--min-life S] [--max-life S] [--interval 1s] [--exporter PATH] \
+[--exporter-flag FLAG]... [--seed N]";
 
 impl Args {
     pub fn parse(args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -38,6 +41,7 @@ impl Args {
             max_life_s: 20.0,
             interval: "1s".into(),
             exporter: default_exporter(),
+            exporter_flags: Vec::new(),
             seed: 0,
         };
         let mut args = args;
@@ -56,6 +60,7 @@ impl Args {
                 "--max-life" => a.max_life_s = v.parse().map_err(|e| bad(&e))?,
                 "--interval" => a.interval = v,
                 "--exporter" => a.exporter = PathBuf::from(v),
+                "--exporter-flag" => a.exporter_flags.push(v),
                 "--seed" => a.seed = v.parse().map_err(|e| bad(&e))?,
                 _ => return Err(format!("unknown argument {flag:?}; {USAGE}")),
             }

@@ -259,6 +259,7 @@ fn run(a: &Args) -> Result<Value, String> {
         include.as_str(),
     ];
     flags.extend(tests::NO_RUNTIMES);
+    flags.extend(a.exporter_flags.iter().map(String::as_str));
     let mut ex = tests::Exporter::start(&exporter, &flags);
     let pid = ex.child.id();
     wait_ready(&ex, a.stable)?;
@@ -379,6 +380,7 @@ fn run(a: &Args) -> Result<Value, String> {
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "stable": a.stable, "rate_per_min": a.rate_per_min, "duration_s": a.duration_s,
         "interval": a.interval, "min_life_s": a.min_life_s, "max_life_s": a.max_life_s,
+        "exporter_flags": a.exporter_flags,
         "created": created, "destroyed": destroyed, "behind_schedule": behind,
         "started_events": after.started - before.started,
         "stopped_events": after.stopped - before.stopped,
