@@ -15,6 +15,7 @@ pub mod fake_runtime;
 pub mod grafana;
 pub mod osmem;
 pub mod servers;
+pub mod vm;
 pub mod webdriver;
 
 /// The command that prepares a machine for the whole suite.

@@ -4,76 +4,21 @@
 //! snapshot as JSON. Needs root, apt and about 15 s; the kernel is cached in
 //! `$CARGO_TARGET_DIR/vm-cache` (default `target/vm-cache`) by `tests/vm/prepare.sh`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use serde_json::Value;
 
 const MIB: u64 = 1024 * 1024;
-const SETUP_HINT: &str = "set the machine up with `scripts/test.sh` (it runs `tests/vm/prepare.sh <cache>`, \
-     which needs root and apt for qemu-system-x86, busybox-static, cpio and the linux-image-6.1 package)";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-fn cache_dir(ws: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(t) if !t.is_empty() => ws.join(t).join("vm-cache"),
-        _ => ws.join("target").join("vm-cache"),
-    }
-}
-
-fn tail(text: &[u8], lines: usize) -> String {
-    let s = String::from_utf8_lossy(text);
-    let all: Vec<&str> = s.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
 
 /// Runs the probe in the VM and returns its JSON output.
 fn run_probe_in_vm() -> Value {
-    let ws = workspace();
-    let cache = cache_dir(&ws);
-    let prepare = ws.join("tests/vm/prepare.sh");
-    let out = Command::new("bash")
-        .arg(&prepare)
-        .arg(&cache)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {SETUP_HINT}", prepare.display()));
-    assert!(
-        out.status.success(),
-        "cgroup v2 VM prerequisites missing: `{} {}` failed ({}):\n{}\n{SETUP_HINT}",
-        prepare.display(),
-        cache.display(),
-        out.status,
-        tail(&out.stderr, 30)
+    let out = tests::vm::run_probe(
+        env!("CARGO_BIN_EXE_v2_probe"),
+        &["--sleep-ms", "1000"],
+        &[("VM_TIMEOUT", "150")],
     );
-
-    let run = ws.join("tests/vm/run.sh");
-    let started = std::time::Instant::now();
-    let out = Command::new("bash")
-        .arg(&run)
-        .arg(&cache)
-        .arg(env!("CARGO_BIN_EXE_v2_probe"))
-        .args(["--sleep-ms", "1000"])
-        .env("VM_TIMEOUT", "150")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {SETUP_HINT}", run.display()));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stderr}");
-    eprintln!("VM run took {:.1}s", started.elapsed().as_secs_f64());
-    assert!(
-        out.status.success(),
-        "tests/vm/run.sh failed ({}); if qemu or the kernel cache is missing, {SETUP_HINT}. stderr:\n{stderr}",
-        out.status
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    serde_json::from_slice(&out).unwrap_or_else(|e| {
         panic!(
             "probe output is not JSON ({e}):\n{}",
-            String::from_utf8_lossy(&out.stdout)
+            String::from_utf8_lossy(&out)
         )
     })
 }

@@ -16,6 +16,9 @@ mkdir -p /dev/shm && mount -t tmpfs tmpfs /dev/shm
 say() { echo "vm-setup: $*"; }
 fail() { echo "vm-setup: FAILED: $*"; }
 
+# Loopback up: probes that start a server (the exporter) listen on 127.0.0.1.
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up || fail "loopback up"
+
 CG=/sys/fs/cgroup
 mount -t cgroup2 cgroup2 $CG || fail "mount cgroup2"
 say "kernel $(uname -r) cpus $(nproc)"

@@ -7,7 +7,9 @@
 #
 # Usage: tests/vm/run.sh CACHE_DIR PROBE_BINARY [PROBE ARGS...]
 #   CACHE_DIR is what tests/vm/prepare.sh CACHE_DIR filled.
-# Environment: VM_TIMEOUT (seconds, default 180), VM_KEEP=1 keeps the temp dir (path on stderr).
+# Environment: VM_TIMEOUT (seconds, default 180), VM_KEEP=1 keeps the temp dir (path on stderr),
+# VM_MEM (MiB, default 512), VM_CPUS (default 1), VM_EXTRA=/path/a:/path/b puts each of these
+# executables (and its shared libraries) at /extra/<file name> beside the probe.
 # Exit codes: probe's code on success; 90 = bad usage/missing input; 91 = VM failed or timed out
 # (markers missing; the console tail is printed on stderr).
 set -euo pipefail
@@ -20,11 +22,19 @@ PROBE=$2
 shift 2
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TIMEOUT=${VM_TIMEOUT:-180}
+MEM=${VM_MEM:-512}
+CPUS=${VM_CPUS:-1}
+EXTRA=()
+[ -z "${VM_EXTRA:-}" ] || IFS=: read -r -a EXTRA <<<"$VM_EXTRA"
 
 for f in vmlinuz configfs.ko null_blk.ko; do
     [ -s "$CACHE_DIR/$f" ] || die "$CACHE_DIR/$f missing: run tests/vm/prepare.sh $CACHE_DIR first"
 done
 [ -f "$PROBE" ] && [ -x "$PROBE" ] || die "probe binary $PROBE is not an executable file"
+for x in "${EXTRA[@]}"; do
+    [ -f "$x" ] && [ -x "$x" ] || die "VM_EXTRA: $x is not an executable file"
+done
+case "$MEM$CPUS" in *[!0-9]*) die "VM_MEM and VM_CPUS must be numbers" ;; esac
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: run tests/vm/prepare.sh"
 command -v cpio >/dev/null || die "cpio missing: run tests/vm/prepare.sh"
 [ -x /bin/busybox ] || die "/bin/busybox missing: run tests/vm/prepare.sh"
@@ -51,30 +61,38 @@ chmod 755 "$ROOT/init"
 cp "$CACHE_DIR/configfs.ko" "$CACHE_DIR/null_blk.ko" "$ROOT/modules/"
 mknod "$ROOT/dev/console" c 5 1 2>/dev/null || true
 
-# The probe (debug info stripped from a copy: smaller initramfs, faster boot) and its libraries.
-if command -v objcopy >/dev/null && objcopy --strip-debug "$PROBE" "$ROOT/probe" 2>/dev/null; then
-    :
-else
-    cp "$PROBE" "$ROOT/probe"
-fi
-chmod 755 "$ROOT/probe"
-ldd_out=$(ldd "$PROBE" 2>&1 || true)
-case "$ldd_out" in
-    *"not a dynamic executable"* | *"statically linked"*) ;;
-    *)
-        while read -r line; do
-            lib=""
-            case "$line" in
-                *"=> not found"*) die "ldd: $line" ;;
-                *" => /"*) lib=${line#* => }; lib=${lib%% (*} ;;
-                /*) lib=${line%% (*} ;;
-            esac
-            [ -n "$lib" ] || continue
-            mkdir -p "$ROOT$(dirname "$lib")"
-            cp -L "$lib" "$ROOT$lib"
-        done <<<"$ldd_out"
-        ;;
-esac
+# An executable (debug info stripped from a copy: smaller initramfs, faster boot) and its
+# shared libraries, at their host paths.
+install_exe() { # source, destination in the initramfs
+    if command -v objcopy >/dev/null && objcopy --strip-debug "$1" "$2" 2>/dev/null; then
+        :
+    else
+        cp "$1" "$2"
+    fi
+    chmod 755 "$2"
+    local ldd_out line lib
+    ldd_out=$(ldd "$1" 2>&1 || true)
+    case "$ldd_out" in
+        *"not a dynamic executable"* | *"statically linked"*) return 0 ;;
+    esac
+    while read -r line; do
+        lib=""
+        case "$line" in
+            *"=> not found"*) die "ldd $1: $line" ;;
+            *" => /"*) lib=${line#* => }; lib=${lib%% (*} ;;
+            /*) lib=${line%% (*} ;;
+        esac
+        [ -n "$lib" ] || continue
+        [ -e "$ROOT$lib" ] && continue
+        mkdir -p "$ROOT$(dirname "$lib")"
+        cp -L "$lib" "$ROOT$lib"
+    done <<<"$ldd_out"
+}
+install_exe "$PROBE" "$ROOT/probe"
+for x in "${EXTRA[@]}"; do
+    mkdir -p "$ROOT/extra"
+    install_exe "$x" "$ROOT/extra/$(basename "$x")"
+done
 
 : >"$ROOT/probe.args"
 for a in "$@"; do printf '%s\n' "$a" >>"$ROOT/probe.args"; done
@@ -84,7 +102,7 @@ for a in "$@"; do printf '%s\n' "$a" >>"$ROOT/probe.args"; done
 CONSOLE=$WORK/console.log
 start=$(date +%s.%N)
 set +e
-timeout --kill-after=5 "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m 512 -nographic -no-reboot \
+timeout --kill-after=5 "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m "$MEM" -smp "$CPUS" -nographic -no-reboot \
     -kernel "$CACHE_DIR/vmlinuz" -initrd "$WORK/initrd.gz" \
     -append "console=ttyS0 quiet panic=-1" </dev/null >"$CONSOLE" 2>&1
 qrc=$?

@@ -332,6 +332,13 @@ impl Collector {
                 let mut t = tracked.remove(i);
                 t.unwatch(sweep.spec_watch.as_deref_mut());
                 if t.id != "/" {
+                    // Found by this sweep's walk and gone before its read (a long sweep): it
+                    // did start, and no stop goes out without its start. Not looked up: a
+                    // runtime would be asked about a container that is no more.
+                    if t.announce_start {
+                        out.events
+                            .push(t.event(EventKind::Started, out.timestamp_ms, 1));
+                    }
                     out.events
                         .push(t.event(EventKind::Stopped, out.timestamp_ms, 1));
                 }

@@ -24,7 +24,8 @@ pub(super) struct Tracked {
     pub meta: Metadata,
     /// The metadata provider's generation when `meta` was last looked up.
     pub meta_generation: Option<u64>,
-    /// New since the first scan: a `Started` event is due after its first read.
+    /// New since the first scan: a `Started` event is due after its first read (or with its
+    /// `Stopped`, when it is gone before).
     pub announce_start: bool,
     /// The OOM kill counter at the last sweep, to notice kills.
     pub last_oom_kills: Option<u64>,
