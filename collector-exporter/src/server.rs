@@ -183,7 +183,9 @@ fn metrics(app: &Arc<App>, req: &Request<hyper::body::Incoming>) -> Resp {
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
     let (tx, body) = Body::pieces(2);
-    if gzip || app.shared_bodies.share_plain() {
+    // A HEAD takes no body: written apart, its writer stops at the first piece.
+    let head = req.method() == hyper::Method::HEAD;
+    if !head && (gzip || app.shared_bodies.share_plain()) {
         // Made once for the sweep, shared by every scrape of it.
         let (shared, write) = app.shared_bodies.get(&snap, format, gzip);
         if write {
@@ -207,12 +209,12 @@ fn metrics(app: &Arc<App>, req: &Request<hyper::body::Incoming>) -> Resp {
         tokio::task::spawn_blocking(move || {
             let data = tx.clone();
             let mut bytes = 0u64;
-            let written = write_metrics(&app, &snap, format, false, |b| {
+            let written = write_metrics(&app, &snap, format, gzip, |b| {
                 bytes += b.len() as u64;
                 data.blocking_send(Piece::Data(b))
                     .map_err(|_| std::fmt::Error)
             });
-            if written.is_ok() {
+            if written.is_ok() && !gzip {
                 app.shared_bodies.plain_written(bytes);
             }
             if written
