@@ -7,7 +7,9 @@
 # /api/v1/events.
 #
 #     benches/soak/churn-v2.sh                                   # 50 stay, 300/min, 60 s
-#     STABLE=200 RATE=600 DURATION=300 benches/soak/churn-v2.sh  # the run in docs/RELIABILITY.md
+#     STABLE=200 RATE=600 DURATION=900 WARMUP=60 SETTLE=20 benches/soak/churn-v2.sh
+#     VM_MEM=2048 STABLE=1000 RATE=1000 DURATION=600 WARMUP=60 SETTLE=20 benches/soak/churn-v2.sh
+#                                                     # the runs in docs/RELIABILITY.md
 #
 # Environment: STABLE, RATE (a minute), DURATION, WARMUP, SETTLE, MIN_LIFE, MAX_LIFE (seconds),
 # INTERVAL (the exporter's), SEED, EXPORTER_FLAGS (more exporter flags, space-separated, e.g.
