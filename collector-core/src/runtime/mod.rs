@@ -843,12 +843,12 @@ mod tests {
         assert_eq!(p.lookup(&i, ""), None);
     }
 
-    #[test]
-    fn a_miss_asks_the_runtime_only_when_it_is_up() {
+    /// Providers of one source, down, whose lookups' wants land in the receiver.
+    fn asking(source: Source) -> (Providers, Arc<Shared>, tokio::sync::mpsc::Receiver<Want>) {
         let generation = Arc::new(AtomicU64::new(0));
-        let (tx, mut rx) = tokio::sync::mpsc::channel(WANT_QUEUE);
+        let (tx, rx) = tokio::sync::mpsc::channel(WANT_QUEUE);
         let s = Arc::new(Shared {
-            source: Source::Crio,
+            source,
             socket: "/nonexistent".into(),
             up: AtomicBool::new(false),
             announce: AtomicBool::new(true),
@@ -856,12 +856,17 @@ mod tests {
             generation: generation.clone(),
             want: Some(tx),
         });
-        let (stop, _) = tokio::sync::watch::channel(false);
         let p = Providers {
             sources: vec![s.clone()],
             generation,
-            stop,
+            stop: tokio::sync::watch::channel(false).0,
         };
+        (p, s, rx)
+    }
+
+    #[test]
+    fn a_miss_asks_the_runtime_only_when_it_is_up() {
+        let (p, s, mut rx) = asking(Source::Crio);
         let cg = format!("/kubepods.slice/x/crio-{ID}.scope");
         let i = classify(&cg, &[]);
         assert_eq!(p.lookup(&i, &cg), None);
@@ -879,22 +884,7 @@ mod tests {
 
     #[test]
     fn a_containerd_miss_names_a_namespace_only_for_a_bare_id_under_it() {
-        let generation = Arc::new(AtomicU64::new(0));
-        let (tx, mut rx) = tokio::sync::mpsc::channel(WANT_QUEUE);
-        let s = Arc::new(Shared {
-            source: Source::Containerd,
-            socket: "/nonexistent".into(),
-            up: AtomicBool::new(false),
-            announce: AtomicBool::new(true),
-            table: RwLock::new(Table::new()),
-            generation: generation.clone(),
-            want: Some(tx),
-        });
-        let p = Providers {
-            sources: vec![s.clone()],
-            generation,
-            stop: tokio::sync::watch::channel(false).0,
-        };
+        let (p, s, mut rx) = asking(Source::Containerd);
         s.mark_up();
         let ns = vec!["default".to_string()];
         let asked = |cg: &str, rx: &mut tokio::sync::mpsc::Receiver<Want>| {
