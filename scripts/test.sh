@@ -36,6 +36,8 @@ command -v losetup >/dev/null && command -v umount >/dev/null || need+=(mount)
 command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || need+=(python3 python3-pip)
 # The alert-rule tests read the rules with PyYAML (tests/tests/alert_rules.rs).
 python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
+# libFuzzer, built by libfuzzer-sys when clippy checks the fuzz crates, is C++.
+command -v c++ >/dev/null || need+=(g++)
 # The web page in a headless browser (tests/tests/web_ui.rs).
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
