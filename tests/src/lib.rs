@@ -572,6 +572,23 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// Waits `secs`, then scrapes `/metrics` and asserts the exporter swept on its 500 ms interval
+/// meanwhile (at least 80% of the sweeps due); returns the body and the sweeps counted.
+pub fn swept_on_500ms_interval(exp: &Exporter, secs: u64) -> (String, f64) {
+    let started = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    let body = exp.get("/metrics").text();
+    let elapsed = started.elapsed().as_secs_f64();
+    let sweeps = samples(&body, "collector_sweeps_total")
+        .first()
+        .map_or(0.0, |(_, v)| *v);
+    assert!(
+        sweeps >= elapsed * 2.0 * 0.8,
+        "{sweeps} sweeps in {elapsed:.1} s at 500 ms"
+    );
+    (body, sweeps)
+}
+
 /// Parses the Prometheus text format into (name, labels, value) for the lines of a family.
 pub fn samples<'a>(body: &'a str, name: &str) -> Vec<(&'a str, f64)> {
     body.lines()

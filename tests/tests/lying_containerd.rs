@@ -7,7 +7,6 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::Frame;
@@ -16,7 +15,7 @@ use tests::fake_runtime::{
     containerd_honest, grpc_frame, grpc_message, grpc_ok, grpc_response, Body, Call,
     ContainerdContainer, FakeServer, Handler, Protocol,
 };
-use tests::{samples, Exporter, TestCgroup};
+use tests::{Exporter, TestCgroup};
 
 const BIN: &str = env!("CARGO_BIN_EXE_exporter");
 
@@ -147,17 +146,7 @@ impl Seen {
 /// Waits `secs`, then reads `/metrics` and asserts the exporter swept on its 500 ms interval
 /// meanwhile (at least 80% of the sweeps due).
 fn after(exp: &Exporter, secs: u64) -> Seen {
-    let started = Instant::now();
-    std::thread::sleep(Duration::from_secs(secs));
-    let body = exp.get("/metrics").text();
-    let elapsed = started.elapsed().as_secs_f64();
-    let sweeps = samples(&body, "collector_sweeps_total")
-        .first()
-        .map_or(0.0, |(_, v)| *v);
-    assert!(
-        sweeps >= elapsed * 2.0 * 0.8,
-        "{sweeps} sweeps in {elapsed:.1} s at 500 ms"
-    );
+    let (body, _) = tests::swept_on_500ms_interval(exp, secs);
     let log = exp.log.lock().map(|l| l.clone()).unwrap_or_default();
     Seen {
         body,

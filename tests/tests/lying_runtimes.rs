@@ -9,9 +9,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tests::{samples, Exporter, TestCgroup};
+use tests::{Exporter, TestCgroup};
 
 const BIN: &str = env!("CARGO_BIN_EXE_exporter");
 
@@ -220,17 +220,7 @@ fn against(lie: Lie, secs: u64) -> (f64, String, Option<String>, f64, usize) {
             "--runtime.crio-socket=off",
         ],
     );
-    let started = Instant::now();
-    std::thread::sleep(Duration::from_secs(secs));
-    let body = exp.get("/metrics").text();
-    let elapsed = started.elapsed().as_secs_f64();
-    let sweeps = samples(&body, "collector_sweeps_total")
-        .first()
-        .map_or(0.0, |(_, v)| *v);
-    assert!(
-        sweeps >= elapsed * 2.0 * 0.8,
-        "{sweeps} sweeps in {elapsed:.1} s at 500 ms"
-    );
+    let (body, sweeps) = tests::swept_on_500ms_interval(&exp, secs);
     let needle = format!("id=\"{}\"", cg.leaf.id);
     let line = body
         .lines()
